@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Feature macros, decided at compile time from what the translation unit can see.
+//
+//   LONGNET_HAS_OPENMP   1 when compiled with OpenMP (-fopenmp): kernels run in parallel.
+//   LONGNET_HAS_XSIMD    1 when <xsimd/xsimd.hpp> is available and LONGNET_FORCE_SCALAR is not set.
+//   LONGNET_FORCE_SCALAR define to 1 (or CMake option LONGNET_FORCE_SCALAR) to select the portable
+//                        scalar kernels, e.g. to test them against the SIMD ones.
+
+#if defined(_OPENMP)
+#define LONGNET_HAS_OPENMP 1
+#else
+#define LONGNET_HAS_OPENMP 0
+#endif
+
+#ifndef LONGNET_FORCE_SCALAR
+#define LONGNET_FORCE_SCALAR 0
+#endif
+
+#if !LONGNET_FORCE_SCALAR && defined(__has_include)
+#if __has_include(<xsimd/xsimd.hpp>)
+#define LONGNET_HAS_XSIMD 1
+#else
+#define LONGNET_HAS_XSIMD 0
+#endif
+#else
+#define LONGNET_HAS_XSIMD 0
+#endif

@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Umbrella header: the only include a user needs.
+
+#include "longnet/attention.hpp"
+#include "longnet/config.hpp"
+#include "longnet/dilated_attention.hpp"
+#include "longnet/numeric.hpp"
+#include "longnet/options.hpp"
+#include "longnet/tensor.hpp"
+#include "longnet/version.hpp"
