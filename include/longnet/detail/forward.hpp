@@ -1,76 +1,156 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// TEMPORARY straightforward forward (being replaced by the packed SIMD kernel).
+// The forward driver: branches run one after another; inside a branch, tasks (batch, head, segment,
+// query chunk) run in parallel, each packing its segment's selected rows and calling attend_packed.
+// Every output row is written by exactly one task per branch, and branches merge into the output in a
+// fixed order through the running log-sum-exp (online merge, no per-branch buffers), so results are
+// bitwise identical for any thread count.
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "longnet/detail/pack.hpp"
+#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/simd.hpp"
+#include "longnet/detail/threading.hpp"
+#include "longnet/detail/workspace.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/options.hpp"
 #include "longnet/tensor.hpp"
 
 namespace longnet::detail {
 
-template <class T>
+// Geometry of one branch over a sequence of length N for one head.
+struct branch_geometry {
+    index_t segment_length;  // min(w, N): a branch longer than the sequence is one segment
+    index_t dilation;
+    index_t segments;        // ceil(N / segment_length)
+    index_t max_selected;    // ceil(segment_length / r): selected rows of a full segment
+
+    branch_geometry(const branch& br, index_t seq) noexcept
+        : segment_length(std::min(br.segment_length, seq)),
+          dilation(br.dilation),
+          segments((seq + segment_length - 1) / segment_length),
+          max_selected((segment_length + br.dilation - 1) / br.dilation) {}
+
+    // The rows head offset `offset` selects in segment g.
+    row_selection select(index_t g, index_t offset, index_t seq) const noexcept {
+        const index_t start = g * segment_length;
+        const index_t len = std::min(segment_length, seq - start);
+        row_selection s;
+        s.first = start + offset;
+        s.stride = dilation;
+        s.count = len > offset ? (len - offset + dilation - 1) / dilation : 0;
+        return s;
+    }
+};
+
+// Per-thread scratch of the forward, sized for a segment of up to max_keys selected rows.
+template <class A, class Arch>
+struct forward_workspace {
+    using K = kernel_shape<A, Arch>;
+    aligned_buffer<A> q, kt, v, s, o, stats;
+    forward_workspace(index_t max_queries, index_t max_keys, index_t dim) {
+        const index_t dv = K::padded_dim(dim);
+        const index_t keys_pad = K::key_blocks(max_keys) * K::key_block;
+        q.reserve(static_cast<std::size_t>(K::padded_queries(max_queries) * dim));
+        kt.reserve(static_cast<std::size_t>(keys_pad * dim));
+        v.reserve(static_cast<std::size_t>(keys_pad * dv));
+        s.reserve(static_cast<std::size_t>(K::query_block * K::key_block));
+        o.reserve(static_cast<std::size_t>(K::query_block * dv));
+        stats.reserve(static_cast<std::size_t>(2 * K::query_block));
+    }
+    attend_scratch<A> scratch() const noexcept {
+        return {s.data(), o.data(), stats.data(), stats.data() + K::query_block};
+    }
+};
+
+// Merge one branch's (o_i, l_i) for a row into out/lse: L' = logaddexp(L, l_i),
+// out = out·exp(L − L') + o_i·exp(l_i − L').
+template <class T, class A>
+inline void merge_row(T* out_row, A& lse, const A* o_row, A l, index_t dim) noexcept {
+    const A old = lse;
+    if (old == -std::numeric_limits<A>::infinity()) {  // first branch to reach this row
+        for (index_t d = 0; d < dim; ++d) out_row[d] = from_accum<T>(o_row[d]);
+        lse = l;
+        return;
+    }
+    const A hi = std::max(old, l);
+    const A merged = hi + std::log1p(std::exp(-std::fabs(old - l)));
+    const A w_old = std::exp(old - merged), w_new = std::exp(l - merged);
+    for (index_t d = 0; d < dim; ++d) out_row[d] = from_accum<T>(w_old * to_accum<A>(out_row[d]) + w_new * o_row[d]);
+    lse = std::isnan(l) ? l : merged;
+}
+
+template <class T, class Arch = simd::native>
 void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<T> out,
-             const dilated_options& opt, lse_view<accum_t<T>> lse_out) {
+             const dilated_options& opt, lse_view<accum_t<T>> lse_user) {
     using A = accum_t<T>;
+    using K = kernel_shape<A, Arch>;
     const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
-    if (q.size() == 0) return;
+    if (B == 0 || N == 0 || H == 0) return;
     const A scale = static_cast<A>(effective_scale(opt.scale, D));
-    std::vector<A> lse_buf(static_cast<std::size_t>(N));
-    std::vector<A> acc(static_cast<std::size_t>(N * D));
-    std::vector<A> s;
-    for (index_t b = 0; b < B; ++b)
-        for (index_t h = 0; h < H; ++h) {
-            std::fill(lse_buf.begin(), lse_buf.end(), -std::numeric_limits<A>::infinity());
-            std::fill(acc.begin(), acc.end(), A(0));
-            for (const branch& br : opt.branches) {
-                const index_t r = br.dilation, o = head_offset(opt.offsets, h, H, r);
-                const index_t w = opt.tail == tail_mode::zero_pad ? std::min(br.segment_length, N) : br.segment_length;
-                for (index_t s0 = 0; s0 < N; s0 += w) {
-                    const index_t e = std::min(s0 + w, N);
-                    index_t m = e > s0 + o ? (e - s0 - o + r - 1) / r : 0;
-                    index_t padded = 0;
-                    if (opt.tail == tail_mode::zero_pad && !opt.causal) padded = (w + r - 1) / r - m;
-                    for (index_t i = 0; i < m; ++i) {
-                        const index_t p = s0 + o + i * r;
-                        const index_t kend = opt.causal ? i + 1 : m;
-                        s.assign(static_cast<std::size_t>(kend), A(0));
-                        A mx = padded > 0 ? A(0) : -std::numeric_limits<A>::infinity();
-                        for (index_t j = 0; j < kend; ++j) {
-                            A dot = 0;
-                            for (index_t d = 0; d < D; ++d)
-                                dot += to_accum<A>(q(b, p, h, d)) * to_accum<A>(k(b, s0 + o + j * r, h, d));
-                            s[static_cast<std::size_t>(j)] = dot * scale;
-                            mx = std::max(mx, dot * scale);
-                        }
-                        A sum = static_cast<A>(padded) * std::exp(-mx);
-                        std::vector<A> o_i(static_cast<std::size_t>(D), A(0));
-                        for (index_t j = 0; j < kend; ++j) {
-                            const A e2 = std::exp(s[static_cast<std::size_t>(j)] - mx);
-                            sum += e2;
-                            for (index_t d = 0; d < D; ++d)
-                                o_i[static_cast<std::size_t>(d)] += e2 * to_accum<A>(v(b, s0 + o + j * r, h, d));
-                        }
-                        const A l_i = mx + std::log(sum);
-                        A& L = lse_buf[static_cast<std::size_t>(p)];
-                        const A Ln = std::max(L, l_i) + std::log1p(std::exp(-std::fabs(L - l_i)));
-                        const A wa = std::exp(L - Ln), wb = std::exp(l_i - Ln) / sum;
-                        for (index_t d = 0; d < D; ++d) {
-                            A& a = acc[static_cast<std::size_t>(p * D + d)];
-                            a = a * wa + wb * o_i[static_cast<std::size_t>(d)];
-                        }
-                        L = Ln;
-                    }
+
+    // running log-sum-exp per row: the caller's lse, else a [B, N, H] buffer of our own
+    std::vector<A> lse_own;
+    lse_view<A> lse = lse_user;
+    if (lse.empty()) {
+        lse_own.resize(static_cast<std::size_t>(B * N * H));
+        lse = lse_view<A>(lse_own.data(), B, N, H);
+    }
+    // rows no branch selects stay O = 0, LSE = −inf
+    constexpr index_t init_rows = 4096;  // rows per initialisation task
+    const index_t init_tasks = (B * N + init_rows - 1) / init_rows;
+    parallel_tasks(
+        init_tasks, [] { return 0; },
+        [&](int&, index_t t) {
+            for (index_t bn = t * init_rows; bn < std::min(B * N, (t + 1) * init_rows); ++bn) {
+                const index_t b = bn / N, n = bn % N;
+                for (index_t h = 0; h < H; ++h) {
+                    std::fill(out.row(b, n, h), out.row(b, n, h) + D, from_accum<T>(A(0)));
+                    lse(b, n, h) = -std::numeric_limits<A>::infinity();
                 }
             }
-            for (index_t n = 0; n < N; ++n) {
-                for (index_t d = 0; d < D; ++d) out(b, n, h, d) = from_accum<T>(acc[static_cast<std::size_t>(n * D + d)]);
-                if (!lse_out.empty()) lse_out(b, n, h) = lse_buf[static_cast<std::size_t>(n)];
-            }
-        }
+        });
+
+    const int threads = max_threads();
+    for (const branch& br : opt.branches) {
+        const branch_geometry geo(br, N);
+        const index_t segment_tasks = B * H * geo.segments;
+        // split segments into query chunks when there are too few segments to keep every thread busy
+        index_t chunks = 1;
+        const index_t max_chunks = (geo.max_selected + K::query_block - 1) / K::query_block;
+        if (segment_tasks < 4 * threads) chunks = std::min(max_chunks, (4 * threads + segment_tasks - 1) / segment_tasks);
+        const index_t chunk = (geo.max_selected + chunks - 1) / chunks;
+        const index_t chunk_rows = (chunk + K::query_block - 1) / K::query_block * K::query_block;
+        const index_t pad_keys_full = (opt.tail == tail_mode::zero_pad && !opt.causal) ? geo.max_selected : 0;
+
+        parallel_tasks(
+            segment_tasks * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, geo.max_selected, D); },
+            [&](forward_workspace<A, Arch>& ws, index_t t) {
+                const index_t c = t % chunks;
+                const index_t g = (t / chunks) % geo.segments;
+                const index_t h = (t / chunks / geo.segments) % H;
+                const index_t b = t / chunks / geo.segments / H;
+                const index_t offset = head_offset(opt.offsets, h, H, geo.dilation);
+                const row_selection sel = geo.select(g, offset, N);
+                const index_t q_begin = c * chunk_rows;
+                if (q_begin >= sel.count) return;
+                const index_t nq = std::min(sel.count, q_begin + chunk_rows) - q_begin;
+                const index_t nk = opt.causal ? q_begin + nq : sel.count;
+                const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - sel.count : 0;
+                pack_queries<A, Arch>(q, b, h, sel, q_begin, nq, scale, ws.q.data());
+                pack_keys<A, Arch>(k, b, h, sel, nk, ws.kt.data());
+                pack_values<A, Arch>(v, b, h, sel, nk, ws.v.data());
+                attend_packed<A, Arch>(ws.q.data(), nq, ws.kt.data(), ws.v.data(), nk, D, opt.causal, q_begin, pad_keys,
+                                       ws.scratch(), [&](index_t i, const A* o_row, A l) {
+                                           const index_t p = sel.position(q_begin + i);
+                                           merge_row<T, A>(out.row(b, p, h), lse(b, p, h), o_row, l, D);
+                                       });
+            });
+    }
 }
 
 }  // namespace longnet::detail

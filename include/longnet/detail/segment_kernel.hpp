@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The compute core: dense softmax attention of packed queries against packed keys/values with an online
+// (flash-style) softmax. Everything LongNet does is this kernel over other layouts: a dilated segment is
+// the rows first, first + r, first + 2r, ... of a (b, h) slice (see pack.hpp), dense attention is one
+// segment with r = 1.
+//
+// Packed formats (A = accumulator type, float or double):
+//   Q  [nq_pad][D]          queries already multiplied by the scale τ; nq_pad = round_up(nq, row_tile)
+//   Kt [nk_blocks][D][KB]   keys transposed per block of KB keys, zero beyond nk
+//   V  [nk_blocks*KB][Dv]   values, Dv = round_up(D, width), zero padding
+// Causal: query i (0-based) sees keys j <= i + causal_shift.
+// Blocks of keys entirely above the diagonal are skipped, never computed.
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "longnet/detail/simd.hpp"
+#include "longnet/tensor.hpp"
+
+namespace longnet::detail {
+
+template <class A, class Arch>
+struct kernel_shape {
+    using ops_t = simd::ops<A, Arch>;
+    static constexpr index_t width = ops_t::width;
+    static constexpr index_t qk_rows = 8;          // rows of the QKᵀ register tile
+    static constexpr index_t qk_cols = 2 * width;  // columns of the QKᵀ register tile
+    static constexpr index_t pv_rows = 4;          // rows of the PV register tile
+    static constexpr index_t pv_regs = 4;          // registers per row of the PV tile (4·width columns)
+    static constexpr index_t query_block = 64;     // queries per block (multiple of qk_rows and pv_rows)
+    static constexpr index_t key_block = 128;      // keys per block (multiple of qk_cols)
+    static index_t padded_dim(index_t d) noexcept { return (d + width - 1) / width * width; }
+    static index_t key_blocks(index_t nk) noexcept { return (nk + key_block - 1) / key_block; }
+    static index_t padded_queries(index_t nq) noexcept { return (nq + qk_rows - 1) / qk_rows * qk_rows; }
+};
+
+// S[0..R)[0..2W) = Q[0..R)[0..D) · Kt[0..D)[0..2W)   (Kt rows are ldk apart)
+template <class A, class Arch, int R>
+inline void qk_tile(const A* q, index_t ldq, const A* kt, index_t ldk, index_t dim, A* s, index_t lds) noexcept {
+    using O = simd::ops<A, Arch>;
+    using reg = typename O::reg;
+    constexpr index_t W = O::width;
+    reg acc0[R], acc1[R];
+    for (int i = 0; i < R; ++i) acc0[i] = acc1[i] = O::zero();
+    for (index_t d = 0; d < dim; ++d) {
+        const reg k0 = O::load(kt + d * ldk);
+        const reg k1 = O::load(kt + d * ldk + W);
+        for (int i = 0; i < R; ++i) {
+            const reg qb = O::broadcast(q[i * ldq + d]);
+            acc0[i] = O::fma(qb, k0, acc0[i]);
+            acc1[i] = O::fma(qb, k1, acc1[i]);
+        }
+    }
+    for (int i = 0; i < R; ++i) {
+        O::store(s + i * lds, acc0[i]);
+        O::store(s + i * lds + W, acc1[i]);
+    }
+}
+
+// O[0..R)[cols] += P[0..R)[0..nk) · V[0..nk)[cols], cols = C registers starting at column c0
+template <class A, class Arch, int R, int C>
+inline void pv_tile(const A* p, index_t ldp, const A* v, index_t ldv, index_t nk, A* o, index_t ldo) noexcept {
+    using O = simd::ops<A, Arch>;
+    using reg = typename O::reg;
+    constexpr index_t W = O::width;
+    reg acc[R][C];
+    for (int i = 0; i < R; ++i)
+        for (int c = 0; c < C; ++c) acc[i][c] = O::load(o + i * ldo + c * W);
+    for (index_t j = 0; j < nk; ++j) {
+        reg vr[C];
+        for (int c = 0; c < C; ++c) vr[c] = O::load(v + j * ldv + c * W);
+        for (int i = 0; i < R; ++i) {
+            const reg pb = O::broadcast(p[i * ldp + j]);
+            for (int c = 0; c < C; ++c) acc[i][c] = O::fma(pb, vr[c], acc[i][c]);
+        }
+    }
+    for (int i = 0; i < R; ++i)
+        for (int c = 0; c < C; ++c) O::store(o + i * ldo + c * W, acc[i][c]);
+}
+
+template <class A, class Arch, int R>
+inline void pv_rows(const A* p, index_t ldp, const A* v, index_t ldv, index_t nk, A* o, index_t ldo,
+                    index_t regs) noexcept {
+    constexpr index_t W = simd::ops<A, Arch>::width;
+    index_t c = 0;
+    for (; c + 4 <= regs; c += 4) pv_tile<A, Arch, R, 4>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo);
+    switch (regs - c) {
+        case 3: pv_tile<A, Arch, R, 3>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo); break;
+        case 2: pv_tile<A, Arch, R, 2>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo); break;
+        case 1: pv_tile<A, Arch, R, 1>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo); break;
+        default: break;
+    }
+}
+
+// Scratch of one thread for attend_packed: S [query_block][key_block], O [query_block][Dv], m, l.
+template <class A>
+struct attend_scratch {
+    A* s;
+    A* o;
+    A* row_max;
+    A* row_sum;
+};
+
+// Attend nq packed queries to nk packed keys. For every query i calls sink(i, o_row, lse) with the
+// normalised output row (Dv values, the first D meaningful) and its log-sum-exp. `pad_keys` extra keys
+// with logit 0 and value 0 join every query's softmax (torchscale zero_pad parity; 0 otherwise).
+template <class A, class Arch, class Sink>
+void attend_packed(const A* q, index_t nq, const A* kt, const A* v, index_t nk, index_t dim, bool causal,
+                   index_t causal_shift, index_t pad_keys, const attend_scratch<A>& scratch, Sink&& sink) {
+    using K = kernel_shape<A, Arch>;
+    using O = simd::ops<A, Arch>;
+    using reg = typename O::reg;
+    constexpr index_t W = K::width, QB = K::query_block, KB = K::key_block;
+    constexpr A neg_inf = -std::numeric_limits<A>::infinity();
+    const index_t dv = K::padded_dim(dim);
+    const index_t dv_regs = dv / W;
+    A* const s = scratch.s;
+    A* const o = scratch.o;
+    A* const row_max = scratch.row_max;
+    A* const row_sum = scratch.row_sum;
+
+    for (index_t i0 = 0; i0 < nq; i0 += QB) {
+        const index_t rows = std::min(QB, nq - i0);
+        const index_t rows_pad = (rows + K::qk_rows - 1) / K::qk_rows * K::qk_rows;
+        std::fill(o, o + rows_pad * dv, A(0));
+        std::fill(row_max, row_max + rows_pad, neg_inf);
+        std::fill(row_sum, row_sum + rows_pad, A(0));
+        // keys this query block can see: causal stops at the last row's diagonal
+        const index_t key_end = causal ? std::min(nk, i0 + rows - 1 + causal_shift + 1) : nk;
+        for (index_t j0 = 0; j0 < key_end; j0 += KB) {
+            const index_t kb = std::min(KB, key_end - j0);
+            const index_t kb_cols = (kb + K::qk_cols - 1) / K::qk_cols * K::qk_cols;
+            const A* ktb = kt + (j0 / KB) * dim * KB;
+            // S = Q·Kᵀ over register tiles; causal tiles wholly above the diagonal are skipped
+            for (index_t ii = 0; ii < rows_pad; ii += K::qk_rows) {
+                const index_t last_visible = i0 + ii + K::qk_rows - 1 + causal_shift;  // for the tile's last row
+                for (index_t jj = 0; jj < kb_cols; jj += K::qk_cols) {
+                    if (causal && j0 + jj > last_visible) break;
+                    qk_tile<A, Arch, K::qk_rows>(q + (i0 + ii) * dim, dim, ktb + jj, KB, dim, s + ii * KB + jj, KB);
+                }
+            }
+            // online softmax per row: mask, new max, rescale, P = exp(S − max)
+            for (index_t i = 0; i < rows_pad; ++i) {
+                A* srow = s + i * KB;
+                index_t visible = kb;  // keys j0 .. j0+visible-1 are seen by this row
+                if (i >= rows) visible = 0;
+                else if (causal) visible = std::clamp<index_t>(i0 + i + causal_shift - j0 + 1, 0, kb);
+                if (visible == 0) {
+                    std::fill(srow, srow + kb_cols, A(0));
+                    continue;
+                }
+                std::fill(srow + visible, srow + kb_cols, neg_inf);
+                const index_t nregs = (visible + W - 1) / W;
+                reg mx = O::load(srow);
+                for (index_t c = 1; c < nregs; ++c) mx = O::max(mx, O::load(srow + c * W));
+                const A m_old = row_max[i];
+                const A m_new = std::max(m_old, O::reduce_max(mx));
+                const reg mb = O::broadcast(m_new);
+                reg sum = O::zero();
+                for (index_t c = 0; c < nregs; ++c) {
+                    const reg p = O::exp(O::sub(O::load(srow + c * W), mb));
+                    O::store(srow + c * W, p);
+                    sum = O::add(sum, p);
+                }
+                std::fill(srow + nregs * W, srow + kb_cols, A(0));
+                if (m_old != m_new) {  // rescale acc: new row max
+                    const A alpha = std::exp(m_old - m_new);
+                    row_sum[i] *= alpha;
+                    const reg ab = O::broadcast(alpha);
+                    A* orow = o + i * dv;
+                    for (index_t c = 0; c < dv_regs; ++c) O::store(orow + c * W, O::mul(O::load(orow + c * W), ab));
+                }
+                row_max[i] = m_new;
+                row_sum[i] += O::reduce_add(sum);
+            }
+            // O += P·V
+            const A* vb = v + j0 * dv;
+            for (index_t ii = 0; ii < rows_pad; ii += K::pv_rows)
+                pv_rows<A, Arch, K::pv_rows>(s + ii * KB, KB, vb, dv, kb, o + ii * dv, dv, dv_regs);
+        }
+        // finish: fold in zero-padding keys, normalise, hand each row to the sink
+        for (index_t i = 0; i < rows; ++i) {
+            A m = row_max[i], l = row_sum[i];
+            A* orow = o + i * dv;
+            if (pad_keys > 0) {  // pad_keys keys with logit 0 and value 0
+                const A m_new = std::max(m, A(0));
+                const A alpha = std::exp(m - m_new);
+                for (index_t d = 0; d < dv; ++d) orow[d] *= alpha;
+                l = l * alpha + static_cast<A>(pad_keys) * std::exp(-m_new);
+                m = m_new;
+            }
+            const A inv = A(1) / l;
+            for (index_t d = 0; d < dv; ++d) orow[d] *= inv;
+            sink(i0 + i, static_cast<const A*>(orow), m + std::log(l));
+        }
+    }
+}
+
+}  // namespace longnet::detail

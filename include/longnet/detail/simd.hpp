@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The only file that talks to xsimd. Kernels are written against ops<A, Arch>:
+//   reg, width, zero, load, store, broadcast, fma, max, exp, reduce_add, reduce_max.
+// Arch is `scalar` (always available; width 1) or an xsimd architecture (default: xsimd::default_arch,
+// which follows the compiler's target flags). xsimd's API changed between 8.x and later (hadd became
+// reduce_add; 8.1 has no reduce_max): those differences live here only.
+
+#include <algorithm>
+#include <cmath>
+
+#include "longnet/config.hpp"
+
+#if LONGNET_HAS_XSIMD
+#include <xsimd/xsimd.hpp>
+#endif
+
+namespace longnet::detail::simd {
+
+struct scalar {};
+
+#if LONGNET_HAS_XSIMD
+using native = xsimd::default_arch;
+#else
+using native = scalar;
+#endif
+
+template <class A, class Arch>
+struct ops;
+
+template <class A>
+struct ops<A, scalar> {
+    using reg = A;
+    static constexpr int width = 1;
+    static reg zero() noexcept { return A(0); }
+    static reg load(const A* p) noexcept { return *p; }
+    static void store(A* p, reg x) noexcept { *p = x; }
+    static reg broadcast(A x) noexcept { return x; }
+    static reg fma(reg a, reg b, reg c) noexcept { return a * b + c; }
+    static reg max(reg a, reg b) noexcept { return a < b ? b : a; }
+    static reg mul(reg a, reg b) noexcept { return a * b; }
+    static reg add(reg a, reg b) noexcept { return a + b; }
+    static reg sub(reg a, reg b) noexcept { return a - b; }
+    static reg exp(reg x) noexcept { return std::exp(x); }
+    static A reduce_add(reg x) noexcept { return x; }
+    static A reduce_max(reg x) noexcept { return x; }
+};
+
+#if LONGNET_HAS_XSIMD
+template <class A, class Arch>
+struct ops {
+    using reg = xsimd::batch<A, Arch>;
+    static constexpr int width = static_cast<int>(reg::size);
+    static reg zero() noexcept { return reg(A(0)); }
+    static reg load(const A* p) noexcept { return reg::load_unaligned(p); }
+    static void store(A* p, reg x) noexcept { x.store_unaligned(p); }
+    static reg broadcast(A x) noexcept { return reg(x); }
+    static reg fma(reg a, reg b, reg c) noexcept { return xsimd::fma(a, b, c); }
+    static reg max(reg a, reg b) noexcept { return xsimd::max(a, b); }
+    static reg mul(reg a, reg b) noexcept { return a * b; }
+    static reg add(reg a, reg b) noexcept { return a + b; }
+    static reg sub(reg a, reg b) noexcept { return a - b; }
+    static reg exp(reg x) noexcept { return xsimd::exp(x); }
+#if XSIMD_VERSION_MAJOR >= 10
+    static A reduce_add(reg x) noexcept { return xsimd::reduce_add(x); }
+#else
+    static A reduce_add(reg x) noexcept { return xsimd::hadd(x); }
+#endif
+    static A reduce_max(reg x) noexcept {
+        alignas(64) A tmp[reg::size];
+        x.store_aligned(tmp);
+        A m = tmp[0];
+        for (std::size_t i = 1; i < reg::size; ++i) m = std::max(m, tmp[i]);
+        return m;
+    }
+};
+#endif
+
+}  // namespace longnet::detail::simd

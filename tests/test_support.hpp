@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Helpers shared by the attention tests: run the library on oracle::config data, compare.
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <longnet/longnet.hpp>
+
+#include "oracle.hpp"
+
+namespace test_support {
+
+inline longnet::dilated_options to_options(const oracle::config& c) {
+    longnet::dilated_options o = longnet::dilated_options::from_lists(c.segments, c.dilations, c.causal);
+    o.offsets = c.policy == oracle::offsets::paper ? longnet::offset_policy::paper : longnet::offset_policy::torchscale;
+    o.tail = c.zero_pad ? longnet::tail_mode::zero_pad : longnet::tail_mode::exact;
+    if (c.scale != 0) o.scale = c.scale;
+    return o;
+}
+
+template <class T>
+std::vector<T> convert(const std::vector<double>& x) {
+    if constexpr (std::is_same_v<T, double>) {
+        return x;
+    } else {
+        std::vector<T> y(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) y[i] = T(static_cast<float>(x[i]));
+        return y;
+    }
+}
+template <class T>
+std::vector<double> widen(const std::vector<T>& x) {
+    std::vector<double> y(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) y[i] = static_cast<double>(static_cast<longnet::accum_t<T>>(x[i]));
+    return y;
+}
+
+// The storage-rounded inputs as double: what the oracle must see to judge a T computation.
+template <class T>
+std::vector<double> rounded(const std::vector<double>& x) {
+    return widen(convert<T>(x));
+}
+
+struct run_result {
+    std::vector<double> out, lse;
+};
+
+template <class T>
+run_result run_dilated(const oracle::config& c, const std::vector<double>& q, const std::vector<double>& k,
+                       const std::vector<double>& v) {
+    auto qt = convert<T>(q), kt = convert<T>(k), vt = convert<T>(v);
+    std::vector<T> out(qt.size(), T(7.0f));  // garbage that must be overwritten
+    std::vector<longnet::accum_t<T>> lse(static_cast<std::size_t>(c.B * c.N * c.H), 3);
+    using CT = const T;
+    longnet::dilated_attention(longnet::make_bnhd<CT>(qt.data(), c.B, c.N, c.H, c.D),
+                               longnet::make_bnhd<CT>(kt.data(), c.B, c.N, c.H, c.D),
+                               longnet::make_bnhd<CT>(vt.data(), c.B, c.N, c.H, c.D),
+                               longnet::make_bnhd(out.data(), c.B, c.N, c.H, c.D), to_options(c),
+                               longnet::make_lse_bnh(lse.data(), c.B, c.N, c.H));
+    return {widen(out), widen(lse)};
+}
+
+// max |a − b| / max(|b|, tiny), with NaN counted as an infinite error.
+inline double rel_error(const std::vector<double>& a, const std::vector<double>& b) {
+    double err = 0, scale = 1e-30;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(a[i]) != std::isnan(b[i])) return INFINITY;
+        scale = std::max(scale, std::fabs(b[i]));
+    }
+    for (std::size_t i = 0; i < a.size(); ++i) err = std::max(err, std::fabs(a[i] - b[i]));
+    return err / scale;
+}
+
+// LSE: the same rows are −inf; elsewhere max |a − b| / max |b|.
+inline double lse_error(const std::vector<double>& a, const std::vector<double>& b) {
+    double err = 0, scale = 1.0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (std::isinf(b[i]) || std::isinf(a[i])) {
+            if (a[i] != b[i]) return INFINITY;
+            continue;
+        }
+        if (std::isnan(a[i]) || std::isnan(b[i])) return INFINITY;
+        scale = std::max(scale, std::fabs(b[i]));
+        err = std::max(err, std::fabs(a[i] - b[i]));
+    }
+    return err / scale;
+}
+
+inline std::string describe(const oracle::config& c) {
+    std::string s = "B=" + std::to_string(c.B) + " N=" + std::to_string(c.N) + " H=" + std::to_string(c.H) +
+                    " D=" + std::to_string(c.D) + " w=";
+    for (auto w : c.segments) s += std::to_string(w) + ",";
+    s += " r=";
+    for (auto r : c.dilations) s += std::to_string(r) + ",";
+    s += c.causal ? " causal" : " full";
+    s += c.policy == oracle::offsets::paper ? " paper" : " torchscale";
+    s += c.zero_pad ? " zero_pad" : " exact";
+    return s;
+}
+
+}  // namespace test_support
