@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: Apache-2.0
+# Flags for longnet's own targets (tests, examples, benchmarks), never for the library INTERFACE:
+#
+#   longnet_apply_project_options(<target> [NO_NATIVE])
+#
+# adds -Wall -Wextra -Wpedantic, -Werror when LONGNET_WERROR, the sanitizers of LONGNET_SANITIZE
+# (e.g. "address,undefined") to compile and link, and -march=native when LONGNET_NATIVE
+# (unless NO_NATIVE). All PRIVATE.
+
+include_guard(GLOBAL)
+include(CheckCXXCompilerFlag)
+
+if(LONGNET_NATIVE AND NOT DEFINED LONGNET_HAVE_MARCH_NATIVE)
+  check_cxx_compiler_flag(-march=native LONGNET_HAVE_MARCH_NATIVE)
+endif()
+
+function(longnet_apply_project_options target)
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "NO_NATIVE" "" "")
+  if(MSVC)
+    target_compile_options(${target} PRIVATE /W4 $<$<BOOL:${LONGNET_WERROR}>:/WX>)
+  else()
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+    if(LONGNET_WERROR)
+      target_compile_options(${target} PRIVATE -Werror)
+    endif()
+    if(LONGNET_SANITIZE)
+      # -fno-sanitize-recover: a UBSan finding fails the test instead of printing and going on
+      target_compile_options(${target} PRIVATE -fsanitize=${LONGNET_SANITIZE} -fno-omit-frame-pointer
+                                               -fno-sanitize-recover=all)
+      target_link_options(${target} PRIVATE -fsanitize=${LONGNET_SANITIZE})
+    endif()
+    if(LONGNET_NATIVE AND LONGNET_HAVE_MARCH_NATIVE AND NOT ARG_NO_NATIVE)
+      target_compile_options(${target} PRIVATE -march=native)
+    endif()
+  endif()
+endfunction()
