@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+// Dense and dilated attention forward benchmarks, and the FMA peak they are measured against.
+//
+// Names: BM_<Op>/<storage>/<causal|noncausal>/H:<heads>/N:<sequence length>; B = 1, D = 64.
+// Every attention benchmark reports gflops (SPEC §3 flop count ÷ real time), tokens_per_s (B·N ÷
+// real time) and efficiency (gflops ÷ the FMA peak measured at startup, also in the peak_gflops column).
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "fma_peak.hpp"
+#include "suite.hpp"
+
+namespace longnet_bench {
+namespace {
+
+void bm_fma_peak(benchmark::State& state) {
+    const std::int64_t steps = std::int64_t(1) << 20;
+    volatile float sink = 0;
+    double flops = 0;
+    const loop_timer timer;
+    for (auto _ : state) flops += fma_peak_round(steps, &sink);
+    state.counters["peak_gflops"] = flops / timer.seconds() * 1e-9;
+    state.counters["threads"] = bench_threads();
+    state.SetLabel(fma_isa);
+}
+
+template <class T>
+void bm_dense(benchmark::State& state, bool causal, index_t heads, index_t head_dim) {
+    const index_t seq = state.range(0);
+    attention_inputs<T>& in = cached_inputs<T>(1, seq, heads, head_dim);
+    longnet::attention_options options;
+    options.causal = causal;
+    const loop_timer timer;
+    for (auto _ : state) {
+        longnet::dense_attention(in.q_view(), in.k_view(), in.v_view(), in.out_view(), options, in.lse_view());
+        benchmark::DoNotOptimize(in.out.data());
+        benchmark::ClobberMemory();
+    }
+    const double seconds = timer.seconds();
+    set_attention_counters(state, seconds, longnet::dense_attention_flops(1, seq, heads, head_dim, causal),
+                           static_cast<double>(seq));
+    state.SetComplexityN(seq);
+}
+
+template <class T>
+void bm_dilated(benchmark::State& state, bool causal, index_t heads, index_t head_dim) {
+    const index_t seq = state.range(0);
+    attention_inputs<T>& in = cached_inputs<T>(1, seq, heads, head_dim);
+    const longnet::dilated_options options = longnet::dilated_options::paper(causal);
+    const loop_timer timer;
+    for (auto _ : state) {
+        longnet::dilated_attention(in.q_view(), in.k_view(), in.v_view(), in.out_view(), options, in.lse_view());
+        benchmark::DoNotOptimize(in.out.data());
+        benchmark::ClobberMemory();
+    }
+    const double seconds = timer.seconds();
+    set_attention_counters(state, seconds, longnet::dilated_attention_flops(1, seq, heads, head_dim, options),
+                           static_cast<double>(seq));
+    state.SetComplexityN(seq);
+}
+
+std::string family_name(const char* op, const char* type, bool causal, index_t heads) {
+    return std::string("BM_") + op + "/" + type + "/" + (causal ? "causal" : "noncausal") + "/H:" +
+           std::to_string(heads);
+}
+
+// Sizes first, first·multiplier, ... up to min(last, max_seq).
+std::vector<index_t> sizes(index_t first, index_t last, int multiplier, index_t max_seq) {
+    std::vector<index_t> result;
+    for (index_t n = first; n <= std::min(last, max_seq); n *= multiplier) result.push_back(n);
+    return result;
+}
+
+template <class T>
+void register_type(const suite_config& config) {
+    const index_t d = config.head_dim;
+    for (bool causal : {false, true}) {
+        // Dense attention: N = 1K..16K, H = 4. Cheap enough for medians of 3 repetitions.
+        const index_t dense_heads = 4;
+        const std::vector<index_t> dense_sizes =
+            config.smoke ? sizes(128, 512, 2, config.max_seq) : sizes(1024, 16384, 2, config.max_seq);
+        if (!dense_sizes.empty()) {
+            auto* b = benchmark::RegisterBenchmark(
+                family_name("DenseAttention", type_name<T>(), causal, dense_heads).c_str(),
+                [=](benchmark::State& s) { bm_dense<T>(s, causal, dense_heads, d); });
+            b->ArgName("N")->UseRealTime()->Unit(benchmark::kMillisecond)->Complexity(benchmark::oNSquared);
+            for (index_t n : dense_sizes) b->Arg(n);
+            if (!config.smoke) b->Repetitions(3)->ReportAggregatesOnly(true);
+        }
+        // Dilated attention, paper configuration: H = 4 up to N = 1M (4M would need 16 GiB of float
+        // q, k, v, out), H = 1 up to 4M (the scaling and memory targets). One repetition by default
+        // (each is seconds to a minute); --benchmark_repetitions=3 gives medians.
+        for (index_t heads : {index_t(4), index_t(1)}) {
+            const std::vector<index_t> dilated_sizes =
+                config.smoke ? sizes(256, 1024, 4, config.max_seq)
+                             : sizes(16384, heads == 4 ? 1048576 : 4194304, 4, config.max_seq);
+            if (dilated_sizes.empty()) continue;
+            auto* b = benchmark::RegisterBenchmark(
+                family_name("DilatedAttention", type_name<T>(), causal, heads).c_str(),
+                [=](benchmark::State& s) { bm_dilated<T>(s, causal, heads, d); });
+            b->ArgName("N")->UseRealTime()->Unit(benchmark::kMillisecond)->Complexity(benchmark::oN);
+            for (index_t n : dilated_sizes) b->Arg(n);
+        }
+    }
+}
+
+}  // namespace
+
+void register_peak_benchmark() {
+    benchmark::RegisterBenchmark("BM_FmaPeak", bm_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+void register_attention_benchmarks(const suite_config& config) {
+    register_type<float>(config);
+    register_type<longnet::bfloat16>(config);
+}
+
+}  // namespace longnet_bench

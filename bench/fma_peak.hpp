@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Measured single-precision FMA peak of this machine: the denominator of every `efficiency` counter.
+//
+// Each OpenMP thread runs `chains` independent vector FMA chains acc_i = acc_i·a + b. A chain's next
+// FMA waits for its previous one (latency ~4-5 cycles) and a core issues up to 2 FMAs per cycle, so
+// latency × throughput ≈ 10 chains keep both FMA pipes full; we use 12 (AVX2: 12 + 2 constants fit the
+// 16 ymm registers) or 16 (AVX-512: 32 zmm registers). Flops = 2 per lane per FMA.
+
+#include <chrono>
+#include <cstdint>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace longnet_bench {
+
+#if defined(__AVX512F__)
+inline constexpr const char* fma_isa = "avx512f";
+inline constexpr int fma_lanes = 16;
+inline constexpr int fma_chains = 16;
+#elif defined(__AVX2__) && defined(__FMA__)
+inline constexpr const char* fma_isa = "avx2+fma";
+inline constexpr int fma_lanes = 8;
+inline constexpr int fma_chains = 12;
+#else
+inline constexpr const char* fma_isa = "scalar";
+inline constexpr int fma_lanes = 1;
+inline constexpr int fma_chains = 12;
+#endif
+
+// Run `steps` rounds of fma_chains independent FMAs on the calling thread; returns a value that
+// depends on every chain so the compiler cannot drop the work.
+inline float fma_chains_run(std::int64_t steps) noexcept {
+    // acc·a + b with |a| < 1 converges (to b / (1 − a)): no overflow, no denormals.
+#if defined(__AVX512F__)
+    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-3f);
+    __m512 acc[fma_chains];
+    for (int i = 0; i < fma_chains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+    for (std::int64_t s = 0; s < steps; ++s)
+        for (int i = 0; i < fma_chains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+    __m512 sum = acc[0];
+    for (int i = 1; i < fma_chains; ++i) sum = _mm512_add_ps(sum, acc[i]);
+    return _mm512_reduce_add_ps(sum);
+#elif defined(__AVX2__) && defined(__FMA__)
+    const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-3f);
+    __m256 acc[fma_chains];
+    for (int i = 0; i < fma_chains; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+    for (std::int64_t s = 0; s < steps; ++s)
+        for (int i = 0; i < fma_chains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+    __m256 sum = acc[0];
+    for (int i = 1; i < fma_chains; ++i) sum = _mm256_add_ps(sum, acc[i]);
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, sum);
+    float total = 0;
+    for (float x : lanes) total += x;
+    return total;
+#else
+    float acc[fma_chains];
+    for (int i = 0; i < fma_chains; ++i) acc[i] = static_cast<float>(i);
+    for (std::int64_t s = 0; s < steps; ++s)
+        for (int i = 0; i < fma_chains; ++i) acc[i] = acc[i] * 0.999999f + 1e-3f;
+    float total = 0;
+    for (float x : acc) total += x;
+    return total;
+#endif
+}
+
+// Flops one call of fma_chains_run(steps) performs.
+inline double fma_chains_flops(std::int64_t steps) noexcept {
+    return 2.0 * fma_lanes * fma_chains * static_cast<double>(steps);
+}
+
+inline int bench_threads() noexcept {
+#if defined(_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+// Every thread runs fma_chains_run(steps) once; returns the flops done by all threads together.
+// `sink` receives a value depending on all results (keep it observable).
+inline double fma_peak_round(std::int64_t steps, volatile float* sink) noexcept {
+    int threads = 1;
+    float total = 0;
+#if defined(_OPENMP)
+#pragma omp parallel reduction(+ : total)
+    {
+#pragma omp single
+        threads = omp_get_num_threads();
+        total += fma_chains_run(steps);
+    }
+#else
+    total = fma_chains_run(steps);
+#endif
+    *sink = total;
+    return fma_chains_flops(steps) * threads;
+}
+
+// Best GFLOP/s of `rounds` timed rounds (after one warm-up round that also wakes the thread pool and
+// lets the clock ramp up).
+inline double measure_fma_peak_gflops(int rounds = 5, std::int64_t steps = std::int64_t(1) << 23) {
+    volatile float sink = 0;
+    fma_peak_round(steps, &sink);
+    double best = 0;
+    for (int r = 0; r < rounds; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const double flops = fma_peak_round(steps, &sink);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (flops / seconds > best) best = flops / seconds;
+    }
+    return best * 1e-9;
+}
+
+}  // namespace longnet_bench
