@@ -5,7 +5,7 @@
 #
 #   - with the project compiler: the object library longnet_header_check (-Wall -Wextra -Wpedantic
 #     -Werror) is built with everything else; the CTest test test_headers_<compiler> rebuilds it;
-#   - with clang++ when found: CTest test test_headers_clang runs clang++ -fsyntax-only on each file.
+#   - with clang++ when found: CTest tests test_headers_clang:<header> run clang++ -fsyntax-only on each.
 
 set(_longnet_include_root "${PROJECT_SOURCE_DIR}/include")
 file(GLOB_RECURSE _longnet_public_headers CONFIGURE_DEPENDS
@@ -64,18 +64,25 @@ if(_longnet_header_sources)
       if(TARGET ${dep})
         get_target_property(dirs ${dep} INTERFACE_INCLUDE_DIRECTORIES)
         foreach(dir IN LISTS dirs)
-          list(APPEND _longnet_clang_flags "-isystem${dir}")
+          # -isystem /usr/include would break libstdc++'s #include_next; clang searches it anyway.
+          if(NOT dir IN_LIST CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES AND NOT dir MATCHES "^/usr(/local)?/include/?$")
+            list(APPEND _longnet_clang_flags "-isystem${dir}")
+          endif()
         endforeach()
       endif()
     endforeach()
     if(LONGNET_FORCE_SCALAR)
       list(APPEND _longnet_clang_flags -DLONGNET_FORCE_SCALAR=1)
     endif()
-    add_test(NAME test_headers_clang
-             COMMAND "${CMAKE_COMMAND}" "-DCLANGXX=${LONGNET_CLANGXX}"
-                     "-DFLAGS=${_longnet_clang_flags}" "-DSOURCES=${_longnet_header_sources}"
-                     -P "${CMAKE_CURRENT_SOURCE_DIR}/test_headers_clang.cmake")
-    set_tests_properties(test_headers_clang PROPERTIES LABELS "headers")
+    # One test per header, so `ctest -j` runs them in parallel and a failure names the header.
+    math(EXPR _longnet_last "${_longnet_header_count} - 1")
+    foreach(i RANGE ${_longnet_last})
+      list(GET _longnet_public_headers ${i} header)
+      list(GET _longnet_header_sources ${i} source)
+      add_test(NAME test_headers_clang:${header}
+               COMMAND "${LONGNET_CLANGXX}" ${_longnet_clang_flags} "${source}")
+      set_tests_properties(test_headers_clang:${header} PROPERTIES LABELS "headers")
+    endforeach()
   else()
     message(STATUS "longnet: clang++ not found; the clang header self-containment test is skipped")
   endif()
