@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Linear layer y = x·Wᵀ + b (PyTorch nn.Linear): W [out, in], b [out] (optional), x [T, in], y [T, out].
+// One Eigen GEMM (multithreaded under OpenMP); bf16/narrow weights are widened to T first.
+
+#include <stdexcept>
+#include <string>
+
+#include "longnet/nn/common.hpp"
+
+namespace longnet::nn {
+
+template <class T, class W = T>
+class linear {
+    static_assert(is_compute_type<T>::value, "longnet::nn::linear: T must be float or double");
+    static_assert(is_weight_type<W>::value, "longnet::nn::linear: W must be float, double or Eigen::bfloat16");
+
+public:
+    matrix<W> weight;  // [out, in]
+    vector<T> bias;    // [out], or empty for no bias
+
+    linear() = default;
+    linear(index_t in_features, index_t out_features, bool with_bias = true)
+        : weight(matrix<W>::Zero(out_features, in_features)),
+          bias(with_bias ? vector<T>::Zero(out_features) : vector<T>()) {}
+
+    index_t in_features() const noexcept { return weight.cols(); }
+    index_t out_features() const noexcept { return weight.rows(); }
+    bool has_bias() const noexcept { return bias.size() != 0; }
+
+    // y = x·Wᵀ + b. y must already have x.rows() rows and out_features() columns (it may be a row block).
+    void forward(const_matrix_ref<T> x, matrix_ref<T> y) const {
+        if (x.cols() != in_features() || y.rows() != x.rows() || y.cols() != out_features())
+            throw std::invalid_argument("longnet::nn::linear: input [" + std::to_string(x.rows()) + ", " +
+                                        std::to_string(x.cols()) + "] and output [" + std::to_string(y.rows()) + ", " +
+                                        std::to_string(y.cols()) + "] do not fit weight [" +
+                                        std::to_string(out_features()) + ", " + std::to_string(in_features()) + "]");
+        if constexpr (std::is_same_v<W, T>) {
+            y.noalias() = x * weight.transpose();
+        } else {
+            const matrix<T> widened = weight.template cast<T>();  // [out, in]: small next to the GEMM
+            y.noalias() = x * widened.transpose();
+        }
+        if (has_bias()) y.rowwise() += bias.transpose();
+    }
+    matrix<T> operator()(const_matrix_ref<T> x) const {
+        matrix<T> y(x.rows(), out_features());
+        forward(x, y);
+        return y;
+    }
+    // Multiply-add count ×2 of one forward over `rows` rows.
+    double flops(index_t rows) const noexcept {
+        return 2.0 * static_cast<double>(rows) * static_cast<double>(in_features()) * static_cast<double>(out_features());
+    }
+};
+
+}  // namespace longnet::nn

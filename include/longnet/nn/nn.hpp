@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// longnet::nn umbrella: the LongNet decoder and its layers (needs Eigen 3.4 and nlohmann/json).
+
+#include "longnet/nn/common.hpp"
+#include "longnet/nn/decoder.hpp"
+#include "longnet/nn/decoder_config.hpp"
+#include "longnet/nn/decoder_layer.hpp"
+#include "longnet/nn/feed_forward.hpp"
+#include "longnet/nn/gelu.hpp"
+#include "longnet/nn/layer_norm.hpp"
+#include "longnet/nn/linear.hpp"
+#include "longnet/nn/load_safetensors.hpp"
+#include "longnet/nn/multihead_attention.hpp"
+#include "longnet/nn/random_init.hpp"
+#include "longnet/nn/xpos.hpp"

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Rotary position encodings on q and k of every head, at absolute positions i = 0 .. T−1 of the whole
+// sequence (applied before dilated attention selects rows).
+//
+// XPos (torchscale XPOS, as used by LongNet), interleaved pairs c = 0 .. hd/2 − 1 (elements 2c, 2c+1):
+//   zeta_c   = (2c + 0.4·hd) / (1.4·hd)                      (float32, torchscale's `xpos.scale` buffer)
+//   theta    = i · inv_freq_c,  inv_freq_c = 10000^(−c/(hd/2))
+//   s(i, c)  = zeta_c ^ ((i − ceil(T/2)) / scale_base) for q, 1 / s(i, c) for k
+//   y[2c]    = x[2c]·cos θ·s − x[2c+1]·sin θ·s,  y[2c+1] = x[2c+1]·cos θ·s + x[2c]·sin θ·s
+// The centring ceil(T/2) cancels in q_i·k_j (which carries zeta^((i−j)/scale_base)).
+// Angles: angle_precision::torchscale computes inv_freq and i·inv_freq in float32 as torchscale does,
+// then sin/cos in double; angle_precision::float64 does all of it in double. The decay s is always
+// computed in double from the float32 zeta.
+// RoPE (position_encoding::rope) is the same rotation with s = 1.
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "longnet/nn/common.hpp"
+
+namespace longnet::nn {
+
+enum class position_encoding { xpos, rope, none };
+enum class angle_precision { torchscale, float64 };
+
+struct rotary_options {
+    position_encoding kind = position_encoding::xpos;
+    angle_precision angles = angle_precision::torchscale;
+    double scale_base = 512;  // XPos: xpos_scale_base
+    double theta_base = 10000;
+};
+
+inline const char* to_string(position_encoding p) noexcept {
+    return p == position_encoding::xpos ? "xpos" : p == position_encoding::rope ? "rope" : "none";
+}
+
+template <class T>
+class rotary_embedding {
+    static_assert(is_compute_type<T>::value, "longnet::nn::rotary_embedding: T must be float or double");
+
+public:
+    rotary_options options;
+    std::vector<float> zeta;  // [hd/2] XPos decay bases (torchscale buffer `xpos.scale`)
+
+    rotary_embedding() = default;
+    rotary_embedding(index_t head_dim, rotary_options opt) : options(opt), zeta(default_zeta(head_dim)), head_dim_(head_dim) {
+        if (head_dim < 2 || head_dim % 2 != 0)
+            throw std::invalid_argument("longnet::nn::rotary_embedding: head dim must be even and >= 2, got " +
+                                        std::to_string(head_dim));
+    }
+
+    index_t head_dim() const noexcept { return head_dim_; }
+
+    // torchscale: (arange(0, hd, 2) + 0.4·hd) / (1.4·hd), in float32.
+    static std::vector<float> default_zeta(index_t head_dim) {
+        std::vector<float> z(static_cast<std::size_t>(head_dim / 2));
+        const float hd = static_cast<float>(head_dim);
+        for (std::size_t c = 0; c < z.size(); ++c) z[c] = (static_cast<float>(2 * c) + 0.4f * hd) / (1.4f * hd);
+        return z;
+    }
+
+    // inv_freq_c = 1 / theta_base^(c / (hd/2)); torchscale mode rounds each step to float32.
+    double inverse_frequency(index_t c) const noexcept {
+        const index_t half = head_dim_ / 2;
+        if (options.angles == angle_precision::torchscale) {
+            const float exponent = static_cast<float>(c) / static_cast<float>(half);
+            return static_cast<double>(1.0f / std::pow(static_cast<float>(options.theta_base), exponent));
+        }
+        return 1.0 / std::pow(options.theta_base, static_cast<double>(c) / static_cast<double>(half));
+    }
+
+    // The rotation coefficients for a sequence of `seq` tokens: table(i, 2c) = cos θ·s, table(i, 2c+1) =
+    // sin θ·s for q; for k (downscale) s is replaced by 1/s.
+    matrix<T> coefficients(index_t seq, bool downscale) const {
+        const index_t half = head_dim_ / 2;
+        matrix<T> table(seq, head_dim_);
+        std::vector<double> inv_freq(static_cast<std::size_t>(half));
+        for (index_t c = 0; c < half; ++c) inv_freq[static_cast<std::size_t>(c)] = inverse_frequency(c);
+        const index_t centre = (seq + 1) / 2;  // ceil(T/2): torchscale's min_pos = −(T // 2 rounded up)
+        const bool xpos = options.kind == position_encoding::xpos;
+        const bool f32 = options.angles == angle_precision::torchscale;
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t i = 0; i < seq; ++i) {
+            T* row = table.data() + i * head_dim_;
+            for (index_t c = 0; c < half; ++c) {
+                const double f = inv_freq[static_cast<std::size_t>(c)];
+                const double angle = f32 ? static_cast<double>(static_cast<float>(i) * static_cast<float>(f))
+                                         : static_cast<double>(i) * f;
+                double s = 1;
+                if (xpos) {
+                    s = std::pow(static_cast<double>(zeta[static_cast<std::size_t>(c)]),
+                                 static_cast<double>(i - centre) / options.scale_base);
+                    if (downscale) s = 1.0 / s;
+                }
+                row[2 * c] = static_cast<T>(std::cos(angle) * s);
+                row[2 * c + 1] = static_cast<T>(std::sin(angle) * s);
+            }
+        }
+        return table;
+    }
+
+    // Rotate x [T, H·hd] (every head) in place with a coefficient table from coefficients(T, ...).
+    void apply(matrix_ref<T> x, const matrix<T>& table) const {
+        if (options.kind == position_encoding::none) return;
+        if (x.cols() % head_dim_ != 0 || table.rows() != x.rows() || table.cols() != head_dim_)
+            throw std::invalid_argument("longnet::nn::rotary_embedding: input [" + std::to_string(x.rows()) + ", " +
+                                        std::to_string(x.cols()) + "] does not fit head dim " +
+                                        std::to_string(head_dim_) + " and table rows " + std::to_string(table.rows()));
+        const index_t rows = x.rows(), heads = x.cols() / head_dim_, half = head_dim_ / 2;
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t i = 0; i < rows; ++i) {
+            const T* coef = table.data() + i * head_dim_;
+            T* r = x.data() + i * x.outerStride();
+            for (index_t h = 0; h < heads; ++h) {
+                T* p = r + h * head_dim_;
+                for (index_t c = 0; c < half; ++c) {
+                    const T cs = coef[2 * c], sn = coef[2 * c + 1];
+                    const T a = p[2 * c], b = p[2 * c + 1];
+                    p[2 * c] = a * cs + (-b) * sn;  // torchscale: x·cos + rotate_every_two(x)·sin
+                    p[2 * c + 1] = b * cs + a * sn;
+                }
+            }
+        }
+    }
+    void apply(matrix_ref<T> x, bool downscale) const {
+        if (options.kind == position_encoding::none) return;
+        apply(x, coefficients(x.rows(), downscale));
+    }
+
+private:
+    index_t head_dim_ = 0;
+};
+
+}  // namespace longnet::nn
