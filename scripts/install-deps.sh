@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs what longnet needs to build, test and benchmark, on Debian 12 or Ubuntu (apt):
+# only the packages that are missing. Uses sudo when not root. Safe to run again.
+#
+#   scripts/install-deps.sh           install what is missing
+#   scripts/install-deps.sh --check   list what is missing, install nothing (exit 1 if something is)
+set -euo pipefail
+
+# Required: compilers and CMake; Eigen (longnet/nn/), xsimd (SIMD kernels), Catch2 (tests),
+# Google Benchmark (bench/), OpenMP for clang (libomp-dev; Debian 12: libomp-14-dev), nlohmann/json
+# (tests, CLI), numpy (fixture scripts), Open MPI (the distributed tests and example; its mpirun
+# wants an rsh agent even on one host, hence openssh-client).
+required=(
+  build-essential cmake g++ clang libomp-dev
+  libeigen3-dev libxsimd-dev catch2 libbenchmark-dev nlohmann-json3-dev
+  python3-numpy libopenmpi-dev openmpi-bin openssh-client
+)
+# Optional: oneDNN, the dense-attention baseline the benchmarks compare against.
+optional=(libdnnl-dev)
+
+check_only=0
+case "${1:-}" in
+  --check) check_only=1 ;;
+  "") ;;
+  -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+  *) echo "install-deps.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps.sh: this script needs apt (Debian 12 or Ubuntu). Install the packages listed in it by hand." >&2
+  exit 1
+fi
+
+is_installed() {
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]
+}
+
+missing=()
+for p in "${required[@]}"; do is_installed "$p" || missing+=("$p"); done
+missing_optional=()
+for p in "${optional[@]}"; do is_installed "$p" || missing_optional+=("$p"); done
+
+if [ "${#missing[@]}" -eq 0 ] && [ "${#missing_optional[@]}" -eq 0 ]; then
+  echo "install-deps.sh: all dependencies are installed"
+  exit 0
+fi
+echo "install-deps.sh: missing: ${missing[*]:-} ${missing_optional[*]:-}"
+if [ "$check_only" -eq 1 ]; then
+  [ "${#missing[@]}" -eq 0 ]
+  exit $?
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "install-deps.sh: not root and sudo is not available; run as root" >&2
+    exit 1
+  fi
+fi
+
+apt_get() { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q "$@"; }
+
+apt_get update
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt_get install --no-install-recommends "${missing[@]}"
+fi
+# Optional packages one by one: one that does not exist on this release must not stop the rest.
+for p in "${missing_optional[@]}"; do
+  apt_get install --no-install-recommends "$p" || echo "install-deps.sh: optional package $p not installed (benchmarks run without it)"
+done
+echo "install-deps.sh: done"
