@@ -25,12 +25,15 @@ template <class A, class Arch>
 struct kernel_shape {
     using ops_t = simd::ops<A, Arch>;
     static constexpr index_t width = ops_t::width;
-    static constexpr index_t qk_rows = 8;          // rows of the QKᵀ register tile
-    static constexpr index_t qk_cols = 2 * width;  // columns of the QKᵀ register tile
-    static constexpr index_t pv_rows = 4;          // rows of the PV register tile
-    static constexpr index_t pv_regs = 4;          // registers per row of the PV tile (4·width columns)
-    static constexpr index_t query_block = 64;     // queries per block (multiple of qk_rows and pv_rows)
-    static constexpr index_t key_block = 128;      // keys per block (multiple of qk_cols)
+    // Register tiles sized to the register file: 12 accumulators + 3 operands fit AVX2's 16 registers,
+    // 16 + 3 fit AVX-512's 32.
+    static constexpr index_t tile_rows = simd::register_count<Arch>() >= 32 ? 8 : 6;
+    static constexpr index_t qk_rows = tile_rows;      // rows of the QKᵀ register tile
+    static constexpr index_t qk_cols = 2 * width;      // columns of the QKᵀ register tile
+    static constexpr index_t pv_rows = tile_rows;      // rows of the PV register tile
+    static constexpr index_t query_block = 8 * tile_rows;  // queries per block
+    static constexpr index_t key_block = 128;          // keys per block (multiple of qk_cols)
+    static_assert(key_block % qk_cols == 0, "key block must hold whole QK tiles");
     static index_t padded_dim(index_t d) noexcept { return (d + width - 1) / width * width; }
     static index_t key_blocks(index_t nk) noexcept { return (nk + key_block - 1) / key_block; }
     static index_t padded_queries(index_t nq) noexcept { return (nq + qk_rows - 1) / qk_rows * qk_rows; }
@@ -85,13 +88,8 @@ inline void pv_rows(const A* p, index_t ldp, const A* v, index_t ldv, index_t nk
                     index_t regs) noexcept {
     constexpr index_t W = simd::ops<A, Arch>::width;
     index_t c = 0;
-    for (; c + 4 <= regs; c += 4) pv_tile<A, Arch, R, 4>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo);
-    switch (regs - c) {
-        case 3: pv_tile<A, Arch, R, 3>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo); break;
-        case 2: pv_tile<A, Arch, R, 2>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo); break;
-        case 1: pv_tile<A, Arch, R, 1>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo); break;
-        default: break;
-    }
+    for (; c + 2 <= regs; c += 2) pv_tile<A, Arch, R, 2>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo);
+    if (c < regs) pv_tile<A, Arch, R, 1>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo);
 }
 
 // Scratch of one thread for attend_packed: S [query_block][key_block], O [query_block][Dv], m, l.
@@ -123,7 +121,7 @@ void attend_packed(const A* q, index_t nq, const A* kt, const A* v, index_t nk, 
 
     for (index_t i0 = 0; i0 < nq; i0 += QB) {
         const index_t rows = std::min(QB, nq - i0);
-        const index_t rows_pad = (rows + K::qk_rows - 1) / K::qk_rows * K::qk_rows;
+        const index_t rows_pad = (rows + K::tile_rows - 1) / K::tile_rows * K::tile_rows;
         std::fill(o, o + rows_pad * dv, A(0));
         std::fill(row_max, row_max + rows_pad, neg_inf);
         std::fill(row_sum, row_sum + rows_pad, A(0));

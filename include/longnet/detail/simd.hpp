@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "longnet/config.hpp"
 
@@ -27,6 +28,15 @@ using native = scalar;
 
 template <class A, class Arch>
 struct ops;
+
+// Architectural vector registers the micro-kernels may plan for: 32 with AVX-512, else 16.
+template <class Arch>
+constexpr int register_count() noexcept {
+#if LONGNET_HAS_XSIMD
+    if constexpr (std::is_base_of<xsimd::avx512f, Arch>::value) return 32;
+#endif
+    return 16;
+}
 
 template <class A>
 struct ops<A, scalar> {
