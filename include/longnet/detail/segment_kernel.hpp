@@ -158,11 +158,11 @@ void attend_packed(const A* q, index_t nq, const A* kt, const A* v, index_t nk, 
                 const reg mb = O::broadcast(m_new);
                 reg sum = O::zero();
                 for (index_t c = 0; c < nregs; ++c) {
-                    const reg p = O::exp(O::sub(O::load(srow + c * W), mb));
+                    const reg p = O::exp_softmax(O::sub(O::load(srow + c * W), mb));
                     O::store(srow + c * W, p);
                     sum = O::add(sum, p);
                 }
-                std::fill(srow + nregs * W, srow + kb_cols, A(0));
+                std::fill(srow + visible, srow + kb_cols, A(0));  // masked keys get exactly zero weight
                 if (m_old != m_new) {  // rescale acc: new row max
                     const A alpha = std::exp(m_old - m_new);
                     row_sum[i] *= alpha;

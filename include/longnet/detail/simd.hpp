@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 
 #include "longnet/config.hpp"
@@ -52,6 +53,7 @@ struct ops<A, scalar> {
     static reg add(reg a, reg b) noexcept { return a + b; }
     static reg sub(reg a, reg b) noexcept { return a - b; }
     static reg exp(reg x) noexcept { return std::exp(x); }
+    static reg exp_softmax(reg x) noexcept { return std::exp(x); }
     static A reduce_add(reg x) noexcept { return x; }
     static A reduce_max(reg x) noexcept { return x; }
 };
@@ -71,6 +73,30 @@ struct ops {
     static reg add(reg a, reg b) noexcept { return a + b; }
     static reg sub(reg a, reg b) noexcept { return a - b; }
     static reg exp(reg x) noexcept { return xsimd::exp(x); }
+    // exp for softmax arguments x = s − max ≤ 0 (or NaN, which propagates). For float: Cody–Waite
+    // reduction x = n·ln2 + t, |t| ≤ ln2/2, degree-6 Taylor polynomial (relative error < 2e-7), 2^n by
+    // exponent arithmetic; arguments below −86 (weights < 5e-38, invisible next to the row maximum's
+    // weight 1) are clamped there. Double uses xsimd::exp.
+    static reg exp_softmax(reg x) noexcept {
+        if constexpr (std::is_same<A, float>::value) {
+            using ireg = xsimd::batch<std::int32_t, Arch>;
+            x = xsimd::max(reg(-86.0f), x);  // second operand wins on NaN: NaN stays NaN
+            const reg n = xsimd::nearbyint(x * reg(1.44269504088896341f));
+            reg t = xsimd::fma(n, reg(-0.693359375f), x);
+            t = xsimd::fma(n, reg(2.12194440e-4f), t);
+            reg p = reg(1.0f / 720.0f);
+            p = xsimd::fma(p, t, reg(1.0f / 120.0f));
+            p = xsimd::fma(p, t, reg(1.0f / 24.0f));
+            p = xsimd::fma(p, t, reg(1.0f / 6.0f));
+            p = xsimd::fma(p, t, reg(0.5f));
+            p = xsimd::fma(p, t, reg(1.0f));
+            p = xsimd::fma(p, t, reg(1.0f));
+            const ireg scaled = xsimd::bitwise_cast<ireg>(p) + (xsimd::to_int(n) << 23);
+            return xsimd::bitwise_cast<reg>(scaled);
+        } else {
+            return xsimd::exp(x);
+        }
+    }
 #if XSIMD_VERSION_MAJOR >= 10
     static A reduce_add(reg x) noexcept { return xsimd::reduce_add(x); }
 #else
