@@ -175,8 +175,13 @@ void attend_packed(const A* q, index_t nq, const A* kt, const A* v, index_t nk, 
             }
             // O += P·V
             const A* vb = v + j0 * dv;
-            for (index_t ii = 0; ii < rows_pad; ii += K::pv_rows)
-                pv_rows<A, Arch, K::pv_rows>(s + ii * KB, KB, vb, dv, kb, o + ii * dv, dv, dv_regs);
+            for (index_t ii = 0; ii < rows_pad; ii += K::pv_rows) {
+                // causal: the tile's last row sees no key past its diagonal, P is zero there
+                const index_t tile_keys =
+                    causal ? std::clamp<index_t>(i0 + ii + K::pv_rows - 1 + causal_shift - j0 + 1, 0, kb) : kb;
+                if (tile_keys > 0)
+                    pv_rows<A, Arch, K::pv_rows>(s + ii * KB, KB, vb, dv, tile_keys, o + ii * dv, dv, dv_regs);
+            }
         }
         // finish: fold in zero-padding keys, normalise, hand each row to the sink
         for (index_t i = 0; i < rows; ++i) {
