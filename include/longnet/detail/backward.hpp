@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The backward driver (SPEC §6). Branches run one after another in the order given; inside a branch
+// one task per (batch, head, segment) packs the segment's selected rows, computes L_i and Δ_i, runs
+// attend_backward_packed and adds the segment's dQ, dK, dV into the gradient rows it selected. Within a
+// branch a row belongs to exactly one task, so no two threads ever add into the same row, and each row
+// receives the branches' contributions in branch order: results are bitwise identical for any thread
+// count.
+//
+// Accumulation: float and double gradients are accumulated directly in the caller's dq/dk/dv (in their
+// own precision, which is accum_t). bfloat16 / half gradients are accumulated in float buffers of the
+// gradients' size and rounded to storage once at the end (one rounding per element).
+// Memory: per thread O(segment rows × D) of packed operands; no N×N and no per-branch full-size buffers.
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include "longnet/detail/backward_kernel.hpp"
+#include "longnet/detail/forward.hpp"
+#include "longnet/detail/pack.hpp"
+#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/simd.hpp"
+#include "longnet/detail/threading.hpp"
+#include "longnet/detail/workspace.hpp"
+#include "longnet/numeric.hpp"
+#include "longnet/options.hpp"
+#include "longnet/tensor.hpp"
+
+namespace longnet::detail {
+
+// Which Δ the backward uses (see backward_kernel.hpp): the merged output's, or each branch's own.
+enum class backward_delta { merged_output, branch_output };
+
+// Per-thread state of the backward for segments of up to max_rows selected rows.
+template <class A, class Arch>
+struct backward_workspace {
+    using S = backward_shape<A, Arch>;
+    using K = kernel_shape<A, Arch>;
+    aligned_buffer<A> q_t, q, dout_t, dout, k, v, lse, delta, dq;
+    backward_scratch_buffers<A, Arch> tiles;
+    std::optional<forward_workspace<A, Arch>> forward;  // branch outputs (merge weights held constant only)
+
+    backward_workspace(index_t max_rows, index_t dim, bool need_forward) : tiles(dim) {
+        const index_t dvp = K::padded_dim(dim);
+        const auto transposed = static_cast<std::size_t>(K::key_blocks(max_rows) * K::key_block * dim);
+        q_t.reserve(transposed);
+        dout_t.reserve(transposed);
+        q.reserve(static_cast<std::size_t>(S::query_buffer_rows(max_rows) * dvp));
+        dout.reserve(static_cast<std::size_t>(S::query_buffer_rows(max_rows) * dvp));
+        k.reserve(static_cast<std::size_t>(S::key_buffer_rows(max_rows) * dvp));
+        v.reserve(static_cast<std::size_t>(S::key_buffer_rows(max_rows) * dvp));
+        lse.reserve(static_cast<std::size_t>(max_rows));
+        delta.reserve(static_cast<std::size_t>(max_rows));
+        dq.reserve(static_cast<std::size_t>(S::dq_rows(max_rows) * dvp));
+        if (need_forward) forward.emplace(max_rows, max_rows, dim);
+    }
+};
+
+// Zero the rows of K/V past the packers' output up to the buffer's rows (tiles read whole row groups).
+template <class A, class Arch>
+inline void zero_key_tail(A* rows, index_t packed_rows, index_t nk, index_t dim) noexcept {
+    using S = backward_shape<A, Arch>;
+    const index_t dvp = S::K::padded_dim(dim);
+    const index_t written = std::max(nk, S::K::key_blocks(nk) * S::K::key_block);
+    std::fill(rows + written * dvp, rows + packed_rows * dvp, A(0));
+}
+
+template <class A>
+inline A dot(const A* a, const A* b, index_t n) noexcept {
+    A s = 0;
+    for (index_t d = 0; d < n; ++d) s += a[d] * b[d];
+    return s;
+}
+
+// dq, dk, dv: accumulate views of A (the caller's gradients for float/double, own float buffers else),
+// zeroed by the caller.
+template <class T, class Arch = simd::native>
+void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v,
+                         tensor_view<const T> out, lse_view<const accum_t<T>> lse, tensor_view<const T> dout,
+                         tensor_view<accum_t<T>> dq, tensor_view<accum_t<T>> dk, tensor_view<accum_t<T>> dv,
+                         const dilated_options& opt, backward_delta delta_kind) {
+    using A = accum_t<T>;
+    using S = backward_shape<A, Arch>;
+    const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
+    if (B == 0 || N == 0 || H == 0) return;
+    const A scale = static_cast<A>(effective_scale(opt.scale, D));
+    const index_t dvp = S::K::padded_dim(D);
+    const bool own_output = delta_kind == backward_delta::branch_output;
+
+    for (const branch& br : opt.branches) {
+        const branch_geometry geo(br, N);
+        const index_t pad_keys_full = (opt.tail == tail_mode::zero_pad && !opt.causal) ? geo.max_selected : 0;
+        parallel_tasks(
+            B * H * geo.segments, [&] { return backward_workspace<A, Arch>(geo.max_selected, D, own_output); },
+            [&](backward_workspace<A, Arch>& ws, index_t t) {
+                const index_t g = t % geo.segments;
+                const index_t h = (t / geo.segments) % H;
+                const index_t b = t / geo.segments / H;
+                const row_selection sel = geo.select(g, head_offset(opt.offsets, h, H, geo.dilation), N);
+                const index_t n = sel.count;
+                if (n == 0) return;
+                pack_keys<A, Arch>(q, b, h, sel, n, ws.q_t.data());
+                pack_values<A, Arch>(q, b, h, sel, n, ws.q.data());
+                pack_keys<A, Arch>(dout, b, h, sel, n, ws.dout_t.data());
+                pack_values<A, Arch>(dout, b, h, sel, n, ws.dout.data());
+                pack_values<A, Arch>(k, b, h, sel, n, ws.k.data());
+                pack_values<A, Arch>(v, b, h, sel, n, ws.v.data());
+                zero_key_tail<A, Arch>(ws.k.data(), S::key_buffer_rows(n), n, D);
+                zero_key_tail<A, Arch>(ws.v.data(), S::key_buffer_rows(n), n, D);
+                A* lse_rows = ws.lse.data();
+                A* delta = ws.delta.data();
+                for (index_t i = 0; i < n; ++i) lse_rows[i] = lse(b, sel.position(i), h);
+                if (!own_output) {
+                    // Δ_i = dO_i · O_i with the merged output
+                    for (index_t i = 0; i < n; ++i) {
+                        const T* o_row = out.row(b, sel.position(i), h);
+                        const A* g_row = ws.dout.data() + i * dvp;
+                        A s = 0;
+                        for (index_t d = 0; d < D; ++d) s += g_row[d] * to_accum<A>(o_row[d]);
+                        delta[i] = s;
+                    }
+                } else {
+                    // Δ_i = dO_i · o_i with the branch's own output o_i, recomputed by the forward kernel
+                    forward_workspace<A, Arch>& fw = *ws.forward;
+                    const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - n : 0;
+                    pack_queries<A, Arch>(q, b, h, sel, 0, n, scale, fw.q.data());
+                    pack_keys<A, Arch>(k, b, h, sel, n, fw.kt.data());
+                    attend_packed<A, Arch>(fw.q.data(), n, fw.kt.data(), ws.v.data(), n, D, opt.causal, 0, pad_keys,
+                                           fw.scratch(), [&](index_t i, const A* o_row, A) {
+                                               delta[i] = dot(ws.dout.data() + i * dvp, o_row, D);
+                                           });
+                }
+                A* dq_rows = ws.dq.data();
+                std::fill(dq_rows, dq_rows + S::dq_rows(n) * dvp, A(0));
+                const backward_operands<A> operands{ws.q_t.data(), ws.q.data(), ws.dout_t.data(), ws.dout.data(),
+                                                    ws.k.data(),   ws.v.data(), lse_rows,          delta};
+                attend_backward_packed<A, Arch>(
+                    operands, n, n, D, scale, opt.causal, 0, ws.tiles.scratch(), dq_rows,
+                    [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
+                        for (index_t j = 0; j < count; ++j) {  // scatter-add to the rows they came from
+                            const index_t p = sel.position(j0 + j);
+                            A* dk_out = dk.row(b, p, h);
+                            A* dv_out = dv.row(b, p, h);
+                            for (index_t d = 0; d < D; ++d) dk_out[d] += dk_rows[j * dvp + d];
+                            for (index_t d = 0; d < D; ++d) dv_out[d] += dv_rows[j * dvp + d];
+                        }
+                    });
+                for (index_t i = 0; i < n; ++i) {
+                    A* dq_out = dq.row(b, sel.position(i), h);
+                    for (index_t d = 0; d < D; ++d) dq_out[d] += dq_rows[i * dvp + d];
+                }
+            });
+    }
+}
+
+// Fill every row of the [B, N, H, D] views with value (parallel over rows).
+template <class T>
+void fill_rows(tensor_view<T> x, T value) {
+    const index_t B = x.batch(), N = x.seq_len(), H = x.heads(), D = x.head_dim();
+    constexpr index_t rows_per_task = 4096;
+    const index_t tasks = (B * N + rows_per_task - 1) / rows_per_task;
+    parallel_tasks(
+        tasks, [] { return 0; },
+        [&](int&, index_t t) {
+            for (index_t bn = t * rows_per_task; bn < std::min(B * N, (t + 1) * rows_per_task); ++bn)
+                for (index_t h = 0; h < H; ++h) std::fill(x.row(bn / N, bn % N, h), x.row(bn / N, bn % N, h) + D, value);
+        });
+}
+
+// The public backward: overwrites dq, dk, dv with the gradient of sum(out ∘ dout).
+template <class T, class Arch = simd::native>
+void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<const T> out,
+              lse_view<const accum_t<T>> lse, tensor_view<const T> dout, tensor_view<T> dq, tensor_view<T> dk,
+              tensor_view<T> dv, const dilated_options& opt, backward_delta delta_kind) {
+    using A = accum_t<T>;
+    const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
+    if (B == 0 || N == 0 || H == 0) return;
+    if constexpr (std::is_same_v<T, A>) {
+        fill_rows<T>(dq, T(0));
+        fill_rows<T>(dk, T(0));
+        fill_rows<T>(dv, T(0));
+        backward_accumulate<T, Arch>(q, k, v, out, lse, dout, dq, dk, dv, opt, delta_kind);
+    } else {
+        // 16-bit storage: accumulate the branches in float, round once
+        const auto size = static_cast<std::size_t>(B * N * H * D);
+        std::vector<A> acc_q(size, A(0)), acc_k(size, A(0)), acc_v(size, A(0));
+        const auto view = [&](std::vector<A>& buf) { return tensor_view<A>(buf.data(), B, N, H, D); };
+        backward_accumulate<T, Arch>(q, k, v, out, lse, dout, view(acc_q), view(acc_k), view(acc_v), opt, delta_kind);
+        constexpr index_t rows_per_task = 4096;
+        parallel_tasks(
+            (B * N + rows_per_task - 1) / rows_per_task, [] { return 0; },
+            [&](int&, index_t t) {
+                for (index_t bn = t * rows_per_task; bn < std::min(B * N, (t + 1) * rows_per_task); ++bn)
+                    for (index_t h = 0; h < H; ++h) {
+                        const index_t b = bn / N, n = bn % N;
+                        const std::size_t src = static_cast<std::size_t>(((b * N + n) * H + h) * D);
+                        for (index_t d = 0; d < D; ++d) {
+                            dq(b, n, h, d) = from_accum<T>(acc_q[src + static_cast<std::size_t>(d)]);
+                            dk(b, n, h, d) = from_accum<T>(acc_k[src + static_cast<std::size_t>(d)]);
+                            dv(b, n, h, d) = from_accum<T>(acc_v[src + static_cast<std::size_t>(d)]);
+                        }
+                    }
+            });
+    }
+}
+
+}  // namespace longnet::detail

@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The backward compute core: the flash-attention backward of one packed segment, in the transposed
+// orientation (keys are rows, queries are columns) so that dK and dV of a block of keys are complete
+// after one sweep over the queries and dQ is the only quantity carried across key blocks.
+//
+// For queries i and keys j of a segment, with the log-sum-exp L_i the probabilities are normalised by
+// and Δ_i the row term of the softmax Jacobian (SPEC §6):
+//   Pᵀ[j][i]  = exp(τ·k_j·q_i − L_i)                    (0 where causal hides key j from query i)
+//   dPᵀ[j][i] = v_j·dO_i
+//   dSᵀ[j][i] = τ·Pᵀ[j][i]·(dPᵀ[j][i] − Δ_i)
+//   dV_j += Σ_i Pᵀ[j][i]·dO_i,   dK_j += Σ_i dSᵀ[j][i]·q_i,   dQ_i += Σ_j dSᵀ[j][i]·k_j
+// Exact merged gradient: L = the merged LSE, Δ_i = dO_i·O_i (merged output).
+// Merge weights held constant: the same L, Δ_i = dO_i·o_i (the branch's own output), because
+// α_i·exp(S − l_i) = exp(S − L) with α_i = exp(l_i − L).
+//
+// Packed operands (A = float or double; D = head dim, Dv = kernel_shape::padded_dim(D)):
+//   Qᵀ, dOᵀ  [query blocks][D][QC]   pack_keys layout (QC = kernel_shape::key_block), zero beyond nq
+//   Q, dO    [nq][Dv]                pack_values layout
+//   K, V     [round_up(nk, KR)][Dv]  pack_values layout, rows past nk zero (KR = kernel_shape::query_block)
+// The same register-tiled micro-kernels as the forward do the five products (qk_tile for Sᵀ and dPᵀ,
+// pv_tile for dV, dK and dQ). Causal: query i sees key j iff j <= i + causal_shift; key/query tiles
+// wholly above the diagonal are skipped.
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/simd.hpp"
+#include "longnet/detail/workspace.hpp"
+#include "longnet/tensor.hpp"
+
+namespace longnet::detail {
+
+template <class A, class Arch>
+struct backward_shape {
+    using K = kernel_shape<A, Arch>;
+    static constexpr index_t width = K::width;
+    static constexpr index_t query_cols = K::key_block;  // queries per block: the Qᵀ / dOᵀ block of pack_keys
+    static constexpr index_t key_rows = K::query_block;  // keys per block: rows of the transposed score tile
+    static constexpr index_t tile_rows = K::tile_rows;   // rows of one qk_tile / pv_tile
+    static constexpr index_t tile_cols = K::qk_cols;     // columns of one qk_tile
+    static_assert(query_cols % tile_cols == 0 && key_rows % tile_rows == 0, "blocks must hold whole tiles");
+    static index_t round_up(index_t n, index_t m) noexcept { return (n + m - 1) / m * m; }
+    // Rows the K and V buffers need for nk keys (the packers' rows and whole key blocks).
+    static index_t key_buffer_rows(index_t nk) noexcept {
+        return std::max(K::key_blocks(nk) * K::key_block, round_up(nk, key_rows)) + tile_rows;
+    }
+    // Rows the Q and dO buffers need for nq queries (pack_values writes whole key_block blocks).
+    static index_t query_buffer_rows(index_t nq) noexcept { return K::key_blocks(nq) * K::key_block + tile_rows; }
+    // Rows of the dQ accumulator for nq queries (whole query blocks plus one tile of slack).
+    static index_t dq_rows(index_t nq) noexcept { return round_up(nq, query_cols) + tile_rows; }
+};
+
+// Pointers to the packed operands of one segment (see the layouts above).
+template <class A>
+struct backward_operands {
+    const A* q_t;     // Qᵀ, unscaled
+    const A* q;       // Q rows, unscaled
+    const A* dout_t;  // dOᵀ
+    const A* dout;    // dO rows
+    const A* k;       // K rows, unscaled
+    const A* v;       // V rows
+    const A* lse;     // L_i, nq values (−inf: the query has no probability mass, its gradients are 0)
+    const A* delta;   // Δ_i, nq values
+};
+
+// Per-thread scratch of attend_backward_packed (sizes in backward_scratch_buffers).
+template <class A>
+struct backward_scratch {
+    A* p_t;     // [KR][QC]  Sᵀ, then Pᵀ
+    A* ds_t;    // [KR][QC]  dPᵀ, then dSᵀ (τ included)
+    A* ds;      // [QC + tile_rows][KR] dS (transposed dSᵀ)
+    A* bias;    // [QC]  −L_i of the query block
+    A* delta;   // [QC]  Δ_i of the query block
+    A* dk;      // [KR][Dv] dK of the key block
+    A* dv;      // [KR][Dv] dV of the key block
+};
+
+// Owns a backward_scratch for head dim `dim`.
+template <class A, class Arch>
+struct backward_scratch_buffers {
+    using S = backward_shape<A, Arch>;
+    aligned_buffer<A> p_t, ds_t, ds, bias, delta, dk, dv;
+    explicit backward_scratch_buffers(index_t dim) {
+        const index_t dvp = S::K::padded_dim(dim);
+        const auto tile = static_cast<std::size_t>(S::key_rows * S::query_cols);
+        const auto ds_n = static_cast<std::size_t>((S::query_cols + S::tile_rows) * S::key_rows);
+        std::fill_n(p_t.reserve(tile), tile, A(0));  // finite from the start: skipped tiles are read, then zeroed
+        std::fill_n(ds_t.reserve(tile), tile, A(0));
+        std::fill_n(ds.reserve(ds_n), ds_n, A(0));
+        bias.reserve(static_cast<std::size_t>(S::query_cols));
+        delta.reserve(static_cast<std::size_t>(S::query_cols));
+        dk.reserve(static_cast<std::size_t>(S::key_rows * dvp));
+        dv.reserve(static_cast<std::size_t>(S::key_rows * dvp));
+    }
+    backward_scratch<A> scratch() const noexcept {
+        return {p_t.data(), ds_t.data(), ds.data(), bias.data(), delta.data(), dk.data(), dv.data()};
+    }
+};
+
+// Backward of nq packed queries against nk packed keys. Adds the queries' gradient to dq
+// ([backward_shape::dq_rows(nq)][Dv], the caller zeroes it once; rows past nq are scratch) and, for
+// every block of keys, calls key_sink(j0, count, dk_rows, dv_rows) once with the complete gradients of
+// keys j0 .. j0 + count − 1 (rows Dv apart). Keys no query sees get zero rows.
+template <class A, class Arch, class KeySink>
+void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t nk, index_t dim, A scale, bool causal,
+                            index_t causal_shift, const backward_scratch<A>& scratch, A* dq, KeySink&& key_sink) {
+    using S = backward_shape<A, Arch>;
+    using O = simd::ops<A, Arch>;
+    using reg = typename O::reg;
+    constexpr index_t W = S::width, QC = S::query_cols, KR = S::key_rows, TR = S::tile_rows, TC = S::tile_cols;
+    constexpr A neg_inf = -std::numeric_limits<A>::infinity();
+    const index_t dvp = S::K::padded_dim(dim);
+    const index_t dv_regs = dvp / W;
+    const reg tau = O::broadcast(scale);
+
+    for (index_t j0 = 0; j0 < nk; j0 += KR) {
+        const index_t kb = std::min(KR, nk - j0);
+        const index_t kb_pad = S::round_up(kb, TR);
+        std::fill(scratch.dk, scratch.dk + kb_pad * dvp, A(0));
+        std::fill(scratch.dv, scratch.dv + kb_pad * dvp, A(0));
+        // causal: the first query block with a query that sees key j0
+        index_t i_first = 0;
+        if (causal && j0 - causal_shift > 0) i_first = (j0 - causal_shift) / QC * QC;
+        for (index_t i0 = i_first; i0 < nq; i0 += QC) {
+            const index_t rows = std::min(QC, nq - i0);   // queries of this block
+            const index_t cols = S::round_up(rows, TC);   // columns computed
+            for (index_t i = 0; i < cols; ++i) {
+                const A l = i < rows ? in.lse[i0 + i] : neg_inf;
+                scratch.bias[i] = l == neg_inf ? neg_inf : -l;  // no mass: P = exp(−inf) = 0
+                scratch.delta[i] = i < rows ? in.delta[i0 + i] : A(0);
+            }
+            const A* q_t = in.q_t + (i0 / QC) * dim * QC;
+            const A* dout_t = in.dout_t + (i0 / QC) * dim * QC;
+            // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ over register tiles; tiles wholly above the diagonal are skipped
+            for (index_t jj = 0; jj < kb_pad; jj += TR)
+                for (index_t ii = 0; ii < cols; ii += TC) {
+                    if (causal && i0 + ii + TC - 1 + causal_shift < j0 + jj) continue;
+                    qk_tile<A, Arch, TR>(in.k + (j0 + jj) * dvp, dvp, q_t + ii, QC, dim, scratch.p_t + jj * QC + ii, QC);
+                    qk_tile<A, Arch, TR>(in.v + (j0 + jj) * dvp, dvp, dout_t + ii, QC, dim, scratch.ds_t + jj * QC + ii, QC);
+                }
+            // Pᵀ = exp(τ·Sᵀ − L), dSᵀ = τ·Pᵀ·(dPᵀ − Δ); masked entries exactly 0
+            for (index_t j = 0; j < kb_pad; ++j) {
+                A* prow = scratch.p_t + j * QC;
+                A* dsrow = scratch.ds_t + j * QC;
+                index_t first = 0;  // first visible column of this key row
+                if (j >= kb) first = cols;
+                else if (causal) first = std::clamp<index_t>(j0 + j - causal_shift - i0, 0, cols);
+                for (index_t c = first / W * W; c < cols; c += W) {
+                    const reg p = O::exp(O::fma(tau, O::load(prow + c), O::load(scratch.bias + c)));
+                    const reg ds = O::mul(O::mul(p, tau), O::sub(O::load(dsrow + c), O::load(scratch.delta + c)));
+                    O::store(prow + c, p);
+                    O::store(dsrow + c, ds);
+                }
+                std::fill(prow, prow + first, A(0));
+                std::fill(dsrow, dsrow + first, A(0));
+            }
+            // dV += Pᵀ·dO and dK += dSᵀ·Q for the key block
+            for (index_t jj = 0; jj < kb_pad; jj += TR) {
+                pv_rows<A, Arch, TR>(scratch.p_t + jj * QC, QC, in.dout + i0 * dvp, dvp, rows, scratch.dv + jj * dvp, dvp,
+                                     dv_regs);
+                pv_rows<A, Arch, TR>(scratch.ds_t + jj * QC, QC, in.q + i0 * dvp, dvp, rows, scratch.dk + jj * dvp, dvp,
+                                     dv_regs);
+            }
+            // dQ += dS·K: transpose dSᵀ, then the same P·V micro-kernel
+            const index_t rows_pad = S::round_up(rows, TR);
+            for (index_t i = 0; i < rows_pad; ++i) {
+                A* dst = scratch.ds + i * KR;
+                if (i < rows)
+                    for (index_t j = 0; j < kb; ++j) dst[j] = scratch.ds_t[j * QC + i];
+                else
+                    std::fill(dst, dst + kb, A(0));
+            }
+            for (index_t ii = 0; ii < rows_pad; ii += TR)
+                pv_rows<A, Arch, TR>(scratch.ds + ii * KR, KR, in.k + j0 * dvp, dvp, kb, dq + (i0 + ii) * dvp, dvp, dv_regs);
+        }
+        key_sink(j0, kb, static_cast<const A*>(scratch.dk), static_cast<const A*>(scratch.dv));
+    }
+}
+
+}  // namespace longnet::detail
