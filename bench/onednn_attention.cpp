@@ -18,6 +18,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -103,6 +104,35 @@ struct block_plan {
 
 enum class threading { library, blocks };
 
+// Largest |out − reference| over a few rows of every head, the reference in double: a baseline that
+// computes something else would make the ratio meaningless.
+double max_error_on_sample_rows(const attention_inputs<float>& in, double scale) {
+    const auto q = in.q_view(), k = in.k_view(), v = in.v_view();
+    double worst = 0;
+    const index_t rows[] = {0, 1, in.seq / 3, in.seq / 2, in.seq - 1};
+    std::vector<double> logits(static_cast<std::size_t>(in.seq));
+    for (index_t h = 0; h < in.heads; ++h) {
+        for (index_t i : rows) {
+            double max_logit = -1e300;
+            for (index_t j = 0; j < in.seq; ++j) {
+                double dot = 0;
+                for (index_t d = 0; d < in.dim; ++d) dot += double(q(0, i, h, d)) * double(k(0, j, h, d));
+                logits[static_cast<std::size_t>(j)] = scale * dot;
+                max_logit = std::max(max_logit, scale * dot);
+            }
+            double sum = 0;
+            for (double& l : logits) sum += (l = std::exp(l - max_logit));
+            for (index_t d = 0; d < in.dim; ++d) {
+                double o = 0;
+                for (index_t j = 0; j < in.seq; ++j) o += logits[static_cast<std::size_t>(j)] * double(v(0, j, h, d));
+                const double got = in.out[static_cast<std::size_t>(q.offset(0, i, h) + d)];
+                worst = std::max(worst, std::abs(o / sum - got));
+            }
+        }
+    }
+    return worst;
+}
+
 void bm_onednn_dense(benchmark::State& state, threading mode, index_t heads, index_t dim) {
     const index_t seq = state.range(0);
     attention_inputs<float>& in = cached_inputs<float>(1, seq, heads, dim);
@@ -161,8 +191,11 @@ void bm_onednn_dense(benchmark::State& state, threading mode, index_t heads, ind
         benchmark::ClobberMemory();
     }
     const double seconds = timer.seconds();
+    const double error = max_error_on_sample_rows(in, scale);
+    if (!(error < 1e-3)) state.SkipWithError(("oneDNN attention differs from the reference by " + std::to_string(error)).c_str());
     set_attention_counters(state, seconds, longnet::dense_attention_flops(in.batch, seq, heads, dim, false),
                            static_cast<double>(in.batch * seq));
+    state.counters["max_abs_error"] = error;
 }
 
 }  // namespace
