@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: Apache-2.0
+// longnet_lm: run a LongNet decoder (torchscale LongNetDecoder) on a token sequence.
+//
+//   longnet_lm --weights model.safetensors --config config.json --tokens tokens.npy --logits logits.npy
+//              [--hidden hidden.npy] [--dtype float|double] [--weights-dtype float|bf16]
+//              [--attention dilated|dense] [--offsets torchscale|paper] [--angles torchscale|float64]
+//              [--last-only]
+//   longnet_lm --random-config base --tokens-random N [--seed S] [--layers L] [--vocab V]
+//              [--attention dilated|dense] [--weights-dtype float|bf16] [--logits last.npy]
+//
+// File mode: config.json uses torchscale DecoderConfig field names; tokens.npy holds int32/int64 ids
+// [T]; logits.npy gets [T, vocab] ([1, vocab] with --last-only), hidden.npy [T, D] (after the final
+// LayerNorm), float32 for --dtype float (default) and float64 for --dtype double. Writes are atomic
+// (temporary file in the same folder, then rename).
+// Random mode: the paper's base model (12 layers, hidden 768, 12 heads, FFN 3072, segments 2048..32768,
+// dilations 1, 2, 4, 6, 12; vocabulary 32000 unless --vocab) with seeded random weights, one forward
+// over N random tokens. Only the last row's logits are computed (never the [N, vocab] matrix); --logits
+// saves that row. Progress per layer on stderr; the last line gives tokens/s and the time split.
+// Batch 1 (one sequence). Exit codes: 0 success, 1 data error (files, shapes, memory), 2 usage error.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <longnet/io/npy.hpp>
+#include <longnet/io/safetensors.hpp>
+#include <longnet/nn/nn.hpp>
+
+#include "cli_common.hpp"
+
+namespace {
+
+namespace nn = longnet::nn;
+
+const char* const usage_text =
+    "usage:\n"
+    "  longnet_lm --weights model.safetensors --config config.json --tokens tokens.npy --logits logits.npy\n"
+    "             [--hidden hidden.npy] [--dtype float|double] [--weights-dtype float|bf16]\n"
+    "             [--attention dilated|dense] [--offsets torchscale|paper] [--angles torchscale|float64]\n"
+    "             [--last-only]\n"
+    "  longnet_lm --random-config base --tokens-random N [--seed S] [--layers L] [--vocab V]\n"
+    "             [--attention dilated|dense] [--weights-dtype float|bf16] [--logits last_row.npy]\n";
+
+struct arguments {
+    std::string weights, config, tokens, logits, hidden, random_config;
+    std::string dtype = "float", weights_dtype = "float";
+    std::int64_t random_tokens = 0, layers = -1, vocab = 32000;
+    std::uint64_t seed = 0;
+    bool last_only = false;
+    nn::model_options options;
+};
+
+arguments parse(int argc, char** argv) {
+    arguments a;
+    cli::arg_reader r(argc, argv);
+    bool attention_set = false;
+    if (r.done()) throw cli::usage_error("no arguments");
+    while (!r.done()) {
+        const std::string f = r.next_flag();
+        if (f == "--help") {
+            std::fputs(usage_text, stdout);
+            std::exit(0);
+        } else if (f == "--weights") a.weights = r.value(f);
+        else if (f == "--config") a.config = r.value(f);
+        else if (f == "--tokens") a.tokens = r.value(f);
+        else if (f == "--logits") a.logits = r.value(f);
+        else if (f == "--hidden") a.hidden = r.value(f);
+        else if (f == "--random-config") a.random_config = r.value(f);
+        else if (f == "--tokens-random") a.random_tokens = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
+        else if (f == "--seed") a.seed = cli::parse_uint64(f, r.value(f));
+        else if (f == "--layers") a.layers = cli::parse_int(f, r.value(f), 0, 1000);
+        else if (f == "--vocab") a.vocab = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 31);
+        else if (f == "--last-only") {
+            r.no_value(f);
+            a.last_only = true;
+        } else if (f == "--dtype") {
+            a.dtype = r.value(f);
+            if (a.dtype != "float" && a.dtype != "double") throw cli::usage_error("--dtype: expected float or double, got '" + a.dtype + "'");
+        } else if (f == "--weights-dtype") {
+            a.weights_dtype = r.value(f);
+            if (a.weights_dtype != "float" && a.weights_dtype != "bf16")
+                throw cli::usage_error("--weights-dtype: expected float or bf16, got '" + a.weights_dtype + "'");
+        } else if (f == "--attention") {
+            const std::string v = r.value(f);
+            if (v == "dilated") a.options.attention = nn::attention_kind::dilated;
+            else if (v == "dense") a.options.attention = nn::attention_kind::dense;
+            else throw cli::usage_error("--attention: expected dilated or dense, got '" + v + "'");
+            attention_set = true;
+        } else if (f == "--offsets") {
+            a.options.offsets = longnet::parse_offset_policy(r.value(f));
+        } else if (f == "--angles") {
+            const std::string v = r.value(f);
+            if (v == "torchscale") a.options.angles = nn::angle_precision::torchscale;
+            else if (v == "float64") a.options.angles = nn::angle_precision::float64;
+            else throw cli::usage_error("--angles: expected torchscale or float64, got '" + v + "'");
+        } else {
+            throw cli::usage_error("unknown flag " + f);
+        }
+    }
+    (void)attention_set;
+    const bool random_mode = !a.random_config.empty() || a.random_tokens > 0;
+    if (random_mode) {
+        if (a.random_config != "base") throw cli::usage_error("--random-config: only 'base' is known (got '" + a.random_config + "')");
+        if (a.random_tokens < 1) throw cli::usage_error("--random-config needs --tokens-random N");
+        if (!a.weights.empty() || !a.config.empty() || !a.tokens.empty() || !a.hidden.empty())
+            throw cli::usage_error("--random-config does not take --weights, --config, --tokens or --hidden");
+        if (a.dtype != "float") throw cli::usage_error("--random-config runs in float only");
+    } else {
+        if (a.weights.empty() || a.config.empty() || a.tokens.empty() || a.logits.empty())
+            throw cli::usage_error("file mode needs --weights, --config, --tokens and --logits");
+        if (a.layers >= 0) throw cli::usage_error("--layers is for --random-config (the config file gives the layer count)");
+        if (a.seed != 0) throw cli::usage_error("--seed is for --random-config");
+    }
+    return a;
+}
+
+// Per-layer progress on stderr: a bar redrawn in place on a terminal, one line per layer otherwise.
+class progress_bar {
+public:
+    explicit progress_bar(std::chrono::steady_clock::time_point start) : start_(start), tty_(::isatty(2) != 0) {}
+    void operator()(longnet::index_t done, longnet::index_t total) const {
+        constexpr int width = 30;
+        const int filled = total ? static_cast<int>(width * done / total) : width;
+        std::string bar(static_cast<std::size_t>(filled), '#');
+        bar.resize(width, '.');
+        std::fprintf(stderr, "%slayer %3lld/%lld [%s] %8.1f s%s", tty_ ? "\r" : "", static_cast<long long>(done),
+                     static_cast<long long>(total), bar.c_str(), cli::seconds_since(start_), tty_ && done < total ? "" : "\n");
+        std::fflush(stderr);
+    }
+
+private:
+    std::chrono::steady_clock::time_point start_;
+    bool tty_;
+};
+
+template <class T>
+std::vector<std::int64_t> shape_of(const nn::matrix<T>& m) {
+    return {static_cast<std::int64_t>(m.rows()), static_cast<std::int64_t>(m.cols())};
+}
+
+template <class T>
+void save(const std::string& path, const nn::matrix<T>& m) {
+    longnet::io::save_npy(path, m.data(), shape_of(m));  // atomic: temp file + rename
+}
+
+std::vector<std::int64_t> read_tokens(const std::string& path) {
+    const longnet::io::npy_array a = longnet::io::load_npy(path);
+    if (a.ndim() != 1 && !(a.ndim() == 2 && a.shape()[0] == 1))
+        throw cli::data_error(path + ": tokens must be a [T] (or [1, T]) integer array, got shape " +
+                              longnet::io::shape_string(a.shape()));
+    if (a.dtype() != longnet::io::npy_dtype::int64 && a.dtype() != longnet::io::npy_dtype::int32)
+        throw cli::data_error(path + ": tokens must be int32 or int64, got " + longnet::io::dtype_name(a.dtype()));
+    std::vector<std::int64_t> t = a.as_int64();
+    if (t.empty()) throw cli::data_error(path + ": no tokens");
+    return t;
+}
+
+template <class T, class W>
+int run_files(const arguments& a) {
+    nn::decoder_config cfg;
+    try {
+        cfg = nn::decoder_config::from_file(a.config);
+    } catch (const std::invalid_argument& e) {
+        throw cli::data_error(e.what());
+    }
+    const std::vector<std::int64_t> tokens = read_tokens(a.tokens);
+    if (!a.logits.empty()) cli::check_writable("--logits", a.logits);
+    if (!a.hidden.empty()) cli::check_writable("--hidden", a.hidden);
+    const auto model = nn::load_decoder<T, W>(a.weights, cfg, a.options);
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+        if (tokens[i] < 0 || tokens[i] >= cfg.vocab_size)
+            throw cli::data_error(a.tokens + ": token " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+                                  " is outside the vocabulary [0, " + std::to_string(cfg.vocab_size) + ")");
+    const auto start = std::chrono::steady_clock::now();
+    nn::forward_profile profile;
+    const nn::matrix<T> hidden = model.forward_hidden(tokens, nullptr, &profile, progress_bar(start));
+    const nn::matrix<T> logits = a.last_only ? model.project(hidden.bottomRows(1), &profile) : model.project(hidden, &profile);
+    const double seconds = cli::seconds_since(start);
+    save(a.logits, logits);
+    if (!a.hidden.empty()) save(a.hidden, hidden);
+    std::fprintf(stderr, "longnet_lm: %zu tokens in %.3f s; logits [%lld, %lld] -> %s\n", tokens.size(), seconds,
+                 static_cast<long long>(logits.rows()), static_cast<long long>(logits.cols()), a.logits.c_str());
+    return 0;
+}
+
+template <class W>
+int run_random(const arguments& a) {
+    nn::decoder_config cfg = nn::decoder_config::base(a.vocab);
+    if (a.layers >= 0) cfg.layers = a.layers;
+    if (!a.logits.empty()) cli::check_writable("--logits", a.logits);
+    const std::int64_t n = a.random_tokens;
+    // activations: x, h, y, q, k, v, attention out ([N, D] each) + the FFN block; plus the weights
+    const auto act = cli::mul(static_cast<std::uint64_t>(n), static_cast<std::uint64_t>(cfg.embed_dim) * 7 * sizeof(float));
+    cli::require_memory(act, "activations of " + std::to_string(n) + " tokens");
+
+    auto t0 = std::chrono::steady_clock::now();
+    const auto model = nn::random_decoder<float, W>(cfg, a.seed, a.options);
+    std::fprintf(stderr, "longnet_lm: base model, %lld layers, hidden %lld, %lld heads, FFN %lld, vocab %lld, %s weights "
+                         "(%.1f M parameters), random in %.1f s; %s attention, %d threads\n",
+                 static_cast<long long>(cfg.layers), static_cast<long long>(cfg.embed_dim), static_cast<long long>(cfg.heads),
+                 static_cast<long long>(cfg.ffn_dim), static_cast<long long>(cfg.vocab_size),
+                 std::is_same_v<W, float> ? "float" : "bf16", static_cast<double>(model.parameter_count()) / 1e6,
+                 cli::seconds_since(t0), nn::to_string(a.options.attention), cli::max_threads());
+
+    std::vector<std::int64_t> tokens(static_cast<std::size_t>(n));
+    std::uint64_t state = a.seed ^ 0x5eedull;
+    for (auto& t : tokens) t = static_cast<std::int64_t>(cli::splitmix64(state) % static_cast<std::uint64_t>(cfg.vocab_size));
+
+    const auto start = std::chrono::steady_clock::now();
+    nn::forward_profile profile;
+    const nn::matrix<float> hidden = model.forward_hidden(tokens, nullptr, &profile, progress_bar(start));
+    const nn::matrix<float> last = model.project(hidden.bottomRows(1), &profile);  // only the last row
+    const double seconds = cli::seconds_since(start);
+    if (!last.allFinite()) throw cli::data_error("the forward produced non-finite logits");
+    Eigen::Index next = 0;
+    last.row(0).maxCoeff(&next);
+    if (!a.logits.empty()) save(a.logits, last);
+    const double total = std::max(profile.total(), 1e-12);
+    std::fprintf(stderr, "longnet_lm: next token %lld (logit %.4f)%s%s\n", static_cast<long long>(next),
+                 static_cast<double>(last(0, next)), a.logits.empty() ? "" : "; last-row logits -> ",
+                 a.logits.c_str());
+    std::printf("longnet_lm: %lld tokens x %lld layers in %.2f s = %.1f tokens/s | attention %.2f s (%.0f%%), "
+                "dense %.2f s (%.0f%%), norms %.2f s (%.0f%%), other %.2f s (%.0f%%)\n",
+                static_cast<long long>(n), static_cast<long long>(cfg.layers), seconds, static_cast<double>(n) / seconds,
+                profile.attention, 100 * profile.attention / total, profile.dense, 100 * profile.dense / total,
+                profile.norms, 100 * profile.norms / total, profile.other, 100 * profile.other / total);
+    return 0;
+}
+
+int run(int argc, char** argv) {
+    const arguments a = parse(argc, argv);
+    const bool bf16 = a.weights_dtype == "bf16";
+    if (!a.random_config.empty()) return bf16 ? run_random<Eigen::bfloat16>(a) : run_random<float>(a);
+    if (a.dtype == "double") {
+        if (bf16) throw cli::usage_error("--weights-dtype bf16 needs --dtype float");
+        return run_files<double, double>(a);
+    }
+    return bf16 ? run_files<float, Eigen::bfloat16>(a) : run_files<float, float>(a);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const cli::usage_error& e) {
+        std::fprintf(stderr, "longnet_lm: %s\n%s", e.what(), usage_text);
+        return 2;
+    } catch (const longnet::io::safetensors_error& e) {
+        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
+        return 1;
+    } catch (const longnet::io::npy_error& e) {
+        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
+        return 1;
+    } catch (const cli::data_error& e) {
+        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
+        return 1;
+    } catch (const std::invalid_argument& e) {  // options the library refuses
+        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
+        return 2;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "longnet_lm: out of memory\n");
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
+        return 1;
+    }
+}
