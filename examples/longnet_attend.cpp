@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: Apache-2.0
+// longnet_attend: LongNet dilated attention (or dense attention) on .npy files, or a timing run on
+// random inputs. See --help. Exit codes: 0 ok, 1 data error, 2 usage error.
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <limits>
+#include <new>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <longnet/io/npy.hpp>
+#include <longnet/longnet.hpp>
+
+#include "cli_common.hpp"
+
+namespace {
+
+const char* const usage_text =
+    "usage: longnet_attend --q q.npy --k k.npy --v v.npy --segments W1,W2,... --dilations R1,R2,...\n"
+    "                      [--causal] [--offsets paper|torchscale] [--tail exact|zero_pad] [--scale S]\n"
+    "                      --out out.npy [--lse lse.npy] [--dense]\n"
+    "       longnet_attend --random B,N,H,D --segments ... --dilations ... [--seed S] [--repeat R]\n"
+    "                      [--dtype float32|float64|bfloat16|float16] [--causal] [...] [--out out.npy] [--dense]\n"
+    "\n"
+    "LongNet dilated attention (arXiv 2307.02486) over q, k, v of shape [N, H, D] or [B, N, H, D].\n"
+    "\n"
+    "  --q, --k, --v FILE    inputs: .npy float32, float64 or float16, all the same shape and dtype\n"
+    "  --segments LIST       segment length of each branch, e.g. 2048,4096,8192,16384,32768\n"
+    "  --dilations LIST      dilation of each branch (as many as segments), e.g. 1,2,4,6,12\n"
+    "  --causal              each row attends to keys at positions <= its own\n"
+    "  --offsets POLICY      row offset of head h in a branch of dilation r: paper (h mod r, default)\n"
+    "                        or torchscale (h / ceil(H / r))\n"
+    "  --tail MODE           exact (default: rows past N do not exist) or zero_pad (torchscale parity)\n"
+    "  --scale S             softmax scale (default 1/sqrt(D))\n"
+    "  --out FILE            output .npy: same shape and dtype as the inputs (written atomically)\n"
+    "  --lse FILE            log-sum-exp .npy, float32 [N, H] or [B, N, H] (-inf for rows no branch selects)\n"
+    "  --dense               dense softmax attention instead (--segments/--dilations then optional, ignored)\n"
+    "  --random B,N,H,D      standard-normal inputs made in memory; prints one JSON line with the median\n"
+    "                        time (seconds), tokens_per_second, gflops and the configuration\n"
+    "  --seed S              random seed (default 0)\n"
+    "  --repeat R            timed runs (default 3)\n"
+    "  --dtype T             element type for --random (default float32); bfloat16 output is written as\n"
+    "                        float32 (numpy has no bfloat16)\n"
+    "  --help                this text\n"
+    "\n"
+    "Exit codes: 0 success, 1 data error (files, shapes, dtypes, I/O), 2 usage error.\n";
+
+struct arguments {
+    std::string q, k, v, out, lse;
+    std::optional<std::vector<std::int64_t>> segments, dilations;
+    bool causal = false, dense = false, help = false;
+    longnet::offset_policy offsets = longnet::offset_policy::paper;
+    longnet::tail_mode tail = longnet::tail_mode::exact;
+    std::optional<double> scale;
+    std::optional<std::vector<std::int64_t>> random;  // B, N, H, D
+    std::optional<std::uint64_t> seed;
+    std::optional<std::int64_t> repeat;
+    std::optional<std::string> dtype;
+};
+
+constexpr std::int64_t max_extent = std::int64_t(1) << 40;
+
+arguments parse_arguments(int argc, char** argv) {
+    arguments a;
+    cli::arg_reader r(argc, argv);
+    while (!r.done()) {
+        const std::string flag = r.next_flag();
+        if (flag == "--help") {
+            r.no_value(flag);
+            a.help = true;
+        } else if (flag == "--q") {
+            a.q = r.value(flag);
+        } else if (flag == "--k") {
+            a.k = r.value(flag);
+        } else if (flag == "--v") {
+            a.v = r.value(flag);
+        } else if (flag == "--out") {
+            a.out = r.value(flag);
+        } else if (flag == "--lse") {
+            a.lse = r.value(flag);
+        } else if (flag == "--segments") {
+            a.segments = cli::parse_int_list(flag, r.value(flag), 1, max_extent);
+        } else if (flag == "--dilations") {
+            a.dilations = cli::parse_int_list(flag, r.value(flag), 1, max_extent);
+        } else if (flag == "--causal") {
+            r.no_value(flag);
+            a.causal = true;
+        } else if (flag == "--dense") {
+            r.no_value(flag);
+            a.dense = true;
+        } else if (flag == "--offsets") {
+            const std::string s = r.value(flag);
+            if (s != "paper" && s != "torchscale")
+                throw cli::usage_error("--offsets: unknown policy '" + s + "' (expected paper or torchscale)");
+            a.offsets = longnet::parse_offset_policy(s);
+        } else if (flag == "--tail") {
+            const std::string s = r.value(flag);
+            if (s != "exact" && s != "zero_pad")
+                throw cli::usage_error("--tail: unknown mode '" + s + "' (expected exact or zero_pad)");
+            a.tail = longnet::parse_tail_mode(s);
+        } else if (flag == "--scale") {
+            a.scale = cli::parse_double(flag, r.value(flag));
+        } else if (flag == "--random") {
+            a.random = cli::parse_int_list(flag, r.value(flag), 1, max_extent);
+            if (a.random->size() != 4)
+                throw cli::usage_error("--random: expected 4 numbers B,N,H,D, got " + std::to_string(a.random->size()));
+        } else if (flag == "--seed") {
+            a.seed = cli::parse_uint64(flag, r.value(flag));
+        } else if (flag == "--repeat") {
+            a.repeat = cli::parse_int(flag, r.value(flag), 1, 1000000);
+        } else if (flag == "--dtype") {
+            const std::string s = r.value(flag);
+            if (s != "float32" && s != "float64" && s != "bfloat16" && s != "float16")
+                throw cli::usage_error("--dtype: unknown type '" + s + "' (expected float32, float64, bfloat16 or float16)");
+            a.dtype = s;
+        } else {
+            throw cli::usage_error("unknown flag " + flag);
+        }
+    }
+    if (a.help) return a;
+
+    // Combinations.
+    if (!a.dense) {
+        if (!a.segments) throw cli::usage_error("missing --segments (e.g. --segments 2048,4096)");
+        if (!a.dilations) throw cli::usage_error("missing --dilations (e.g. --dilations 1,2)");
+    }
+    if (a.segments.has_value() != a.dilations.has_value())
+        throw cli::usage_error(a.segments ? "--segments given without --dilations" : "--dilations given without --segments");
+    if (a.segments && a.segments->size() != a.dilations->size())
+        throw cli::usage_error("--segments has " + std::to_string(a.segments->size()) + " values but --dilations has " +
+                               std::to_string(a.dilations->size()) + "; the counts must be equal");
+    if (a.random) {
+        if (!a.q.empty() || !a.k.empty() || !a.v.empty())
+            throw cli::usage_error("--random makes its own inputs: do not combine it with --q/--k/--v");
+    } else {
+        if (a.seed || a.repeat || a.dtype)
+            throw cli::usage_error(std::string(a.seed ? "--seed" : a.repeat ? "--repeat" : "--dtype") +
+                                   " is only for --random (file inputs keep their dtype)");
+        if (a.q.empty()) throw cli::usage_error("missing --q (or use --random B,N,H,D)");
+        if (a.k.empty()) throw cli::usage_error("missing --k");
+        if (a.v.empty()) throw cli::usage_error("missing --v");
+        if (a.out.empty()) throw cli::usage_error("missing --out");
+    }
+    if (!a.out.empty() && a.out == a.lse) throw cli::usage_error("--out and --lse name the same file: " + a.out);
+    return a;
+}
+
+longnet::dilated_options make_options(const arguments& a) {
+    longnet::dilated_options o;
+    if (a.segments)
+        for (std::size_t i = 0; i < a.segments->size(); ++i) o.branches.push_back({(*a.segments)[i], (*a.dilations)[i]});
+    o.causal = a.causal;
+    o.offsets = a.offsets;
+    o.tail = a.tail;
+    o.scale = a.scale;
+    return o;
+}
+
+// Run the chosen op once on contiguous [B, N, H, D] buffers.
+template <class T>
+void run_op(const arguments& a, const longnet::dilated_options& opt, const std::array<std::int64_t, 4>& dims, const T* q,
+            const T* k, const T* v, T* out, longnet::accum_t<T>* lse) {
+    const auto view = [&](auto* p) { return longnet::make_bnhd(p, dims[0], dims[1], dims[2], dims[3]); };
+    longnet::lse_view<longnet::accum_t<T>> lv;
+    if (lse) lv = longnet::make_lse_bnh(lse, dims[0], dims[1], dims[2]);
+    if (a.dense) {
+        longnet::attention_options d;
+        d.causal = opt.causal;
+        d.scale = opt.scale;
+        longnet::dense_attention(view(q), view(k), view(v), view(out), d, lv);
+    } else {
+        longnet::dilated_attention(view(q), view(k), view(v), view(out), opt, lv);
+    }
+}
+
+std::vector<std::int64_t> lse_shape_of(const std::vector<std::int64_t>& shape) {
+    return std::vector<std::int64_t>(shape.begin(), shape.end() - 1);  // drop D
+}
+
+template <class A>
+std::vector<float> lse_as_float(const std::vector<A>& lse) {
+    return std::vector<float>(lse.begin(), lse.end());
+}
+
+// ---- file mode -------------------------------------------------------------------------------------
+
+template <class T>
+int compute_files(const arguments& a, const longnet::dilated_options& opt, const longnet::io::npy_array& q,
+                  const longnet::io::npy_array& k, const longnet::io::npy_array& v) {
+    using A = longnet::accum_t<T>;
+    const std::vector<std::int64_t>& shape = q.shape();
+    std::array<std::int64_t, 4> dims{1, 1, 1, 1};
+    if (shape.size() == 3) dims = {1, shape[0], shape[1], shape[2]};
+    else dims = {shape[0], shape[1], shape[2], shape[3]};
+    std::vector<T> out(q.size());
+    std::vector<A> lse(a.lse.empty() ? 0 : static_cast<std::size_t>(dims[0] * dims[1] * dims[2]));
+    run_op<T>(a, opt, dims, q.values<T>().data(), k.values<T>().data(), v.values<T>().data(), out.data(),
+              a.lse.empty() ? nullptr : lse.data());
+    // Stage every output, then commit them together: an error leaves no output file behind.
+    std::vector<longnet::io::staged_file> staged;
+    staged.emplace_back(a.out, longnet::io::npy_file_bytes(longnet::io::npy_dtype_of<T>::value, shape, out.data(), out.size()));
+    if (!a.lse.empty()) {
+        const std::vector<float> lse32 = lse_as_float(lse);
+        staged.emplace_back(a.lse, longnet::io::npy_file_bytes(longnet::io::npy_dtype::float32, lse_shape_of(shape),
+                                                               lse32.data(), lse32.size()));
+    }
+    for (auto& s : staged) s.commit();
+    return 0;
+}
+
+const char* dtype_label(longnet::io::npy_dtype t) { return longnet::io::dtype_name(t); }
+
+int run_files(const arguments& a, const longnet::dilated_options& opt) {
+    using longnet::io::npy_dtype;
+    const longnet::io::npy_array q = longnet::io::load_npy(a.q);
+    const longnet::io::npy_array k = longnet::io::load_npy(a.k);
+    const longnet::io::npy_array v = longnet::io::load_npy(a.v);
+    const auto describe = [](const char* name, const std::string& path, const longnet::io::npy_array& x) {
+        return std::string(name) + " (" + path + ") has shape " + longnet::io::shape_string(x.shape()) + " " +
+               dtype_label(x.dtype());
+    };
+    if (q.ndim() != 3 && q.ndim() != 4)
+        throw cli::data_error(describe("q", a.q, q) + "; expected [N, H, D] or [B, N, H, D]");
+    const npy_dtype t = q.dtype();
+    if (t != npy_dtype::float32 && t != npy_dtype::float64 && t != npy_dtype::float16)
+        throw cli::data_error(describe("q", a.q, q) + "; unsupported dtype " + dtype_label(t) +
+                              " (expected float32, float64 or float16)");
+    const auto same_as_q = [&](const char* name, const std::string& path, const longnet::io::npy_array& x) {
+        if (x.shape() != q.shape() || x.dtype() != q.dtype())
+            throw cli::data_error(describe(name, path, x) + " but " + describe("q", a.q, q) +
+                                  "; q, k and v must have the same shape and dtype");
+    };
+    same_as_q("k", a.k, k);
+    same_as_q("v", a.v, v);
+    cli::check_writable("--out", a.out);
+    if (!a.lse.empty()) cli::check_writable("--lse", a.lse);
+    switch (t) {
+        case npy_dtype::float32: return compute_files<float>(a, opt, q, k, v);
+        case npy_dtype::float64: return compute_files<double>(a, opt, q, k, v);
+        case npy_dtype::float16: return compute_files<longnet::half>(a, opt, q, k, v);
+        default: break;
+    }
+    throw cli::data_error("unsupported dtype");
+}
+
+// ---- random mode -----------------------------------------------------------------------------------
+
+template <class T>
+int compute_random(const arguments& a, const longnet::dilated_options& opt, const std::string& dtype) {
+    using A = longnet::accum_t<T>;
+    const std::vector<std::int64_t>& r = *a.random;
+    const std::array<std::int64_t, 4> dims{r[0], r[1], r[2], r[3]};
+    const std::uint64_t seed = a.seed.value_or(0);
+    const std::int64_t repeat = a.repeat.value_or(3);
+    const std::int64_t n = dims[0] * dims[1] * dims[2] * dims[3];  // checked by require_memory
+    const std::int64_t rows = dims[0] * dims[1] * dims[2];
+
+    const auto to_t = [](float x) { return T(x); };
+    std::vector<T> q(static_cast<std::size_t>(n)), k(q.size()), v(q.size()), out(q.size());
+    cli::fill_normal(q.data(), n, seed, 0, to_t);
+    cli::fill_normal(k.data(), n, seed, 1, to_t);
+    cli::fill_normal(v.data(), n, seed, 2, to_t);
+    std::vector<A> lse(a.lse.empty() ? 0 : static_cast<std::size_t>(rows));
+
+    std::vector<double> seconds;
+    for (std::int64_t i = 0; i < repeat; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        run_op<T>(a, opt, dims, q.data(), k.data(), v.data(), out.data(), a.lse.empty() ? nullptr : lse.data());
+        seconds.push_back(cli::seconds_since(t0));
+    }
+    std::vector<double> sorted = seconds;
+    std::sort(sorted.begin(), sorted.end());
+    const std::size_t m = sorted.size();
+    const double median = m % 2 ? sorted[m / 2] : 0.5 * (sorted[m / 2 - 1] + sorted[m / 2]);
+    const double flops = a.dense ? longnet::dense_attention_flops(dims[0], dims[1], dims[2], dims[3], opt.causal)
+                                 : longnet::dilated_attention_flops(dims[0], dims[1], dims[2], dims[3], opt);
+    const double tokens = static_cast<double>(dims[0]) * static_cast<double>(dims[1]);
+
+    std::string json = "{\"op\":\"" + std::string(a.dense ? "dense" : "dilated") + "\"";
+    json += ",\"B\":" + std::to_string(dims[0]) + ",\"N\":" + std::to_string(dims[1]) + ",\"H\":" + std::to_string(dims[2]) +
+            ",\"D\":" + std::to_string(dims[3]);
+    json += ",\"dtype\":\"" + dtype + "\"";
+    if (a.segments) {
+        json += ",\"segments\":[" + cli::join(*a.segments) + "]";
+        json += ",\"dilations\":[" + cli::join(*a.dilations) + "]";
+    }
+    json += std::string(",\"causal\":") + (opt.causal ? "true" : "false");
+    if (!a.dense) {
+        json += std::string(",\"offsets\":\"") + longnet::to_string(opt.offsets) + "\"";
+        json += std::string(",\"tail\":\"") + longnet::to_string(opt.tail) + "\"";
+    }
+    json += ",\"scale\":" + cli::json_number(longnet::effective_scale(opt.scale, dims[3]));
+    json += ",\"threads\":" + std::to_string(cli::max_threads());
+    json += ",\"simd\":" + std::string(LONGNET_HAS_XSIMD ? "true" : "false");
+    json += ",\"seed\":" + std::to_string(seed);
+    json += ",\"repeat\":" + std::to_string(repeat);
+    json += ",\"seconds\":" + cli::json_number(median);
+    json += ",\"min_seconds\":" + cli::json_number(sorted.front());
+    json += ",\"max_seconds\":" + cli::json_number(sorted.back());
+    json += ",\"tokens_per_second\":" + cli::json_number(median > 0 ? tokens / median : std::numeric_limits<double>::infinity());
+    json += ",\"flops\":" + cli::json_number(flops);
+    json += ",\"gflops\":" + cli::json_number(median > 0 ? flops / median * 1e-9 : std::numeric_limits<double>::infinity());
+    json += "}";
+
+    std::vector<longnet::io::staged_file> staged;
+    const std::vector<std::int64_t> shape(dims.begin(), dims.end());
+    if (!a.out.empty()) {
+        if constexpr (std::is_same_v<T, longnet::bfloat16>) {
+            std::vector<float> out32(out.size());
+            for (std::size_t i = 0; i < out.size(); ++i) out32[i] = static_cast<float>(out[i]);
+            staged.emplace_back(a.out, longnet::io::npy_file_bytes(longnet::io::npy_dtype::float32, shape, out32.data(),
+                                                                   out32.size()));
+        } else {
+            staged.emplace_back(a.out, longnet::io::npy_file_bytes(longnet::io::npy_dtype_of<T>::value, shape, out.data(),
+                                                                   out.size()));
+        }
+    }
+    if (!a.lse.empty()) {
+        const std::vector<float> lse32 = lse_as_float(lse);
+        staged.emplace_back(a.lse, longnet::io::npy_file_bytes(longnet::io::npy_dtype::float32, lse_shape_of(shape),
+                                                               lse32.data(), lse32.size()));
+    }
+    for (auto& s : staged) s.commit();
+    std::printf("%s\n", json.c_str());
+    std::fflush(stdout);
+    return 0;
+}
+
+int run_random(const arguments& a, const longnet::dilated_options& opt) {
+    const std::string dtype = a.dtype.value_or("float32");
+    const std::uint64_t item = dtype == "float64" ? 8 : dtype == "float32" ? 4 : 2;
+    const std::uint64_t acc = dtype == "float64" ? 8 : 4;
+    const std::vector<std::int64_t>& r = *a.random;
+    // q, k, v, out in the element type, lse in the accumulator type, and a float32 copy on writing.
+    std::optional<std::uint64_t> n = std::uint64_t(1);
+    for (std::int64_t x : r) n = n ? cli::mul(*n, static_cast<std::uint64_t>(x)) : std::nullopt;
+    std::optional<std::uint64_t> bytes = n ? cli::mul(*n, 4 * item) : std::nullopt;
+    if (bytes && n && !a.out.empty()) bytes = cli::add(*bytes, *n * item);  // n·item cannot overflow here
+    if (bytes && !a.lse.empty()) {
+        const auto rows = n ? cli::mul(*n / static_cast<std::uint64_t>(r[3]), acc + 4) : std::nullopt;
+        bytes = rows ? cli::add(*bytes, *rows) : std::nullopt;
+    }
+    cli::require_memory(bytes, "--random " + cli::join(r) + " (" + dtype + ")");
+    if (!a.out.empty()) cli::check_writable("--out", a.out);
+    if (!a.lse.empty()) cli::check_writable("--lse", a.lse);
+    if (dtype == "float64") return compute_random<double>(a, opt, dtype);
+    if (dtype == "bfloat16") return compute_random<longnet::bfloat16>(a, opt, dtype);
+    if (dtype == "float16") return compute_random<longnet::half>(a, opt, dtype);
+    return compute_random<float>(a, opt, dtype);
+}
+
+int run(int argc, char** argv) {
+    const arguments a = parse_arguments(argc, argv);
+    if (a.help) {
+        std::fputs(usage_text, stdout);
+        return 0;
+    }
+    const longnet::dilated_options opt = make_options(a);
+    // std::invalid_argument from the library's validation -> exit 2
+    if (!a.dense) longnet::validate(opt);
+    else longnet::validate(longnet::attention_options{opt.causal, opt.scale});
+    return a.random ? run_random(a, opt) : run_files(a, opt);
+}
+
+void report(const char* kind, const std::string& message) {
+    std::fprintf(stderr, "longnet_attend: %s: %s\n", kind, message.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const cli::usage_error& e) {
+        report("error", std::string(e.what()) + " (see --help)");
+        return 2;
+    } catch (const std::invalid_argument& e) {  // the library's option validation
+        report("error", e.what());
+        return 2;
+    } catch (const longnet::io::npy_error& e) {
+        report("error", e.what());
+        return 1;
+    } catch (const cli::data_error& e) {
+        report("error", e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        report("error", "out of memory");
+        return 1;
+    } catch (const std::exception& e) {
+        report("error", e.what());
+        return 1;
+    } catch (...) {
+        report("error", "unknown failure");
+        return 1;
+    }
+}

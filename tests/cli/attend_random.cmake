@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: Apache-2.0
+# --random mode: exit 0, exactly one JSON line on stdout with the timing keys, nothing on stderr;
+# WORK/out.npy (when the arguments ask for it) has the dtype and shape in EXPECT_INFO.
+# With DENSE_EQUIV: also run --dense on the same inputs and compare with the dilated output (one branch
+# (N, 1) is dense attention).
+#
+#   cmake -DTOOL=<exe> -DTESTKIT=<exe> -DWORK=<dir> [-DEXPECT_INFO=<"float32 (2, 64, 4, 16)">]
+#         [-DDENSE_EQUIV=ON] -P attend_random.cmake -- <tool arguments...>
+include("${CMAKE_CURRENT_LIST_DIR}/common.cmake")
+cli_require_vars(TOOL TESTKIT WORK)
+cli_tool_arguments(args)
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+
+execute_process(COMMAND "${TOOL}" ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+message(STATUS "stdout: ${out}")
+if(NOT rc EQUAL 0)
+  cli_fail("exit '${rc}': ${err}")
+endif()
+if(NOT err STREQUAL "")
+  cli_fail("unexpected stderr: ${err}")
+endif()
+if(NOT out MATCHES "^{[^\n]*}\n$")
+  cli_fail("stdout must be one JSON object on one line: ${out}")
+endif()
+foreach(key seconds tokens_per_second gflops min_seconds max_seconds threads repeat dtype causal B N H D)
+  if(NOT out MATCHES "\"${key}\":")
+    cli_fail("JSON line lacks \"${key}\": ${out}")
+  endif()
+endforeach()
+if(NOT CMAKE_VERSION VERSION_LESS 3.19)
+  string(JSON seconds ERROR_VARIABLE json_error GET "${out}" seconds)
+  if(json_error OR NOT seconds GREATER 0)
+    cli_fail("'seconds' is not a positive number (${json_error}): ${out}")
+  endif()
+endif()
+if(DEFINED EXPECT_INFO)
+  execute_process(COMMAND "${TESTKIT}" info "${WORK}/out.npy" RESULT_VARIABLE rc OUTPUT_VARIABLE info)
+  string(STRIP "${info}" info)
+  if(NOT rc EQUAL 0 OR NOT info STREQUAL EXPECT_INFO)
+    cli_fail("out.npy is '${info}', expected '${EXPECT_INFO}'")
+  endif()
+endif()
+if(DENSE_EQUIV)
+  # Same arguments with --dense, writing dense.npy instead of out.npy.
+  string(REPLACE "${WORK}/out.npy" "${WORK}/dense.npy" dense_args "${args}")
+  execute_process(COMMAND "${TOOL}" ${dense_args} --dense RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "\"op\":\"dense\"")
+    cli_fail("--dense run: exit '${rc}': ${out}${err}")
+  endif()
+  cli_run_testkit(compare "${WORK}/dense.npy" "${WORK}/out.npy" 1e-5)
+endif()
+file(GLOB temps "${WORK}/*.tmp-*")
+if(temps)
+  cli_fail("temporary files left behind: ${temps}")
+endif()
