@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The distributed forward (SPEC §7): the single-process forward of forward.hpp, branch by branch in
+// the same order, where a long branch attends this rank's selected queries to the selected K/V rows of
+// its whole segment, all-gathered within the segment's group of ranks.
+//
+// Bitwise equal to the single-process forward on the full sequence: the gathered keys are the
+// segment's selected rows in sequence order, so attend_packed sees the same key blocks (blocked from
+// the segment's first selected row), the same causal limits (causal_shift counts the selected rows of
+// the earlier ranks) and the same zero_pad keys, and branches merge into out/lse in the same order.
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "longnet/detail/distributed_common.hpp"
+#include "longnet/detail/forward.hpp"
+#include "longnet/detail/pack.hpp"
+#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/threading.hpp"
+
+namespace longnet::detail::dist {
+
+// dst[b·H + h][t][:] = x[b, o_h + t·r, h, :] for t < c: this rank's selected rows of a long branch
+// (the chunk starts at a multiple of r, so the in-segment residue o_h is the in-chunk residue).
+template <class T, class X>
+void pack_selected_rows(const tensor_view<X>& x, offset_policy offsets, const branch_plan& p, T* dst) {
+    const index_t B = x.batch(), H = x.heads(), D = x.head_dim(), c = p.rows_per_rank;
+    parallel_tasks(
+        B * H, [] { return 0; },
+        [&](int&, index_t t) {
+            const index_t b = t / H, h = t % H;
+            const index_t o = head_offset(offsets, h, H, p.dilation);
+            T* out = dst + t * c * D;
+            for (index_t i = 0; i < c; ++i) std::copy_n(x.row(b, o + i * p.dilation, h), D, out + i * D);
+        });
+}
+
+// Rows [B·H][c][D] of every group rank -> recv [B·H][g·c][D] (rank k's rows at row offset k·c).
+template <class E>
+void all_gather_rows(MPI_Comm group, const E* send, E* recv, index_t bh, index_t c, index_t g, index_t dim,
+                     distributed::comm_stats& st) {
+    const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(E);
+    const mpi_type row = row_type(row_bytes);
+    const mpi_type send_type = strided_block_type(row, row_bytes, bh, c, c);
+    const mpi_type recv_type = strided_block_type(row, row_bytes, bh, c, g * c);
+    const auto t0 = clock::now();
+    mpi_check(MPI_Allgather(send, 1, send_type.get(), recv, 1, recv_type.get(), group), "MPI_Allgather (K/V rows)");
+    st.seconds_communication += seconds_since(t0);
+    const auto bytes = static_cast<std::uint64_t>(g - 1) * static_cast<std::uint64_t>(bh * c) * row_bytes;
+    st.bytes_sent += bytes;
+    st.bytes_received += bytes;
+    st.collectives += 1;
+}
+
+// Rows no branch selects stay O = 0, LSE = −inf.
+template <class T, class A>
+void init_output(const tensor_view<T>& out, const lse_view<A>& lse) {
+    const index_t B = out.batch(), N = out.seq_len(), H = out.heads(), D = out.head_dim();
+    constexpr index_t init_rows = 4096;
+    parallel_tasks(
+        (B * N + init_rows - 1) / init_rows, [] { return 0; },
+        [&](int&, index_t t) {
+            for (index_t bn = t * init_rows; bn < std::min(B * N, (t + 1) * init_rows); ++bn) {
+                const index_t b = bn / N, n = bn % N;
+                for (index_t h = 0; h < H; ++h) {
+                    std::fill(out.row(b, n, h), out.row(b, n, h) + D, from_accum<T>(A(0)));
+                    lse(b, n, h) = -std::numeric_limits<A>::infinity();
+                }
+            }
+        });
+}
+
+// Query chunks per task group, as forward.hpp picks them (results do not depend on the choice).
+template <class A, class Arch>
+index_t query_chunks(index_t tasks, index_t max_selected) {
+    using K = kernel_shape<A, Arch>;
+    const int threads = max_threads();
+    const index_t max_chunks = (max_selected + K::query_block - 1) / K::query_block;
+    if (tasks >= 4 * threads || max_chunks < 1) return 1;
+    return std::min(max_chunks, (4 * threads + tasks - 1) / tasks);
+}
+
+// A local branch: exactly the single-process branch step of forward.hpp on the chunk.
+template <class T, class Arch>
+void forward_local_branch(const tensor_view<const T>& q, const tensor_view<const T>& k, const tensor_view<const T>& v,
+                          const tensor_view<T>& out, const lse_view<accum_t<T>>& lse, const dilated_options& opt,
+                          const branch& br, accum_t<T> scale) {
+    using A = accum_t<T>;
+    using K = kernel_shape<A, Arch>;
+    const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
+    const branch_geometry geo(br, N);
+    const index_t segment_tasks = B * H * geo.segments;
+    const index_t chunks = query_chunks<A, Arch>(segment_tasks, geo.max_selected);
+    const index_t chunk = (geo.max_selected + chunks - 1) / chunks;
+    const index_t chunk_rows = (chunk + K::query_block - 1) / K::query_block * K::query_block;
+    const index_t pad_keys_full = (opt.tail == tail_mode::zero_pad && !opt.causal) ? geo.max_selected : 0;
+    parallel_tasks(
+        segment_tasks * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, geo.max_selected, D); },
+        [&](forward_workspace<A, Arch>& ws, index_t t) {
+            const index_t c = t % chunks;
+            const index_t g = (t / chunks) % geo.segments;
+            const index_t h = (t / chunks / geo.segments) % H;
+            const index_t b = t / chunks / geo.segments / H;
+            const index_t offset = head_offset(opt.offsets, h, H, geo.dilation);
+            const row_selection sel = geo.select(g, offset, N);
+            const index_t q_begin = c * chunk_rows;
+            if (q_begin >= sel.count) return;
+            const index_t nq = std::min(sel.count, q_begin + chunk_rows) - q_begin;
+            const index_t nk = opt.causal ? q_begin + nq : sel.count;
+            const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - sel.count : 0;
+            pack_queries<A, Arch>(q, b, h, sel, q_begin, nq, scale, ws.q.data());
+            pack_keys<A, Arch>(k, b, h, sel, nk, ws.kt.data());
+            pack_values<A, Arch>(v, b, h, sel, nk, ws.v.data());
+            attend_packed<A, Arch>(ws.q.data(), nq, ws.kt.data(), ws.v.data(), nk, D, opt.causal, q_begin, pad_keys,
+                                   ws.scratch(), [&](index_t i, const A* o_row, A l) {
+                                       const index_t pos = sel.position(q_begin + i);
+                                       merge_row<T, A>(out.row(b, pos, h), lse(b, pos, h), o_row, l, D);
+                                   });
+        });
+}
+
+// A long branch: this rank's selected queries against the gathered keys kg/vg ([B·H][g·c][D]).
+template <class T, class Arch>
+void forward_long_branch(const tensor_view<const T>& q, const T* kg, const T* vg, const tensor_view<T>& out,
+                         const lse_view<accum_t<T>>& lse, const dilated_options& opt, const branch_plan& p,
+                         accum_t<T> scale) {
+    using A = accum_t<T>;
+    using K = kernel_shape<A, Arch>;
+    const index_t B = q.batch(), H = q.heads(), D = q.head_dim();
+    const index_t c = p.rows_per_rank, total = p.group_size * c;
+    const index_t rows_before = p.group_rank * c;  // selected rows of the segment on earlier ranks
+    const tensor_view<const T> kv_k(kg, {B, total, H, D}, {H * total * D, D, total * D});
+    const tensor_view<const T> kv_v(vg, {B, total, H, D}, {H * total * D, D, total * D});
+    const index_t chunks = query_chunks<A, Arch>(B * H, c);
+    const index_t chunk = (c + chunks - 1) / chunks;
+    const index_t chunk_rows = (chunk + K::query_block - 1) / K::query_block * K::query_block;
+    const index_t pad_keys = (opt.tail == tail_mode::zero_pad && !opt.causal) ? p.max_selected - total : 0;
+    const index_t max_keys = opt.causal ? rows_before + c : total;
+    parallel_tasks(
+        B * H * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, max_keys, D); },
+        [&](forward_workspace<A, Arch>& ws, index_t t) {
+            const index_t ci = t % chunks;
+            const index_t h = (t / chunks) % H;
+            const index_t b = t / chunks / H;
+            const row_selection sel_q{head_offset(opt.offsets, h, H, p.dilation), p.dilation, c};
+            const row_selection sel_k{0, 1, total};
+            const index_t q_begin = ci * chunk_rows;
+            if (q_begin >= c) return;
+            const index_t nq = std::min(c, q_begin + chunk_rows) - q_begin;
+            // causal: earlier ranks' keys all visible, own block up to the diagonal, later ranks' not at all
+            const index_t shift = rows_before + q_begin;
+            const index_t nk = opt.causal ? shift + nq : total;
+            pack_queries<A, Arch>(q, b, h, sel_q, q_begin, nq, scale, ws.q.data());
+            pack_keys<A, Arch>(kv_k, b, h, sel_k, nk, ws.kt.data());
+            pack_values<A, Arch>(kv_v, b, h, sel_k, nk, ws.v.data());
+            attend_packed<A, Arch>(ws.q.data(), nq, ws.kt.data(), ws.v.data(), nk, D, opt.causal, shift, pad_keys,
+                                   ws.scratch(), [&](index_t i, const A* o_row, A l) {
+                                       const index_t pos = sel_q.position(q_begin + i);
+                                       merge_row<T, A>(out.row(b, pos, h), lse(b, pos, h), o_row, l, D);
+                                   });
+        });
+}
+
+// Gather this rank's selected K and V rows of a long branch within its group: [B·H][g·c][D] each.
+template <class T>
+void gather_branch_kv(MPI_Comm group, const tensor_view<const T>& k, const tensor_view<const T>& v,
+                      offset_policy offsets, const branch_plan& p, std::vector<T>& kg, std::vector<T>& vg,
+                      distributed::comm_stats& st) {
+    const index_t B = k.batch(), H = k.heads(), D = k.head_dim(), c = p.rows_per_rank, g = p.group_size;
+    std::vector<T> send(static_cast<std::size_t>(B * H * c * D));
+    kg.resize(static_cast<std::size_t>(B * H * g * c * D));
+    vg.resize(kg.size());
+    pack_selected_rows<T>(k, offsets, p, send.data());
+    all_gather_rows<T>(group, send.data(), kg.data(), B * H, c, g, D, st);
+    pack_selected_rows<T>(v, offsets, p, send.data());
+    all_gather_rows<T>(group, send.data(), vg.data(), B * H, c, g, D, st);
+}
+
+template <class T, class Arch = simd::native>
+void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<T> out,
+             const dilated_options& opt, lse_view<accum_t<T>> lse_user, MPI_Comm comm,
+             const std::vector<branch_plan>& plans, distributed::comm_stats& st) {
+    using A = accum_t<T>;
+    const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
+    if (B == 0 || N == 0 || H == 0) return;
+    const A scale = static_cast<A>(effective_scale(opt.scale, D));
+    std::vector<A> lse_own;
+    lse_view<A> lse = lse_user;
+    if (lse.empty()) {
+        lse_own.resize(static_cast<std::size_t>(B * N * H));
+        lse = lse_view<A>(lse_own.data(), B, N, H);
+    }
+    init_output<T, A>(out, lse);
+    group_cache groups;
+    std::vector<T> kg, vg;
+    for (std::size_t i = 0; i < opt.branches.size(); ++i) {
+        const branch_plan& p = plans[i];
+        if (!p.is_long) {
+            ++st.local_branches;
+            forward_local_branch<T, Arch>(q, k, v, out, lse, opt, opt.branches[i], scale);
+            continue;
+        }
+        ++st.long_branches;
+        gather_branch_kv<T>(groups.get(comm, p, st.control_bytes), k, v, opt.offsets, p, kg, vg, st);
+        forward_long_branch<T, Arch>(q, kg.data(), vg.data(), out, lse, opt, p, scale);
+    }
+}
+
+}  // namespace longnet::detail::dist

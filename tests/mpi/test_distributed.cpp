@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: Apache-2.0
+// longnet::distributed under mpirun (any rank count; CTest runs 1, 2 and 4 ranks).
+//
+// Every rank generates the full [B, N, H, D] inputs from a shared seed, computes the single-process
+// reference on the whole sequence itself, runs the distributed op on its chunk [ρ·n, (ρ+1)·n) and
+// compares its slice:
+//   - forward out and LSE: bitwise (float, double, bfloat16), causal and not, both offset policies,
+//     both tail modes, branches shorter and longer than a chunk (and longer than the sequence);
+//   - backward dq, dk, dv: against a double-precision oracle written from the multiset definition
+//     (SPEC §3, §6): ≤ 1e-9 relative (double), ≤ 2e-5 relative (float), max-norm;
+//   - traffic: bytes_sent/received equal 2·(g − 1)·B·H·(n/r)·D·sizeof per long branch;
+//   - bad preconditions on one rank (or all): every rank throws std::invalid_argument with the same
+//     message, then a good call still works (nobody was left inside a collective).
+// Own main (no Catch2: its reporters are not MPI-aware). Exit code 1 on any failure on any rank.
+
+#include <mpi.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "longnet/dilated_attention.hpp"
+#include "longnet/distributed.hpp"
+
+using longnet::index_t;
+
+namespace {
+
+int g_rank = 0, g_size = 1, g_failures = 0, g_checks = 0;
+
+void check(bool ok, const std::string& what) {
+    ++g_checks;
+    if (!ok) {
+        ++g_failures;
+        std::fprintf(stderr, "[rank %d] FAIL: %s\n", g_rank, what.c_str());
+    }
+}
+
+// True on every rank iff true on all ranks.
+bool all_ranks(bool ok) {
+    int mine = ok ? 1 : 0, all = 0;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return all == 1;
+}
+
+template <class T>
+std::vector<T> random_tensor(std::size_t count, std::uint64_t seed, double amplitude) {
+    std::mt19937_64 gen(seed);
+    std::uniform_real_distribution<double> dist(-amplitude, amplitude);
+    std::vector<T> x(count);
+    for (auto& e : x) e = T(static_cast<float>(dist(gen)));
+    if constexpr (std::is_same_v<T, double>) {
+        std::mt19937_64 gen2(seed);
+        for (auto& e : x) e = dist(gen2);
+    }
+    return x;
+}
+
+template <class T>
+double as_double(T x) {
+    return static_cast<double>(static_cast<float>(x));
+}
+template <>
+double as_double<double>(double x) {
+    return x;
+}
+
+struct problem {
+    index_t B = 2, n = 32, H = 3, D = 5;
+    index_t N() const { return n * g_size; }
+};
+
+std::string describe(const longnet::dilated_options& o) {
+    std::string s = "{";
+    for (const auto& br : o.branches)
+        s += "(" + std::to_string(br.segment_length) + "," + std::to_string(br.dilation) + ")";
+    s += "} causal=" + std::to_string(o.causal) + " offsets=" + longnet::to_string(o.offsets) +
+         " tail=" + longnet::to_string(o.tail);
+    return s;
+}
+
+// Expected payload bytes of a forward: per long branch 2·(g − 1)·B·H·(n/r)·D·sizeof(T).
+std::uint64_t expected_forward_bytes(const problem& pr, const longnet::dilated_options& o, std::size_t elem) {
+    std::uint64_t bytes = 0;
+    const index_t N = pr.N();
+    for (const auto& br : o.branches) {
+        const index_t w = std::min(br.segment_length, N);
+        if (w <= pr.n) continue;
+        const index_t span = w / pr.n, first = g_rank / span * span;
+        const index_t g = std::min(span, static_cast<index_t>(g_size) - first);
+        bytes += 2ull * static_cast<std::uint64_t>((g - 1) * pr.B * pr.H * (pr.n / br.dilation) * pr.D) * elem;
+    }
+    return bytes;
+}
+
+template <class T>
+bool same_bits(const T& a, const T& b) {
+    return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+// Forward: distributed slice vs single-process, bitwise.
+template <class T>
+void test_forward(const problem& pr, const longnet::dilated_options& opt, const char* type_name) {
+    using A = longnet::accum_t<T>;
+    const index_t B = pr.B, n = pr.n, H = pr.H, D = pr.D, N = pr.N();
+    const std::size_t full = static_cast<std::size_t>(B * N * H * D);
+    const auto q = random_tensor<T>(full, 11, 2.0), k = random_tensor<T>(full, 12, 2.0), v = random_tensor<T>(full, 13, 1.0);
+    std::vector<T> out_ref(full);
+    std::vector<A> lse_ref(static_cast<std::size_t>(B * N * H));
+    longnet::dilated_attention(longnet::make_bnhd(q.data(), B, N, H, D), longnet::make_bnhd(k.data(), B, N, H, D),
+                               longnet::make_bnhd(v.data(), B, N, H, D), longnet::make_bnhd(out_ref.data(), B, N, H, D),
+                               opt, longnet::make_lse_bnh(lse_ref.data(), B, N, H));
+    // the chunk as strided views into the full arrays (non-contiguous in B)
+    const index_t off = g_rank * n * H * D;
+    auto chunk = [&](const std::vector<T>& x) {
+        return longnet::tensor_view<const T>(x.data() + off, {B, n, H, D}, {N * H * D, H * D, D});
+    };
+    std::vector<T> out(static_cast<std::size_t>(B * n * H * D));
+    std::vector<A> lse(static_cast<std::size_t>(B * n * H));
+    longnet::distributed::comm_stats st;
+    longnet::distributed::dilated_attention(chunk(q), chunk(k), chunk(v), longnet::make_bnhd(out.data(), B, n, H, D), opt,
+                                            MPI_COMM_WORLD, longnet::make_lse_bnh(lse.data(), B, n, H), &st);
+    std::size_t bad_out = 0, bad_lse = 0;
+    for (index_t b = 0; b < B; ++b)
+        for (index_t i = 0; i < n; ++i)
+            for (index_t h = 0; h < H; ++h) {
+                const index_t p = g_rank * n + i;
+                if (!same_bits(lse[static_cast<std::size_t>((b * n + i) * H + h)], lse_ref[static_cast<std::size_t>((b * N + p) * H + h)]))
+                    ++bad_lse;
+                for (index_t d = 0; d < D; ++d)
+                    if (!same_bits(out[static_cast<std::size_t>(((b * n + i) * H + h) * D + d)],
+                                   out_ref[static_cast<std::size_t>(((b * N + p) * H + h) * D + d)]))
+                        ++bad_out;
+            }
+    const std::string what = std::string("forward ") + type_name + " " + describe(opt);
+    check(bad_out == 0, what + ": " + std::to_string(bad_out) + " output values differ from the single-process op");
+    check(bad_lse == 0, what + ": " + std::to_string(bad_lse) + " LSE values differ from the single-process op");
+    const std::uint64_t expect = expected_forward_bytes(pr, opt, sizeof(T));
+    check(st.bytes_sent == expect && st.bytes_received == expect,
+          what + ": traffic " + std::to_string(st.bytes_sent) + "/" + std::to_string(st.bytes_received) +
+              " bytes, expected " + std::to_string(expect));
+    check(st.local_branches + st.long_branches == static_cast<int>(opt.branches.size()), what + ": branch counts");
+}
+
+// Double-precision oracle of the exact gradient from the multiset definition, on the full sequence.
+void oracle_backward(const problem& pr, const longnet::dilated_options& opt, const std::vector<double>& q,
+                     const std::vector<double>& k, const std::vector<double>& v, const std::vector<double>& dout,
+                     std::vector<double>& dq, std::vector<double>& dk, std::vector<double>& dv) {
+    const index_t B = pr.B, H = pr.H, D = pr.D, N = pr.N();
+    const double tau = opt.scale ? *opt.scale : 1.0 / std::sqrt(static_cast<double>(D));
+    dq.assign(q.size(), 0.0);
+    dk.assign(q.size(), 0.0);
+    dv.assign(q.size(), 0.0);
+    auto at = [&](index_t b, index_t p, index_t h) { return static_cast<std::size_t>(((b * N + p) * H + h) * D); };
+    for (index_t b = 0; b < B; ++b)
+        for (index_t h = 0; h < H; ++h)
+            for (index_t p = 0; p < N; ++p) {
+                std::vector<index_t> keys;
+                double pads = 0;
+                for (const auto& br : opt.branches) {
+                    const index_t w = std::min(br.segment_length, N), r = br.dilation;
+                    const index_t start = p / w * w, len = std::min(w, N - start);
+                    const index_t o = longnet::head_offset(opt.offsets, h, H, r);
+                    if ((p - start) < o || (p - start - o) % r != 0) continue;
+                    index_t count = 0;
+                    for (index_t j = start + o; j < start + len; j += r, ++count)
+                        if (!opt.causal || j <= p) keys.push_back(j);
+                    if (opt.tail == longnet::tail_mode::zero_pad && !opt.causal) pads += static_cast<double>((w + r - 1) / r - count);
+                }
+                if (keys.empty()) continue;
+                std::vector<double> s(keys.size());
+                double mx = pads > 0 ? 0.0 : -std::numeric_limits<double>::infinity();
+                for (std::size_t j = 0; j < keys.size(); ++j) {
+                    double dot = 0;
+                    for (index_t d = 0; d < D; ++d) dot += q[at(b, p, h) + d] * k[at(b, keys[j], h) + d];
+                    s[j] = tau * dot;
+                    mx = std::max(mx, s[j]);
+                }
+                double sum = pads * std::exp(-mx);
+                for (double x : s) sum += std::exp(x - mx);
+                const double L = mx + std::log(sum);
+                std::vector<double> o(static_cast<std::size_t>(D), 0.0);
+                for (std::size_t j = 0; j < keys.size(); ++j)
+                    for (index_t d = 0; d < D; ++d) o[d] += std::exp(s[j] - L) * v[at(b, keys[j], h) + d];
+                double delta = 0;
+                for (index_t d = 0; d < D; ++d) delta += dout[at(b, p, h) + d] * o[d];
+                for (std::size_t j = 0; j < keys.size(); ++j) {
+                    const double P = std::exp(s[j] - L);
+                    double dp = 0;
+                    for (index_t d = 0; d < D; ++d) dp += dout[at(b, p, h) + d] * v[at(b, keys[j], h) + d];
+                    const double ds = P * (dp - delta);
+                    for (index_t d = 0; d < D; ++d) {
+                        dq[at(b, p, h) + d] += tau * ds * k[at(b, keys[j], h) + d];
+                        dk[at(b, keys[j], h) + d] += tau * ds * q[at(b, p, h) + d];
+                        dv[at(b, keys[j], h) + d] += P * dout[at(b, p, h) + d];
+                    }
+                }
+            }
+}
+
+// Backward: distributed forward + backward on the chunk vs the double oracle on the full sequence.
+template <class T>
+void test_backward(const problem& pr, const longnet::dilated_options& opt, const char* type_name, double tolerance) {
+    using A = longnet::accum_t<T>;
+    const index_t B = pr.B, n = pr.n, H = pr.H, D = pr.D, N = pr.N();
+    const std::size_t full = static_cast<std::size_t>(B * N * H * D), local = static_cast<std::size_t>(B * n * H * D);
+    const auto q = random_tensor<T>(full, 21, 2.0), k = random_tensor<T>(full, 22, 2.0), v = random_tensor<T>(full, 23, 1.0),
+               g = random_tensor<T>(full, 24, 1.0);
+    auto widen = [](const std::vector<T>& x) {
+        std::vector<double> y(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) y[i] = as_double(x[i]);
+        return y;
+    };
+    std::vector<double> rdq, rdk, rdv;
+    oracle_backward(pr, opt, widen(q), widen(k), widen(v), widen(g), rdq, rdk, rdv);
+
+    const index_t off = g_rank * n * H * D;
+    auto chunk = [&](const std::vector<T>& x) {
+        return longnet::tensor_view<const T>(x.data() + off, {B, n, H, D}, {N * H * D, H * D, D});
+    };
+    std::vector<T> out(local), dq(local), dk(local), dv(local);
+    std::vector<A> lse(static_cast<std::size_t>(B * n * H));
+    longnet::distributed::dilated_attention(chunk(q), chunk(k), chunk(v), longnet::make_bnhd(out.data(), B, n, H, D), opt,
+                                            MPI_COMM_WORLD, longnet::make_lse_bnh(lse.data(), B, n, H));
+    longnet::distributed::comm_stats st;
+    longnet::distributed::dilated_attention_backward(
+        chunk(q), chunk(k), chunk(v), longnet::make_bnhd(out.data(), B, n, H, D),
+        longnet::make_lse_bnh(lse.data(), B, n, H), chunk(g), longnet::make_bnhd(dq.data(), B, n, H, D),
+        longnet::make_bnhd(dk.data(), B, n, H, D), longnet::make_bnhd(dv.data(), B, n, H, D), opt, MPI_COMM_WORLD, &st);
+    auto rel_error = [&](const std::vector<T>& got, const std::vector<double>& ref) {
+        double err = 0, scale = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            const double r = ref[static_cast<std::size_t>(off) + (i / static_cast<std::size_t>(n * H * D)) *
+                                                                      static_cast<std::size_t>((N - n) * H * D) + i];
+            err = std::max(err, std::fabs(as_double(got[i]) - r));
+            scale = std::max(scale, std::fabs(r));
+        }
+        return err / std::max(scale, 1e-300);
+    };
+    const std::string what = std::string("backward ") + type_name + " " + describe(opt);
+    const double eq = rel_error(dq, rdq), ek = rel_error(dk, rdk), ev = rel_error(dv, rdv);
+    check(eq <= tolerance, what + ": dq relative error " + std::to_string(eq));
+    check(ek <= tolerance, what + ": dk relative error " + std::to_string(ek));
+    check(ev <= tolerance, what + ": dv relative error " + std::to_string(ev));
+    // forward traffic (K/V) + dK/dV partials back to their owners
+    const std::uint64_t expect = expected_forward_bytes(pr, opt, sizeof(T)) + expected_forward_bytes(pr, opt, sizeof(A));
+    check(st.bytes_sent == expect, what + ": traffic " + std::to_string(st.bytes_sent) + " bytes, expected " + std::to_string(expect));
+}
+
+// One bad call: every rank must throw std::invalid_argument with the same message containing `expect`.
+void expect_agreed_error(const std::string& name, const std::function<void()>& call, const std::string& expect) {
+    std::string message;
+    bool threw = false;
+    try {
+        call();
+    } catch (const std::invalid_argument& e) {
+        threw = true;
+        message = e.what();
+    }
+    check(threw, name + ": no std::invalid_argument on this rank");
+    check(message.find(expect) != std::string::npos, name + ": message '" + message + "' lacks '" + expect + "'");
+    // same message on every rank
+    const long long h = static_cast<long long>(std::hash<std::string>{}(message) >> 1);
+    long long lo = 0, hi = 0;
+    MPI_Allreduce(&h, &lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&h, &hi, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    check(lo == hi, name + ": ranks got different messages (this rank: '" + message + "')");
+    if (g_rank == 0 && threw) std::printf("  %s -> %s\n", name.c_str(), message.c_str());
+}
+
+void test_bad_preconditions() {
+    using T = float;
+    const index_t B = 1, n = 32, H = 2, D = 4;
+    const int last = g_size - 1;
+    std::vector<T> buf(static_cast<std::size_t>(B * (n + 8) * H * D), 0.5f), out(buf.size());
+    auto run = [&](index_t my_n, index_t out_n, const longnet::dilated_options& o) {
+        longnet::distributed::dilated_attention(longnet::make_bnhd(static_cast<const T*>(buf.data()), B, my_n, H, D),
+                                                longnet::make_bnhd(static_cast<const T*>(buf.data()), B, my_n, H, D),
+                                                longnet::make_bnhd(static_cast<const T*>(buf.data()), B, my_n, H, D),
+                                                longnet::make_bnhd(out.data(), B, out_n, H, D), o, MPI_COMM_WORLD);
+    };
+    const auto good = longnet::dilated_options::from_lists({16, 64}, {1, 2});
+    // one rank's out has a wrong shape (a local check), the others are fine
+    expect_agreed_error("bad out shape on the last rank", [&] { run(n, g_rank == last ? n + 8 : n, good); },
+                        "out has shape");
+    // one rank's local length differs (ranks must agree)
+    if (g_size > 1)
+        expect_agreed_error("different n on the last rank", [&] { run(g_rank == last ? n + 8 : n, g_rank == last ? n + 8 : n, good); },
+                            "disagree on the local sequence length n");
+    // one rank's options differ
+    auto causal_on_last = good;
+    causal_on_last.causal = g_rank == last;
+    if (g_size > 1) expect_agreed_error("causal only on the last rank", [&] { run(n, n, causal_on_last); }, "disagree on the causal flag");
+    // invalid options on one rank only (dilation 0)
+    auto invalid = good;
+    if (g_rank == last) invalid.branches[0].dilation = 0;
+    expect_agreed_error("dilation 0 on the last rank", [&] { run(n, n, invalid); }, "dilation must be >= 1");
+    // n not a multiple of a local w
+    expect_agreed_error("n % local w", [&] { run(n, n, longnet::dilated_options::from_lists({24}, {1})); },
+                        "n is not a multiple of w");
+    if (g_size > 1) {
+        // long w not a multiple of n; n not a multiple of a long r
+        expect_agreed_error("long w % n", [&] { run(n, n, longnet::dilated_options::from_lists({16, 48}, {1, 1})); },
+                            "w is not a multiple of n");
+        expect_agreed_error("n % long r", [&] { run(n, n, longnet::dilated_options::from_lists({16, 64}, {1, 3})); },
+                            "not a multiple of r");
+    }
+    // after all that, a good call still runs on every rank (nobody is stuck in a collective)
+    bool ok = true;
+    try {
+        run(n, n, good);
+    } catch (const std::exception& e) {
+        ok = false;
+        std::fprintf(stderr, "[rank %d] good call after errors threw: %s\n", g_rank, e.what());
+    }
+    check(all_ranks(ok), "a good call after the error cases");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    if (g_rank == 0) std::printf("test_distributed: %d rank(s)\n", g_size);
+
+    using longnet::dilated_options;
+    using longnet::offset_policy;
+    using longnet::tail_mode;
+    // n = 32 per rank. Branch sets: all local; local + long (w = 64, 128: 2 and 4 ranks); a long branch
+    // in the middle whose last segment is shorter (w = 96 with N = 128); one branch longer than N.
+    const std::vector<dilated_options> sets = {
+        dilated_options::from_lists({8, 16, 32}, {1, 2, 4}),
+        dilated_options::from_lists({8, 64, 128}, {1, 2, 4}),
+        dilated_options::from_lists({16, 96, 32}, {1, 4, 2}),
+        dilated_options::from_lists({4096}, {8}),
+    };
+    problem pr;
+    for (const auto& base : sets)
+        for (int causal = 0; causal < 2; ++causal)
+            for (auto offsets : {offset_policy::paper, offset_policy::torchscale})
+                for (auto tail : {tail_mode::exact, tail_mode::zero_pad}) {
+                    auto o = base;
+                    o.causal = causal != 0;
+                    o.offsets = offsets;
+                    o.tail = tail;
+                    test_forward<float>(pr, o, "float");
+                    test_forward<double>(pr, o, "double");
+                    test_backward<double>(pr, o, "double", 1e-9);
+                    if (tail == tail_mode::exact) {
+                        test_forward<longnet::bfloat16>(pr, o, "bfloat16");
+                        test_backward<float>(pr, o, "float", 2e-5);
+                    }
+                }
+    // head dim a multiple of the SIMD width, one head, several queries blocks per rank
+    {
+        problem big;
+        big.B = 1;
+        big.n = 256;
+        big.H = 1;
+        big.D = 16;
+        for (int causal = 0; causal < 2; ++causal) {
+            auto o = dilated_options::from_lists({128, 512, 1024}, {1, 2, 4}, causal != 0);
+            test_forward<float>(big, o, "float (n=256, D=16)");
+            test_backward<double>(big, o, "double (n=256, D=16)", 1e-9);
+        }
+    }
+    test_bad_preconditions();
+
+    int failures = 0, checks = 0;
+    MPI_Allreduce(&g_failures, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&g_checks, &checks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (g_rank == 0)
+        std::printf("test_distributed: %d rank(s), %d checks, %d failures: %s\n", g_size, checks, failures,
+                    failures == 0 ? "PASSED" : "FAILED");
+    MPI_Finalize();
+    return failures == 0 ? 0 : 1;
+}
