@@ -127,9 +127,11 @@ void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t 
         for (index_t i0 = i_first; i0 < nq; i0 += QC) {
             const index_t rows = std::min(QC, nq - i0);   // queries of this block
             const index_t cols = S::round_up(rows, TC);   // columns computed
+            bool massless = false;  // a query with L = −inf: its column of P must be exactly 0
             for (index_t i = 0; i < cols; ++i) {
-                const A l = i < rows ? in.lse[i0 + i] : neg_inf;
-                scratch.bias[i] = l == neg_inf ? neg_inf : -l;  // no mass: P = exp(−inf) = 0
+                const A l = i < rows ? in.lse[i0 + i] : A(0);  // padding columns are never read back
+                massless = massless || l == neg_inf;
+                scratch.bias[i] = l == neg_inf ? A(0) : -l;
                 scratch.delta[i] = i < rows ? in.delta[i0 + i] : A(0);
             }
             const A* q_t = in.q_t + (i0 / QC) * dim * QC;
@@ -149,13 +151,17 @@ void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t 
                 if (j >= kb) first = cols;
                 else if (causal) first = std::clamp<index_t>(j0 + j - causal_shift - i0, 0, cols);
                 for (index_t c = first / W * W; c < cols; c += W) {
-                    const reg p = O::exp(O::fma(tau, O::load(prow + c), O::load(scratch.bias + c)));
+                    // τ·s − L ≤ 0 (L sums this key's weight too): the forward's softmax exp applies
+                    const reg p = O::exp_softmax(O::fma(tau, O::load(prow + c), O::load(scratch.bias + c)));
                     const reg ds = O::mul(O::mul(p, tau), O::sub(O::load(dsrow + c), O::load(scratch.delta + c)));
                     O::store(prow + c, p);
                     O::store(dsrow + c, ds);
                 }
                 std::fill(prow, prow + first, A(0));
                 std::fill(dsrow, dsrow + first, A(0));
+                if (massless)
+                    for (index_t i = 0; i < rows; ++i)
+                        if (in.lse[i0 + i] == neg_inf) prow[i] = dsrow[i] = A(0);
             }
             // dV += Pᵀ·dO and dK += dSᵀ·Q for the key block
             for (index_t jj = 0; jj < kb_pad; jj += TR) {
