@@ -13,8 +13,10 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include <longnet/backward.hpp>
 #include <longnet/io/npy.hpp>
 #include <longnet/longnet.hpp>
 
@@ -26,8 +28,10 @@ const char* const usage_text =
     "usage: longnet_attend --q q.npy --k k.npy --v v.npy --segments W1,W2,... --dilations R1,R2,...\n"
     "                      [--causal] [--offsets paper|torchscale] [--tail exact|zero_pad] [--scale S]\n"
     "                      --out out.npy [--lse lse.npy] [--dense]\n"
+    "                      [--dout dout.npy --dq dq.npy --dk dk.npy --dv dv.npy [--grad-mode MODE]]\n"
     "       longnet_attend --random B,N,H,D --segments ... --dilations ... [--seed S] [--repeat R]\n"
     "                      [--dtype float32|float64|bfloat16|float16] [--causal] [...] [--out out.npy] [--dense]\n"
+    "                      [--backward [--grad-mode MODE]]\n"
     "\n"
     "LongNet dilated attention (arXiv 2307.02486) over q, k, v of shape [N, H, D] or [B, N, H, D].\n"
     "\n"
@@ -42,18 +46,29 @@ const char* const usage_text =
     "  --out FILE            output .npy: same shape and dtype as the inputs (written atomically)\n"
     "  --lse FILE            log-sum-exp .npy, float32 [N, H] or [B, N, H] (-inf for rows no branch selects)\n"
     "  --dense               dense softmax attention instead (--segments/--dilations then optional, ignored)\n"
+    "  --dout FILE           upstream gradient of out (same shape and dtype as q): also compute the\n"
+    "                        gradients of sum(out * dout); needs --dq, --dk and --dv\n"
+    "  --dq, --dk, --dv FILE gradient outputs, same shape and dtype as q (written atomically with --out)\n"
+    "  --grad-mode MODE      exact (default: the true gradient of the merged output) or stop_grad_weights\n"
+    "                        (torchscale parity: branch merge weights held constant)\n"
     "  --random B,N,H,D      standard-normal inputs made in memory; prints one JSON line with the median\n"
     "                        time (seconds), tokens_per_second, gflops and the configuration\n"
     "  --seed S              random seed (default 0)\n"
     "  --repeat R            timed runs (default 3)\n"
     "  --dtype T             element type for --random (default float32); bfloat16 output is written as\n"
     "                        float32 (numpy has no bfloat16)\n"
+    "  --backward            with --random: also time the backward (random dout); the JSON line adds\n"
+    "                        forward_seconds, backward_seconds (medians) and backward_gflops (2.5x the\n"
+    "                        forward's flops, FlashAttention's convention)\n"
     "  --help                this text\n"
     "\n"
     "Exit codes: 0 success, 1 data error (files, shapes, dtypes, I/O), 2 usage error.\n";
 
 struct arguments {
     std::string q, k, v, out, lse;
+    std::string dout, dq, dk, dv;              // backward files
+    std::optional<longnet::grad_mode> grad_mode;
+    bool backward = false;                     // --random: time the backward too
     std::optional<std::vector<std::int64_t>> segments, dilations;
     bool causal = false, dense = false, help = false;
     longnet::offset_policy offsets = longnet::offset_policy::paper;
@@ -85,6 +100,22 @@ arguments parse_arguments(int argc, char** argv) {
             a.out = r.value(flag);
         } else if (flag == "--lse") {
             a.lse = r.value(flag);
+        } else if (flag == "--dout") {
+            a.dout = r.value(flag);
+        } else if (flag == "--dq") {
+            a.dq = r.value(flag);
+        } else if (flag == "--dk") {
+            a.dk = r.value(flag);
+        } else if (flag == "--dv") {
+            a.dv = r.value(flag);
+        } else if (flag == "--grad-mode") {
+            const std::string s = r.value(flag);
+            if (s != "exact" && s != "stop_grad_weights")
+                throw cli::usage_error("--grad-mode: unknown mode '" + s + "' (expected exact or stop_grad_weights)");
+            a.grad_mode = longnet::parse_grad_mode(s);
+        } else if (flag == "--backward") {
+            r.no_value(flag);
+            a.backward = true;
         } else if (flag == "--segments") {
             a.segments = cli::parse_int_list(flag, r.value(flag), 1, max_extent);
         } else if (flag == "--dilations") {
@@ -149,6 +180,26 @@ arguments parse_arguments(int argc, char** argv) {
         if (a.out.empty()) throw cli::usage_error("missing --out");
     }
     if (!a.out.empty() && a.out == a.lse) throw cli::usage_error("--out and --lse name the same file: " + a.out);
+    // Backward.
+    const bool file_backward = !a.dout.empty() || !a.dq.empty() || !a.dk.empty() || !a.dv.empty();
+    if (a.random && file_backward)
+        throw cli::usage_error("--dout/--dq/--dk/--dv are for file inputs; with --random use --backward");
+    if (a.backward && !a.random) throw cli::usage_error("--backward is only for --random (file inputs: --dout ...)");
+    if (file_backward) {
+        if (a.dout.empty()) throw cli::usage_error("missing --dout (the gradients need the upstream gradient)");
+        if (a.dq.empty()) throw cli::usage_error("missing --dq");
+        if (a.dk.empty()) throw cli::usage_error("missing --dk");
+        if (a.dv.empty()) throw cli::usage_error("missing --dv");
+        const std::vector<std::pair<const char*, std::string>> outputs = {
+            {"--out", a.out}, {"--lse", a.lse}, {"--dq", a.dq}, {"--dk", a.dk}, {"--dv", a.dv}};
+        for (std::size_t i = 0; i < outputs.size(); ++i)
+            for (std::size_t j = i + 1; j < outputs.size(); ++j)
+                if (!outputs[i].second.empty() && outputs[i].second == outputs[j].second)
+                    throw cli::usage_error(std::string(outputs[i].first) + " and " + outputs[j].first +
+                                           " name the same file: " + outputs[i].second);
+    }
+    if (a.grad_mode && !file_backward && !a.backward)
+        throw cli::usage_error("--grad-mode needs a backward (--dout ... or --random ... --backward)");
     return a;
 }
 
@@ -180,6 +231,25 @@ void run_op(const arguments& a, const longnet::dilated_options& opt, const std::
     }
 }
 
+// The backward of the chosen op once, on contiguous [B, N, H, D] buffers (lse: the forward's).
+template <class T>
+void run_backward_op(const arguments& a, const longnet::dilated_options& opt, const std::array<std::int64_t, 4>& dims,
+                     const T* q, const T* k, const T* v, const T* out, const longnet::accum_t<T>* lse, const T* dout,
+                     T* dq, T* dk, T* dv) {
+    const auto view = [&](auto* p) { return longnet::make_bnhd(p, dims[0], dims[1], dims[2], dims[3]); };
+    const auto lv = longnet::make_lse_bnh(lse, dims[0], dims[1], dims[2]);
+    if (a.dense) {
+        longnet::attention_options d;
+        d.causal = opt.causal;
+        d.scale = opt.scale;
+        longnet::dense_attention_backward(view(q), view(k), view(v), view(out), lv, view(dout), view(dq), view(dk),
+                                          view(dv), d);
+    } else {
+        longnet::dilated_attention_backward(view(q), view(k), view(v), view(out), lv, view(dout), view(dq), view(dk),
+                                            view(dv), opt, a.grad_mode.value_or(longnet::grad_mode::exact));
+    }
+}
+
 std::vector<std::int64_t> lse_shape_of(const std::vector<std::int64_t>& shape) {
     return std::vector<std::int64_t>(shape.begin(), shape.end() - 1);  // drop D
 }
@@ -193,19 +263,29 @@ std::vector<float> lse_as_float(const std::vector<A>& lse) {
 
 template <class T>
 int compute_files(const arguments& a, const longnet::dilated_options& opt, const longnet::io::npy_array& q,
-                  const longnet::io::npy_array& k, const longnet::io::npy_array& v) {
+                  const longnet::io::npy_array& k, const longnet::io::npy_array& v, const longnet::io::npy_array* dout) {
     using A = longnet::accum_t<T>;
     const std::vector<std::int64_t>& shape = q.shape();
     std::array<std::int64_t, 4> dims{1, 1, 1, 1};
     if (shape.size() == 3) dims = {1, shape[0], shape[1], shape[2]};
     else dims = {shape[0], shape[1], shape[2], shape[3]};
+    const bool backward = dout != nullptr;
     std::vector<T> out(q.size());
-    std::vector<A> lse(a.lse.empty() ? 0 : static_cast<std::size_t>(dims[0] * dims[1] * dims[2]));
+    std::vector<A> lse(a.lse.empty() && !backward ? 0 : static_cast<std::size_t>(dims[0] * dims[1] * dims[2]));
     run_op<T>(a, opt, dims, q.values<T>().data(), k.values<T>().data(), v.values<T>().data(), out.data(),
-              a.lse.empty() ? nullptr : lse.data());
+              lse.empty() ? nullptr : lse.data());
     // Stage every output, then commit them together: an error leaves no output file behind.
     std::vector<longnet::io::staged_file> staged;
     staged.emplace_back(a.out, longnet::io::npy_file_bytes(longnet::io::npy_dtype_of<T>::value, shape, out.data(), out.size()));
+    if (backward) {
+        std::vector<T> dq(q.size()), dk(q.size()), dv(q.size());
+        run_backward_op<T>(a, opt, dims, q.values<T>().data(), k.values<T>().data(), v.values<T>().data(), out.data(),
+                           lse.data(), dout->values<T>().data(), dq.data(), dk.data(), dv.data());
+        const auto type = longnet::io::npy_dtype_of<T>::value;
+        staged.emplace_back(a.dq, longnet::io::npy_file_bytes(type, shape, dq.data(), dq.size()));
+        staged.emplace_back(a.dk, longnet::io::npy_file_bytes(type, shape, dk.data(), dk.size()));
+        staged.emplace_back(a.dv, longnet::io::npy_file_bytes(type, shape, dv.data(), dv.size()));
+    }
     if (!a.lse.empty()) {
         const std::vector<float> lse32 = lse_as_float(lse);
         staged.emplace_back(a.lse, longnet::io::npy_file_bytes(longnet::io::npy_dtype::float32, lse_shape_of(shape),
@@ -239,12 +319,23 @@ int run_files(const arguments& a, const longnet::dilated_options& opt) {
     };
     same_as_q("k", a.k, k);
     same_as_q("v", a.v, v);
+    std::optional<longnet::io::npy_array> dout;
+    if (!a.dout.empty()) {
+        dout = longnet::io::load_npy(a.dout);
+        same_as_q("dout", a.dout, *dout);
+    }
     cli::check_writable("--out", a.out);
     if (!a.lse.empty()) cli::check_writable("--lse", a.lse);
+    if (dout) {
+        cli::check_writable("--dq", a.dq);
+        cli::check_writable("--dk", a.dk);
+        cli::check_writable("--dv", a.dv);
+    }
+    const longnet::io::npy_array* g = dout ? &*dout : nullptr;
     switch (t) {
-        case npy_dtype::float32: return compute_files<float>(a, opt, q, k, v);
-        case npy_dtype::float64: return compute_files<double>(a, opt, q, k, v);
-        case npy_dtype::float16: return compute_files<longnet::half>(a, opt, q, k, v);
+        case npy_dtype::float32: return compute_files<float>(a, opt, q, k, v, g);
+        case npy_dtype::float64: return compute_files<double>(a, opt, q, k, v, g);
+        case npy_dtype::float16: return compute_files<longnet::half>(a, opt, q, k, v, g);
         default: break;
     }
     throw cli::data_error("unsupported dtype");
@@ -267,13 +358,24 @@ int compute_random(const arguments& a, const longnet::dilated_options& opt, cons
     cli::fill_normal(q.data(), n, seed, 0, to_t);
     cli::fill_normal(k.data(), n, seed, 1, to_t);
     cli::fill_normal(v.data(), n, seed, 2, to_t);
-    std::vector<A> lse(a.lse.empty() ? 0 : static_cast<std::size_t>(rows));
+    std::vector<A> lse(a.lse.empty() && !a.backward ? 0 : static_cast<std::size_t>(rows));
+    std::vector<T> dout, dq, dk, dv;  // --backward only
+    if (a.backward) {
+        dout.resize(q.size()), dq.resize(q.size()), dk.resize(q.size()), dv.resize(q.size());
+        cli::fill_normal(dout.data(), n, seed, 3, to_t);
+    }
 
-    std::vector<double> seconds;
+    std::vector<double> seconds, backward_seconds;
     for (std::int64_t i = 0; i < repeat; ++i) {
         const auto t0 = std::chrono::steady_clock::now();
-        run_op<T>(a, opt, dims, q.data(), k.data(), v.data(), out.data(), a.lse.empty() ? nullptr : lse.data());
+        run_op<T>(a, opt, dims, q.data(), k.data(), v.data(), out.data(), lse.empty() ? nullptr : lse.data());
         seconds.push_back(cli::seconds_since(t0));
+        if (a.backward) {
+            const auto t1 = std::chrono::steady_clock::now();
+            run_backward_op<T>(a, opt, dims, q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(), dq.data(),
+                               dk.data(), dv.data());
+            backward_seconds.push_back(cli::seconds_since(t1));
+        }
     }
     std::vector<double> sorted = seconds;
     std::sort(sorted.begin(), sorted.end());
@@ -307,6 +409,19 @@ int compute_random(const arguments& a, const longnet::dilated_options& opt, cons
     json += ",\"tokens_per_second\":" + cli::json_number(median > 0 ? tokens / median : std::numeric_limits<double>::infinity());
     json += ",\"flops\":" + cli::json_number(flops);
     json += ",\"gflops\":" + cli::json_number(median > 0 ? flops / median * 1e-9 : std::numeric_limits<double>::infinity());
+    if (a.backward) {
+        std::sort(backward_seconds.begin(), backward_seconds.end());
+        const std::size_t mb = backward_seconds.size();
+        const double backward_median =
+            mb % 2 ? backward_seconds[mb / 2] : 0.5 * (backward_seconds[mb / 2 - 1] + backward_seconds[mb / 2]);
+        json += std::string(",\"grad_mode\":\"") + longnet::to_string(a.grad_mode.value_or(longnet::grad_mode::exact)) + "\"";
+        json += ",\"forward_seconds\":" + cli::json_number(median);
+        json += ",\"backward_seconds\":" + cli::json_number(backward_median);
+        json += ",\"backward_ratio\":" + cli::json_number(median > 0 ? backward_median / median : 0.0);
+        json += ",\"backward_gflops\":" +
+                cli::json_number(backward_median > 0 ? 2.5 * flops / backward_median * 1e-9
+                                                     : std::numeric_limits<double>::infinity());
+    }
     json += "}";
 
     std::vector<longnet::io::staged_file> staged;
@@ -341,9 +456,9 @@ int run_random(const arguments& a, const longnet::dilated_options& opt) {
     // q, k, v, out in the element type, lse in the accumulator type, and a float32 copy on writing.
     std::optional<std::uint64_t> n = std::uint64_t(1);
     for (std::int64_t x : r) n = n ? cli::mul(*n, static_cast<std::uint64_t>(x)) : std::nullopt;
-    std::optional<std::uint64_t> bytes = n ? cli::mul(*n, 4 * item) : std::nullopt;
+    std::optional<std::uint64_t> bytes = n ? cli::mul(*n, (a.backward ? 8 : 4) * item) : std::nullopt;  // + dout, dq, dk, dv
     if (bytes && n && !a.out.empty()) bytes = cli::add(*bytes, *n * item);  // n·item cannot overflow here
-    if (bytes && !a.lse.empty()) {
+    if (bytes && (!a.lse.empty() || a.backward)) {
         const auto rows = n ? cli::mul(*n / static_cast<std::uint64_t>(r[3]), acc + 4) : std::nullopt;
         bytes = rows ? cli::add(*bytes, *rows) : std::nullopt;
     }
