@@ -9,3 +9,4 @@
 #include "longnet/options.hpp"
 #include "longnet/tensor.hpp"
 #include "longnet/version.hpp"
+#include "longnet/backward.hpp"
