@@ -22,7 +22,8 @@ from collections import OrderedDict
 TIME_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 NAME_RE = re.compile(r"^BM_(?P<op>[A-Za-z]+)/(?P<type>[a-z0-9]+)/(?P<causal>causal|noncausal)/H:(?P<heads>\d+)"
                      r"(?:/mode:(?P<mode>[a-z]+))?/N:(?P<seq>\d+)")
-SHORT_OP = {"DenseAttention": "dense", "DilatedAttention": "dilated", "OneDNNDenseAttention": "oneDNN dense"}
+SHORT_OP = {"DenseAttention": "dense", "DilatedAttention": "dilated", "OneDNNDenseAttention": "oneDNN dense",
+            "DilatedBackward": "dilated backward"}
 
 
 def load_runs(path):
@@ -154,6 +155,7 @@ def plot(results, out_path, context):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("warning: matplotlib is not installed (Debian: apt-get install python3-matplotlib); no plot written",
               file=sys.stderr)
@@ -173,11 +175,14 @@ def plot(results, out_path, context):
             style = dict(linestyle="-", marker="o")
         elif op == "DilatedAttention":
             style = dict(linestyle="--" if heads != 1 else ":", marker="s" if heads != 1 else "^")
+        elif op == "DilatedBackward":  # backward time only (manual time), one size per series
+            style = dict(linestyle="-.", marker="x", markersize=9)
         else:
             style = dict(linestyle="none", marker="*", markersize=12)
             color = "black" if mode == "blocks" else "dimgray"
         ax.plot(xs, ys, color=color, label=series_label(key), **style)
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: fmt_seq(int(round(x)))))
     ax.set_yscale("log")
     ax.set_xlabel("sequence length N (tokens)")
     ax.set_ylabel("forward time (ms, median)")
