@@ -157,7 +157,8 @@ arguments parse_arguments(int argc, char** argv) {
     }
     if (a.help) return a;
 
-    // Combinations.
+    // Combinations: inputs first, then branches.
+    if (!a.random && a.q.empty()) throw cli::usage_error("missing --q (or use --random B,N,H,D)");
     if (!a.dense) {
         if (!a.segments) throw cli::usage_error("missing --segments (e.g. --segments 2048,4096)");
         if (!a.dilations) throw cli::usage_error("missing --dilations (e.g. --dilations 1,2)");

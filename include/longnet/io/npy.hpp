@@ -19,7 +19,9 @@
 // longer than its header says usually means the header's shape is wrong.
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -431,7 +433,8 @@ inline npy_array load_npy(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     const fs::file_status st = fs::status(path, ec);
-    if (!fs::exists(st)) throw npy_error(path, "no such file");
+    if (st.type() == fs::file_type::not_found) throw npy_error(path, "no such file");
+    if (ec) throw npy_error(path, "cannot access: " + ec.message());
     if (fs::is_directory(st)) throw npy_error(path, "is a directory, not a .npy file");
 
     if (!fs::is_regular_file(st)) throw npy_error(path, "not a regular file");
@@ -597,10 +600,10 @@ public:
         const fs::path parent = fs::path(path_).parent_path();
         if (!parent.empty() && !fs::is_directory(parent, ec))
             throw npy_error(path_, "output folder '" + parent.string() + "' does not exist");
-        std::random_device rd;
         std::FILE* f = nullptr;
+        std::uint64_t name_state = unique_seed();
         for (int attempt = 0; attempt < 16 && !f; ++attempt) {
-            temp_ = path_ + ".tmp-" + std::to_string(rd()) + std::to_string(rd() & 0xffff);
+            temp_ = path_ + ".tmp-" + std::to_string(next_name(name_state));
             f = std::fopen(temp_.c_str(), "wbx");  // exclusive create: never clobber another file
             if (!f && errno != EEXIST) break;
         }
@@ -640,6 +643,26 @@ public:
     const std::string& temp_path() const noexcept { return temp_; }
 
 private:
+    // Different for every staged file of every process: clock, a process-wide counter, an address and,
+    // when available, std::random_device.
+    static std::uint64_t unique_seed() noexcept {
+        static std::atomic<std::uint64_t> counter{0};
+        std::uint64_t seed = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                             (counter.fetch_add(1) * 0x9e3779b97f4a7c15ULL) ^
+                             static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&counter));
+        try {
+            std::random_device rd;
+            seed ^= (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+        } catch (...) {  // no entropy source: the clock and counter still separate names
+        }
+        return seed;
+    }
+    static std::uint64_t next_name(std::uint64_t& state) noexcept {  // splitmix64
+        std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
     void discard() noexcept {
         if (!temp_.empty()) {
             std::error_code ec;
