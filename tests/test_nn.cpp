@@ -346,6 +346,21 @@ TEST_CASE("nn::rotary_embedding: XPos and RoPE against the recipe", "[nn][xpos]"
     CHECK_THROWS_AS(nn::rotary_embedding<double>(7, o), std::invalid_argument);
 }
 
+TEST_CASE("nn::rotary_embedding: XPos range limit is an error, not inf/NaN", "[nn][xpos]") {
+    nn::rotary_options o;  // torchscale defaults: scale base 512
+    nn::rotary_embedding<float> f(64, o);
+    nn::rotary_embedding<double> d(64, o);
+    const nn::matrix<float> ok = f.coefficients(65536, true);  // the paper's 64K tokens fit in float
+    CHECK(ok.allFinite());
+    CHECK(ok.cwiseAbs().maxCoeff() > 1e30f);
+    CHECK(f.coefficients(65536, false).allFinite());
+    CHECK_THROWS_AS(f.coefficients(80000, false), std::overflow_error);
+    CHECK(d.coefficients(80000, true).allFinite());
+    CHECK_THROWS_AS(d.coefficients(600000, true), std::overflow_error);
+    o.kind = nn::position_encoding::rope;  // no decay, no limit
+    CHECK(nn::rotary_embedding<float>(64, o).coefficients(200000, true).allFinite());
+}
+
 TEST_CASE("nn::feed_forward against the oracle (fc1, GELU, Sub-LN, fc2; row blocks)", "[nn]") {
     auto run = [](auto tag, index_t block) {
         using T = decltype(tag);

@@ -13,8 +13,15 @@
 // then sin/cos in double; angle_precision::float64 does all of it in double. The decay s is always
 // computed in double from the float32 zeta.
 // RoPE (position_encoding::rope) is the same rotation with s = 1.
+//
+// Range: q and k are scaled separately by zeta^(±(i − ceil(T/2))/scale_base), so a long enough sequence
+// overflows T (torchscale has the same limit). With hd = 64 and scale_base 512 a float build reaches
+// about 66K tokens, a double build about 570K; past that coefficients() throws std::overflow_error
+// instead of producing inf/NaN. RoPE has no such limit.
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -82,6 +89,7 @@ public:
         const index_t centre = (seq + 1) / 2;  // ceil(T/2): torchscale's min_pos = −(T // 2 rounded up)
         const bool xpos = options.kind == position_encoding::xpos;
         const bool f32 = options.angles == angle_precision::torchscale;
+        if (xpos) check_range(seq, centre);
         LONGNET_NN_PARALLEL_FOR
         for (index_t i = 0; i < seq; ++i) {
             T* row = table.data() + i * head_dim_;
@@ -128,6 +136,22 @@ public:
     void apply(matrix_ref<T> x, bool downscale) const {
         if (options.kind == position_encoding::none) return;
         apply(x, coefficients(x.rows(), downscale));
+    }
+
+    // Largest |log s(i, c)| over the sequence; throws std::overflow_error when T cannot hold s and 1/s
+    // with 1000x headroom for the values they multiply.
+    void check_range(index_t seq, index_t centre) const {
+        double log_zeta = 0;
+        for (float z : zeta) log_zeta = std::max(log_zeta, std::fabs(std::log(static_cast<double>(z))));
+        const double distance = static_cast<double>(std::max(centre, seq - 1 - centre));
+        const double log_scale = distance / options.scale_base * log_zeta;
+        const double limit = std::log(static_cast<double>(std::numeric_limits<T>::max())) - std::log(1000.0);
+        if (log_scale > limit)
+            throw std::overflow_error("longnet::nn::rotary_embedding: XPos scale zeta^(" + std::to_string(distance) + "/" +
+                                      std::to_string(options.scale_base) + ") overflows " +
+                                      (sizeof(T) == 4 ? "float" : "double") + " for a sequence of " +
+                                      std::to_string(seq) + " tokens; use a double build, a larger xpos_scale_base "
+                                      "or RoPE");
     }
 
 private:
