@@ -49,6 +49,7 @@ void dilated_attention_backward(Args&&...) {
 #include <stdexcept>
 #include <string>
 
+#include "longnet/backward.hpp"
 #include "longnet/detail/distributed_backward.hpp"
 #include "longnet/detail/distributed_common.hpp"
 #include "longnet/detail/distributed_forward.hpp"
@@ -90,49 +91,45 @@ void dilated_attention(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<TV> v, 
     if (stats) *stats = st;
 }
 
-// Exact backward (SPEC §6, `exact` mode) on this rank's chunk: the gradient of the merged output, from
-// the merged out and lse of the forward (local [B, n, H, D] and [B, n, H]) and the upstream gradient
-// dout. Writes dq, dk, dv (local [B, n, H, D]). dK/dV of a long branch's gathered rows go back to their
-// owners by an all-to-all within the group, summed there in rank order (deterministic). Equal to the
-// single-process gradient up to summation order. Collective over comm.
+// Backward (SPEC §6) on this rank's chunk: from the forward's inputs, its merged out and lse (local
+// [B, n, H, D] and [B, n, H]) and the upstream gradient dout, overwrite dq, dk, dv (local [B, n, H, D])
+// with the gradients of sum(out ∘ dout). mode: grad_mode::exact (default) or stop_grad_weights, as
+// longnet::dilated_attention_backward. A long branch gathers its segment's selected K/V and Q/dO rows
+// (with L and Δ) within its group; each rank computes the dQ of its own queries and the dK/dV of its
+// own keys, in the single-process kernel's summation order: bitwise equal to
+// longnet::dilated_attention_backward on the full sequence. Collective over comm.
 template <class TQ, class TK, class TV, class TO, class TL, class TG, class TDQ, class TDK, class TDV>
 void dilated_attention_backward(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<TV> v, tensor_view<TO> out,
                                 lse_view<TL> lse, tensor_view<TG> dout, tensor_view<TDQ> dq, tensor_view<TDK> dk,
                                 tensor_view<TDV> dv, const dilated_options& opt, MPI_Comm comm,
-                                comm_stats* stats = nullptr) {
-    using T = std::remove_const_t<TDQ>;
+                                grad_mode mode = grad_mode::exact, comm_stats* stats = nullptr) {
+    using T = std::remove_const_t<TQ>;
     using A = accum_t<T>;
-    static_assert(!std::is_const_v<TDQ> && !std::is_const_v<TDK> && !std::is_const_v<TDV>,
-                  "longnet::distributed::dilated_attention_backward: dq, dk, dv must be mutable views");
-    static_assert(std::is_same_v<std::remove_const_t<TQ>, T> && std::is_same_v<std::remove_const_t<TK>, T> &&
-                      std::is_same_v<std::remove_const_t<TV>, T> && std::is_same_v<std::remove_const_t<TO>, T> &&
-                      std::is_same_v<std::remove_const_t<TG>, T> && std::is_same_v<std::remove_const_t<TDK>, T> &&
-                      std::is_same_v<std::remove_const_t<TDV>, T>,
-                  "longnet::distributed::dilated_attention_backward: all tensors must have the same element type");
-    static_assert(std::is_same_v<std::remove_const_t<TL>, A>,
-                  "longnet::distributed::dilated_attention_backward: lse must hold accum_t<T>");
     static_assert(is_storage_type<T>::value,
                   "longnet::distributed::dilated_attention_backward: element type must be float, double, bfloat16 or "
                   "half");
+    static_assert(detail::backward_types_ok<TQ, TK, TV, TO, TL, TG, TDQ, TDK, TDV>(),
+                  "longnet::distributed::dilated_attention_backward: q, k, v, out, dout, dq, dk, dv must share one "
+                  "element type T (dq, dk, dv mutable) and lse must be accum_t<T>");
     const auto t0 = detail::dist::clock::now();
     comm_stats st;
     std::string error;
     try {
         validate(opt);
+        if (mode != grad_mode::exact && mode != grad_mode::stop_grad_weights)
+            throw std::invalid_argument("unknown grad mode value " + std::to_string(static_cast<int>(mode)));
         const char* op = "distributed::dilated_attention_backward";
         detail::check_shapes(op, q, k, v, out, lse);
-        detail::check_shapes(op, q, dout, dq, dk, lse);
-        detail::check_shapes(op, q, dv, dv, dv, lse);
-        if (lse.empty() && q.size() > 0)
-            throw std::invalid_argument("longnet::distributed::dilated_attention_backward: the forward's lse is required");
+        detail::check_backward_shapes(op, q, out, lse, dout, dq, dk, dv);
     } catch (const std::invalid_argument& e) {
         error = detail::dist::with_prefix("longnet::distributed::dilated_attention_backward: ", e.what());
     }
     const auto plans = detail::dist::agree_and_plan<T>(comm, "dilated_attention_backward", error, q.batch(),
-                                                       q.seq_len(), q.heads(), q.head_dim(), opt, 1, st.control_bytes);
+                                                       q.seq_len(), q.heads(), q.head_dim(), opt,
+                                                       1 + static_cast<long long>(mode), st.control_bytes);
     detail::dist::backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
                               tensor_view<const T>(out), lse_view<const A>(lse), tensor_view<const T>(dout), dq, dk, dv,
-                              opt, comm, plans, st);
+                              opt, mode, comm, plans, st);
     st.seconds_total = detail::dist::seconds_since(t0);
     if (stats) *stats = st;
 }

@@ -1,21 +1,31 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// The distributed exact backward (SPEC §6 `exact`, §7). Per branch and segment, with the merged
-// output O and log-sum-exp L of the forward and the upstream gradient dO:
-//   P = exp(τ·q·kᵀ − L),  Δ = rowsum(dO ∘ O),  dS = P ∘ (dO·vᵀ − Δ),
-//   dQ = τ·dS·K,  dK = τ·dSᵀ·Q,  dV = Pᵀ·dO,
-// summed over branches. A local branch does this on the chunk. A long branch all-gathers the selected
-// K/V rows within its group (as the forward), computes the dQ of this rank's queries and the partial
-// dK/dV of every gathered row, and sends each partial back to the rank that owns the row (all-to-all
-// within the group, the "reduce-scatter" of SPEC §7); the owner sums the g partials in rank order, so
-// the result does not depend on MPI's reduction algorithm.
-// The per-segment gradient here is plain loops in the accumulator type, parallel over segments.
+// The distributed backward (SPEC §6, §7), built on the single-process backward (detail/backward.hpp,
+// detail/backward_kernel.hpp). Branches run in the forward's order and add into [B, n, H, D]
+// accumulators in accum_t, exactly as the single-process backward accumulates:
+//   - a local branch is the single-process per-branch step (backward_accumulate) on the chunk;
+//   - a long branch gathers, within its group, the selected K/V rows (as the forward) and the selected
+//     Q/dO rows with their L and Δ. The dQ of this rank's queries is attend_backward_packed of those
+//     queries against the gathered keys (causal_shift = rows of earlier ranks); the dK/dV of this rank's
+//     keys is attend_backward_packed of ALL the segment's gathered queries against this rank's keys
+//     (causal_shift = −rows of earlier ranks). Every key's dK/dV is then the same sweep over the same
+//     query blocks as in the single-process kernel, and every query's dQ the same sweep over the same key
+//     blocks, so the gradients are bitwise equal to the single-process backward on the full sequence.
+// This is the reduce-scatter of SPEC §7 turned around: instead of sending each owner the g partial sums
+// of its rows' dK/dV (whose sum order would differ from one sweep), each owner receives the queries
+// (Q, dO rows and two scalars per row: the same volume as the partials) and sums in the single-process
+// order itself. The cost is computing S, P and dS of a long branch twice (once per direction).
+//
+// grad_mode::exact uses Δ = dO·O with the merged output; stop_grad_weights uses Δ_i = dO·o_i with each
+// branch's own output o_i, recomputed by the forward kernel against the gathered keys.
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <vector>
 
+#include "longnet/backward.hpp"
+#include "longnet/detail/backward.hpp"
+#include "longnet/detail/backward_kernel.hpp"
 #include "longnet/detail/distributed_common.hpp"
 #include "longnet/detail/distributed_forward.hpp"
 #include "longnet/detail/pack.hpp"
@@ -23,218 +33,174 @@
 
 namespace longnet::detail::dist {
 
-// Gradient of one segment: nq queries (rows q, dout; their L and Δ) against nk keys (rows k, v), all
-// [rows][D] in A. Causal: query i sees keys j <= i + shift. Accumulates into dq [nq][D], dk and dv [nk][D].
-template <class A>
-void segment_gradient(const A* q, const A* dout, const A* L, const A* delta, index_t nq, const A* k, const A* v,
-                      index_t nk, index_t dim, bool causal, index_t shift, A scale, A* dq, A* dk, A* dv) {
-    for (index_t i = 0; i < nq; ++i) {
-        const A* qi = q + i * dim;
-        const A* gi = dout + i * dim;
-        A* dqi = dq + i * dim;
-        const index_t keys = causal ? std::min(nk, i + shift + 1) : nk;
-        for (index_t j = 0; j < keys; ++j) {
-            const A* kj = k + j * dim;
-            const A* vj = v + j * dim;
-            A s = 0, dp = 0;
-            for (index_t d = 0; d < dim; ++d) {
-                s += qi[d] * kj[d];
-                dp += gi[d] * vj[d];
+// Δ and L of this rank's selected queries of a long branch: [B·H][c] each.
+template <class T, class Arch>
+void query_terms(const tensor_view<const T>& q, const tensor_view<const T>& out, const lse_view<const accum_t<T>>& lse,
+                 const tensor_view<const T>& dout, const T* kg, const T* vg, const dilated_options& opt,
+                 const branch_plan& p, grad_mode mode, std::vector<accum_t<T>>& lse_rows,
+                 std::vector<accum_t<T>>& delta_rows) {
+    using A = accum_t<T>;
+    const index_t B = q.batch(), H = q.heads(), D = q.head_dim();
+    const index_t c = p.rows_per_rank, total = p.group_size * c, rows_before = p.group_rank * c;
+    const A scale = static_cast<A>(effective_scale(opt.scale, D));
+    lse_rows.assign(static_cast<std::size_t>(B * H * c), A(0));
+    delta_rows.assign(lse_rows.size(), A(0));
+    const tensor_view<const T> kv_k(kg, {B, total, H, D}, {H * total * D, D, total * D});
+    const tensor_view<const T> kv_v(vg, {B, total, H, D}, {H * total * D, D, total * D});
+    const bool own_output = mode == grad_mode::stop_grad_weights;
+    const index_t nk = opt.causal ? rows_before + c : total;
+    const index_t pad_keys = (opt.tail == tail_mode::zero_pad && !opt.causal) ? p.max_selected - total : 0;
+    parallel_tasks(
+        B * H, [&] { return forward_workspace<A, Arch>(own_output ? c : 0, own_output ? nk : 0, D); },
+        [&](forward_workspace<A, Arch>& ws, index_t t) {
+            const index_t h = t % H, b = t / H;
+            const row_selection sel{head_offset(opt.offsets, h, H, p.dilation), p.dilation, c};
+            A* l_out = lse_rows.data() + t * c;
+            A* d_out = delta_rows.data() + t * c;
+            for (index_t i = 0; i < c; ++i) l_out[i] = lse(b, sel.position(i), h);
+            if (!own_output) {
+                // Δ_i = dO_i · O_i with the merged output (the order of backward.hpp: dO in A times O)
+                for (index_t i = 0; i < c; ++i) {
+                    const T* o_row = out.row(b, sel.position(i), h);
+                    const T* g_row = dout.row(b, sel.position(i), h);
+                    A s = 0;
+                    for (index_t d = 0; d < D; ++d) s += to_accum<A>(g_row[d]) * to_accum<A>(o_row[d]);
+                    d_out[i] = s;
+                }
+                return;
             }
-            const A p = std::exp(scale * s - L[i]);          // softmax weight with the merged L
-            const A ds = scale * p * (dp - delta[i]);         // τ·dS
-            A* dkj = dk + j * dim;
-            A* dvj = dv + j * dim;
-            for (index_t d = 0; d < dim; ++d) {
-                dqi[d] += ds * kj[d];
-                dkj[d] += ds * qi[d];
-                dvj[d] += p * gi[d];
-            }
-        }
-    }
+            // Δ_i = dO_i · o_i with this branch's own output, recomputed against the gathered keys
+            const row_selection sel_k{0, 1, nk};
+            pack_queries<A, Arch>(q, b, h, sel, 0, c, scale, ws.q.data());
+            pack_keys<A, Arch>(kv_k, b, h, sel_k, nk, ws.kt.data());
+            pack_values<A, Arch>(kv_v, b, h, sel_k, nk, ws.v.data());
+            attend_packed<A, Arch>(ws.q.data(), c, ws.kt.data(), ws.v.data(), nk, D, opt.causal, rows_before, pad_keys,
+                                   ws.scratch(), [&](index_t i, const A* o_row, A) {
+                                       const T* g_row = dout.row(b, sel.position(i), h);
+                                       A s = 0;
+                                       for (index_t d = 0; d < D; ++d) s += to_accum<A>(g_row[d]) * o_row[d];
+                                       d_out[i] = s;
+                                   });
+        });
 }
 
-// rows[i][:] = x[b, sel(i), h, :] in A, i < count.
-template <class A, class T>
-void gather_rows_accum(const tensor_view<const T>& x, index_t b, index_t h, const row_selection& sel, A* dst) {
-    const index_t D = x.head_dim();
-    for (index_t i = 0; i < sel.count; ++i) {
-        const T* src = x.row(b, sel.position(i), h);
-        for (index_t d = 0; d < D; ++d) dst[i * D + d] = to_accum<A>(src[d]);
-    }
+// One attend_backward_packed call: queries (rows sel_q of xq/xg, with L and Δ) against keys (rows
+// sel_k of xk/xv). dq_sink(i, row) gets each query's dQ row, key_sink(j, dk_row, dv_row) each key's.
+template <class T, class Arch, class QuerySink, class KeySink>
+void backward_call(backward_workspace<accum_t<T>, Arch>& ws, const tensor_view<const T>& xq,
+                   const tensor_view<const T>& xg, index_t bq, index_t hq, const row_selection& sel_q, const accum_t<T>* l,
+                   const accum_t<T>* delta, const tensor_view<const T>& xk, const tensor_view<const T>& xv, index_t bk,
+                   index_t hk, const row_selection& sel_k, index_t dim, accum_t<T> scale, bool causal, index_t shift,
+                   QuerySink&& dq_sink, KeySink&& key_sink) {
+    using A = accum_t<T>;
+    using S = backward_shape<A, Arch>;
+    const index_t nq = sel_q.count, nk = sel_k.count, dvp = S::K::padded_dim(dim);
+    pack_keys<A, Arch>(xq, bq, hq, sel_q, nq, ws.q_t.data());
+    pack_values<A, Arch>(xq, bq, hq, sel_q, nq, ws.q.data());
+    pack_keys<A, Arch>(xg, bq, hq, sel_q, nq, ws.dout_t.data());
+    pack_values<A, Arch>(xg, bq, hq, sel_q, nq, ws.dout.data());
+    pack_values<A, Arch>(xk, bk, hk, sel_k, nk, ws.k.data());
+    pack_values<A, Arch>(xv, bk, hk, sel_k, nk, ws.v.data());
+    zero_key_tail<A, Arch>(ws.k.data(), S::key_buffer_rows(nk), nk, dim);
+    zero_key_tail<A, Arch>(ws.v.data(), S::key_buffer_rows(nk), nk, dim);
+    std::copy_n(l, nq, ws.lse.data());
+    std::copy_n(delta, nq, ws.delta.data());
+    A* dq_rows = ws.dq.data();
+    std::fill(dq_rows, dq_rows + S::dq_rows(nq) * dvp, A(0));
+    const backward_operands<A> operands{ws.q_t.data(), ws.q.data(), ws.dout_t.data(), ws.dout.data(),
+                                        ws.k.data(),   ws.v.data(), ws.lse.data(),     ws.delta.data()};
+    attend_backward_packed<A, Arch>(operands, nq, nk, dim, scale, causal, shift, ws.tiles.scratch(), dq_rows,
+                                    [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
+                                        for (index_t j = 0; j < count; ++j)
+                                            key_sink(j0 + j, dk_rows + j * dvp, dv_rows + j * dvp);
+                                    });
+    for (index_t i = 0; i < nq; ++i) dq_sink(i, static_cast<const A*>(dq_rows + i * dvp));
 }
-
-// Scratch of one backward task.
-template <class A>
-struct backward_workspace {
-    std::vector<A> q, dout, lse, delta, k, v, dq, dk, dv;
-    void size(index_t nq, index_t nk, index_t dim) {
-        q.assign(static_cast<std::size_t>(nq * dim), A(0));
-        dout.assign(q.size(), A(0));
-        dq.assign(q.size(), A(0));
-        lse.assign(static_cast<std::size_t>(nq), A(0));
-        delta.assign(lse.size(), A(0));
-        k.assign(static_cast<std::size_t>(nk * dim), A(0));
-        v.assign(k.size(), A(0));
-        dk.assign(k.size(), A(0));
-        dv.assign(k.size(), A(0));
-    }
-};
-
-// Accumulators [B, n, H, D] in A, contiguous.
-template <class A>
-struct grad_accumulator {
-    index_t N, H, D;
-    std::vector<A> data;
-    grad_accumulator(index_t b, index_t n, index_t h, index_t d)
-        : N(n), H(h), D(d), data(static_cast<std::size_t>(b * n * h * d), A(0)) {}
-    A* row(index_t b, index_t n, index_t h) noexcept { return data.data() + ((b * N + n) * H + h) * D; }
-};
 
 template <class T, class Arch = simd::native>
 void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<const T> out,
               lse_view<const accum_t<T>> lse, tensor_view<const T> dout, tensor_view<T> dq, tensor_view<T> dk,
-              tensor_view<T> dv, const dilated_options& opt, MPI_Comm comm, const std::vector<branch_plan>& plans,
-              distributed::comm_stats& st) {
+              tensor_view<T> dv, const dilated_options& opt, grad_mode mode, MPI_Comm comm,
+              const std::vector<branch_plan>& plans, distributed::comm_stats& st) {
     using A = accum_t<T>;
     const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
     if (B == 0 || N == 0 || H == 0) return;
     const A scale = static_cast<A>(effective_scale(opt.scale, D));
-    grad_accumulator<A> gq(B, N, H, D), gk(B, N, H, D), gv(B, N, H, D);
-
-    // Δ = rowsum(dO ∘ O) per row
-    std::vector<A> delta(static_cast<std::size_t>(B * N * H));
-    parallel_tasks(
-        B * N, [] { return 0; },
-        [&](int&, index_t t) {
-            const index_t b = t / N, n = t % N;
-            for (index_t h = 0; h < H; ++h) {
-                A s = 0;
-                const T* o = out.row(b, n, h);
-                const T* g = dout.row(b, n, h);
-                for (index_t d = 0; d < D; ++d) s += to_accum<A>(o[d]) * to_accum<A>(g[d]);
-                delta[static_cast<std::size_t>((b * N + n) * H + h)] = s;
-            }
-        });
-    // queries of a selection: q, dO, L, Δ rows
-    auto load_queries = [&](backward_workspace<A>& ws, index_t b, index_t h, const row_selection& sel) {
-        gather_rows_accum<A, T>(q, b, h, sel, ws.q.data());
-        gather_rows_accum<A, T>(dout, b, h, sel, ws.dout.data());
-        for (index_t i = 0; i < sel.count; ++i) {
-            const index_t pos = sel.position(i);
-            ws.lse[static_cast<std::size_t>(i)] = lse(b, pos, h);
-            ws.delta[static_cast<std::size_t>(i)] = delta[static_cast<std::size_t>((b * N + pos) * H + h)];
-        }
-    };
+    const backward_delta delta_kind =
+        mode == grad_mode::exact ? backward_delta::merged_output : backward_delta::branch_output;
+    // gradients accumulate here in branch order, as the single-process backward accumulates
+    const auto size = static_cast<std::size_t>(B * N * H * D);
+    std::vector<A> acc_q(size, A(0)), acc_k(size, A(0)), acc_v(size, A(0));
+    const tensor_view<A> gq(acc_q.data(), B, N, H, D), gk(acc_k.data(), B, N, H, D), gv(acc_v.data(), B, N, H, D);
 
     group_cache groups;
-    std::vector<T> kg, vg;
+    std::vector<T> kg, vg, qg, dog, send;
+    std::vector<A> lse_rows, delta_rows, lse_g, delta_g;
     for (std::size_t bi = 0; bi < opt.branches.size(); ++bi) {
         const branch_plan& p = plans[bi];
         if (!p.is_long) {
             ++st.local_branches;
-            const branch_geometry geo(opt.branches[bi], N);
-            parallel_tasks(
-                B * H * geo.segments, [] { return backward_workspace<A>(); },
-                [&](backward_workspace<A>& ws, index_t t) {
-                    const index_t g = t % geo.segments, h = (t / geo.segments) % H, b = t / geo.segments / H;
-                    const row_selection sel = geo.select(g, head_offset(opt.offsets, h, H, geo.dilation), N);
-                    if (sel.count == 0) return;
-                    ws.size(sel.count, sel.count, D);
-                    load_queries(ws, b, h, sel);
-                    gather_rows_accum<A, T>(k, b, h, sel, ws.k.data());
-                    gather_rows_accum<A, T>(v, b, h, sel, ws.v.data());
-                    segment_gradient<A>(ws.q.data(), ws.dout.data(), ws.lse.data(), ws.delta.data(), sel.count,
-                                        ws.k.data(), ws.v.data(), sel.count, D, opt.causal, 0, scale, ws.dq.data(),
-                                        ws.dk.data(), ws.dv.data());
-                    for (index_t i = 0; i < sel.count; ++i) {  // this task owns these rows for this branch
-                        const index_t pos = sel.position(i);
-                        A* rq = gq.row(b, pos, h);
-                        A* rk = gk.row(b, pos, h);
-                        A* rv = gv.row(b, pos, h);
-                        for (index_t d = 0; d < D; ++d) {
-                            rq[d] += ws.dq[static_cast<std::size_t>(i * D + d)];
-                            rk[d] += ws.dk[static_cast<std::size_t>(i * D + d)];
-                            rv[d] += ws.dv[static_cast<std::size_t>(i * D + d)];
-                        }
-                    }
-                });
+            dilated_options one = opt;
+            one.branches = {opt.branches[bi]};
+            backward_accumulate<T, Arch>(q, k, v, out, lse, dout, gq, gk, gv, one, delta_kind);
             continue;
         }
         ++st.long_branches;
         MPI_Comm group = groups.get(comm, p, st.control_bytes);
-        gather_branch_kv<T>(group, k, v, opt.offsets, p, kg, vg, st);
         const index_t c = p.rows_per_rank, g = p.group_size, total = g * c, rows_before = p.group_rank * c;
-        const index_t nk = opt.causal ? rows_before + c : total;  // later ranks' keys are invisible
-        // partial dK/dV of every gathered row, [B·H][total][D]; rows of later ranks stay 0 when causal
-        std::vector<A> pk(static_cast<std::size_t>(B * H * total * D), A(0)), pv(pk.size(), A(0));
+        // the segment's selected K, V (for dQ and Δ) and Q, dO, L, Δ (for dK, dV) from every group rank
+        gather_branch_kv<T>(group, k, v, opt.offsets, p, kg, vg, st);
+        gather_branch_kv<T>(group, q, dout, opt.offsets, p, qg, dog, st);
+        query_terms<T, Arch>(q, out, lse, dout, kg.data(), vg.data(), opt, p, mode, lse_rows, delta_rows);
+        lse_g.resize(static_cast<std::size_t>(B * H * total));
+        delta_g.resize(lse_g.size());
+        all_gather_rows<A>(group, lse_rows.data(), lse_g.data(), B * H, c, g, 1, st);
+        all_gather_rows<A>(group, delta_rows.data(), delta_g.data(), B * H, c, g, 1, st);
+
+        const tensor_view<const T> gk_view(kg.data(), {B, total, H, D}, {H * total * D, D, total * D});
+        const tensor_view<const T> gv_view(vg.data(), {B, total, H, D}, {H * total * D, D, total * D});
+        const tensor_view<const T> gq_view(qg.data(), {B, total, H, D}, {H * total * D, D, total * D});
+        const tensor_view<const T> gdo_view(dog.data(), {B, total, H, D}, {H * total * D, D, total * D});
+        const index_t nk_visible = opt.causal ? rows_before + c : total;  // later ranks' keys: invisible
+        // task 2t: dQ of this rank's queries; task 2t + 1: dK, dV of this rank's keys (disjoint rows)
         parallel_tasks(
-            B * H, [] { return backward_workspace<A>(); },
-            [&](backward_workspace<A>& ws, index_t t) {
-                const index_t h = t % H, b = t / H;
-                const row_selection sel_q{head_offset(opt.offsets, h, H, p.dilation), p.dilation, c};
-                ws.size(c, nk, D);
-                load_queries(ws, b, h, sel_q);
-                for (index_t j = 0; j < nk * D; ++j) {
-                    ws.k[static_cast<std::size_t>(j)] = to_accum<A>(kg[static_cast<std::size_t>(t * total * D + j)]);
-                    ws.v[static_cast<std::size_t>(j)] = to_accum<A>(vg[static_cast<std::size_t>(t * total * D + j)]);
+            2 * B * H, [&] { return backward_workspace<A, Arch>(total, D, false); },
+            [&](backward_workspace<A, Arch>& ws, index_t task) {
+                const index_t t = task / 2, h = t % H, b = t / H;
+                const row_selection own{head_offset(opt.offsets, h, H, p.dilation), p.dilation, c};
+                if (task % 2 == 0) {
+                    backward_call<T, Arch>(
+                        ws, q, dout, b, h, own, lse_rows.data() + t * c, delta_rows.data() + t * c, gk_view, gv_view, b,
+                        h, row_selection{0, 1, nk_visible}, D, scale, opt.causal, rows_before,
+                        [&](index_t i, const A* row) {
+                            A* dst = gq.row(b, own.position(i), h);
+                            for (index_t d = 0; d < D; ++d) dst[d] += row[d];
+                        },
+                        [](index_t, const A*, const A*) {});
+                } else {
+                    backward_call<T, Arch>(
+                        ws, gq_view, gdo_view, b, h, row_selection{0, 1, total}, lse_g.data() + t * total,
+                        delta_g.data() + t * total, k, v, b, h, own, D, scale, opt.causal, -rows_before,
+                        [](index_t, const A*) {},
+                        [&](index_t j, const A* dk_row, const A* dv_row) {
+                            A* dk_dst = gk.row(b, own.position(j), h);
+                            A* dv_dst = gv.row(b, own.position(j), h);
+                            for (index_t d = 0; d < D; ++d) dk_dst[d] += dk_row[d];
+                            for (index_t d = 0; d < D; ++d) dv_dst[d] += dv_row[d];
+                        });
                 }
-                segment_gradient<A>(ws.q.data(), ws.dout.data(), ws.lse.data(), ws.delta.data(), c, ws.k.data(),
-                                    ws.v.data(), nk, D, opt.causal, rows_before, scale, ws.dq.data(), ws.dk.data(),
-                                    ws.dv.data());
-                for (index_t i = 0; i < c; ++i) {
-                    A* rq = gq.row(b, sel_q.position(i), h);
-                    for (index_t d = 0; d < D; ++d) rq[d] += ws.dq[static_cast<std::size_t>(i * D + d)];
-                }
-                std::copy(ws.dk.begin(), ws.dk.end(), pk.begin() + t * total * D);
-                std::copy(ws.dv.begin(), ws.dv.end(), pv.begin() + t * total * D);
             });
-        // send each owner its rows' partials; receive [g][B·H][c][D] and sum in rank order
-        const std::size_t row_bytes = static_cast<std::size_t>(D) * sizeof(A);
-        const mpi_type row = row_type(row_bytes);
-        const mpi_type send_type = strided_block_type(row, row_bytes, B * H, c, total);
-        MPI_Datatype recv_raw;
-        mpi_check(MPI_Type_vector(static_cast<int>(B * H), static_cast<int>(c), static_cast<int>(c), row.get(), &recv_raw),
-                  "MPI_Type_vector");
-        const mpi_type recv_type(recv_raw);
-        std::vector<A> recv(static_cast<std::size_t>(g * B * H * c * D));
-        for (int which = 0; which < 2; ++which) {
-            std::vector<A>& partial = which == 0 ? pk : pv;
-            grad_accumulator<A>& acc = which == 0 ? gk : gv;
-            const auto t0 = clock::now();
-            mpi_check(MPI_Alltoall(partial.data(), 1, send_type.get(), recv.data(), 1, recv_type.get(), group),
-                      "MPI_Alltoall (dK/dV partials)");
-            st.seconds_communication += seconds_since(t0);
-            const auto bytes = static_cast<std::uint64_t>(g - 1) * static_cast<std::uint64_t>(B * H * c) * row_bytes;
-            st.bytes_sent += bytes;
-            st.bytes_received += bytes;
-            st.collectives += 1;
-            parallel_tasks(
-                B * H, [] { return 0; },
-                [&](int&, index_t t) {
-                    const index_t h = t % H, b = t / H;
-                    const index_t o = head_offset(opt.offsets, h, H, p.dilation);
-                    for (index_t i = 0; i < c; ++i) {
-                        A* dst = acc.row(b, o + i * p.dilation, h);
-                        for (index_t d = 0; d < D; ++d) {
-                            A s = 0;
-                            for (index_t r = 0; r < g; ++r) s += recv[static_cast<std::size_t>(((r * B * H + t) * c + i) * D + d)];
-                            dst[d] += s;
-                        }
-                    }
-                });
-        }
     }
-    // write the gradients in the storage type
+    // write the gradients in the storage type (one rounding for 16-bit types)
     parallel_tasks(
         B * N, [] { return 0; },
         [&](int&, index_t t) {
             const index_t b = t / N, n = t % N;
             for (index_t h = 0; h < H; ++h)
                 for (index_t d = 0; d < D; ++d) {
-                    dq(b, n, h, d) = from_accum<T>(gq.row(b, n, h)[d]);
-                    dk(b, n, h, d) = from_accum<T>(gk.row(b, n, h)[d]);
-                    dv(b, n, h, d) = from_accum<T>(gv.row(b, n, h)[d]);
+                    dq(b, n, h, d) = from_accum<T>(gq(b, n, h, d));
+                    dk(b, n, h, d) = from_accum<T>(gk(b, n, h, d));
+                    dv(b, n, h, d) = from_accum<T>(gv(b, n, h, d));
                 }
         });
 }

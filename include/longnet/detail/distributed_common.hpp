@@ -182,7 +182,7 @@ std::vector<fingerprint_field> fingerprint(index_t batch, index_t seq, index_t h
             {"tail mode", static_cast<long long>(opt.tail)},
             {"scale given", opt.scale ? 1 : 0},
             {"scale", scale_bits},
-            {"operation (forward 0, backward 1)", extra}};
+            {"operation (forward 0, backward 1 + grad mode)", extra}};
 }
 
 // All ranks compare their fingerprints (one all-reduce of min and −max); on a difference every rank
