@@ -292,8 +292,8 @@ TEST_CASE("backward fixtures (both modes, float and double)", "[backward][fixtur
 
 TEST_CASE("dense backward matches the oracle", "[backward][dense]") {
     for (bool causal : {false, true})
-        for (std::int64_t n : {37, 300}) {
-            const config c = make(2, n, 2, 16, {n}, {1}, causal);
+        for (std::int64_t n : {37, 300, 500}) {
+            const config c = make(n == 500 ? 1 : 2, n, n == 500 ? 1 : 2, 16, {n}, {1}, causal);  // 500: one segment
             const inputs in = random_inputs(c, 91);
             const oracle::gradients ref = oracle::dilated_backward_exact(c, in.q, in.k, in.v, in.dout);
             auto q = in.q, k = in.k, v = in.v, dout = in.dout;
@@ -367,6 +367,20 @@ TEST_CASE("gradients are bitwise identical for 1 and 2 threads", "[backward][thr
             CHECK(one.dk == two.dk);
             CHECK(one.dv == two.dv);
         }
+    // one segment, one head: 2 threads split the segment into key parts (dK, dV) and query parts (dQ)
+    for (bool causal : {false, true}) {
+        const config c = make(1, 700, 1, 32, {700}, {1}, causal);
+        const inputs in = random_inputs(c, 73);
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        const grads one = run_backward<float>(c, in, longnet::grad_mode::exact);
+        omp_set_num_threads(2);
+        const grads two = run_backward<float>(c, in, longnet::grad_mode::exact);
+        omp_set_num_threads(saved);
+        CHECK(one.dq == two.dq);
+        CHECK(one.dk == two.dk);
+        CHECK(one.dv == two.dv);
+    }
 }
 #endif
 

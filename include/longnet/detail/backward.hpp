@@ -5,7 +5,8 @@
 // attend_backward_packed and adds the segment's dQ, dK, dV into the gradient rows it selected. Within a
 // branch a row belongs to exactly one task, so no two threads ever add into the same row, and each row
 // receives the branches' contributions in branch order: results are bitwise identical for any thread
-// count.
+// count. With fewer segments than threads (exact mode), a segment is split into key-range tasks (dK, dV)
+// and query-range tasks (dQ), which recompute P and dS (≈ 1.4× the flops) and give the same bits.
 //
 // Accumulation: float and double gradients are accumulated directly in the caller's dq/dk/dv (in their
 // own precision, which is accum_t). bfloat16 / half gradients are accumulated in float buffers of the
@@ -91,18 +92,47 @@ void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_
     const index_t dvp = S::K::padded_dim(D);
     const bool own_output = delta_kind == backward_delta::branch_output;
 
+    const int threads = max_threads();
     for (const branch& br : opt.branches) {
         const branch_geometry geo(br, N);
         const index_t pad_keys_full = (opt.tail == tail_mode::zero_pad && !opt.causal) ? geo.max_selected : 0;
+        const index_t segment_tasks = B * H * geo.segments;
+        // Too few segments to keep every thread busy (dense attention, few heads): split each segment into
+        // `splits` key ranges (dK, dV) and as many query ranges (dQ). Each part recomputes P and dS, and
+        // visits blocks in the whole-segment order, so results do not depend on the split. Exact mode only
+        // (the merge-weights-constant Δ needs the branch's forward over the whole segment).
+        index_t splits = 1;
+        if (!own_output && segment_tasks < 2 * threads) {
+            const index_t key_blocks = (geo.max_selected + S::key_rows - 1) / S::key_rows;
+            const index_t query_blocks = (geo.max_selected + S::query_cols - 1) / S::query_cols;
+            splits = std::max<index_t>(1, std::min({(4 * threads + segment_tasks - 1) / segment_tasks, key_blocks, query_blocks}));
+        }
+        const index_t tasks_per_segment = splits == 1 ? 1 : 2 * splits;  // key parts, then query parts
         parallel_tasks(
-            B * H * geo.segments, [&] { return backward_workspace<A, Arch>(geo.max_selected, D, own_output); },
-            [&](backward_workspace<A, Arch>& ws, index_t t) {
+            segment_tasks * tasks_per_segment,
+            [&] { return backward_workspace<A, Arch>(geo.max_selected, D, own_output); },
+            [&](backward_workspace<A, Arch>& ws, index_t task) {
+                const index_t part_index = task % tasks_per_segment;
+                const index_t t = task / tasks_per_segment;
                 const index_t g = t % geo.segments;
                 const index_t h = (t / geo.segments) % H;
                 const index_t b = t / geo.segments / H;
                 const row_selection sel = geo.select(g, head_offset(opt.offsets, h, H, geo.dilation), N);
                 const index_t n = sel.count;
                 if (n == 0) return;
+                backward_part part;
+                part.key_end = n;
+                part.query_end = n;
+                if (splits > 1) {
+                    const bool key_part = part_index < splits;
+                    const index_t c = key_part ? part_index : part_index - splits;
+                    const index_t block = key_part ? S::key_rows : S::query_cols;
+                    const index_t per_part = ((n + block - 1) / block + splits - 1) / splits * block;
+                    const index_t begin = c * per_part, end = std::min(n, begin + per_part);
+                    if (begin >= end) return;
+                    if (key_part) part.key_begin = begin, part.key_end = end, part.with_dq = false;
+                    else part.query_begin = begin, part.query_end = end, part.with_dkdv = false;
+                }
                 pack_keys<A, Arch>(q, b, h, sel, n, ws.q_t.data());
                 pack_values<A, Arch>(q, b, h, sel, n, ws.q.data());
                 pack_keys<A, Arch>(dout, b, h, sel, n, ws.dout_t.data());
@@ -138,7 +168,7 @@ void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_
                 std::fill(dq_rows, dq_rows + S::dq_rows(n) * dvp, A(0));
                 const backward_operands<A> operands{ws.q_t.data(), ws.q.data(), ws.dout_t.data(), ws.dout.data(),
                                                     ws.k.data(),   ws.v.data(), lse_rows,          delta};
-                attend_backward_packed<A, Arch>(
+                attend_backward_packed_part<A, Arch>(
                     operands, n, n, D, scale, opt.causal, 0, ws.tiles.scratch(), dq_rows,
                     [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
                         for (index_t j = 0; j < count; ++j) {  // scatter-add to the rows they came from
@@ -148,8 +178,10 @@ void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_
                             for (index_t d = 0; d < D; ++d) dk_out[d] += dk_rows[j * dvp + d];
                             for (index_t d = 0; d < D; ++d) dv_out[d] += dv_rows[j * dvp + d];
                         }
-                    });
-                for (index_t i = 0; i < n; ++i) {
+                    },
+                    part);
+                if (!part.with_dq) return;
+                for (index_t i = part.query_begin; i < part.query_end; ++i) {
                     A* dq_out = dq.row(b, sel.position(i), h);
                     for (index_t d = 0; d < D; ++d) dq_out[d] += dq_rows[i * dvp + d];
                 }

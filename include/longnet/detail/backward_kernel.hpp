@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "longnet/detail/segment_kernel.hpp"
 #include "longnet/detail/simd.hpp"
@@ -100,13 +101,20 @@ struct backward_scratch_buffers {
     }
 };
 
-// Backward of nq packed queries against nk packed keys. Adds the queries' gradient to dq
-// ([backward_shape::dq_rows(nq)][Dv], the caller zeroes it once; rows past nq are scratch) and, for
-// every block of keys, calls key_sink(j0, count, dk_rows, dv_rows) once with the complete gradients of
-// keys j0 .. j0 + count − 1 (rows Dv apart). Keys no query sees get zero rows.
+// Part of a segment's backward (for splitting one segment over threads): keys [key_begin, key_end) and
+// queries [query_begin, query_end), both starting on a block boundary (multiples of key_rows and
+// query_cols); with_dq / with_dkdv select the outputs. Blocks are visited in the same order as the whole
+// call, so a key's dK/dV (all queries, with_dkdv) and a query's dQ (all keys, with_dq) are bitwise the
+// same as attend_backward_packed's.
+struct backward_part {
+    index_t key_begin = 0, key_end = 0, query_begin = 0, query_end = 0;
+    bool with_dq = true, with_dkdv = true;
+};
+
 template <class A, class Arch, class KeySink>
-void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t nk, index_t dim, A scale, bool causal,
-                            index_t causal_shift, const backward_scratch<A>& scratch, A* dq, KeySink&& key_sink) {
+void attend_backward_packed_part(const backward_operands<A>& in, index_t nq, index_t nk, index_t dim, A scale,
+                                 bool causal, index_t causal_shift, const backward_scratch<A>& scratch, A* dq,
+                                 KeySink&& key_sink, const backward_part& part) {
     using S = backward_shape<A, Arch>;
     using O = simd::ops<A, Arch>;
     using reg = typename O::reg;
@@ -116,7 +124,10 @@ void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t 
     const index_t dv_regs = dvp / W;
     const reg tau = O::broadcast(scale);
 
-    for (index_t j0 = 0; j0 < nk; j0 += KR) {
+    const index_t key_end = std::min(nk, part.key_end), query_end = std::min(nq, part.query_end);
+    for (index_t j0 = part.key_begin; j0 < key_end; j0 += KR) {
+        // causal: no query of the part sees this key block or any later one
+        if (causal && !part.with_dkdv && j0 > query_end - 1 + causal_shift) break;
         const index_t kb = std::min(KR, nk - j0);
         const index_t kb_pad = S::round_up(kb, TR);
         std::fill(scratch.dk, scratch.dk + kb_pad * dvp, A(0));
@@ -124,7 +135,7 @@ void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t 
         // causal: the first query block with a query that sees key j0
         index_t i_first = 0;
         if (causal && j0 - causal_shift > 0) i_first = (j0 - causal_shift) / QC * QC;
-        for (index_t i0 = i_first; i0 < nq; i0 += QC) {
+        for (index_t i0 = std::max(i_first, part.query_begin); i0 < query_end; i0 += QC) {
             const index_t rows = std::min(QC, nq - i0);   // queries of this block
             const index_t cols = S::round_up(rows, TC);   // columns computed
             bool massless = false;  // a query with L = −inf: its column of P must be exactly 0
@@ -164,13 +175,14 @@ void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t 
                         if (in.lse[i0 + i] == neg_inf) prow[i] = dsrow[i] = A(0);
             }
             // dV += Pᵀ·dO and dK += dSᵀ·Q for the key block
-            for (index_t jj = 0; jj < kb_pad; jj += TR) {
+            for (index_t jj = 0; part.with_dkdv && jj < kb_pad; jj += TR) {
                 pv_rows<A, Arch, TR>(scratch.p_t + jj * QC, QC, in.dout + i0 * dvp, dvp, rows, scratch.dv + jj * dvp, dvp,
                                      dv_regs);
                 pv_rows<A, Arch, TR>(scratch.ds_t + jj * QC, QC, in.q + i0 * dvp, dvp, rows, scratch.dk + jj * dvp, dvp,
                                      dv_regs);
             }
             // dQ += dS·K: transpose dSᵀ, then the same P·V micro-kernel
+            if (!part.with_dq) continue;
             const index_t rows_pad = S::round_up(rows, TR);
             for (index_t i = 0; i < rows_pad; ++i) {
                 A* dst = scratch.ds + i * KR;
@@ -182,8 +194,22 @@ void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t 
             for (index_t ii = 0; ii < rows_pad; ii += TR)
                 pv_rows<A, Arch, TR>(scratch.ds + ii * KR, KR, in.k + j0 * dvp, dvp, kb, dq + (i0 + ii) * dvp, dvp, dv_regs);
         }
-        key_sink(j0, kb, static_cast<const A*>(scratch.dk), static_cast<const A*>(scratch.dv));
+        if (part.with_dkdv) key_sink(j0, kb, static_cast<const A*>(scratch.dk), static_cast<const A*>(scratch.dv));
     }
+}
+
+// Backward of nq packed queries against nk packed keys. Adds the queries' gradient to dq
+// ([backward_shape::dq_rows(nq)][Dv], the caller zeroes it once; rows past nq are scratch) and, for
+// every block of keys, calls key_sink(j0, count, dk_rows, dv_rows) once with the complete gradients of
+// keys j0 .. j0 + count − 1 (rows Dv apart). Keys no query sees get zero rows.
+template <class A, class Arch, class KeySink>
+void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t nk, index_t dim, A scale, bool causal,
+                            index_t causal_shift, const backward_scratch<A>& scratch, A* dq, KeySink&& key_sink) {
+    backward_part whole;
+    whole.key_end = nk;
+    whole.query_end = nq;
+    attend_backward_packed_part<A, Arch>(in, nq, nk, dim, scale, causal, causal_shift, scratch, dq,
+                                         std::forward<KeySink>(key_sink), whole);
 }
 
 }  // namespace longnet::detail
