@@ -174,8 +174,8 @@ set_tests_properties(cli_attend_help PROPERTIES PASS_REGULAR_EXPRESSION "usage: 
 _longnet_cli_label(cli_attend_help)
 
 # --- the demo: a small run (two chunks) must pass its own check; bad arguments exit 2 ----------------------
+# (exit code 1 when the sampled rows differ from the float64 brute force by more than 1e-3)
 add_test(NAME cli_demo_small COMMAND longnet_demo --tokens 33000 --heads 1 --dim 8)
-set_tests_properties(cli_demo_small PROPERTIES PASS_REGULAR_EXPRESSION "check .*: OK")
 _longnet_cli_label(cli_demo_small)
 function(_longnet_cli_demo_error class expect)
   set(name cli_demo_error_${class})
