@@ -50,7 +50,7 @@ struct forward_profile {
     double attention = 0;  // the attention op (dilated or dense)
     double dense = 0;      // GEMMs: q/k/v/out projections, FFN, output projection
     double norms = 0;      // LayerNorms (pre-LN, Sub-LN, final)
-    double other = 0;      // XPos/RoPE rotation, GELU, embedding lookup
+    double other = 0;      // XPos/RoPE rotation, GELU, embedding lookup, residual adds
     double total() const noexcept { return attention + dense + norms + other; }
     void reset() noexcept { *this = forward_profile{}; }
 };

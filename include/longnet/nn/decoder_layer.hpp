@@ -4,6 +4,7 @@
 // no DeepNorm, residual scale 1):
 //   x = x + self_attn( self_attn_layer_norm(x) )
 //   x = x + ffn( final_layer_norm(x) )          (final_layer_norm is the FFN's pre-LN, torchscale's name)
+// Time goes to the forward_profile: LNs to norms, the residual adds to other, the rest via the sublayers.
 
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/feed_forward.hpp"
@@ -38,13 +39,20 @@ public:
             self_attn_layer_norm.forward(x, h);
         }
         self_attn.forward(h, y, profile);
-        x += y;
+        residual_add(x, y, profile);
         {
             detail::scoped_timer t(detail::slot(profile, &forward_profile::norms));
             final_layer_norm.forward(x, h);
         }
         ffn.forward(h, y, profile);
-        x += y;
+        residual_add(x, y, profile);
+    }
+    // x += y, counted as "other" time.
+    static void residual_add(matrix<T>& x, const matrix<T>& y, forward_profile* profile) {
+        detail::scoped_timer t(detail::slot(profile, &forward_profile::other));
+        const index_t rows = x.rows();
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t i = 0; i < rows; ++i) x.row(i) += y.row(i);
     }
     void forward(matrix<T>& x, forward_profile* profile = nullptr) const {
         matrix<T> h, y;
