@@ -204,7 +204,7 @@ int run(int argc, char** argv) {
     cli::fill_normal(v.data(), static_cast<std::int64_t>(n), a.seed, 2, same);
     const double gen_seconds = cli::seconds_since(t_gen);
     std::fprintf(stderr, "  random inputs made in %.1f s; attention in %lld chunk%s of %s tokens:\n", gen_seconds,
-                 static_cast<long long>(steps), steps == 1 ? "" : "s", grouped(chunk).c_str());
+                 static_cast<long long>(steps), steps == 1 ? "" : "s", grouped(std::min(chunk, N)).c_str());
 
     progress_bar bar(steps);
     const auto t0 = std::chrono::steady_clock::now();
@@ -225,7 +225,7 @@ int run(int argc, char** argv) {
     std::printf("  throughput  %s tokens/s, %.1f GFLOP/s (%.3g TFLOP in total)\n",
                 grouped(static_cast<std::int64_t>(static_cast<double>(N) / seconds)).c_str(), flops / seconds * 1e-9,
                 flops * 1e-12);
-    std::printf("  vs dense    dense attention would need %.3g TFLOP: %.0fx more (cost ~ N^2 vs ~ N)\n", dense_flops * 1e-12,
+    std::printf("  vs dense    dense attention would need %.3g TFLOP: %.1fx more (cost ~ N^2 vs ~ N)\n", dense_flops * 1e-12,
                 dense_flops / flops);
 
     // Check: sampled rows (first, last, a few random) of every head against the brute force.
