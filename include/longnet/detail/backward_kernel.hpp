@@ -176,10 +176,13 @@ void attend_backward_packed_part(const backward_operands<A>& in, index_t nq, ind
             }
             // dV += Pᵀ·dO and dK += dSᵀ·Q for the key block
             for (index_t jj = 0; part.with_dkdv && jj < kb_pad; jj += TR) {
-                pv_rows<A, Arch, TR>(scratch.p_t + jj * QC, QC, in.dout + i0 * dvp, dvp, rows, scratch.dv + jj * dvp, dvp,
-                                     dv_regs);
-                pv_rows<A, Arch, TR>(scratch.ds_t + jj * QC, QC, in.q + i0 * dvp, dvp, rows, scratch.dk + jj * dvp, dvp,
-                                     dv_regs);
+                // causal: columns before the tile's first row's diagonal are zero in every row of the tile
+                const index_t f = causal ? std::clamp<index_t>(j0 + jj - causal_shift - i0, 0, rows) : 0;
+                if (f == rows) continue;
+                pv_rows<A, Arch, TR>(scratch.p_t + jj * QC + f, QC, in.dout + (i0 + f) * dvp, dvp, rows - f,
+                                     scratch.dv + jj * dvp, dvp, dv_regs);
+                pv_rows<A, Arch, TR>(scratch.ds_t + jj * QC + f, QC, in.q + (i0 + f) * dvp, dvp, rows - f,
+                                     scratch.dk + jj * dvp, dvp, dv_regs);
             }
             // dQ += dS·K: transpose dSᵀ, then the same P·V micro-kernel
             if (!part.with_dq) continue;
@@ -191,8 +194,13 @@ void attend_backward_packed_part(const backward_operands<A>& in, index_t nq, ind
                 else
                     std::fill(dst, dst + kb, A(0));
             }
-            for (index_t ii = 0; ii < rows_pad; ii += TR)
-                pv_rows<A, Arch, TR>(scratch.ds + ii * KR, KR, in.k + j0 * dvp, dvp, kb, dq + (i0 + ii) * dvp, dvp, dv_regs);
+            for (index_t ii = 0; ii < rows_pad; ii += TR) {
+                // causal: the tile's last query sees no key past its diagonal, dS is zero there
+                const index_t keys = causal ? std::clamp<index_t>(i0 + ii + TR - 1 + causal_shift - j0 + 1, 0, kb) : kb;
+                if (keys > 0)
+                    pv_rows<A, Arch, TR>(scratch.ds + ii * KR, KR, in.k + j0 * dvp, dvp, keys, dq + (i0 + ii) * dvp, dvp,
+                                         dv_regs);
+            }
         }
         if (part.with_dkdv) key_sink(j0, kb, static_cast<const A*>(scratch.dk), static_cast<const A*>(scratch.dv));
     }
