@@ -25,6 +25,8 @@
 //   --check-rows K    rows checked per rank (default 4; 0 disables)
 //   --backward        also run the distributed backward (exact) and report it
 //   --seed S          generator seed (default 1)
+// Timing per rank: wall time of the call, its process CPU time (the rank's own work, also when ranks
+// share cores) and the time inside payload collectives (including waiting for slower peers).
 // Prints one machine-readable line "result: key=value ..." (used by bench/bench_distributed.sh).
 // Exit codes: 0 success, 1 check failed or runtime error, 2 bad arguments.
 
@@ -36,6 +38,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -168,10 +171,10 @@ double widen(T x) {
 double now() { return MPI_Wtime(); }
 
 struct rank_report {  // one row per rank, gathered on rank 0
-    double seconds_total, seconds_comm, bytes_sent, bytes_received, world_bytes, check_error, checked_rows,
+    double seconds_total, seconds_comm, cpu_seconds, bytes_sent, bytes_received, world_bytes, check_error, checked_rows,
         bwd_seconds, bwd_comm, bwd_sent, long_branches, local_branches;
 };
-constexpr int report_fields = 12;
+constexpr int report_fields = 13;
 
 template <class T>
 int run(const config& c, MPI_Comm comm) {
@@ -223,11 +226,13 @@ int run(const config& c, MPI_Comm comm) {
     MPI_Barrier(comm);
     progress("forward: longnet::distributed::dilated_attention");
     longnet::distributed::comm_stats st;
+    const std::clock_t cpu0 = std::clock();  // process CPU time: the rank's own work, even on shared cores
     longnet::distributed::dilated_attention(longnet::make_bnhd(static_cast<const T*>(q.data()), B, n, H, D),
                                             longnet::make_bnhd(static_cast<const T*>(k.data()), B, n, H, D),
                                             longnet::make_bnhd(static_cast<const T*>(v.data()), B, n, H, D),
                                             longnet::make_bnhd(out.data(), B, n, H, D), opt, comm,
                                             longnet::make_lse_bnh(lse.data(), B, n, H), &st);
+    const double cpu_seconds = static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
     MPI_Barrier(comm);
 
     // whole-world all-gather (torchscale's scheme): every long branch gathers from all P ranks
@@ -305,7 +310,7 @@ int run(const config& c, MPI_Comm comm) {
         bwd_sent = static_cast<double>(bst.bytes_sent);
     }
 
-    const rank_report mine{st.seconds_total, st.seconds_communication, static_cast<double>(st.bytes_sent),
+    const rank_report mine{st.seconds_total, st.seconds_communication, cpu_seconds, static_cast<double>(st.bytes_sent),
                            static_cast<double>(st.bytes_received), world_bytes, max_error, static_cast<double>(checked),
                            bwd_seconds, bwd_comm, bwd_sent, static_cast<double>(st.long_branches),
                            static_cast<double>(st.local_branches)};
@@ -315,15 +320,17 @@ int run(const config& c, MPI_Comm comm) {
     int ok = 1;
     if (rank == 0) {
         progress("done");
-        std::printf("%-5s %10s %10s %12s %12s %14s %8s %10s\n", "rank", "fwd s", "comm s", "sent B", "recv B",
-                    "world-AG B", "checked", "max err");
-        double worst = 0, max_total = 0, max_sent = 0, max_world = 0, max_comm = 0, max_bwd = 0, max_bwd_sent = 0;
+        std::printf("%-5s %10s %10s %10s %12s %12s %14s %8s %10s\n", "rank", "fwd s", "cpu s", "comm s", "sent B",
+                    "recv B", "world-AG B", "checked", "max err");
+        double worst = 0, max_total = 0, max_cpu = 0, max_sent = 0, max_world = 0, max_comm = 0, max_bwd = 0, max_bwd_sent = 0;
         for (int r = 0; r < ranks; ++r) {
             const rank_report& x = all[static_cast<std::size_t>(r)];
-            std::printf("%-5d %10.3f %10.4f %12.0f %12.0f %14.0f %8.0f %10.2e\n", r, x.seconds_total, x.seconds_comm,
+            std::printf("%-5d %10.3f %10.3f %10.4f %12.0f %12.0f %14.0f %8.0f %10.2e\n", r, x.seconds_total,
+                        x.cpu_seconds, x.seconds_comm,
                         x.bytes_sent, x.bytes_received, x.world_bytes, x.checked_rows, x.check_error);
             worst = std::max(worst, x.check_error);
             max_total = std::max(max_total, x.seconds_total);
+            max_cpu = std::max(max_cpu, x.cpu_seconds);
             max_comm = std::max(max_comm, x.seconds_comm);
             max_sent = std::max(max_sent, std::max(x.bytes_sent, x.bytes_received));
             max_world = std::max(max_world, x.world_bytes);
@@ -338,11 +345,11 @@ int run(const config& c, MPI_Comm comm) {
         ok = worst <= tolerance ? 1 : 0;
         std::printf("check: max error %.3e over the sampled rows (tolerance %.0e): %s\n", worst, tolerance, ok ? "OK" : "FAILED");
         std::printf("result: ranks=%d tokens=%lld per_rank=%lld heads=%lld dim=%lld type=%s causal=%d long_branches=%.0f "
-                    "fwd_seconds=%.4f comm_seconds=%.4f bytes_per_rank=%.0f world_allgather_bytes_per_rank=%.0f "
+                    "fwd_seconds=%.4f cpu_seconds=%.4f comm_seconds=%.4f bytes_per_rank=%.0f world_allgather_bytes_per_rank=%.0f "
                     "bwd_seconds=%.4f bwd_bytes_per_rank=%.0f check=%s\n",
                     ranks, static_cast<long long>(N), static_cast<long long>(n), static_cast<long long>(H),
                     static_cast<long long>(D), c.bf16 ? "bf16" : "float", c.causal ? 1 : 0, all[0].long_branches, max_total,
-                    max_comm, max_sent, max_world, max_bwd, max_bwd_sent, ok ? "ok" : "failed");
+                    max_cpu, max_comm, max_sent, max_world, max_bwd, max_bwd_sent, ok ? "ok" : "failed");
         std::fflush(stdout);
     }
     MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
