@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Plot and tabulate a longnet_bench JSON file (Google Benchmark --benchmark_out_format=json).
 
-    plot_bench.py <bench.json> [docs/bench.png]
+    plot_bench.py <bench.json> [more.json ...] [docs/bench.png]
 
 Prints markdown to stdout: the machine and measured FMA peak, one results table (N, time, GFLOP/s,
 efficiency, tokens/s per benchmark), the "ours ÷ oneDNN" dense-attention ratio and the per-token time
@@ -10,7 +10,9 @@ of dilated attention across N (flat = linear scaling). With a second argument, a
 plot of time vs N: dense vs dilated, one line per (op, storage, causal, heads).
 
 Where a benchmark has aggregates (repetitions), the median is used; single runs are used as they are
-(several plain runs of one benchmark are reduced to their median here).
+(several plain runs of one benchmark are reduced to their median here). With several JSON files, a
+benchmark present in more than one is reduced to the median of its per-file values (e.g. alternating
+runs of two benchmarks on a busy machine); the machine table shows the first file's context.
 """
 
 import json
@@ -26,27 +28,33 @@ SHORT_OP = {"DenseAttention": "dense", "DilatedAttention": "dilated", "OneDNNDen
             "DilatedBackward": "dilated backward"}
 
 
-def load_runs(path):
-    """Returns (context, peak from BM_FmaPeak or None, list of result dicts)."""
-    with open(path) as f:
-        data = json.load(f)
-    grouped = OrderedDict()  # run_name -> {"median": entry} or {"runs": [entries]}
-    for b in data.get("benchmarks", []):
-        if b.get("error_occurred"):
-            print(f"warning: {b['name']} failed: {b.get('error_message', '')}", file=sys.stderr)
-            continue
-        run_name = b.get("run_name", b["name"])
-        slot = grouped.setdefault(run_name, {"median": None, "runs": []})
-        if b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") == "median":
-                slot["median"] = b
-        else:
-            slot["runs"].append(b)
+def load_runs(paths):
+    """Returns (context of the first file, startup peaks, peak from BM_FmaPeak or None, result dicts)."""
+    grouped = OrderedDict()  # run_name -> {"medians": [entries], "runs": [entries]}
+    context, startup_peaks = None, []
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        if context is None:
+            context = data.get("context", {})
+        if "longnet_peak_gflops" in data.get("context", {}):
+            startup_peaks.append(float(data["context"]["longnet_peak_gflops"]))
+        for b in data.get("benchmarks", []):
+            if b.get("error_occurred"):
+                print(f"warning: {b['name']} failed: {b.get('error_message', '')}", file=sys.stderr)
+                continue
+            run_name = b.get("run_name", b["name"])
+            slot = grouped.setdefault(run_name, {"medians": [], "runs": []})
+            if b.get("run_type") == "aggregate":
+                if b.get("aggregate_name") == "median":
+                    slot["medians"].append(b)
+            else:
+                slot["runs"].append(b)
 
     peak_run = None
     results = []
     for run_name, slot in grouped.items():
-        entries = [slot["median"]] if slot["median"] else slot["runs"]
+        entries = slot["medians"] or slot["runs"]
         if not entries:
             continue  # only BigO / RMS / mean / stddev: nothing to report
 
@@ -66,9 +74,9 @@ def load_runs(path):
             "mode": m["mode"], "seq": int(m["seq"]), "time_ms": time_ms,
             "gflops": median_of("gflops"), "efficiency": median_of("efficiency"),
             "tokens_per_s": median_of("tokens_per_s"), "peak_gflops": median_of("peak_gflops"),
-            "samples": len(entries) if not slot["median"] else slot["median"].get("repetitions", 1),
+            "samples": sum(e.get("repetitions", 1) for e in slot["medians"]) if slot["medians"] else len(entries),
         })
-    return data.get("context", {}), peak_run, results
+    return context or {}, startup_peaks, peak_run, results
 
 
 def series_key(r):
@@ -93,13 +101,14 @@ def fmt_time(ms):
     return f"{ms:.3g}" if ms < 100 else f"{ms:,.0f}"
 
 
-def print_tables(context, peak_run, results):
+def print_tables(context, startup_peaks, peak_run, results):
     print("| machine | value |")
     print("|---|---|")
     print(f"| CPUs (Google Benchmark) | {context.get('num_cpus', '?')} × {context.get('mhz_per_cpu', '?')} MHz |")
     print(f"| threads | {context.get('longnet_threads', '?')} |")
     print(f"| FMA ISA | {context.get('longnet_fma_isa', '?')} |")
-    print(f"| FMA peak at startup (efficiency denominator) | {float(context.get('longnet_peak_gflops', 'nan')):.1f} GFLOP/s |")
+    peaks = ", ".join(f"{p:.1f}" for p in startup_peaks) or "?"
+    print(f"| FMA peak at startup (efficiency denominator; one per file) | {peaks} GFLOP/s |")
     if peak_run is not None:
         print(f"| BM_FmaPeak in the run (median) | {peak_run:.1f} GFLOP/s |")
     print(f"| load average at start | {', '.join(f'{x:.2f}' for x in context.get('load_avg', []))} |")
@@ -203,13 +212,15 @@ def main(argv):
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    context, peak_run, results = load_runs(argv[1])
+    inputs = [a for a in argv[1:] if not a.endswith(".png")]
+    outputs = [a for a in argv[1:] if a.endswith(".png")]
+    context, startup_peaks, peak_run, results = load_runs(inputs)
     if not results:
-        print(f"error: no attention benchmarks in {argv[1]}", file=sys.stderr)
+        print(f"error: no attention benchmarks in {' '.join(inputs)}", file=sys.stderr)
         return 1
-    print_tables(context, peak_run, results)
-    if len(argv) > 2:
-        plot(results, argv[2], context)
+    print_tables(context, startup_peaks, peak_run, results)
+    for out in outputs:
+        plot(results, out, context)
     return 0
 
 
