@@ -19,8 +19,8 @@
 //   Q, dO    [nq][Dv]                pack_values layout
 //   K, V     [round_up(nk, KR)][Dv]  pack_values layout, rows past nk zero (KR = kernel_shape::query_block)
 // The same register-tiled micro-kernels as the forward do the five products (qk_tile for Sᵀ and dPᵀ,
-// pv_tile for dV, dK and dQ). Causal: query i sees key j iff j <= i + causal_shift; key/query tiles
-// wholly above the diagonal are skipped.
+// pv_tile for dV and dK, its transposed-coefficient twin for dQ). Causal: query i sees key j iff
+// j <= i + causal_shift; tiles wholly above the diagonal are skipped, tiles crossing it stop there.
 
 #include <algorithm>
 #include <cmath>
@@ -54,6 +54,38 @@ struct backward_shape {
     static index_t dq_rows(index_t nq) noexcept { return round_up(nq, query_cols) + tile_rows; }
 };
 
+// O[0..R)[cols] += Pᵀ-view · V: like pv_tile, but the coefficient of row i and key j is pt[j·ldp + i]
+// (P stored transposed), so dQ = dS·K is read straight from dSᵀ without a transpose.
+template <class A, class Arch, int R, int C>
+inline void pv_tile_transposed(const A* pt, index_t ldp, const A* v, index_t ldv, index_t nk, A* o, index_t ldo) noexcept {
+    using O = simd::ops<A, Arch>;
+    using reg = typename O::reg;
+    constexpr index_t W = O::width;
+    reg acc[R][C];
+    for (int i = 0; i < R; ++i)
+        for (int c = 0; c < C; ++c) acc[i][c] = O::load(o + i * ldo + c * W);
+    for (index_t j = 0; j < nk; ++j) {
+        reg vr[C];
+        for (int c = 0; c < C; ++c) vr[c] = O::load(v + j * ldv + c * W);
+        const A* pj = pt + j * ldp;
+        for (int i = 0; i < R; ++i) {
+            const reg pb = O::broadcast(pj[i]);
+            for (int c = 0; c < C; ++c) acc[i][c] = O::fma(pb, vr[c], acc[i][c]);
+        }
+    }
+    for (int i = 0; i < R; ++i)
+        for (int c = 0; c < C; ++c) O::store(o + i * ldo + c * W, acc[i][c]);
+}
+
+template <class A, class Arch, int R>
+inline void pv_rows_transposed(const A* pt, index_t ldp, const A* v, index_t ldv, index_t nk, A* o, index_t ldo,
+                               index_t regs) noexcept {
+    constexpr index_t W = simd::ops<A, Arch>::width;
+    index_t c = 0;
+    for (; c + 2 <= regs; c += 2) pv_tile_transposed<A, Arch, R, 2>(pt, ldp, v + c * W, ldv, nk, o + c * W, ldo);
+    if (c < regs) pv_tile_transposed<A, Arch, R, 1>(pt, ldp, v + c * W, ldv, nk, o + c * W, ldo);
+}
+
 // Pointers to the packed operands of one segment (see the layouts above).
 template <class A>
 struct backward_operands {
@@ -72,7 +104,7 @@ template <class A>
 struct backward_scratch {
     A* p_t;     // [KR][QC]  Sᵀ, then Pᵀ
     A* ds_t;    // [KR][QC]  dPᵀ, then dSᵀ (τ included)
-    A* ds;      // [QC + tile_rows][KR] dS (transposed dSᵀ)
+    A* tail;    // [KR][tile_rows] the columns of dSᵀ of a last, partial query tile, zero past the queries
     A* bias;    // [QC]  −L_i of the query block
     A* delta;   // [QC]  Δ_i of the query block
     A* dk;      // [KR][Dv] dK of the key block
@@ -83,21 +115,20 @@ struct backward_scratch {
 template <class A, class Arch>
 struct backward_scratch_buffers {
     using S = backward_shape<A, Arch>;
-    aligned_buffer<A> p_t, ds_t, ds, bias, delta, dk, dv;
+    aligned_buffer<A> p_t, ds_t, tail, bias, delta, dk, dv;
     explicit backward_scratch_buffers(index_t dim) {
         const index_t dvp = S::K::padded_dim(dim);
         const auto tile = static_cast<std::size_t>(S::key_rows * S::query_cols);
-        const auto ds_n = static_cast<std::size_t>((S::query_cols + S::tile_rows) * S::key_rows);
         std::fill_n(p_t.reserve(tile), tile, A(0));  // finite from the start: skipped tiles are read, then zeroed
         std::fill_n(ds_t.reserve(tile), tile, A(0));
-        std::fill_n(ds.reserve(ds_n), ds_n, A(0));
+        tail.reserve(static_cast<std::size_t>(S::key_rows * S::tile_rows));
         bias.reserve(static_cast<std::size_t>(S::query_cols));
         delta.reserve(static_cast<std::size_t>(S::query_cols));
         dk.reserve(static_cast<std::size_t>(S::key_rows * dvp));
         dv.reserve(static_cast<std::size_t>(S::key_rows * dvp));
     }
     backward_scratch<A> scratch() const noexcept {
-        return {p_t.data(), ds_t.data(), ds.data(), bias.data(), delta.data(), dk.data(), dv.data()};
+        return {p_t.data(), ds_t.data(), tail.data(), bias.data(), delta.data(), dk.data(), dv.data()};
     }
 };
 
@@ -184,22 +215,23 @@ void attend_backward_packed_part(const backward_operands<A>& in, index_t nq, ind
                 pv_rows<A, Arch, TR>(scratch.ds_t + jj * QC + f, QC, in.q + (i0 + f) * dvp, dvp, rows - f,
                                      scratch.dk + jj * dvp, dvp, dv_regs);
             }
-            // dQ += dS·K: transpose dSᵀ, then the same P·V micro-kernel
+            // dQ += dS·K, read from dSᵀ; a partial last tile reads a zero-padded copy of its columns
             if (!part.with_dq) continue;
-            const index_t rows_pad = S::round_up(rows, TR);
-            for (index_t i = 0; i < rows_pad; ++i) {
-                A* dst = scratch.ds + i * KR;
-                if (i < rows)
-                    for (index_t j = 0; j < kb; ++j) dst[j] = scratch.ds_t[j * QC + i];
-                else
-                    std::fill(dst, dst + kb, A(0));
-            }
-            for (index_t ii = 0; ii < rows_pad; ii += TR) {
+            for (index_t ii = 0; ii < rows; ii += TR) {
                 // causal: the tile's last query sees no key past its diagonal, dS is zero there
                 const index_t keys = causal ? std::clamp<index_t>(i0 + ii + TR - 1 + causal_shift - j0 + 1, 0, kb) : kb;
-                if (keys > 0)
-                    pv_rows<A, Arch, TR>(scratch.ds + ii * KR, KR, in.k + j0 * dvp, dvp, keys, dq + (i0 + ii) * dvp, dvp,
-                                         dv_regs);
+                if (keys == 0) continue;
+                const A* coefficients = scratch.ds_t + ii;
+                index_t ld = QC;
+                if (ii + TR > rows) {
+                    for (index_t j = 0; j < keys; ++j)
+                        for (index_t r = 0; r < TR; ++r)
+                            scratch.tail[j * TR + r] = ii + r < rows ? scratch.ds_t[j * QC + ii + r] : A(0);
+                    coefficients = scratch.tail;
+                    ld = TR;
+                }
+                pv_rows_transposed<A, Arch, TR>(coefficients, ld, in.k + j0 * dvp, dvp, keys, dq + (i0 + ii) * dvp, dvp,
+                                                dv_regs);
             }
         }
         if (part.with_dkdv) key_sink(j0, kb, static_cast<const A*>(scratch.dk), static_cast<const A*>(scratch.dv));
