@@ -159,7 +159,7 @@ def print_tables(context, startup_peaks, peak_run, results):
         print()
 
 
-def plot(results, out_path, context):
+def plot(results, out_path, context, startup_peaks):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -195,10 +195,13 @@ def plot(results, out_path, context):
     ax.set_yscale("log")
     ax.set_xlabel("sequence length N (tokens)")
     ax.set_ylabel("forward time (ms, median)")
-    peak = context.get("longnet_peak_gflops")
     title = "longnet forward: dense (N²) vs dilated attention, paper branches (N), D = 64"
-    if peak:
-        title += f"\n{context.get('num_cpus', '?')} threads, measured FMA peak {float(peak):.0f} GFLOP/s"
+    if startup_peaks:
+        lo, hi = min(startup_peaks), max(startup_peaks)
+        peak_text = f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}"
+        title += f"\n{context.get('longnet_threads', '?')} threads, measured FMA peak {peak_text} GFLOP/s"
+        if context.get("load_avg"):
+            title += f", load average at start {context['load_avg'][0]:.1f}"
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -220,7 +223,7 @@ def main(argv):
         return 1
     print_tables(context, startup_peaks, peak_run, results)
     for out in outputs:
-        plot(results, out, context)
+        plot(results, out, context, startup_peaks)
     return 0
 
 
