@@ -4,7 +4,7 @@
 // Every rank generates the full [B, N, H, D] inputs from a shared seed, computes the single-process
 // reference on the whole sequence itself, runs the distributed op on its chunk [ρ·n, (ρ+1)·n) and
 // compares its slice:
-//   - forward out and LSE: bitwise (float, double, bfloat16), causal and not, both offset policies,
+//   - forward out and LSE: bitwise (float, double, bfloat16, half), causal and not, both offset policies,
 //     both tail modes, branches shorter and longer than a chunk (and longer than the sequence);
 //   - backward dq, dk, dv: bitwise against the single-process backward (float, double, bfloat16; both
 //     grad modes) and, in exact mode, against a double-precision oracle written from the multiset
@@ -389,6 +389,7 @@ int main(int argc, char** argv) {
                     test_backward<float>(pr, o, "float", longnet::grad_mode::stop_grad_weights, -1);
                     if (tail == tail_mode::exact) {
                         test_forward<longnet::bfloat16>(pr, o, "bfloat16");
+                        test_forward<longnet::half>(pr, o, "half");
                         test_backward<float>(pr, o, "float", longnet::grad_mode::exact, 2e-5);
                         test_backward<longnet::bfloat16>(pr, o, "bfloat16", longnet::grad_mode::exact, -1);
                     }
