@@ -23,6 +23,7 @@ if(LONGNET_ENABLE_MPI)
   endif()
   add_library(longnet_mpi INTERFACE)
   add_library(longnet::mpi ALIAS longnet_mpi)
+  set_target_properties(longnet_mpi PROPERTIES EXPORT_NAME mpi)  # installed as longnet::mpi, like the alias
   target_link_libraries(longnet_mpi INTERFACE longnet::longnet MPI::MPI_CXX)
   message(STATUS "longnet: MPI ${MPI_CXX_VERSION} found; longnet::mpi (sequence parallelism) is available")
 
