@@ -53,73 +53,6 @@ void all_gather_rows(MPI_Comm group, const E* send, E* recv, index_t bh, index_t
     st.collectives += 1;
 }
 
-// Rows no branch selects stay O = 0, LSE = −inf.
-template <class T, class A>
-void init_output(const tensor_view<T>& out, const lse_view<A>& lse) {
-    const index_t B = out.batch(), N = out.seq_len(), H = out.heads(), D = out.head_dim();
-    constexpr index_t init_rows = 4096;
-    parallel_tasks(
-        (B * N + init_rows - 1) / init_rows, [] { return 0; },
-        [&](int&, index_t t) {
-            for (index_t bn = t * init_rows; bn < std::min(B * N, (t + 1) * init_rows); ++bn) {
-                const index_t b = bn / N, n = bn % N;
-                for (index_t h = 0; h < H; ++h) {
-                    std::fill(out.row(b, n, h), out.row(b, n, h) + D, from_accum<T>(A(0)));
-                    lse(b, n, h) = -std::numeric_limits<A>::infinity();
-                }
-            }
-        });
-}
-
-// Query chunks per task group, as forward.hpp picks them (results do not depend on the choice).
-template <class A, class Arch>
-index_t query_chunks(index_t tasks, index_t max_selected) {
-    using K = kernel_shape<A, Arch>;
-    const int threads = max_threads();
-    const index_t max_chunks = (max_selected + K::query_block - 1) / K::query_block;
-    if (tasks >= 4 * threads || max_chunks < 1) return 1;
-    return std::min(max_chunks, (4 * threads + tasks - 1) / tasks);
-}
-
-// A local branch: exactly the single-process branch step of forward.hpp on the chunk.
-template <class T, class Arch>
-void forward_local_branch(const tensor_view<const T>& q, const tensor_view<const T>& k, const tensor_view<const T>& v,
-                          const tensor_view<T>& out, const lse_view<accum_t<T>>& lse, const dilated_options& opt,
-                          const branch& br, accum_t<T> scale) {
-    using A = accum_t<T>;
-    using K = kernel_shape<A, Arch>;
-    const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
-    const branch_geometry geo(br, N);
-    const index_t segment_tasks = B * H * geo.segments;
-    const index_t chunks = query_chunks<A, Arch>(segment_tasks, geo.max_selected);
-    const index_t chunk = (geo.max_selected + chunks - 1) / chunks;
-    const index_t chunk_rows = (chunk + K::query_block - 1) / K::query_block * K::query_block;
-    const index_t pad_keys_full = (opt.tail == tail_mode::zero_pad && !opt.causal) ? geo.max_selected : 0;
-    parallel_tasks(
-        segment_tasks * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, geo.max_selected, D); },
-        [&](forward_workspace<A, Arch>& ws, index_t t) {
-            const index_t c = t % chunks;
-            const index_t g = (t / chunks) % geo.segments;
-            const index_t h = (t / chunks / geo.segments) % H;
-            const index_t b = t / chunks / geo.segments / H;
-            const index_t offset = head_offset(opt.offsets, h, H, geo.dilation);
-            const row_selection sel = geo.select(g, offset, N);
-            const index_t q_begin = c * chunk_rows;
-            if (q_begin >= sel.count) return;
-            const index_t nq = std::min(sel.count, q_begin + chunk_rows) - q_begin;
-            const index_t nk = opt.causal ? q_begin + nq : sel.count;
-            const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - sel.count : 0;
-            pack_queries<A, Arch>(q, b, h, sel, q_begin, nq, scale, ws.q.data());
-            pack_keys<A, Arch>(k, b, h, sel, nk, ws.kt.data());
-            pack_values<A, Arch>(v, b, h, sel, nk, ws.v.data());
-            attend_packed<A, Arch>(ws.q.data(), nq, ws.kt.data(), ws.v.data(), nk, D, opt.causal, q_begin, pad_keys,
-                                   ws.scratch(), [&](index_t i, const A* o_row, A l) {
-                                       const index_t pos = sel.position(q_begin + i);
-                                       merge_row<T, A>(out.row(b, pos, h), lse(b, pos, h), o_row, l, D);
-                                   });
-        });
-}
-
 // A long branch: this rank's selected queries against the gathered keys kg/vg ([B·H][g·c][D]).
 template <class T, class Arch>
 void forward_long_branch(const tensor_view<const T>& q, const T* kg, const T* vg, const tensor_view<T>& out,
@@ -198,7 +131,7 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
         const branch_plan& p = plans[i];
         if (!p.is_long) {
             ++st.local_branches;
-            forward_local_branch<T, Arch>(q, k, v, out, lse, opt, opt.branches[i], scale);
+            forward_branch<T, Arch>(q, k, v, out, lse, opt, opt.branches[i], scale);
             continue;
         }
         ++st.long_branches;

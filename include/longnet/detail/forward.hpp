@@ -84,11 +84,78 @@ inline void merge_row(T* out_row, A& lse, const A* o_row, A l, index_t dim) noex
     lse = std::isnan(l) ? l : merged;
 }
 
+// Rows no branch selects stay O = 0, LSE = −inf: the starting point of the online merge.
+template <class T, class A>
+void init_output(const tensor_view<T>& out, const lse_view<A>& lse) {
+    const index_t B = out.batch(), N = out.seq_len(), H = out.heads(), D = out.head_dim();
+    constexpr index_t init_rows = 4096;  // rows per initialisation task
+    parallel_tasks(
+        (B * N + init_rows - 1) / init_rows, [] { return 0; },
+        [&](int&, index_t t) {
+            for (index_t bn = t * init_rows; bn < std::min(B * N, (t + 1) * init_rows); ++bn) {
+                const index_t b = bn / N, n = bn % N;
+                for (index_t h = 0; h < H; ++h) {
+                    std::fill(out.row(b, n, h), out.row(b, n, h) + D, from_accum<T>(A(0)));
+                    lse(b, n, h) = -std::numeric_limits<A>::infinity();
+                }
+            }
+        });
+}
+
+// How many query chunks to cut each of `tasks` segments into: one, unless there are too few segments to
+// keep every thread busy. Results do not depend on the choice (every row sees the same key blocks).
+template <class A, class Arch>
+index_t query_chunks(index_t tasks, index_t max_selected) {
+    using K = kernel_shape<A, Arch>;
+    const index_t threads = max_threads();
+    const index_t max_chunks = (max_selected + K::query_block - 1) / K::query_block;
+    if (tasks >= 4 * threads || max_chunks < 1) return 1;
+    return std::min(max_chunks, (4 * threads + tasks - 1) / tasks);
+}
+
+// One branch over the whole sequence, merged into out/lse: tasks (batch, head, segment, query chunk).
+template <class T, class Arch>
+void forward_branch(const tensor_view<const T>& q, const tensor_view<const T>& k, const tensor_view<const T>& v,
+                    const tensor_view<T>& out, const lse_view<accum_t<T>>& lse, const dilated_options& opt,
+                    const branch& br, accum_t<T> scale) {
+    using A = accum_t<T>;
+    using K = kernel_shape<A, Arch>;
+    const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
+    const branch_geometry geo(br, N);
+    const index_t segment_tasks = B * H * geo.segments;
+    const index_t chunks = query_chunks<A, Arch>(segment_tasks, geo.max_selected);
+    const index_t chunk = (geo.max_selected + chunks - 1) / chunks;
+    const index_t chunk_rows = (chunk + K::query_block - 1) / K::query_block * K::query_block;
+    const index_t pad_keys_full = (opt.tail == tail_mode::zero_pad && !opt.causal) ? geo.max_selected : 0;
+    parallel_tasks(
+        segment_tasks * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, geo.max_selected, D); },
+        [&](forward_workspace<A, Arch>& ws, index_t t) {
+            const index_t c = t % chunks;
+            const index_t g = (t / chunks) % geo.segments;
+            const index_t h = (t / chunks / geo.segments) % H;
+            const index_t b = t / chunks / geo.segments / H;
+            const index_t offset = head_offset(opt.offsets, h, H, geo.dilation);
+            const row_selection sel = geo.select(g, offset, N);
+            const index_t q_begin = c * chunk_rows;
+            if (q_begin >= sel.count) return;
+            const index_t nq = std::min(sel.count, q_begin + chunk_rows) - q_begin;
+            const index_t nk = opt.causal ? q_begin + nq : sel.count;
+            const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - sel.count : 0;
+            pack_queries<A, Arch>(q, b, h, sel, q_begin, nq, scale, ws.q.data());
+            pack_keys<A, Arch>(k, b, h, sel, nk, ws.kt.data());
+            pack_values<A, Arch>(v, b, h, sel, nk, ws.v.data());
+            attend_packed<A, Arch>(ws.q.data(), nq, ws.kt.data(), ws.v.data(), nk, D, opt.causal, q_begin, pad_keys,
+                                   ws.scratch(), [&](index_t i, const A* o_row, A l) {
+                                       const index_t p = sel.position(q_begin + i);
+                                       merge_row<T, A>(out.row(b, p, h), lse(b, p, h), o_row, l, D);
+                                   });
+        });
+}
+
 template <class T, class Arch = simd::native>
 void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<T> out,
              const dilated_options& opt, lse_view<accum_t<T>> lse_user) {
     using A = accum_t<T>;
-    using K = kernel_shape<A, Arch>;
     const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
     if (B == 0 || N == 0 || H == 0) return;
     const A scale = static_cast<A>(effective_scale(opt.scale, D));
@@ -100,57 +167,8 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
         lse_own.resize(static_cast<std::size_t>(B * N * H));
         lse = lse_view<A>(lse_own.data(), B, N, H);
     }
-    // rows no branch selects stay O = 0, LSE = −inf
-    constexpr index_t init_rows = 4096;  // rows per initialisation task
-    const index_t init_tasks = (B * N + init_rows - 1) / init_rows;
-    parallel_tasks(
-        init_tasks, [] { return 0; },
-        [&](int&, index_t t) {
-            for (index_t bn = t * init_rows; bn < std::min(B * N, (t + 1) * init_rows); ++bn) {
-                const index_t b = bn / N, n = bn % N;
-                for (index_t h = 0; h < H; ++h) {
-                    std::fill(out.row(b, n, h), out.row(b, n, h) + D, from_accum<T>(A(0)));
-                    lse(b, n, h) = -std::numeric_limits<A>::infinity();
-                }
-            }
-        });
-
-    const int threads = max_threads();
-    for (const branch& br : opt.branches) {
-        const branch_geometry geo(br, N);
-        const index_t segment_tasks = B * H * geo.segments;
-        // split segments into query chunks when there are too few segments to keep every thread busy
-        index_t chunks = 1;
-        const index_t max_chunks = (geo.max_selected + K::query_block - 1) / K::query_block;
-        if (segment_tasks < 4 * threads) chunks = std::min(max_chunks, (4 * threads + segment_tasks - 1) / segment_tasks);
-        const index_t chunk = (geo.max_selected + chunks - 1) / chunks;
-        const index_t chunk_rows = (chunk + K::query_block - 1) / K::query_block * K::query_block;
-        const index_t pad_keys_full = (opt.tail == tail_mode::zero_pad && !opt.causal) ? geo.max_selected : 0;
-
-        parallel_tasks(
-            segment_tasks * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, geo.max_selected, D); },
-            [&](forward_workspace<A, Arch>& ws, index_t t) {
-                const index_t c = t % chunks;
-                const index_t g = (t / chunks) % geo.segments;
-                const index_t h = (t / chunks / geo.segments) % H;
-                const index_t b = t / chunks / geo.segments / H;
-                const index_t offset = head_offset(opt.offsets, h, H, geo.dilation);
-                const row_selection sel = geo.select(g, offset, N);
-                const index_t q_begin = c * chunk_rows;
-                if (q_begin >= sel.count) return;
-                const index_t nq = std::min(sel.count, q_begin + chunk_rows) - q_begin;
-                const index_t nk = opt.causal ? q_begin + nq : sel.count;
-                const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - sel.count : 0;
-                pack_queries<A, Arch>(q, b, h, sel, q_begin, nq, scale, ws.q.data());
-                pack_keys<A, Arch>(k, b, h, sel, nk, ws.kt.data());
-                pack_values<A, Arch>(v, b, h, sel, nk, ws.v.data());
-                attend_packed<A, Arch>(ws.q.data(), nq, ws.kt.data(), ws.v.data(), nk, D, opt.causal, q_begin, pad_keys,
-                                       ws.scratch(), [&](index_t i, const A* o_row, A l) {
-                                           const index_t p = sel.position(q_begin + i);
-                                           merge_row<T, A>(out.row(b, p, h), lse(b, p, h), o_row, l, D);
-                                       });
-            });
-    }
+    init_output<T, A>(out, lse);
+    for (const branch& br : opt.branches) forward_branch<T, Arch>(q, k, v, out, lse, opt, br, scale);
 }
 
 }  // namespace longnet::detail
