@@ -22,15 +22,6 @@ using oracle::config;
 
 namespace {
 
-config make(std::int64_t B, std::int64_t N, std::int64_t H, std::int64_t D, std::vector<std::int64_t> w,
-            std::vector<std::int64_t> r, bool causal = false, oracle::offsets pol = oracle::offsets::paper,
-            bool zero_pad = false) {
-    config c;
-    c.B = B, c.N = N, c.H = H, c.D = D, c.segments = std::move(w), c.dilations = std::move(r), c.causal = causal,
-    c.policy = pol, c.zero_pad = zero_pad;
-    return c;
-}
-
 struct inputs {
     std::vector<double> q, k, v, dout;
 };
@@ -87,13 +78,13 @@ void check_against_oracle(const config& c, std::uint64_t seed, longnet::grad_mod
 // Ragged tails, N < w, H < r (uncovered residues), tiny segments, odd head dims, several blocks.
 std::vector<config> shapes() {
     return {
-        make(1, 45, 4, 8, {8, 16, 32}, {1, 2, 4}),
-        make(2, 50, 3, 8, {7, 12}, {2, 5}),
-        make(1, 33, 2, 8, {6, 33}, {3, 4}),
-        make(1, 100, 4, 24, {16, 200}, {1, 3}),
-        make(1, 77, 3, 80, {64, 128}, {2, 4}),
-        make(1, 23, 3, 5, {1, 2, 3}, {1, 3, 2}),
-        make(1, 300, 2, 33, {256, 100}, {1, 3}),  // several key and query blocks per segment
+        make_config(1, 45, 4, 8, {8, 16, 32}, {1, 2, 4}),
+        make_config(2, 50, 3, 8, {7, 12}, {2, 5}),
+        make_config(1, 33, 2, 8, {6, 33}, {3, 4}),
+        make_config(1, 100, 4, 24, {16, 200}, {1, 3}),
+        make_config(1, 77, 3, 80, {64, 128}, {2, 4}),
+        make_config(1, 23, 3, 5, {1, 2, 3}, {1, 3, 2}),
+        make_config(1, 300, 2, 33, {256, 100}, {1, 3}),  // several key and query blocks per segment
     };
 }
 
@@ -129,12 +120,12 @@ double finite_difference_error(const config& c, const inputs& in, const grads& g
 TEST_CASE("exact gradients agree with central finite differences on every entry (double)", "[backward][fd]") {
     std::uint64_t seed = 1000;
     std::vector<config> cases = {
-        make(1, 24, 2, 4, {4, 8, 24}, {1, 2, 3}),                                 // the attn_bwd_00 configuration
-        make(1, 24, 2, 4, {4, 8, 24}, {1, 2, 3}, true),                           // causal
-        make(1, 21, 2, 4, {8, 16}, {1, 3}, false, oracle::offsets::torchscale),  // ragged tails
-        make(1, 20, 2, 3, {10}, {4}),                                             // H < r: uncovered rows
-        make(1, 22, 2, 4, {8, 16}, {1, 3}, false, oracle::offsets::torchscale, true),  // zero_pad keys
-        make(2, 13, 3, 2, {5, 13}, {2, 2}, true),
+        make_config(1, 24, 2, 4, {4, 8, 24}, {1, 2, 3}),                                 // the attn_bwd_00 configuration
+        make_config(1, 24, 2, 4, {4, 8, 24}, {1, 2, 3}, true),                           // causal
+        make_config(1, 21, 2, 4, {8, 16}, {1, 3}, false, oracle::offsets::torchscale),  // ragged tails
+        make_config(1, 20, 2, 3, {10}, {4}),                                             // H < r: uncovered rows
+        make_config(1, 22, 2, 4, {8, 16}, {1, 3}, false, oracle::offsets::torchscale, true),  // zero_pad keys
+        make_config(2, 13, 3, 2, {5, 13}, {2, 2}, true),
     };
     for (const config& c : cases) {
         const inputs in = random_inputs(c, seed += 7);
@@ -150,14 +141,14 @@ TEST_CASE("exact gradients agree with central finite differences on every entry 
 }
 
 TEST_CASE("the two grad modes differ when several branches see a row", "[backward]") {
-    const config c = make(1, 24, 2, 4, {4, 8, 24}, {1, 2, 3});
+    const config c = make_config(1, 24, 2, 4, {4, 8, 24}, {1, 2, 3});
     const inputs in = random_inputs(c, 3);
     const grads exact = run_backward<double>(c, in, longnet::grad_mode::exact);
     const grads stop = run_backward<double>(c, in, longnet::grad_mode::stop_grad_weights);
     CHECK(rel_error(stop.dq, exact.dq) > 1e-3);
     CHECK(rel_error(stop.dv, exact.dv) <= 1e-14);  // dV = exp(S − L)ᵀ·dO in both modes
     // one branch: no merge weights, the modes coincide
-    const config one = make(1, 24, 2, 4, {8}, {2});
+    const config one = make_config(1, 24, 2, 4, {8}, {2});
     const grads e1 = run_backward<double>(one, in, longnet::grad_mode::exact);
     const grads s1 = run_backward<double>(one, in, longnet::grad_mode::stop_grad_weights);
     CHECK(rel_error(s1.dq, e1.dq) <= 1e-13);
@@ -191,7 +182,7 @@ TEST_CASE("backward matches the oracles (float)", "[backward][float]") {
 
 TEST_CASE("bfloat16 and half gradients match the oracle within 2e-2", "[backward][bf16][half]") {
     std::uint64_t seed = 4000;
-    for (config c : {make(1, 100, 4, 16, {16, 64}, {1, 2}), make(1, 300, 2, 64, {256, 100}, {1, 3})})
+    for (config c : {make_config(1, 100, 4, 16, {16, 64}, {1, 2}), make_config(1, 300, 2, 64, {256, 100}, {1, 3})})
         for (bool causal : {false, true}) {
             c.causal = causal;
             check_against_oracle<longnet::bfloat16>(c, seed += 5, longnet::grad_mode::exact, 2e-2);
@@ -200,7 +191,7 @@ TEST_CASE("bfloat16 and half gradients match the oracle within 2e-2", "[backward
 }
 
 TEST_CASE("a custom scale is honoured", "[backward]") {
-    config c = make(1, 60, 2, 16, {20, 60}, {1, 2});
+    config c = make_config(1, 60, 2, 16, {20, 60}, {1, 2});
     c.scale = 0.3;
     check_against_oracle<double>(c, 7, longnet::grad_mode::exact, 1e-10);
     c.scale = -1.5;
@@ -209,7 +200,7 @@ TEST_CASE("a custom scale is honoured", "[backward]") {
 
 TEST_CASE("rows no branch selects get zero gradients, never NaN", "[backward]") {
     for (bool causal : {false, true}) {
-        const config c = make(1, 50, 3, 8, {12}, {5}, causal);  // residues 3, 4 have no head
+        const config c = make_config(1, 50, 3, 8, {12}, {5}, causal);  // residues 3, 4 have no head
         const inputs in = random_inputs(c, 31);
         const grads g = run_backward<float>(c, in, longnet::grad_mode::exact);
         int uncovered = 0;
@@ -256,7 +247,7 @@ TEST_CASE("backward fixtures (both modes, float and double)", "[backward][fixtur
     for (const fixture_case& f : cases) {
         const std::string dir = std::string(LONGNET_TEST_DATA_DIR) + "/" + f.name;
         const std::vector<std::int64_t> shape{f.N, f.H, f.D};
-        const config c = make(1, f.N, f.H, f.D, f.w, f.r, f.causal, f.policy);
+        const config c = make_config(1, f.N, f.H, f.D, f.w, f.r, f.causal, f.policy);
         const inputs in{load(dir, "q.npy", shape), load(dir, "k.npy", shape), load(dir, "v.npy", shape),
                         load(dir, "dout.npy", shape)};
         const std::vector<double> out = load(dir, "out.npy", shape), lse = load(dir, "lse.npy", {f.N, f.H});
@@ -293,7 +284,7 @@ TEST_CASE("backward fixtures (both modes, float and double)", "[backward][fixtur
 TEST_CASE("dense backward matches the oracle", "[backward][dense]") {
     for (bool causal : {false, true})
         for (std::int64_t n : {37, 300, 500}) {
-            const config c = make(n == 500 ? 1 : 2, n, n == 500 ? 1 : 2, 16, {n}, {1}, causal);  // 500: one segment
+            const config c = make_config(n == 500 ? 1 : 2, n, n == 500 ? 1 : 2, 16, {n}, {1}, causal);  // 500: one segment
             const inputs in = random_inputs(c, 91);
             const oracle::gradients ref = oracle::dilated_backward_exact(c, in.q, in.k, in.v, in.dout);
             auto q = in.q, k = in.k, v = in.v, dout = in.dout;
@@ -314,7 +305,7 @@ TEST_CASE("dense backward matches the oracle", "[backward][dense]") {
 }
 
 TEST_CASE("strided views ([B, H, N, D], [B, H, N] lse) equal contiguous ones bitwise", "[backward][strided]") {
-    const config c = make(2, 90, 4, 24, {16, 32, 90}, {1, 2, 4}, true, oracle::offsets::torchscale);
+    const config c = make_config(2, 90, 4, 24, {16, 32, 90}, {1, 2, 4}, true, oracle::offsets::torchscale);
     const inputs in = random_inputs(c, 41);
     for (auto mode : {longnet::grad_mode::exact, longnet::grad_mode::stop_grad_weights}) {
         const grads ref = run_backward<float>(c, in, mode);
@@ -355,7 +346,7 @@ TEST_CASE("strided views ([B, H, N, D], [B, H, N] lse) equal contiguous ones bit
 TEST_CASE("gradients are bitwise identical for 1 and 2 threads", "[backward][threads]") {
     for (bool causal : {false, true})
         for (auto mode : {longnet::grad_mode::exact, longnet::grad_mode::stop_grad_weights}) {
-            const config c = make(1, 600, 2, 64, {128, 512, 600}, {1, 2, 4}, causal);  // several blocks per segment
+            const config c = make_config(1, 600, 2, 64, {128, 512, 600}, {1, 2, 4}, causal);  // several blocks per segment
             const inputs in = random_inputs(c, 71);
             const int saved = omp_get_max_threads();
             omp_set_num_threads(1);
@@ -369,7 +360,7 @@ TEST_CASE("gradients are bitwise identical for 1 and 2 threads", "[backward][thr
         }
     // one segment, one head: 2 threads split the segment into key parts (dK, dV) and query parts (dQ)
     for (bool causal : {false, true}) {
-        const config c = make(1, 700, 1, 32, {700}, {1}, causal);
+        const config c = make_config(1, 700, 1, 32, {700}, {1}, causal);
         const inputs in = random_inputs(c, 73);
         const int saved = omp_get_max_threads();
         omp_set_num_threads(1);
@@ -417,7 +408,7 @@ TEST_CASE("backward: bad arguments throw std::invalid_argument naming the value"
 
 TEST_CASE("a selected row whose lse is -inf gets zero gradients, never NaN", "[backward]") {
     // not produced by the forward, but a caller may pass it: no probability mass means no gradient
-    const config c = make(1, 40, 2, 8, {8, 40}, {1, 2});
+    const config c = make_config(1, 40, 2, 8, {8, 40}, {1, 2});
     const inputs in = random_inputs(c, 33);
     auto q = convert<float>(in.q), dout = convert<float>(in.dout);
     std::vector<float> lse(static_cast<std::size_t>(c.N * c.H), -std::numeric_limits<float>::infinity());

@@ -18,15 +18,6 @@ using oracle::config;
 
 namespace {
 
-config make(std::int64_t B, std::int64_t N, std::int64_t H, std::int64_t D, std::vector<std::int64_t> w,
-            std::vector<std::int64_t> r, bool causal = false, oracle::offsets pol = oracle::offsets::paper,
-            bool zero_pad = false) {
-    config c;
-    c.B = B, c.N = N, c.H = H, c.D = D, c.segments = std::move(w), c.dilations = std::move(r), c.causal = causal,
-    c.policy = pol, c.zero_pad = zero_pad;
-    return c;
-}
-
 struct inputs {
     std::vector<double> q, k, v;
 };
@@ -51,16 +42,16 @@ void check_against_oracle(const config& c, std::uint64_t seed, double tol) {
 // tiny segments, odd head dims, several query/key blocks per segment.
 std::vector<config> shapes() {
     return {
-        make(1, 45, 4, 8, {8, 16, 32}, {1, 2, 4}),
-        make(2, 50, 3, 8, {7, 12}, {2, 5}),          // H < r, H not divisible by r: uncovered residues
-        make(1, 40, 8, 16, {8, 16, 40}, {1, 2, 8}),
-        make(1, 33, 2, 8, {6, 33}, {3, 4}),
-        make(1, 100, 4, 24, {16, 200}, {1, 3}),      // N < w, odd D
-        make(1, 77, 5, 80, {64, 128}, {2, 4}),       // D = 80
-        make(1, 40, 2, 128, {8, 40}, {1, 2}),        // D = 128
-        make(1, 23, 3, 5, {1, 2, 3}, {1, 3, 2}),     // tiny segments, r > w
-        make(1, 700, 2, 64, {300, 700}, {1, 2}),     // several query and key blocks per segment
-        make(2, 300, 3, 33, {256, 100}, {1, 3}),
+        make_config(1, 45, 4, 8, {8, 16, 32}, {1, 2, 4}),
+        make_config(2, 50, 3, 8, {7, 12}, {2, 5}),          // H < r, H not divisible by r: uncovered residues
+        make_config(1, 40, 8, 16, {8, 16, 40}, {1, 2, 8}),
+        make_config(1, 33, 2, 8, {6, 33}, {3, 4}),
+        make_config(1, 100, 4, 24, {16, 200}, {1, 3}),      // N < w, odd D
+        make_config(1, 77, 5, 80, {64, 128}, {2, 4}),       // D = 80
+        make_config(1, 40, 2, 128, {8, 40}, {1, 2}),        // D = 128
+        make_config(1, 23, 3, 5, {1, 2, 3}, {1, 3, 2}),     // tiny segments, r > w
+        make_config(1, 700, 2, 64, {300, 700}, {1, 2}),     // several query and key blocks per segment
+        make_config(2, 300, 3, 33, {256, 100}, {1, 3}),
     };
 }
 
@@ -89,7 +80,7 @@ TEST_CASE("dilated attention matches the oracle (double)", "[dilated][double]") 
 
 TEST_CASE("bfloat16 and half storage match the oracle within 1e-2", "[dilated][bf16][half]") {
     std::uint64_t seed = 300;
-    for (config c : {make(1, 100, 4, 16, {16, 64}, {1, 2}), make(1, 300, 2, 64, {256, 100}, {1, 3})})
+    for (config c : {make_config(1, 100, 4, 16, {16, 64}, {1, 2}), make_config(1, 300, 2, 64, {256, 100}, {1, 3})})
         for (bool causal : {false, true}) {
             c.causal = causal;
             check_against_oracle<longnet::bfloat16>(c, seed += 3, 1e-2);
@@ -98,7 +89,7 @@ TEST_CASE("bfloat16 and half storage match the oracle within 1e-2", "[dilated][b
 }
 
 TEST_CASE("a custom scale is honoured", "[dilated]") {
-    config c = make(1, 60, 2, 16, {20, 60}, {1, 2});
+    config c = make_config(1, 60, 2, 16, {20, 60}, {1, 2});
     c.scale = 0.3;
     check_against_oracle<double>(c, 7, 1e-10);
     c.scale = -1.5;
@@ -108,7 +99,7 @@ TEST_CASE("a custom scale is honoured", "[dilated]") {
 TEST_CASE("one branch with w >= N and r = 1 equals dense attention", "[dense]") {
     for (bool causal : {false, true})
         for (std::int64_t w : {37, 64}) {
-            const config c = make(2, 37, 3, 16, {w}, {1}, causal);
+            const config c = make_config(2, 37, 3, 16, {w}, {1}, causal);
             const inputs in = random_inputs(c, 11);
             const run_result dil = run_dilated<double>(c, in.q, in.k, in.v);
             std::vector<double> out(in.q.size()), lse(static_cast<std::size_t>(c.B * c.N * c.H));
@@ -129,7 +120,7 @@ TEST_CASE("one branch with w >= N and r = 1 equals dense attention", "[dense]") 
 
 TEST_CASE("dense attention over several blocks (float) matches the oracle", "[dense]") {
     for (bool causal : {false, true}) {
-        const config c = make(1, 600, 2, 64, {600}, {1}, causal);
+        const config c = make_config(1, 600, 2, 64, {600}, {1}, causal);
         check_against_oracle<float>(c, 21, 2e-5);
     }
 }
@@ -137,7 +128,7 @@ TEST_CASE("dense attention over several blocks (float) matches the oracle", "[de
 TEST_CASE("rows no branch selects get O = 0 and LSE = -inf, never NaN", "[dilated]") {
     for (bool causal : {false, true}) {
         // H = 3 < r = 5: residues 3 and 4 of the only branch have no head
-        const config c = make(1, 50, 3, 8, {12}, {5}, causal);
+        const config c = make_config(1, 50, 3, 8, {12}, {5}, causal);
         const inputs in = random_inputs(c, 31);
         const run_result got = run_dilated<float>(c, in.q, in.k, in.v);
         int uncovered = 0;
@@ -159,7 +150,7 @@ TEST_CASE("rows no branch selects get O = 0 and LSE = -inf, never NaN", "[dilate
 }
 
 TEST_CASE("strided views ([B, H, N, D] buffers, [B, H, N] lse) equal contiguous ones bitwise", "[dilated][strided]") {
-    const config c = make(2, 90, 4, 24, {16, 32, 90}, {1, 2, 4}, true, oracle::offsets::torchscale);
+    const config c = make_config(2, 90, 4, 24, {16, 32, 90}, {1, 2, 4}, true, oracle::offsets::torchscale);
     const inputs in = random_inputs(c, 41);
     const run_result ref = run_dilated<float>(c, in.q, in.k, in.v);
     // transpose inputs into [B, H, N, D]
@@ -192,7 +183,7 @@ TEST_CASE("strided views ([B, H, N, D] buffers, [B, H, N] lse) equal contiguous 
 }
 
 TEST_CASE("batch items are independent", "[dilated]") {
-    const config c = make(3, 64, 2, 16, {16, 64}, {1, 4}, false);
+    const config c = make_config(3, 64, 2, 16, {16, 64}, {1, 4}, false);
     const inputs in = random_inputs(c, 51);
     const run_result all = run_dilated<float>(c, in.q, in.k, in.v);
     const std::size_t per_item = static_cast<std::size_t>(c.N * c.H * c.D);
@@ -209,7 +200,7 @@ TEST_CASE("batch items are independent", "[dilated]") {
 }
 
 TEST_CASE("NaN inputs make NaN only in the rows that attend to them", "[dilated][nan]") {
-    const config c = make(1, 64, 2, 8, {16, 32}, {1, 2}, false);
+    const config c = make_config(1, 64, 2, 8, {16, 32}, {1, 2}, false);
     inputs in = random_inputs(c, 61);
     const run_result clean = run_dilated<float>(c, in.q, in.k, in.v);
     const std::int64_t bad_row = 20, bad_head = 1;
@@ -235,7 +226,7 @@ TEST_CASE("NaN inputs make NaN only in the rows that attend to them", "[dilated]
 #if LONGNET_HAS_OPENMP
 TEST_CASE("results are bitwise identical for 1 and 2 threads", "[dilated][threads]") {
     for (bool causal : {false, true}) {
-        const config c = make(1, 1000, 3, 64, {128, 512, 1000}, {1, 2, 4}, causal);
+        const config c = make_config(1, 1000, 3, 64, {128, 512, 1000}, {1, 2, 4}, causal);
         const inputs in = random_inputs(c, 71);
         const int saved = omp_get_max_threads();
         omp_set_num_threads(1);

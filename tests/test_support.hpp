@@ -13,6 +13,16 @@
 
 namespace test_support {
 
+// An oracle configuration in one call (tests build many).
+inline oracle::config make_config(std::int64_t B, std::int64_t N, std::int64_t H, std::int64_t D,
+                                  std::vector<std::int64_t> w, std::vector<std::int64_t> r, bool causal = false,
+                                  oracle::offsets pol = oracle::offsets::paper, bool zero_pad = false) {
+    oracle::config c;
+    c.B = B, c.N = N, c.H = H, c.D = D, c.segments = std::move(w), c.dilations = std::move(r), c.causal = causal,
+    c.policy = pol, c.zero_pad = zero_pad;
+    return c;
+}
+
 inline longnet::dilated_options to_options(const oracle::config& c) {
     longnet::dilated_options o = longnet::dilated_options::from_lists(c.segments, c.dilations, c.causal);
     o.offsets = c.policy == oracle::offsets::paper ? longnet::offset_policy::paper : longnet::offset_policy::torchscale;
