@@ -45,7 +45,13 @@ inline float fma_chains_run(std::int64_t steps) noexcept {
         for (int i = 0; i < fma_chains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
     __m512 sum = acc[0];
     for (int i = 1; i < fma_chains; ++i) sum = _mm512_add_ps(sum, acc[i]);
-    return _mm512_reduce_add_ps(sum);
+    // Not _mm512_reduce_add_ps: GCC 12 implements it with an extract from an undefined register and
+    // then warns about it (-Wuninitialized, GCC PR 105593).
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, sum);
+    float total = 0;
+    for (float x : lanes) total += x;
+    return total;
 #elif defined(__AVX2__) && defined(__FMA__)
     const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-3f);
     __m256 acc[fma_chains];

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The only file that talks to xsimd. Kernels are written against ops<A, Arch>:
-//   reg, width, zero, load, store, broadcast, fma, max, exp, reduce_add, reduce_max.
+//   reg, width, zero, load, store, broadcast, fma, max, mul, add, sub, exp_softmax, reduce_add, reduce_max.
 // Arch is `scalar` (always available; width 1) or an xsimd architecture (default: xsimd::default_arch,
 // which follows the compiler's target flags). xsimd's API changed between 8.x and later (hadd became
 // reduce_add; 8.1 has no reduce_max): those differences live here only.
@@ -14,6 +14,7 @@
 #include "longnet/config.hpp"
 
 #if LONGNET_HAS_XSIMD
+#include "longnet/detail/x86_intrinsics.hpp"  // first: GCC 12 AVX-512 warning, see there
 #include <xsimd/xsimd.hpp>
 #endif
 
@@ -52,13 +53,79 @@ struct ops<A, scalar> {
     static reg mul(reg a, reg b) noexcept { return a * b; }
     static reg add(reg a, reg b) noexcept { return a + b; }
     static reg sub(reg a, reg b) noexcept { return a - b; }
-    static reg exp(reg x) noexcept { return std::exp(x); }
     static reg exp_softmax(reg x) noexcept { return std::exp(x); }
     static A reduce_add(reg x) noexcept { return x; }
     static A reduce_max(reg x) noexcept { return x; }
 };
 
 #if LONGNET_HAS_XSIMD
+// Arch-specific primitives that xsimd 8.1 would route through GCC 12's AVX-512 intrinsics that pass
+// _mm512_undefined_*() as the merge source of an all-ones mask (_mm512_max_ps, _mm512_slli_epi32/64,
+// _mm512_roundscale_round_ps, _mm512_cvttps_epi32, _mm512_extractf64x4_pd). GCC 12.2 inlines those into
+// our kernels and then reports that undefined value as -Wmaybe-uninitialized (GCC PR 105593), which a
+// user building with -Wall -Werror -march=native on an AVX-512 machine cannot silence without turning
+// the warning off. The masked forms below name a defined merge source; with the all-ones mask the
+// compiler emits the same unmasked instruction. Other architectures use xsimd unchanged.
+namespace prim {
+
+template <class Arch>
+constexpr bool is_avx512() noexcept {
+    return std::is_base_of<xsimd::avx512f, Arch>::value;
+}
+
+// max(a, b) with the x86 rule: the second operand is returned when either is NaN.
+template <class A, class Arch>
+inline xsimd::batch<A, Arch> max(const xsimd::batch<A, Arch>& a, const xsimd::batch<A, Arch>& b) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (is_avx512<Arch>() && std::is_same<A, float>::value) {
+        return _mm512_mask_max_ps(a, static_cast<__mmask16>(-1), a, b);
+    } else if constexpr (is_avx512<Arch>() && std::is_same<A, double>::value) {
+        return _mm512_mask_max_pd(a, static_cast<__mmask8>(-1), a, b);
+    } else
+#endif
+    {
+        return xsimd::max(a, b);
+    }
+}
+
+// Integer shift left by a constant, lane by lane (int32 or int64 lanes).
+template <int Bits, class I, class Arch>
+inline xsimd::batch<I, Arch> shift_left(const xsimd::batch<I, Arch>& x) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (is_avx512<Arch>() && sizeof(I) == 4) {
+        return _mm512_mask_slli_epi32(x, static_cast<__mmask16>(-1), x, Bits);
+    } else if constexpr (is_avx512<Arch>() && sizeof(I) == 8) {
+        return _mm512_mask_slli_epi64(x, static_cast<__mmask8>(-1), x, Bits);
+    } else
+#endif
+    {
+        return x << Bits;
+    }
+}
+
+template <class A, class Arch>
+inline A reduce_add(const xsimd::batch<A, Arch>& x) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (is_avx512<Arch>() && std::is_same<A, double>::value) {
+        const __m256d z = _mm256_setzero_pd();  // _mm512_castpd512_pd256 too is an extract from undefined
+        const __m256d lo = _mm512_mask_extractf64x4_pd(z, static_cast<__mmask8>(-1), x, 0);
+        const __m256d hi = _mm512_mask_extractf64x4_pd(z, static_cast<__mmask8>(-1), x, 1);
+        const __m256d s4 = _mm256_add_pd(lo, hi);
+        const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+        return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+    } else
+#endif
+    {
+#if XSIMD_VERSION_MAJOR >= 10
+        return xsimd::reduce_add(x);
+#else
+        return xsimd::hadd(x);
+#endif
+    }
+}
+
+}  // namespace prim
+
 template <class A, class Arch>
 struct ops {
     using reg = xsimd::batch<A, Arch>;
@@ -68,40 +135,53 @@ struct ops {
     static void store(A* p, reg x) noexcept { x.store_unaligned(p); }
     static reg broadcast(A x) noexcept { return reg(x); }
     static reg fma(reg a, reg b, reg c) noexcept { return xsimd::fma(a, b, c); }
-    static reg max(reg a, reg b) noexcept { return xsimd::max(a, b); }
+    static reg max(reg a, reg b) noexcept { return prim::max(a, b); }
     static reg mul(reg a, reg b) noexcept { return a * b; }
     static reg add(reg a, reg b) noexcept { return a + b; }
     static reg sub(reg a, reg b) noexcept { return a - b; }
-    static reg exp(reg x) noexcept { return xsimd::exp(x); }
-    // exp for softmax arguments x = s − max ≤ 0 (or NaN, which propagates). For float: Cody–Waite
-    // reduction x = n·ln2 + t, |t| ≤ ln2/2, degree-6 Taylor polynomial (relative error < 2e-7), 2^n by
-    // exponent arithmetic; arguments below −86 (weights < 5e-38, invisible next to the row maximum's
-    // weight 1) are clamped there. Double uses xsimd::exp.
+    // exp for softmax arguments x = s − max ≤ 0 (or NaN, which propagates). Cody–Waite reduction
+    // x = n·ln2 + t, |t| ≤ ln2/2, a Taylor polynomial in t, and 2^n by exponent arithmetic:
+    //   float:  degree 6 (relative error < 2e-7); arguments below −86 (weights < 5e-38) clamped there;
+    //   double: degree 13 (relative error < 1e-15); arguments below −700 (weights < 1e-304) clamped.
+    // n = round(x·log2 e) comes from the "shifter" trick: adding S = 1.5·2^m + bias (m = 23 and bias 127
+    // for float, 52 and 1023 for double) to x·log2 e rounds it to an integer whose low mantissa bits hold
+    // n + bias, so one register gives n (subtract S) and 2^n (shift those bits into the exponent field)
+    // with no float→int conversion. The result is p·2^n, a multiply, so a NaN in p (from a NaN argument)
+    // stays NaN whatever its payload did to the exponent bits. The clamp keeps 2^n a normal number.
     static reg exp_softmax(reg x) noexcept {
-        if constexpr (std::is_same<A, float>::value) {
-            using ireg = xsimd::batch<std::int32_t, Arch>;
-            x = xsimd::max(reg(-86.0f), x);  // second operand wins on NaN: NaN stays NaN
-            const reg n = xsimd::nearbyint(x * reg(1.44269504088896341f));
-            reg t = xsimd::fma(n, reg(-0.693359375f), x);
+        using I = std::conditional_t<std::is_same<A, float>::value, std::int32_t, std::int64_t>;
+        using ireg = xsimd::batch<I, Arch>;
+        constexpr bool is_float = std::is_same<A, float>::value;
+        constexpr int mantissa_bits = is_float ? 23 : 52;
+        const reg shifter(is_float ? A(12582912.0f + 127.0f) : A(6755399441055744.0 + 1023.0));
+        x = prim::max(reg(is_float ? A(-86) : A(-700)), x);  // second operand wins on NaN: NaN stays NaN
+        const reg kn = xsimd::fma(x, reg(A(1.44269504088896340736)), shifter);
+        const reg n = kn - shifter;
+        reg t, p;
+        if constexpr (is_float) {
+            t = xsimd::fma(n, reg(-0.693359375f), x);
             t = xsimd::fma(n, reg(2.12194440e-4f), t);
-            reg p = reg(1.0f / 720.0f);
+            p = reg(1.0f / 720.0f);
             p = xsimd::fma(p, t, reg(1.0f / 120.0f));
             p = xsimd::fma(p, t, reg(1.0f / 24.0f));
             p = xsimd::fma(p, t, reg(1.0f / 6.0f));
             p = xsimd::fma(p, t, reg(0.5f));
-            p = xsimd::fma(p, t, reg(1.0f));
-            p = xsimd::fma(p, t, reg(1.0f));
-            const ireg scaled = xsimd::bitwise_cast<ireg>(p) + (xsimd::to_int(n) << 23);
-            return xsimd::bitwise_cast<reg>(scaled);
         } else {
-            return xsimd::exp(x);
+            t = xsimd::fma(n, reg(-6.93147180369123816490e-01), x);  // ln2 hi: 32 significant bits
+            t = xsimd::fma(n, reg(-1.90821492927058770002e-10), t);  // ln2 lo
+            constexpr double inv_fact[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                                           1.0 / 3628800.0,    1.0 / 362880.0,    1.0 / 40320.0,
+                                           1.0 / 5040.0,       1.0 / 720.0,       1.0 / 120.0,
+                                           1.0 / 24.0,         1.0 / 6.0,         0.5};
+            p = reg(inv_fact[0]);
+            for (int i = 1; i < 12; ++i) p = xsimd::fma(p, t, reg(inv_fact[i]));
         }
+        p = xsimd::fma(p, t, reg(A(1)));
+        p = xsimd::fma(p, t, reg(A(1)));
+        const reg two_n = xsimd::bitwise_cast<reg>(prim::shift_left<mantissa_bits>(xsimd::bitwise_cast<ireg>(kn)));
+        return p * two_n;
     }
-#if XSIMD_VERSION_MAJOR >= 10
-    static A reduce_add(reg x) noexcept { return xsimd::reduce_add(x); }
-#else
-    static A reduce_add(reg x) noexcept { return xsimd::hadd(x); }
-#endif
+    static A reduce_add(reg x) noexcept { return prim::reduce_add(x); }
     static A reduce_max(reg x) noexcept {
         alignas(64) A tmp[reg::size];
         x.store_aligned(tmp);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "longnet/detail/x86_intrinsics.hpp"  // before Eigen: GCC 12 AVX-512 warning, see there
 #include <Eigen/Core>
 
 #include "longnet/config.hpp"
