@@ -6,9 +6,21 @@
 //   a      = dilated_attention(q, k, v)  (or dense_attention: attention_kind::dense, the drop-in baseline)
 //   y      = out_proj( LN_sub(a) )       (inner Sub-LayerNorm over all D = H·hd)
 // Batch 1: x is one sequence [T, D].
+//
+// Dilated attention with XPos uses the anchored form (xpos.hpp): q and k are rotated once, then for each
+// branch scaled by the decay anchored on that branch's segments, and the branch runs on those copies
+// (merged into the output exactly as dilated_attention merges its branches). Same scores as the centred
+// form in exact arithmetic, and no overflow at any position. Dense attention keeps the centred form.
+//
+// first_position: the rows are the tokens at absolute positions first_position .. first_position + T − 1
+// (rotation angles and anchors use them). It must be a multiple of every segment length: then no
+// earlier token is visible to these rows (segments are aligned at position 0), and the result equals
+// the rows of the whole sequence's forward. Dense attention needs first_position = 0.
 
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "longnet/attention.hpp"
 #include "longnet/dilated_attention.hpp"
@@ -66,13 +78,20 @@ public:
 
     index_t embed_dim() const noexcept { return config.embed_dim; }
 
-    // y = Attn(x); x, y [T, D], may not alias.
-    void forward(const_matrix_ref<T> x, matrix_ref<T> y, forward_profile* profile = nullptr) const {
+    // Receives the keys after the rotation (before the anchored XPos decay, which is per branch) and
+    // the values, [T, D] each: what incremental decoding caches.
+    using kv_observer = std::function<void(const matrix<T>& keys, const matrix<T>& values)>;
+
+    // y = Attn(x); x, y [T, D], may not alias. first_position: see the header comment.
+    void forward(const_matrix_ref<T> x, matrix_ref<T> y, forward_profile* profile = nullptr, index_t first_position = 0,
+                 const kv_observer& observe = {}) const {
         const index_t seq = x.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
         if (x.cols() != dim || y.rows() != seq || y.cols() != dim)
             throw std::invalid_argument("longnet::nn::multihead_attention: input [" + std::to_string(x.rows()) + ", " +
                                         std::to_string(x.cols()) + "] / output do not fit embed dim " +
                                         std::to_string(dim));
+        check_first_position(first_position);
+        const bool anchored = config.kind == attention_kind::dilated && config.rotary.kind == position_encoding::xpos;
         matrix<T> q(seq, dim), k(seq, dim), v(seq, dim);
         {
             detail::scoped_timer t(detail::slot(profile, &forward_profile::dense));
@@ -82,9 +101,16 @@ public:
         }
         if (config.rotary.kind != position_encoding::none) {
             detail::scoped_timer t(detail::slot(profile, &forward_profile::other));
-            rotary.apply(q, rotary.coefficients(seq, false));
-            rotary.apply(k, rotary.coefficients(seq, true));
+            if (config.kind == attention_kind::dilated) {  // rotation only; XPos decay per branch below
+                const matrix<T> table = rotary.rotation(first_position, seq);
+                rotary.apply(q, table);
+                rotary.apply(k, table);
+            } else {
+                rotary.apply(q, rotary.coefficients(seq, false));
+                rotary.apply(k, rotary.coefficients(seq, true));
+            }
         }
+        if (observe) observe(k, v);
         matrix<T> a(seq, dim);
         {
             detail::scoped_timer t(detail::slot(profile, &forward_profile::attention));
@@ -93,7 +119,9 @@ public:
             auto kv = make_bnhd<CT>(k.data(), 1, seq, heads, hd);
             auto vv = make_bnhd<CT>(v.data(), 1, seq, heads, hd);
             auto ov = make_bnhd<T>(a.data(), 1, seq, heads, hd);
-            if (config.kind == attention_kind::dilated) {
+            if (anchored) {
+                anchored_dilated_attention(q, k, vv, ov, first_position);
+            } else if (config.kind == attention_kind::dilated) {
                 dilated_attention(qv, kv, vv, ov, config.dilated);
             } else {
                 attention_options dense;
@@ -116,6 +144,47 @@ public:
         forward(x, y);
         return y;
     }
-};
+
+    // Throws std::invalid_argument unless first_position is 0, or (dilated) a multiple of every segment length.
+    void check_first_position(index_t first_position) const {
+        if (first_position == 0) return;
+        if (first_position < 0 || config.kind != attention_kind::dilated)
+            throw std::invalid_argument("longnet::nn::multihead_attention: first position " + std::to_string(first_position) +
+                                        (first_position < 0 ? " is negative" : " needs dilated attention (dense sees every earlier token)"));
+        for (const branch& br : config.dilated.branches)
+            if (first_position % br.segment_length != 0)
+                throw std::invalid_argument("longnet::nn::multihead_attention: first position " + std::to_string(first_position) +
+                                            " is not a multiple of segment length " + std::to_string(br.segment_length) +
+                                            ": earlier tokens would be visible");
+    }
+
+private:
+    // Dilated attention with the anchored XPos decay: each branch on its own decayed copies of q and k,
+    // merged into out through the running log-sum-exp in branch order (as dilated_attention does).
+    void anchored_dilated_attention(const matrix<T>& q, const matrix<T>& k, const tensor_view<const T>& vv,
+                                    const tensor_view<T>& ov, index_t first_position) const {
+        using A = accum_t<T>;
+        const index_t seq = q.rows(), heads = config.heads, hd = config.head_dim();
+        if (seq == 0) return;
+        std::vector<A> lse_buffer(static_cast<std::size_t>(seq * heads));
+        const lse_view<A> lse(lse_buffer.data(), 1, seq, heads);
+        longnet::detail::init_output<T, A>(ov, lse);
+        const A scale = static_cast<A>(effective_scale(config.dilated.scale, hd));
+        matrix<T> qb, kb;
+        index_t decayed_for = 0;  // segment length the copies are decayed for
+        for (const branch& br : config.dilated.branches) {
+            if (br.segment_length != decayed_for) {  // (counted as attention time)
+                qb = q;
+                kb = k;
+                rotary.decay(qb, first_position, br.segment_length, false);
+                rotary.decay(kb, first_position, br.segment_length, true);
+                decayed_for = br.segment_length;
+            }
+            using CT = const T;
+            longnet::detail::forward_branch<T, longnet::detail::simd::native>(
+                make_bnhd<CT>(qb.data(), 1, seq, heads, hd), make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, ov, lse,
+                config.dilated, br, scale);
+        }
+    }};
 
 }  // namespace longnet::nn

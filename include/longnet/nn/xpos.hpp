@@ -14,13 +14,28 @@
 // computed in double from the float32 zeta.
 // RoPE (position_encoding::rope) is the same rotation with s = 1.
 //
-// Range: q and k are scaled separately by zeta^(±(i − ceil(T/2))/scale_base), so a long enough sequence
-// overflows T (torchscale has the same limit). With hd = 64 and scale_base 512 a float build reaches
-// about 66K tokens, a double build about 570K; past that coefficients() throws std::overflow_error
-// instead of producing inf/NaN. RoPE has no such limit.
+// Range of the centred form (coefficients()): q and k are scaled separately by
+// zeta^(±(i − ceil(T/2))/scale_base), so a long enough sequence overflows T (torchscale has the same
+// limit). With hd = 64 and scale_base 512 a float build reaches about 66K tokens, a double build about
+// 570K; past that coefficients() throws std::overflow_error instead of producing inf/NaN. Dense
+// attention uses this form. RoPE has no such limit.
+//
+// Anchored form (any position; what dilated attention and incremental decoding use):
+//   q_i ← R(i)·q_i · zeta^((i − a)/s),   k_j ← R(j)·k_j · zeta^(−(j − a)/s)
+// for any anchor a shared by the two: the score q_i·k_j still carries exactly zeta^((i − j)/s), so in
+// exact arithmetic the scores equal the centred form's (and torchscale's) for every anchor. Dilated
+// attention only scores a query against keys of its own segment of one branch, so each branch anchors
+// each of its segments on its own: for segment length w the anchor of position i is
+//   anchor(i, w) = floor(i / w)·w + min(w/2, reach)
+// (the segment's centre; reach = the largest |i − a| whose factor T holds with 1000x headroom: about
+// 33K positions in float, 290K in double, for hd = 64 and s = 512). Every factor then stays within
+// zeta^(±w/(2s)) whatever the absolute position (paper configuration, w ≤ 32768: within e^(±41), finite
+// in float at position 1e9), and rotation() / decay() / decay_factor() compute it. Only a segment
+// longer than 2·reach can overflow, far into it; decay() then throws std::overflow_error.
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -136,6 +151,90 @@ public:
     void apply(matrix_ref<T> x, bool downscale) const {
         if (options.kind == position_encoding::none) return;
         apply(x, coefficients(x.rows(), downscale));
+    }
+
+    // Rotation only (s = 1) at absolute positions first .. first + count − 1: table(i, 2c) = cos θ,
+    // table(i, 2c+1) = sin θ; use with apply(x, table). The anchored form's decay comes from decay().
+    matrix<T> rotation(index_t first, index_t count) const {
+        const index_t half = head_dim_ / 2;
+        matrix<T> table(count, head_dim_);
+        std::vector<double> inv_freq(static_cast<std::size_t>(half));
+        for (index_t c = 0; c < half; ++c) inv_freq[static_cast<std::size_t>(c)] = inverse_frequency(c);
+        const bool f32 = options.angles == angle_precision::torchscale;
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t r = 0; r < count; ++r) {
+            const index_t i = first + r;
+            T* row = table.data() + r * head_dim_;
+            for (index_t c = 0; c < half; ++c) {
+                const double f = inv_freq[static_cast<std::size_t>(c)];
+                const double angle = f32 ? static_cast<double>(static_cast<float>(i) * static_cast<float>(f))
+                                         : static_cast<double>(i) * f;
+                row[2 * c] = static_cast<T>(std::cos(angle));
+                row[2 * c + 1] = static_cast<T>(std::sin(angle));
+            }
+        }
+        return table;
+    }
+
+    // Largest distance from its anchor at which zeta^(±distance/s) fits T with 1000x headroom.
+    index_t reach() const noexcept {
+        double log_zeta = 0;
+        for (float z : zeta) log_zeta = std::max(log_zeta, std::fabs(std::log(static_cast<double>(z))));
+        const double limit = std::log(static_cast<double>(std::numeric_limits<T>::max())) - std::log(1000.0);
+        if (!(log_zeta > 0)) return std::numeric_limits<index_t>::max() / 4;
+        return static_cast<index_t>(std::min(limit / log_zeta * options.scale_base, 1e15));
+    }
+    // The anchor of `position` in a branch of segment length w (see the header comment).
+    index_t anchor(index_t position, index_t segment_length) const noexcept {
+        return position / segment_length * segment_length + std::min(segment_length / 2, reach());
+    }
+    // zeta_c^(offset/s) (q) or its inverse (k, downscale) for a row `offset` = i − anchor positions away
+    // from its anchor. decay() and the decoder's cache use this one expression, so they agree bitwise.
+    T decay_factor(index_t offset, index_t c, bool downscale) const {
+        const double s = std::pow(static_cast<double>(zeta[static_cast<std::size_t>(c)]),
+                                  static_cast<double>(offset) / options.scale_base);
+        return static_cast<T>(downscale ? 1.0 / s : s);
+    }
+    // Throws std::overflow_error when a row `offset` positions from its anchor would overflow T.
+    void check_decay_range(index_t offset, index_t segment_length) const {
+        if (std::abs(offset) <= reach()) return;
+        throw std::overflow_error("longnet::nn::rotary_embedding: XPos decay zeta^(" + std::to_string(offset) + "/" +
+                                  std::to_string(options.scale_base) + ") overflows " + (sizeof(T) == 4 ? "float" : "double") +
+                                  " in a branch of segment length " + std::to_string(segment_length) +
+                                  " (position " + std::to_string(offset) + " from its segment's anchor; the limit is " +
+                                  std::to_string(reach()) + "); use a double build, a larger xpos_scale_base, " +
+                                  "shorter segments or RoPE");
+    }
+    // Multiply every head's pair c of x [rows, H·hd] (row r at absolute position first + r) by the
+    // anchored XPos decay of a branch with segment length w: zeta_c^(±(i − anchor(i, w))/s).
+    void decay(matrix_ref<T> x, index_t first, index_t segment_length, bool downscale) const {
+        if (options.kind != position_encoding::xpos) return;
+        if (segment_length < 1 || x.cols() % head_dim_ != 0)
+            throw std::invalid_argument("longnet::nn::rotary_embedding::decay: segment length " + std::to_string(segment_length) +
+                                        ", input columns " + std::to_string(x.cols()) + ", head dim " + std::to_string(head_dim_));
+        const index_t rows = x.rows(), heads = x.cols() / head_dim_, half = head_dim_ / 2;
+        if (rows == 0) return;
+        // factors by in-segment index u = i mod w (shared by all segments); only the u that occur
+        const index_t u_first = first % segment_length;
+        const index_t span = std::min(segment_length, rows + u_first);  // u in [u_lo, span) or all of [0, w)
+        const index_t u_lo = rows + u_first > segment_length ? 0 : u_first;
+        const index_t a = anchor(0, segment_length);
+        check_decay_range(u_lo - a, segment_length);
+        check_decay_range(span - 1 - a, segment_length);
+        matrix<T> table(span - u_lo, half);
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t u = u_lo; u < span; ++u)
+            for (index_t c = 0; c < half; ++c) table(u - u_lo, c) = decay_factor(u - a, c, downscale);
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t r = 0; r < rows; ++r) {
+            const T* f = table.data() + ((first + r) % segment_length - u_lo) * half;
+            T* row = x.data() + r * x.outerStride();
+            for (index_t h = 0; h < heads; ++h)
+                for (index_t c = 0; c < half; ++c) {
+                    row[h * head_dim_ + 2 * c] *= f[c];
+                    row[h * head_dim_ + 2 * c + 1] *= f[c];
+                }
+        }
     }
 
     // Largest |log s(i, c)| over the sequence; throws std::overflow_error when T cannot hold s and 1/s
