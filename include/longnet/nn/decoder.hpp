@@ -8,13 +8,17 @@
 // Batch 1: one token sequence per call. For long sequences ask for the logits of the rows you need
 // (project(hidden.bottomRows(1)) for the next-token distribution) instead of the full [T, vocab].
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "longnet/backward.hpp"
 #include "longnet/nn/common.hpp"
+#include "longnet/nn/cross_entropy.hpp"
+#include "longnet/nn/embedding.hpp"
 #include "longnet/nn/decoder_config.hpp"
 #include "longnet/nn/decoder_layer.hpp"
 #include "longnet/nn/layer_norm.hpp"
@@ -48,6 +52,39 @@ inline attention_config make_attention_config(const decoder_config& cfg, const m
     a.layernorm_eps = cfg.layernorm_eps;
     return a;
 }
+
+// How a training pass runs.
+struct train_options {
+    grad_mode mode = grad_mode::exact;    // stop_grad_weights: torchscale's autograd (merge weights constant)
+    bool checkpoint_activations = false;  // keep only layer inputs; recompute each layer in the backward
+    index_t loss_row_block = 1024;        // logit rows materialised at once in the loss
+};
+
+// Gradient buffers of a whole decoder, one per parameter (torchscale names: see for_each_parameter in
+// longnet/training/parameters.hpp).
+template <class T>
+struct decoder_grad {
+    matrix<T> embed_tokens;
+    std::vector<decoder_layer_grad<T>> layers;
+    layer_norm_grad<T> layer_norm;
+    linear_grad<T> output_projection;
+    void set_zero() {
+        embed_tokens.setZero();
+        for (auto& l : layers) l.set_zero();
+        layer_norm.set_zero();
+        output_projection.set_zero();
+    }
+};
+
+// Saved activations of a training pass (reusable across steps to keep allocations).
+template <class T>
+struct decoder_activations {
+    std::vector<decoder_layer_activations<T>> layers;  // one per layer, or one scratch with checkpointing
+    std::vector<matrix<T>> layer_inputs;               // checkpointing: each layer's input
+    matrix<T> final_input;                             // input of the final LayerNorm
+    vector<T> final_mean, final_rstd;
+    matrix<T> hidden;                                  // final LayerNorm output
+};
 
 template <class T, class W = T>
 class decoder {
@@ -133,11 +170,106 @@ public:
         return project(hidden, profile);
     }
 
+    decoder_grad<T> make_grad() const {
+        decoder_grad<T> g;
+        g.embed_tokens = matrix<T>::Zero(embed_tokens.rows(), embed_tokens.cols());
+        for (const auto& l : layers) g.layers.push_back(l.make_grad());
+        g.layer_norm = final_norm.make_grad();
+        g.output_projection = output_projection.make_grad();
+        return g;
+    }
+
+    // Mean over positions of the cross-entropy of the logits of `inputs` against `targets` (equally long),
+    // forward only (no activations kept; logits loss_row_block rows at a time).
+    double loss(const std::vector<std::int64_t>& inputs, const std::vector<std::int64_t>& targets,
+                index_t loss_row_block = 1024) const {
+        check_targets(inputs, targets);
+        const matrix<T> hidden = forward_hidden(inputs);
+        const index_t seq = hidden.rows(), block = std::max<index_t>(1, loss_row_block);
+        matrix<T> logits(std::min(seq, block), vocab_size());
+        double total = 0;
+        for (index_t r0 = 0; r0 < seq; r0 += block) {
+            const index_t n = std::min(block, seq - r0);
+            output_projection.forward(hidden.middleRows(r0, n), logits.topRows(n));
+            total += cross_entropy_forward<T>(logits.topRows(n), targets.data() + r0);
+        }
+        return total / static_cast<double>(seq);
+    }
+
+    // One training pass on one sequence: returns the loss (mean over positions) and adds
+    // loss_weight · ∂loss/∂parameter to grad (loss_weight = 1/B to average a batch of B sequences).
+    double forward_backward(const std::vector<std::int64_t>& inputs, const std::vector<std::int64_t>& targets,
+                            decoder_grad<T>& grad, const train_options& opt = {}, double loss_weight = 1.0,
+                            decoder_activations<T>* workspace = nullptr) const {
+        check_targets(inputs, targets);
+        if (grad.layers.size() != layers.size() || grad.embed_tokens.rows() != embed_tokens.rows() ||
+            grad.embed_tokens.cols() != embed_tokens.cols())
+            throw std::invalid_argument("longnet::nn::decoder::forward_backward: the gradient buffers do not fit the "
+                                        "model (make them with make_grad())");
+        decoder_activations<T> local;
+        decoder_activations<T>& ws = workspace ? *workspace : local;
+        const std::size_t count = layers.size();
+        const index_t seq = static_cast<index_t>(inputs.size());
+        matrix<T> x;
+        embedding_forward(embed_tokens, inputs, config.embed_scale(), x);
+        if (opt.checkpoint_activations) {
+            ws.layers.resize(1);
+            ws.layer_inputs.resize(count);
+            for (std::size_t l = 0; l < count; ++l) {
+                ws.layer_inputs[l] = x;
+                layers[l].forward_train(x, ws.layers[0]);
+            }
+        } else {
+            ws.layers.resize(count);
+            ws.layer_inputs.clear();
+            for (std::size_t l = 0; l < count; ++l) layers[l].forward_train(x, ws.layers[l]);
+        }
+        ws.final_input = x;
+        ws.hidden.resize(seq, embed_dim());
+        final_norm.forward_train(ws.final_input, ws.hidden, ws.final_mean, ws.final_rstd);
+
+        // head: logits, loss and its gradient, output projection backward, one block of rows at a time
+        matrix<T> d_hidden = matrix<T>::Zero(seq, embed_dim());
+        const index_t block = std::max<index_t>(1, opt.loss_row_block);
+        matrix<T> logits(std::min(seq, block), vocab_size());
+        const double scale = loss_weight / static_cast<double>(seq);
+        double total = 0;
+        for (index_t r0 = 0; r0 < seq; r0 += block) {
+            const index_t n = std::min(block, seq - r0);
+            auto z = logits.topRows(n);
+            output_projection.forward(ws.hidden.middleRows(r0, n), z);
+            total += cross_entropy_backward<T>(z, targets.data() + r0, scale);
+            output_projection.backward(ws.hidden.middleRows(r0, n), z, d_hidden.middleRows(r0, n), grad.output_projection);
+        }
+        x.setZero();  // now ∂loss/∂(residual stream)
+        final_norm.backward(ws.final_input, d_hidden, ws.final_mean, ws.final_rstd, x, grad.layer_norm);
+        d_hidden.resize(0, 0);
+        for (std::size_t l = count; l-- > 0;) {
+            if (opt.checkpoint_activations) {
+                matrix<T> xin = ws.layer_inputs[l];
+                layers[l].forward_train(xin, ws.layers[0]);  // recompute: the same code on the same input
+                layers[l].backward(x, ws.layers[0], grad.layers[l], opt.mode);
+            } else {
+                layers[l].backward(x, ws.layers[l], grad.layers[l], opt.mode);
+            }
+        }
+        embedding_backward<T>(inputs, config.embed_scale(), x, grad.embed_tokens);
+        return total / static_cast<double>(seq);
+    }
+
     // Parameter count (weights, biases, gains; not the XPos buffers).
     index_t parameter_count() const noexcept {
         const index_t d = config.embed_dim, f = config.ffn_dim, v = config.vocab_size;
         const index_t per_layer = 4 * (d * d + d) + 2 * d /*inner ln*/ + 4 * d /*two pre-LNs*/ + (f * d + f) + (d * f + d) + 2 * f;
         return 2 * v * d + config.layers * per_layer + 2 * d;
+    }
+
+private:
+    void check_targets(const std::vector<std::int64_t>& inputs, const std::vector<std::int64_t>& targets) const {
+        if (inputs.empty() || inputs.size() != targets.size())
+            throw std::invalid_argument("longnet::nn::decoder: " + std::to_string(inputs.size()) + " input tokens and " +
+                                        std::to_string(targets.size()) + " targets; they must be equally many and not none");
+        detail::check_targets(targets.data(), static_cast<index_t>(targets.size()), vocab_size());
     }
 };
 

@@ -5,6 +5,10 @@
 //   x = x + self_attn( self_attn_layer_norm(x) )
 //   x = x + ffn( final_layer_norm(x) )          (final_layer_norm is the FFN's pre-LN, torchscale's name)
 // Time goes to the forward_profile: LNs to norms, the residual adds to other, the rest via the sublayers.
+// Training: forward_train saves the layer input, both pre-LN outputs and statistics, the residual stream
+// between the sublayers and the sublayers' own activations; backward takes the gradient of the layer's
+// output and turns it, in place, into the gradient of its input (the residuals pass it through and the
+// sublayers add theirs).
 
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/feed_forward.hpp"
@@ -12,6 +16,34 @@
 #include "longnet/nn/multihead_attention.hpp"
 
 namespace longnet::nn {
+
+// Gradient buffers of one decoder layer (torchscale names under layers.<l>.).
+template <class T>
+struct decoder_layer_grad {
+    layer_norm_grad<T> self_attn_layer_norm;
+    attention_grad<T> self_attn;
+    layer_norm_grad<T> final_layer_norm;
+    feed_forward_grad<T> ffn;
+    void set_zero() {
+        self_attn_layer_norm.set_zero();
+        self_attn.set_zero();
+        final_layer_norm.set_zero();
+        ffn.set_zero();
+    }
+};
+
+// What decoder_layer::forward_train saves for backward.
+template <class T>
+struct decoder_layer_activations {
+    matrix<T> input;                 // [T, D] layer input
+    vector<T> ln1_mean, ln1_rstd;    // self_attn_layer_norm statistics
+    matrix<T> ln1_out;               // attention input
+    attention_activations<T> attn;
+    matrix<T> mid;                   // residual stream after the attention block
+    vector<T> ln2_mean, ln2_rstd;    // final_layer_norm statistics
+    matrix<T> ln2_out;               // FFN input
+    feed_forward_activations<T> ffn;
+};
 
 template <class T, class W = T>
 class decoder_layer {
@@ -57,6 +89,37 @@ public:
     void forward(matrix<T>& x, forward_profile* profile = nullptr) const {
         matrix<T> h, y;
         forward(x, h, y, profile);
+    }
+
+    decoder_layer_grad<T> make_grad() const {
+        return {self_attn_layer_norm.make_grad(), self_attn.make_grad(), final_layer_norm.make_grad(), ffn.make_grad()};
+    }
+
+    // The residual stream x [T, D] is updated in place; act receives what backward needs.
+    void forward_train(matrix<T>& x, decoder_layer_activations<T>& act) const {
+        act.input = x;
+        act.ln1_out.resize(x.rows(), x.cols());
+        self_attn_layer_norm.forward_train(x, act.ln1_out, act.ln1_mean, act.ln1_rstd);
+        matrix<T> y(x.rows(), x.cols());
+        self_attn.forward_train(act.ln1_out, y, act.attn);
+        x += y;
+        act.mid = x;
+        act.ln2_out.resize(x.rows(), x.cols());
+        final_layer_norm.forward_train(x, act.ln2_out, act.ln2_mean, act.ln2_rstd);
+        ffn.forward_train(act.ln2_out, y, act.ffn);
+        x += y;
+    }
+
+    // dx: on entry ∂loss/∂(layer output), on return ∂loss/∂(layer input). grad += parameter gradients.
+    void backward(matrix<T>& dx, const decoder_layer_activations<T>& act, decoder_layer_grad<T>& grad,
+                  grad_mode mode = grad_mode::exact) const {
+        const index_t rows = dx.rows(), dim = dx.cols();
+        matrix<T> dh = matrix<T>::Zero(rows, dim);
+        ffn.backward(act.ln2_out, dx, act.ffn, dh, grad.ffn);                                   // x_out = mid + FFN(LN2(mid))
+        final_layer_norm.backward(act.mid, dh, act.ln2_mean, act.ln2_rstd, dx, grad.final_layer_norm);
+        dh.setZero();
+        self_attn.backward(act.ln1_out, dx, act.attn, dh, grad.self_attn, mode);               // mid = in + Attn(LN1(in))
+        self_attn_layer_norm.backward(act.input, dh, act.ln1_mean, act.ln1_rstd, dx, grad.self_attn_layer_norm);
     }
 };
 

@@ -3,6 +3,9 @@
 // MAGNETO feed-forward (torchscale FeedForwardNetwork with subln=True):
 //   y = fc2( LN_sub( GELU( fc1(x) ) ) ),   fc1 [F, D], Sub-LayerNorm over F, fc2 [D, F].
 // Runs over blocks of `row_block` rows so the [rows, F] intermediate stays small for long sequences.
+// Training: forward_train saves the fc1 output (GELU input) and the Sub-LN statistics and output
+// (2 × [T, F]); backward recomputes GELU, runs in blocks of row_block rows (its scratch is
+// 3 × [row_block, F]) and accumulates the parameter gradients across blocks.
 
 #include <algorithm>
 #include <stdexcept>
@@ -13,6 +16,26 @@
 #include "longnet/nn/linear.hpp"
 
 namespace longnet::nn {
+
+// Gradient buffers of one feed-forward block (torchscale names under <prefix>.ffn.).
+template <class T>
+struct feed_forward_grad {
+    linear_grad<T> fc1, fc2;
+    layer_norm_grad<T> ffn_layernorm;
+    void set_zero() {
+        fc1.set_zero();
+        fc2.set_zero();
+        ffn_layernorm.set_zero();
+    }
+};
+
+// What feed_forward::forward_train saves for backward.
+template <class T>
+struct feed_forward_activations {
+    matrix<T> pre_gelu;           // [T, F] fc1 output
+    vector<T> ln_mean, ln_rstd;   // Sub-LN statistics
+    matrix<T> ln_out;             // [T, F] Sub-LN output (fc2 input)
+};
 
 template <class T, class W = T>
 class feed_forward {
@@ -63,6 +86,51 @@ public:
         matrix<T> y(x.rows(), embed_dim());
         forward(x, y);
         return y;
+    }
+
+    feed_forward_grad<T> make_grad() const { return {fc1.make_grad(), fc2.make_grad(), ffn_layernorm.make_grad()}; }
+
+    // y = FFN(x), saving what backward needs. x, y [T, D], may not alias.
+    void forward_train(const_matrix_ref<T> x, matrix_ref<T> y, feed_forward_activations<T>& act) const {
+        if (y.rows() != x.rows() || y.cols() != embed_dim() || x.cols() != embed_dim())
+            throw std::invalid_argument("longnet::nn::feed_forward::forward_train: input/output shapes do not fit embed dim " +
+                                        std::to_string(embed_dim()));
+        act.pre_gelu.resize(x.rows(), ffn_dim());
+        act.ln_out.resize(x.rows(), ffn_dim());
+        fc1.forward(x, act.pre_gelu);
+        act.ln_out = act.pre_gelu;
+        gelu_inplace<T>(act.ln_out, gelu_in_float);
+        ffn_layernorm.forward_train(act.ln_out, act.ln_out, act.ln_mean, act.ln_rstd);
+        fc2.forward(act.ln_out, y);
+    }
+
+    // Backward of forward_train(x, ...): dx += ∂/∂x, grad += parameter gradients.
+    void backward(const_matrix_ref<T> x, const_matrix_ref<T> dy, const feed_forward_activations<T>& act,
+                  matrix_ref<T> dx, feed_forward_grad<T>& grad) const {
+        const index_t rows = x.rows();
+        if (x.cols() != embed_dim() || dy.rows() != rows || dy.cols() != embed_dim() || dx.rows() != rows ||
+            dx.cols() != embed_dim() || act.pre_gelu.rows() != rows)
+            throw std::invalid_argument("longnet::nn::feed_forward::backward: x, dy, dx or the saved activations do "
+                                        "not fit [" + std::to_string(rows) + ", " + std::to_string(embed_dim()) + "]");
+        const index_t block = std::max<index_t>(1, row_block);
+        const index_t first_block = std::min(rows, block);
+        matrix<T> d_ln(first_block, ffn_dim()), gelu_out(first_block, ffn_dim()), d_gelu(first_block, ffn_dim());
+        for (index_t r0 = 0; r0 < rows; r0 += block) {
+            const index_t n = std::min(block, rows - r0);
+            auto dl = d_ln.topRows(n);
+            auto g = gelu_out.topRows(n);
+            auto dg = d_gelu.topRows(n);
+            const auto pre = act.pre_gelu.middleRows(r0, n);
+            dl.setZero();
+            fc2.backward(act.ln_out.middleRows(r0, n), dy.middleRows(r0, n), dl, grad.fc2);
+            g = pre;
+            gelu_inplace<T>(g, gelu_in_float);  // Sub-LN input, recomputed
+            dg.setZero();
+            const vector<T> mean = act.ln_mean.segment(r0, n), rstd = act.ln_rstd.segment(r0, n);
+            ffn_layernorm.backward(g, dl, mean, rstd, dg, grad.ffn_layernorm);
+            gelu_backward_inplace<T>(pre, dg);
+            fc1.backward(x.middleRows(r0, n), dg, dx.middleRows(r0, n), grad.fc1);
+        }
     }
 };
 

@@ -2,6 +2,8 @@
 #pragma once
 // Linear layer y = x·Wᵀ + b (PyTorch nn.Linear): W [out, in], b [out] (optional), x [T, in], y [T, out].
 // One Eigen GEMM (multithreaded under OpenMP); bf16/narrow weights are widened to T first.
+// Backward (training): dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy — three Eigen GEMMs/reductions that
+// accumulate, so a tensor read by several layers sums its gradients for free.
 
 #include <stdexcept>
 #include <string>
@@ -9,6 +11,17 @@
 #include "longnet/nn/common.hpp"
 
 namespace longnet::nn {
+
+// Gradient buffers of one linear layer (torchscale names: <prefix>.weight, <prefix>.bias), always in T.
+template <class T>
+struct linear_grad {
+    matrix<T> weight;  // [out, in]
+    vector<T> bias;    // [out], empty for no bias
+    void set_zero() {
+        weight.setZero();
+        bias.setZero();
+    }
+};
 
 template <class T, class W = T>
 class linear {
@@ -48,6 +61,43 @@ public:
         forward(x, y);
         return y;
     }
+    // Zeroed gradient buffers shaped like the parameters.
+    linear_grad<T> make_grad() const {
+        return {matrix<T>::Zero(out_features(), in_features()), has_bias() ? vector<T>::Zero(out_features()) : vector<T>()};
+    }
+
+    // Backward of forward(x, y): dx += dy·W (dx [rows, in]); grad.weight += dyᵀ·x; grad.bias += Σ_rows dy.
+    void backward(const_matrix_ref<T> x, const_matrix_ref<T> dy, matrix_ref<T> dx, linear_grad<T>& grad) const {
+        backward_input(dy, dx);
+        backward_params(x, dy, grad);
+    }
+    // dx += dy·W only.
+    void backward_input(const_matrix_ref<T> dy, matrix_ref<T> dx) const {
+        if (dy.cols() != out_features() || dx.rows() != dy.rows() || dx.cols() != in_features())
+            throw std::invalid_argument("longnet::nn::linear::backward: dy [" + std::to_string(dy.rows()) + ", " +
+                                        std::to_string(dy.cols()) + "] / dx [" + std::to_string(dx.rows()) + ", " +
+                                        std::to_string(dx.cols()) + "] do not fit weight [" +
+                                        std::to_string(out_features()) + ", " + std::to_string(in_features()) + "]");
+        if constexpr (std::is_same_v<W, T>) {
+            dx.noalias() += dy * weight;
+        } else {
+            const matrix<T> widened = weight.template cast<T>();
+            dx.noalias() += dy * widened;
+        }
+    }
+    // grad.weight += dyᵀ·x, grad.bias += Σ_rows dy only.
+    void backward_params(const_matrix_ref<T> x, const_matrix_ref<T> dy, linear_grad<T>& grad) const {
+        if (x.cols() != in_features() || dy.cols() != out_features() || x.rows() != dy.rows() ||
+            grad.weight.rows() != out_features() || grad.weight.cols() != in_features() ||
+            grad.bias.size() != bias.size())
+            throw std::invalid_argument("longnet::nn::linear::backward: x [" + std::to_string(x.rows()) + ", " +
+                                        std::to_string(x.cols()) + "], dy [" + std::to_string(dy.rows()) + ", " +
+                                        std::to_string(dy.cols()) + "] or the gradient buffers do not fit weight [" +
+                                        std::to_string(out_features()) + ", " + std::to_string(in_features()) + "]");
+        grad.weight.noalias() += dy.transpose() * x;
+        if (has_bias()) grad.bias.noalias() += dy.colwise().sum().transpose();
+    }
+
     // Multiply-add count ×2 of one forward over `rows` rows.
     double flops(index_t rows) const noexcept {
         return 2.0 * static_cast<double>(rows) * static_cast<double>(in_features()) * static_cast<double>(out_features());

@@ -6,6 +6,11 @@
 //   a      = dilated_attention(q, k, v)  (or dense_attention: attention_kind::dense, the drop-in baseline)
 //   y      = out_proj( LN_sub(a) )       (inner Sub-LayerNorm over all D = H·hd)
 // Batch 1: x is one sequence [T, D].
+// Training: forward_train saves q, k (rotated), v, the attention output a, its log-sum-exp and the Sub-LN
+// statistics and output; backward runs out_proj, Sub-LN, the attention backward kernels (grad_mode exact
+// or stop_grad_weights), the transposed XPos rotation and the three projections' backward. The training
+// pass uses XPos's centred form (coefficients()), so it reaches the sequence lengths that form reaches
+// (float ≈ 66K tokens, double ≈ 570K for hd = 64; past that std::overflow_error).
 //
 // Dilated attention with XPos uses the anchored form (xpos.hpp): q and k are rotated once, then for each
 // branch scaled by the decay anchored on that branch's segments, and the branch runs on those copies
@@ -23,6 +28,7 @@
 #include <vector>
 
 #include "longnet/attention.hpp"
+#include "longnet/backward.hpp"
 #include "longnet/dilated_attention.hpp"
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/layer_norm.hpp"
@@ -54,6 +60,30 @@ struct attention_config {
                                         " must be even for rotary/XPos positions");
         if (kind == attention_kind::dilated) longnet::validate(dilated);
     }
+};
+
+// Gradient buffers of one attention block (torchscale names under <prefix>.self_attn.).
+template <class T>
+struct attention_grad {
+    linear_grad<T> q_proj, k_proj, v_proj, out_proj;
+    layer_norm_grad<T> inner_attn_ln;
+    void set_zero() {
+        q_proj.set_zero();
+        k_proj.set_zero();
+        v_proj.set_zero();
+        out_proj.set_zero();
+        inner_attn_ln.set_zero();
+    }
+};
+
+// What multihead_attention::forward_train saves for backward.
+template <class T>
+struct attention_activations {
+    matrix<T> q, k, v;                // [T, D] as the attention op saw them (q, k after XPos)
+    matrix<T> a;                      // [T, D] attention output (Sub-LN input)
+    std::vector<accum_t<T>> lse;      // [T, H] merged log-sum-exp
+    vector<T> ln_mean, ln_rstd;       // Sub-LN statistics
+    matrix<T> a_ln;                   // [T, D] Sub-LN output (out_proj input)
 };
 
 template <class T, class W = T>
@@ -145,6 +175,82 @@ public:
         return y;
     }
 
+    attention_grad<T> make_grad() const {
+        return {q_proj.make_grad(), k_proj.make_grad(), v_proj.make_grad(), out_proj.make_grad(), inner_attn_ln.make_grad()};
+    }
+
+    // Training forward: y = Attn(x) (XPos in its centred form, whole sequence from position 0), saving
+    // what backward needs in act. x, y [T, D], may not alias.
+    void forward_train(const_matrix_ref<T> x, matrix_ref<T> y, attention_activations<T>& act) const {
+        const index_t seq = x.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        if (x.cols() != dim || y.rows() != seq || y.cols() != dim)
+            throw std::invalid_argument("longnet::nn::multihead_attention::forward_train: input [" +
+                                        std::to_string(x.rows()) + ", " + std::to_string(x.cols()) +
+                                        "] / output do not fit embed dim " + std::to_string(dim));
+        act.q.resize(seq, dim);
+        act.k.resize(seq, dim);
+        act.v.resize(seq, dim);
+        act.a.resize(seq, dim);
+        act.a_ln.resize(seq, dim);
+        act.lse.assign(static_cast<std::size_t>(seq * heads), accum_t<T>(0));
+        q_proj.forward(x, act.q);
+        k_proj.forward(x, act.k);
+        v_proj.forward(x, act.v);
+        if (config.rotary.kind != position_encoding::none) {
+            rotary.apply(act.q, rotary.coefficients(seq, false));
+            rotary.apply(act.k, rotary.coefficients(seq, true));
+        }
+        using CT = const T;
+        auto qv = make_bnhd<CT>(act.q.data(), 1, seq, heads, hd);
+        auto kv = make_bnhd<CT>(act.k.data(), 1, seq, heads, hd);
+        auto vv = make_bnhd<CT>(act.v.data(), 1, seq, heads, hd);
+        auto ov = make_bnhd<T>(act.a.data(), 1, seq, heads, hd);
+        auto lv = make_lse_bnh<accum_t<T>>(act.lse.data(), 1, seq, heads);
+        if (config.kind == attention_kind::dilated)
+            dilated_attention(qv, kv, vv, ov, config.dilated, lv);
+        else
+            dense_attention(qv, kv, vv, ov, train_dense_options(), lv);
+        inner_attn_ln.forward_train(act.a, act.a_ln, act.ln_mean, act.ln_rstd);
+        out_proj.forward(act.a_ln, y);
+    }
+
+    // Backward of forward_train(x, ...): dx += ∂/∂x (dx [T, D]), grad += parameter gradients.
+    void backward(const_matrix_ref<T> x, const_matrix_ref<T> dy, const attention_activations<T>& act,
+                  matrix_ref<T> dx, attention_grad<T>& grad, grad_mode mode = grad_mode::exact) const {
+        const index_t seq = x.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        if (x.cols() != dim || dy.rows() != seq || dy.cols() != dim || dx.rows() != seq || dx.cols() != dim ||
+            act.a.rows() != seq)
+            throw std::invalid_argument("longnet::nn::multihead_attention::backward: x, dy, dx or the saved "
+                                        "activations do not fit [" + std::to_string(seq) + ", " + std::to_string(dim) + "]");
+        matrix<T> d_ln = matrix<T>::Zero(seq, dim);
+        out_proj.backward(act.a_ln, dy, d_ln, grad.out_proj);
+        matrix<T> da = matrix<T>::Zero(seq, dim);
+        inner_attn_ln.backward(act.a, d_ln, act.ln_mean, act.ln_rstd, da, grad.inner_attn_ln);
+        d_ln.resize(0, 0);
+        matrix<T> dq(seq, dim), dk(seq, dim), dv(seq, dim);  // overwritten by the kernels
+        using CT = const T;
+        auto qv = make_bnhd<CT>(act.q.data(), 1, seq, heads, hd);
+        auto kv = make_bnhd<CT>(act.k.data(), 1, seq, heads, hd);
+        auto vv = make_bnhd<CT>(act.v.data(), 1, seq, heads, hd);
+        auto ov = make_bnhd<CT>(act.a.data(), 1, seq, heads, hd);
+        auto dov = make_bnhd<CT>(da.data(), 1, seq, heads, hd);
+        auto lv = make_lse_bnh<const accum_t<T>>(act.lse.data(), 1, seq, heads);
+        auto dqv = make_bnhd<T>(dq.data(), 1, seq, heads, hd);
+        auto dkv = make_bnhd<T>(dk.data(), 1, seq, heads, hd);
+        auto dvv = make_bnhd<T>(dv.data(), 1, seq, heads, hd);
+        if (config.kind == attention_kind::dilated)
+            dilated_attention_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, config.dilated, mode);
+        else
+            dense_attention_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, train_dense_options());
+        if (config.rotary.kind != position_encoding::none) {  // XPos backward: the rotation's transpose
+            rotary.apply(dq, transposed_coefficients(rotary.coefficients(seq, false)));
+            rotary.apply(dk, transposed_coefficients(rotary.coefficients(seq, true)));
+        }
+        q_proj.backward(x, dq, dx, grad.q_proj);
+        k_proj.backward(x, dk, dx, grad.k_proj);
+        v_proj.backward(x, dv, dx, grad.v_proj);
+    }
+
     // Throws std::invalid_argument unless first_position is 0, or (dilated) a multiple of every segment length.
     void check_first_position(index_t first_position) const {
         if (first_position == 0) return;
@@ -185,6 +291,21 @@ private:
                 make_bnhd<CT>(qb.data(), 1, seq, heads, hd), make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, ov, lse,
                 config.dilated, br, scale);
         }
-    }};
+    }
+
+    // Training pass helpers.
+    attention_options train_dense_options() const {
+        attention_options dense;
+        dense.causal = config.dilated.causal;
+        dense.scale = config.dilated.scale;
+        return dense;
+    }
+    // The transposed rotation's coefficient table: same cos·s, negated sin·s.
+    static matrix<T> transposed_coefficients(matrix<T> table) {
+        for (index_t i = 0; i < table.rows(); ++i)
+            for (index_t c = 1; c < table.cols(); c += 2) table(i, c) = -table(i, c);
+        return table;
+    }
+};
 
 }  // namespace longnet::nn

@@ -3,9 +3,11 @@
 // longnet::nn umbrella: the LongNet decoder and its layers (needs Eigen 3.4 and nlohmann/json).
 
 #include "longnet/nn/common.hpp"
+#include "longnet/nn/cross_entropy.hpp"
 #include "longnet/nn/decoder.hpp"
 #include "longnet/nn/decoder_config.hpp"
 #include "longnet/nn/decoder_layer.hpp"
+#include "longnet/nn/embedding.hpp"
 #include "longnet/nn/feed_forward.hpp"
 #include "longnet/nn/gelu.hpp"
 #include "longnet/nn/layer_norm.hpp"

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Softmax cross-entropy over the vocabulary (natural log), forward and backward on a block of logit rows.
+//   loss_t = log Σ_v exp(z_tv) − z_t,target(t)
+//   ∂loss_t/∂z_tv = softmax(z_t)_v − [v = target(t)]
+// The backward overwrites the logits with their gradient (no second [rows, V] buffer); callers run it
+// over blocks of rows (decoder: loss_row_block) so the [T, V] logits never exist at once.
+// Every target must be in [0, V) (checked: std::out_of_range naming the row and value).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "longnet/nn/common.hpp"
+
+namespace longnet::nn {
+
+namespace detail {
+inline void check_targets(const std::int64_t* targets, index_t rows, index_t vocab) {
+    for (index_t i = 0; i < rows; ++i)
+        if (targets[i] < 0 || targets[i] >= vocab)
+            throw std::out_of_range("longnet::nn::cross_entropy: target " + std::to_string(targets[i]) + " at row " +
+                                    std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+}
+// log Σ exp over one row, max-shifted, in double.
+template <class T>
+double row_log_sum_exp(const T* z, index_t vocab, double& max_out) {
+    double m = -INFINITY;
+    for (index_t v = 0; v < vocab; ++v) m = std::max(m, static_cast<double>(z[v]));
+    double sum = 0;
+    for (index_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(z[v]) - m);
+    max_out = m;
+    return m + std::log(sum);
+}
+}  // namespace detail
+
+// Sum over the rows of the cross-entropy of logits [rows, V] against targets[0 .. rows).
+template <class T>
+double cross_entropy_forward(const_matrix_ref<T> logits, const std::int64_t* targets) {
+    const index_t rows = logits.rows(), vocab = logits.cols();
+    detail::check_targets(targets, rows, vocab);
+    std::vector<double> loss(static_cast<std::size_t>(rows));
+    LONGNET_NN_PARALLEL_FOR
+    for (index_t i = 0; i < rows; ++i) {
+        const T* z = logits.data() + i * logits.outerStride();
+        double m;
+        loss[static_cast<std::size_t>(i)] = detail::row_log_sum_exp(z, vocab, m) - static_cast<double>(z[targets[i]]);
+    }
+    double total = 0;
+    for (double l : loss) total += l;  // fixed order: same sum for any thread count
+    return total;
+}
+
+// Forward and backward at once: returns the summed loss as cross_entropy_forward does, and replaces
+// logits by grad_scale · ∂(summed loss)/∂logits = grad_scale · (softmax − one_hot(target)).
+template <class T>
+double cross_entropy_backward(matrix_ref<T> logits, const std::int64_t* targets, double grad_scale) {
+    const index_t rows = logits.rows(), vocab = logits.cols();
+    detail::check_targets(targets, rows, vocab);
+    std::vector<double> loss(static_cast<std::size_t>(rows));
+    LONGNET_NN_PARALLEL_FOR
+    for (index_t i = 0; i < rows; ++i) {
+        T* z = logits.data() + i * logits.outerStride();
+        double m;
+        const double lse = detail::row_log_sum_exp(z, vocab, m);
+        loss[static_cast<std::size_t>(i)] = lse - static_cast<double>(z[targets[i]]);
+        for (index_t v = 0; v < vocab; ++v) z[v] = static_cast<T>(std::exp(static_cast<double>(z[v]) - lse) * grad_scale);
+        z[targets[i]] = static_cast<T>(static_cast<double>(z[targets[i]]) - grad_scale);
+    }
+    double total = 0;
+    for (double l : loss) total += l;
+    return total;
+}
+
+}  // namespace longnet::nn
