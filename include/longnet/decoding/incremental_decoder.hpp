@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Incremental decoding of a LongNet decoder (nn::decoder with dilated attention) with a bounded cache.
+//
+//   longnet::decoding::incremental_decoder<float> gen(model);     // keeps a reference to model
+//   auto state = gen.make_state();
+//   nn::vector<float> logits = gen.prefill(state, prompt);         // logits of the last prompt token
+//   logits = gen.step(state, next_token);                          // logits at the next position
+//
+// prefill(tokens) runs the full-sequence forward (the dilated kernels) over the prompt and keeps, per
+// layer, branch and head, the keys and values of the current segment's selected rows (decoding/state.hpp).
+// step(token) appends the token at position p = state.position(): in each branch where the head selects
+// p, its key and value join the cache and its query attends to the cached rows (all at positions ≤ p, in
+// p's segment); the branches merge through their log-sum-exps as in dilated_attention (SPEC §3, §8).
+// The logits of step at p equal row p of the full forward's logits (to rounding), for both offset
+// policies, any prompt length (0 included) and across segment boundaries of every branch. A step costs
+// the same at position 1K and at position 1G: it reads at most Σ_branches ceil(w/r) rows per head.
+//
+// Batches: prefill(states, prompts) and step(states, tokens) take one state per sequence; each sequence
+// has its own length and position. step runs the dense layers of the whole batch as one GEMM.
+//
+// first_position (prefill): the prompt's tokens sit at positions first_position .. first_position + n − 1.
+// It must be a multiple of every segment length; then nothing before it is visible to these or later
+// tokens, and the state equals that of any sequence of first_position earlier tokens followed by the
+// prompt. This reaches long positions cheaply (benchmarks, streaming past a segment boundary).
+//
+// Errors (std::invalid_argument, or std::out_of_range for token ids): a token outside [0, vocab) (named
+// with its position), prefill on a state that is not at position 0, a state made for another model, a
+// batch whose sizes differ or that names one state twice, a model with dense attention (its cache would
+// grow with the position).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "longnet/decoding/state.hpp"
+#include "longnet/detail/forward.hpp"
+#include "longnet/nn/decoder.hpp"
+#include "longnet/options.hpp"
+
+namespace longnet::decoding {
+
+template <class T, class W = T>
+class incremental_decoder {
+public:
+    using model_type = nn::decoder<T, W>;
+
+    explicit incremental_decoder(const model_type& model) : model_(&model) {
+        if (model.layers.empty()) throw std::invalid_argument("longnet::decoding: the model has no layers");
+        if (model.options.attention != nn::attention_kind::dilated)
+            throw std::invalid_argument("longnet::decoding: incremental decoding needs dilated attention; with dense "
+                                        "attention the cache would grow with the position");
+    }
+
+    const model_type& model() const noexcept { return *model_; }
+    const dilated_options& attention() const noexcept { return model_->layers.front().self_attn.config.dilated; }
+
+    // An empty state (position 0) for this model.
+    decoding_state<T> make_state() const {
+        const nn::decoder_config& c = model_->config;
+        return decoding_state<T>(static_cast<index_t>(model_->layers.size()), c.heads, c.head_dim(), attention());
+    }
+
+    // ---- one sequence ------------------------------------------------------------------------------------
+
+    // Feeds the prompt (positions first_position ..) to a state at position 0; returns the logits [vocab]
+    // of its last token (an empty vector for an empty prompt).
+    nn::vector<T> prefill(decoding_state<T>& state, const std::vector<std::int64_t>& tokens, index_t first_position = 0,
+                          nn::forward_profile* profile = nullptr) const {
+        check_state(state, "prefill");
+        if (state.position_ != 0)
+            throw std::invalid_argument("longnet::decoding::prefill: the state is at position " + std::to_string(state.position_) +
+                                        ", not 0; continue it with step() or clear() it first");
+        model_->layers.front().self_attn.check_first_position(first_position);
+        check_tokens(tokens, first_position, "prefill");
+        const index_t n = static_cast<index_t>(tokens.size()), next = first_position + n;
+        for (index_t b = 0; b < state.branch_count(); ++b)
+            state.start_segment(b, next / state.branches_[static_cast<std::size_t>(b)].segment_length);
+        state.position_ = first_position;
+        if (n == 0) return nn::vector<T>();
+
+        nn::matrix<T> x = model_->embed(tokens), h(n, model_->embed_dim()), y(n, model_->embed_dim());
+        for (std::size_t l = 0; l < model_->layers.size(); ++l) {
+            const auto& layer = model_->layers[l];
+            const auto keep = [&](const nn::matrix<T>& keys, const nn::matrix<T>& values) {
+                fill_layer(state, static_cast<index_t>(l), keys, values, first_position);
+            };
+            // the decoder layer (nn/decoder_layer.hpp) with the cache observer on its attention
+            layer.self_attn_layer_norm.forward(x, h);
+            layer.self_attn.forward(h, y, profile, first_position, keep);
+            x += y;
+            layer.final_layer_norm.forward(x, h);
+            layer.ffn.forward(h, y, profile);
+            x += y;
+        }
+        state.position_ = next;
+        nn::matrix<T> last = x.bottomRows(1);
+        model_->final_norm.forward(last, last);
+        return model_->project(last, profile).row(0).transpose();
+    }
+
+    // Feeds one token at position state.position(); returns the logits [vocab] at that position.
+    nn::vector<T> step(decoding_state<T>& state, std::int64_t token) const {
+        decoding_state<T>* one = &state;
+        return step_batch(&one, &token, 1).row(0).transpose();
+    }
+
+    // ---- batches ------------------------------------------------------------------------------------------
+
+    // prompts[i] into states[i] (each at position 0); row i of the result: the logits of its last token
+    // (NaN for an empty prompt: there is nothing to predict from).
+    nn::matrix<T> prefill(std::vector<decoding_state<T>>& states, const std::vector<std::vector<std::int64_t>>& prompts) const {
+        if (states.size() != prompts.size())
+            throw std::invalid_argument("longnet::decoding::prefill: " + std::to_string(states.size()) + " states but " +
+                                        std::to_string(prompts.size()) + " prompts");
+        nn::matrix<T> logits(static_cast<index_t>(states.size()), model_->vocab_size());
+        for (std::size_t i = 0; i < states.size(); ++i) {
+            const nn::vector<T> row = prefill(states[i], prompts[i]);
+            if (row.size() == 0) logits.row(static_cast<index_t>(i)).setConstant(std::numeric_limits<T>::quiet_NaN());
+            else logits.row(static_cast<index_t>(i)) = row.transpose();
+        }
+        return logits;
+    }
+
+    // tokens[i] into states[i], at each state's own position; row i: its logits.
+    nn::matrix<T> step(std::vector<decoding_state<T>>& states, const std::vector<std::int64_t>& tokens) const {
+        if (states.size() != tokens.size())
+            throw std::invalid_argument("longnet::decoding::step: " + std::to_string(states.size()) + " states but " +
+                                        std::to_string(tokens.size()) + " tokens");
+        std::vector<decoding_state<T>*> ptrs;
+        for (auto& s : states) ptrs.push_back(&s);
+        return step_batch(ptrs.data(), tokens.data(), static_cast<index_t>(tokens.size()));
+    }
+    // The same over states held elsewhere (each pointer once).
+    nn::matrix<T> step(const std::vector<decoding_state<T>*>& states, const std::vector<std::int64_t>& tokens) const {
+        if (states.size() != tokens.size())
+            throw std::invalid_argument("longnet::decoding::step: " + std::to_string(states.size()) + " states but " +
+                                        std::to_string(tokens.size()) + " tokens");
+        return step_batch(states.data(), tokens.data(), static_cast<index_t>(tokens.size()));
+    }
+
+private:
+    const model_type* model_;
+
+    void check_state(const decoding_state<T>& s, const char* what) const {
+        const nn::decoder_config& c = model_->config;
+        const dilated_options& a = attention();
+        bool same = s.layers_ == static_cast<index_t>(model_->layers.size()) && s.heads_ == c.heads &&
+                    s.head_dim_ == c.head_dim() && s.offsets_ == a.offsets && s.branches_.size() == a.branches.size();
+        for (std::size_t b = 0; same && b < a.branches.size(); ++b)
+            same = s.branches_[b].segment_length == a.branches[b].segment_length && s.branches_[b].dilation == a.branches[b].dilation;
+        if (!same)
+            throw std::invalid_argument(std::string("longnet::decoding::") + what + ": the state (" + std::to_string(s.layers_) +
+                                        " layers, " + std::to_string(s.heads_) + " heads, head dim " + std::to_string(s.head_dim_) +
+                                        ", " + std::to_string(s.branches_.size()) +
+                                        " branches) was not made for this model; use make_state()");
+    }
+
+    void check_tokens(const std::vector<std::int64_t>& tokens, index_t first_position, const char* what) const {
+        const index_t vocab = model_->vocab_size();
+        for (std::size_t i = 0; i < tokens.size(); ++i)
+            if (tokens[i] < 0 || tokens[i] >= vocab)
+                throw std::out_of_range(std::string("longnet::decoding::") + what + ": token " + std::to_string(tokens[i]) +
+                                        " at position " + std::to_string(first_position + static_cast<index_t>(i)) +
+                                        " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
+
+    // Prefill: keep layer l's rows of the current segment of every branch (keys decayed per branch).
+    void fill_layer(decoding_state<T>& state, index_t l, const nn::matrix<T>& keys, const nn::matrix<T>& values,
+                    index_t first_position) const {
+        const auto& attn = model_->layers[static_cast<std::size_t>(l)].self_attn;
+        const auto& rotary = attn.rotary;
+        const bool xpos = attn.config.rotary.kind == nn::position_encoding::xpos;
+        const index_t n = keys.rows(), next = first_position + n, H = state.heads_, hd = state.head_dim_, half = hd / 2;
+        for (index_t b = 0; b < state.branch_count(); ++b) {
+            const branch& br = state.branches_[static_cast<std::size_t>(b)];
+            const index_t start = next / br.segment_length * br.segment_length;  // segment of the next token
+            const index_t len = next - start;                                     // its rows seen so far
+            nn::matrix<T> decay;                                                  // [len, hd/2] key factors
+            if (xpos && len > 0) {
+                decay.resize(len, half);
+                const index_t a = rotary.anchor(start, br.segment_length);
+                rotary.check_decay_range(start - a, br.segment_length);
+                rotary.check_decay_range(next - 1 - a, br.segment_length);
+                for (index_t u = 0; u < len; ++u)
+                    for (index_t c = 0; c < half; ++c) decay(u, c) = rotary.decay_factor(start + u - a, c, true);
+            }
+            for (index_t h = 0; h < H; ++h) {
+                const index_t offset = head_offset(state.offsets_, h, H, br.dilation);
+                const index_t count = len > offset ? (len - offset + br.dilation - 1) / br.dilation : 0;
+                state.reserve(l, b, h, count);
+                auto& s = state.at(l, b, h);
+                s.rows = count;
+                for (index_t m = 0; m < count; ++m) {
+                    const index_t u = offset + m * br.dilation, row = start + u - first_position;
+                    const T* k = keys.data() + row * keys.cols() + h * hd;
+                    const T* v = values.data() + row * values.cols() + h * hd;
+                    T* kd = s.keys.data() + m * hd;
+                    T* vd = s.values.data() + m * hd;
+                    for (index_t d = 0; d < hd; ++d) vd[d] = v[d];
+                    if (xpos)
+                        for (index_t c = 0; c < half; ++c) {
+                            kd[2 * c] = k[2 * c] * decay(u, c);
+                            kd[2 * c + 1] = k[2 * c + 1] * decay(u, c);
+                        }
+                    else
+                        for (index_t d = 0; d < hd; ++d) kd[d] = k[d];
+                }
+            }
+        }
+    }
+
+    // o = softmax(τ·K·q)·V over `rows` cached rows; returns log Σ_j exp(τ·q·k_j).
+    static T attend_one(const T* q_scaled, const T* keys, const T* values, index_t rows, index_t hd, T* out,
+                        nn::vector<T>& scores) {
+        using cmap = Eigen::Map<const nn::matrix<T>>;
+        using cvec = Eigen::Map<const nn::vector<T>>;
+        scores.noalias() = cmap(keys, rows, hd) * cvec(q_scaled, hd);
+        const T m = scores.maxCoeff();
+        scores = (scores.array() - m).exp();
+        const T sum = scores.sum();
+        Eigen::Map<nn::vector<T>>(out, hd).noalias() = cmap(values, rows, hd).transpose() * scores;
+        Eigen::Map<nn::vector<T>>(out, hd) /= sum;
+        return m + std::log(sum);
+    }
+
+    nn::matrix<T> step_batch(decoding_state<T>* const* states, const std::int64_t* tokens, index_t n) const {
+        if (n < 1) throw std::invalid_argument("longnet::decoding::step: an empty batch");
+        for (index_t i = 0; i < n; ++i) {
+            check_state(*states[i], "step");
+            for (index_t j = 0; j < i; ++j)
+                if (states[j] == states[i])
+                    throw std::invalid_argument("longnet::decoding::step: batch entries " + std::to_string(j) + " and " +
+                                                std::to_string(i) + " are the same state");
+            check_tokens({tokens[i]}, states[i]->position_, "step");
+        }
+        const nn::decoder_config& c = model_->config;
+        const index_t D = c.embed_dim, H = c.heads, hd = c.head_dim(), half = hd / 2, L = static_cast<index_t>(model_->layers.size());
+        const std::vector<branch>& branches = attention().branches;
+        const index_t nb = static_cast<index_t>(branches.size());
+        const offset_policy offsets = attention().offsets;
+
+        // per (sequence, branch): segment roll-over and in-segment index; per (sequence, branch, head): selected?
+        std::vector<index_t> in_segment(static_cast<std::size_t>(n * nb));
+        std::vector<char> selected(static_cast<std::size_t>(n * nb * H));
+        for (index_t i = 0; i < n; ++i) {
+            decoding_state<T>& s = *states[i];
+            const index_t p = s.position_;
+            for (index_t b = 0; b < nb; ++b) {
+                const branch& br = branches[static_cast<std::size_t>(b)];
+                const index_t g = p / br.segment_length;
+                if (g != s.segment_[static_cast<std::size_t>(b)]) s.start_segment(b, g);  // the old rows are invisible now
+                const index_t u = p - g * br.segment_length;
+                in_segment[static_cast<std::size_t>(i * nb + b)] = u;
+                for (index_t h = 0; h < H; ++h) {
+                    const index_t o = head_offset(offsets, h, H, br.dilation);
+                    const bool sel = u >= o && (u - o) % br.dilation == 0;
+                    selected[static_cast<std::size_t>((i * nb + b) * H + h)] = sel;
+                    if (sel)
+                        for (index_t l = 0; l < L; ++l) s.reserve(l, b, h, s.at(l, b, h).rows + 1);
+                }
+            }
+        }
+
+        std::vector<std::int64_t> ids(tokens, tokens + n);
+        nn::matrix<T> x = model_->embed(ids), hN(n, D), q(n, D), k(n, D), v(n, D), a(n, D), y(n, D);
+        nn::matrix<T> q_decay(n * nb, half), k_decay(n * nb, half);
+        const T tau = static_cast<T>(effective_scale(attention().scale, hd));
+        for (index_t l = 0; l < L; ++l) {
+            const auto& layer = model_->layers[static_cast<std::size_t>(l)];
+            const auto& attn = layer.self_attn;
+            const bool xpos = attn.config.rotary.kind == nn::position_encoding::xpos;
+            layer.self_attn_layer_norm.forward(x, hN);
+            attn.q_proj.forward(hN, q);
+            attn.k_proj.forward(hN, k);
+            attn.v_proj.forward(hN, v);
+            if (attn.config.rotary.kind != nn::position_encoding::none)
+                for (index_t i = 0; i < n; ++i) {
+                    const nn::matrix<T> table = attn.rotary.rotation(states[i]->position_, 1);
+                    attn.rotary.apply(q.middleRows(i, 1), table);
+                    attn.rotary.apply(k.middleRows(i, 1), table);
+                }
+            if (xpos)
+                for (index_t i = 0; i < n; ++i)
+                    for (index_t b = 0; b < nb; ++b) {
+                        const index_t w = branches[static_cast<std::size_t>(b)].segment_length, p = states[i]->position_;
+                        const index_t offset = p - attn.rotary.anchor(p, w);
+                        attn.rotary.check_decay_range(offset, w);
+                        for (index_t cc = 0; cc < half; ++cc) {
+                            q_decay(i * nb + b, cc) = attn.rotary.decay_factor(offset, cc, false);
+                            k_decay(i * nb + b, cc) = attn.rotary.decay_factor(offset, cc, true);
+                        }
+                    }
+            a.setZero();
+            const index_t tasks = n * H;
+            LONGNET_NN_PARALLEL_FOR
+            for (index_t t = 0; t < tasks; ++t) {
+                const index_t i = t / H, h = t % H;
+                decoding_state<T>& s = *states[i];
+                nn::vector<T> qd(hd), o(hd), scores;
+                T lse = -std::numeric_limits<T>::infinity();
+                T* out = a.data() + i * D + h * hd;
+                const T* qi = q.data() + i * D + h * hd;
+                const T* ki = k.data() + i * D + h * hd;
+                const T* vi = v.data() + i * D + h * hd;
+                for (index_t b = 0; b < nb; ++b) {
+                    if (!selected[static_cast<std::size_t>((i * nb + b) * H + h)]) continue;
+                    auto& slot = s.at(l, b, h);
+                    T* kd = slot.keys.data() + slot.rows * hd;
+                    T* vd = slot.values.data() + slot.rows * hd;
+                    for (index_t d = 0; d < hd; ++d) vd[d] = vi[d];
+                    if (xpos) {
+                        const T* kf = k_decay.data() + (i * nb + b) * half;
+                        const T* qf = q_decay.data() + (i * nb + b) * half;
+                        for (index_t cc = 0; cc < half; ++cc) {
+                            kd[2 * cc] = ki[2 * cc] * kf[cc];
+                            kd[2 * cc + 1] = ki[2 * cc + 1] * kf[cc];
+                            qd[2 * cc] = qi[2 * cc] * qf[cc];
+                            qd[2 * cc + 1] = qi[2 * cc + 1] * qf[cc];
+                        }
+                    } else {
+                        for (index_t d = 0; d < hd; ++d) {
+                            kd[d] = ki[d];
+                            qd[d] = qi[d];
+                        }
+                    }
+                    ++slot.rows;
+                    qd *= tau;  // the forward's kernels pre-scale queries by τ too
+                    scores.resize(slot.rows);
+                    const T lb = attend_one(qd.data(), slot.keys.data(), slot.values.data(), slot.rows, hd, o.data(), scores);
+                    longnet::detail::merge_row<T, T>(out, lse, o.data(), lb, hd);  // branch merge, as the forward
+                }
+            }
+            attn.inner_attn_ln.forward(a, a);
+            attn.out_proj.forward(a, y);
+            x += y;
+            layer.final_layer_norm.forward(x, hN);
+            layer.ffn.forward(hN, y);
+            x += y;
+        }
+        model_->final_norm.forward(x, x);
+        for (index_t i = 0; i < n; ++i) ++states[i]->position_;
+        return model_->project(x);
+    }
+};
+
+}  // namespace longnet::decoding
