@@ -12,8 +12,8 @@ file(GLOB_RECURSE _longnet_public_headers CONFIGURE_DEPENDS
      RELATIVE "${_longnet_include_root}" "${_longnet_include_root}/longnet/*.hpp")
 list(FILTER _longnet_public_headers EXCLUDE REGEX "/detail/")
 if(NOT LONGNET_WITH_EIGEN)
-  list(FILTER _longnet_public_headers EXCLUDE REGEX "^longnet/(nn|decoding)/")
-  message(STATUS "longnet: Eigen not found, longnet/nn/ and longnet/decoding/ headers are not checked")
+  list(FILTER _longnet_public_headers EXCLUDE REGEX "^longnet/(nn|decoding|training)/")
+  message(STATUS "longnet: Eigen not found, longnet/nn/, longnet/decoding/ and longnet/training/ headers are not checked")
 endif()
 list(SORT _longnet_public_headers)
 
