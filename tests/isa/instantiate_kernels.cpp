@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+// ISA warning check: instantiates every kernel (forward and backward for each storage type, the nn
+// decoder forward) so that the compiler sees the SIMD code paths of the target it is given. Built by
+// CTest (tests/isa/isa_check.cmake) with -O3 -Wall -Wextra -Wpedantic -Werror for several -march
+// targets and with both g++ and clang++: what a user's -Werror build would see on such a machine.
+// Compile only: nothing here runs (the test suites run the kernels against the oracle).
+#include <longnet/longnet.hpp>
+#if LONGNET_ISA_CHECK_NN
+#include <longnet/nn/nn.hpp>
+#endif
+
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+template <class T>
+void instantiate_attention() {
+    using L = longnet::accum_t<T>;
+    const longnet::index_t b = 1, n = 64, h = 2, d = 16;
+    const std::size_t count = static_cast<std::size_t>(b * n * h * d);
+    std::vector<T> q(count, T(0.5f)), k(count, T(0.25f)), v(count, T(1.0f)), out(count), dout(count, T(1.0f));
+    std::vector<T> dq(count), dk(count), dv(count);
+    std::vector<L> lse(static_cast<std::size_t>(b * n * h));
+    const auto opt = longnet::dilated_options::from_lists({16, 32}, {1, 2}, /*causal=*/true);
+    auto view = [&](std::vector<T>& x) { return longnet::make_bnhd(x.data(), b, n, h, d); };
+    auto cview = [&](const std::vector<T>& x) { return longnet::make_bnhd<const T>(x.data(), b, n, h, d); };
+    const auto lv = longnet::make_lse_bnh(lse.data(), b, n, h);
+    longnet::attention_options dense;
+    dense.causal = true;
+    longnet::dense_attention(cview(q), cview(k), cview(v), view(out), dense, lv);
+    longnet::dilated_attention(cview(q), cview(k), cview(v), view(out), opt, lv);
+    longnet::dilated_attention_backward(cview(q), cview(k), cview(v), cview(out),
+                                        longnet::make_lse_bnh<const L>(lse.data(), b, n, h), cview(dout), view(dq),
+                                        view(dk), view(dv), opt);
+}
+
+}  // namespace
+
+int longnet_isa_check() {
+    instantiate_attention<float>();
+    instantiate_attention<double>();
+    instantiate_attention<longnet::bfloat16>();
+    instantiate_attention<longnet::half>();
+#if LONGNET_ISA_CHECK_NN
+    longnet::nn::decoder_config cfg;
+    cfg.vocab_size = 32;
+    cfg.embed_dim = 16;
+    cfg.heads = 2;
+    cfg.ffn_dim = 32;
+    cfg.layers = 1;
+    cfg.segment_length = {8, 16};
+    cfg.dilated_ratio = {1, 2};
+    longnet::nn::decoder<float> f(cfg);
+    longnet::nn::decoder<double> d(cfg);
+    const std::vector<std::int64_t> tokens{1, 2, 3};
+    return static_cast<int>(f.forward(tokens)(0, 0) + static_cast<float>(d.forward(tokens)(0, 0)));
+#else
+    return 0;
+#endif
+}
