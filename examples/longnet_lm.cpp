@@ -17,6 +17,19 @@
 // over N random tokens. Only the last row's logits are computed (never the [N, vocab] matrix); --logits
 // saves that row. Progress per layer on stderr; the last line gives tokens/s and the time split.
 // Batch 1 (one sequence). Exit codes: 0 success, 1 data error (files, shapes, memory), 2 usage error.
+//
+// Generation (incremental decoding with the bounded cache of longnet/decoding/):
+//   longnet_lm generate --weights W --config C (--prompt-tokens P.npy | --prompt TEXT) --max-new-tokens N
+//              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy]
+//              [--dtype float|double] [--weights-dtype float|bf16] [--offsets torchscale|paper]
+//              [--angles torchscale|float64]
+//   longnet_lm generate --random-config base --prompt-random N --max-new-tokens M [--layers L] [--vocab V]
+//              [sampling flags] [--seed S] [--out-tokens OUT.npy]
+// Prefill runs the full forward over the prompt; each new token is one step. Tokens are printed on
+// stdout as they come: as text for --prompt (a byte-level model: ids 0..255 are bytes; vocab >= 256;
+// other ids print as <id>), as ids otherwise. Then, on stderr, prefill and decoding tokens/s and the cache
+// size. --temperature 0 is greedy (default 1), --top-k 0 and --top-p 1 are off (defaults); the same
+// --seed gives the same tokens. --out-tokens writes prompt + generated ids as int64 [n].
 
 #include <algorithm>
 #include <chrono>
@@ -29,6 +42,7 @@
 
 #include <unistd.h>
 
+#include <longnet/decoding/decoding.hpp>
 #include <longnet/io/npy.hpp>
 #include <longnet/io/safetensors.hpp>
 #include <longnet/nn/nn.hpp>
@@ -46,7 +60,13 @@ const char* const usage_text =
     "             [--attention dilated|dense] [--offsets torchscale|paper] [--angles torchscale|float64]\n"
     "             [--last-only]\n"
     "  longnet_lm --random-config base --tokens-random N [--seed S] [--layers L] [--vocab V]\n"
-    "             [--attention dilated|dense] [--weights-dtype float|bf16] [--logits last_row.npy]\n";
+    "             [--attention dilated|dense] [--weights-dtype float|bf16] [--logits last_row.npy]\n"
+    "  longnet_lm generate --weights W --config C (--prompt-tokens P.npy | --prompt TEXT) --max-new-tokens N\n"
+    "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy]\n"
+    "             [--dtype float|double] [--weights-dtype float|bf16] [--offsets torchscale|paper]\n"
+    "             [--angles torchscale|float64]\n"
+    "  longnet_lm generate --random-config base --prompt-random N --max-new-tokens N [--layers L] [--vocab V]\n"
+    "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy]\n";
 
 struct arguments {
     std::string weights, config, tokens, logits, hidden, random_config;
@@ -234,7 +254,217 @@ int run_random(const arguments& a) {
     return 0;
 }
 
+// ---- generate -------------------------------------------------------------------------------------------
+
+namespace dec = longnet::decoding;
+
+struct generate_arguments {
+    std::string weights, config, prompt_tokens, prompt_text, out_tokens, random_config;
+    bool text = false;  // --prompt given: byte-level model, stream text
+    std::string dtype = "float", weights_dtype = "float";
+    std::int64_t prompt_random = 0, max_new = -1, layers = -1, vocab = 32000;
+    std::uint64_t seed = 0;
+    dec::sampling_options sampling;
+    nn::model_options options;
+};
+
+generate_arguments parse_generate(int argc, char** argv) {
+    generate_arguments a;
+    cli::arg_reader r(argc, argv);
+    if (r.done()) throw cli::usage_error("generate: no arguments");
+    while (!r.done()) {
+        const std::string f = r.next_flag();
+        if (f == "--help") {
+            std::fputs(usage_text, stdout);
+            std::exit(0);
+        } else if (f == "--weights") a.weights = r.value(f);
+        else if (f == "--config") a.config = r.value(f);
+        else if (f == "--prompt-tokens") a.prompt_tokens = r.value(f);
+        else if (f == "--prompt") {
+            a.prompt_text = r.value(f);  // "" is refused there: "--prompt needs a non-empty value"
+            a.text = true;
+        } else if (f == "--prompt-random") a.prompt_random = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
+        else if (f == "--max-new-tokens") a.max_new = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
+        else if (f == "--out-tokens") a.out_tokens = r.value(f);
+        else if (f == "--random-config") a.random_config = r.value(f);
+        else if (f == "--seed") a.seed = cli::parse_uint64(f, r.value(f));
+        else if (f == "--layers") a.layers = cli::parse_int(f, r.value(f), 1, 1000);
+        else if (f == "--vocab") a.vocab = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 31);
+        else if (f == "--temperature") {
+            const std::string v = r.value(f);
+            a.sampling.temperature = cli::parse_double(f, v);
+            if (a.sampling.temperature < 0) throw cli::usage_error("--temperature: " + v + " is negative (0 is greedy)");
+        } else if (f == "--top-k") a.sampling.top_k = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 31);
+        else if (f == "--top-p") {
+            const std::string v = r.value(f);
+            a.sampling.top_p = cli::parse_double(f, v);
+            if (!(a.sampling.top_p > 0 && a.sampling.top_p <= 1))
+                throw cli::usage_error("--top-p: " + v + " is outside (0, 1]");
+        } else if (f == "--dtype") {
+            a.dtype = r.value(f);
+            if (a.dtype != "float" && a.dtype != "double") throw cli::usage_error("--dtype: expected float or double, got '" + a.dtype + "'");
+        } else if (f == "--weights-dtype") {
+            a.weights_dtype = r.value(f);
+            if (a.weights_dtype != "float" && a.weights_dtype != "bf16")
+                throw cli::usage_error("--weights-dtype: expected float or bf16, got '" + a.weights_dtype + "'");
+        } else if (f == "--offsets") {
+            a.options.offsets = longnet::parse_offset_policy(r.value(f));
+        } else if (f == "--angles") {
+            const std::string v = r.value(f);
+            if (v == "torchscale") a.options.angles = nn::angle_precision::torchscale;
+            else if (v == "float64") a.options.angles = nn::angle_precision::float64;
+            else throw cli::usage_error("--angles: expected torchscale or float64, got '" + v + "'");
+        } else {
+            throw cli::usage_error("generate: unknown flag " + f);
+        }
+    }
+    if (a.max_new < 0) throw cli::usage_error("generate needs --max-new-tokens N");
+    const int prompts = (a.prompt_tokens.empty() ? 0 : 1) + (a.text ? 1 : 0) + (a.prompt_random > 0 ? 1 : 0);
+    if (prompts != 1)
+        throw cli::usage_error(prompts == 0 ? "generate needs a prompt: --prompt-tokens P.npy, --prompt TEXT or (with "
+                                              "--random-config) --prompt-random N"
+                                            : "generate takes one of --prompt-tokens, --prompt and --prompt-random");
+    if (!a.random_config.empty()) {
+        if (a.random_config != "base") throw cli::usage_error("--random-config: only 'base' is known (got '" + a.random_config + "')");
+        if (!a.weights.empty() || !a.config.empty()) throw cli::usage_error("--random-config does not take --weights or --config");
+        if (a.dtype != "float") throw cli::usage_error("--random-config runs in float only");
+    } else {
+        if (a.weights.empty() || a.config.empty()) throw cli::usage_error("generate needs --weights and --config (or --random-config base)");
+        if (a.prompt_random > 0) throw cli::usage_error("--prompt-random is for --random-config");
+        if (a.layers >= 0) throw cli::usage_error("--layers is for --random-config (the config file gives the layer count)");
+    }
+    if (a.dtype == "double" && a.weights_dtype == "bf16") throw cli::usage_error("--weights-dtype bf16 needs --dtype float");
+    return a;
+}
+
+// One generated token on stdout, right away: a byte (text mode, id < 256), <id> (text mode) or the id.
+void emit(std::int64_t id, bool text, bool first) {
+    if (text) {
+        if (id < 256) std::fputc(static_cast<int>(id), stdout);
+        else std::printf("<%lld>", static_cast<long long>(id));
+    } else {
+        std::printf(first ? "%lld" : " %lld", static_cast<long long>(id));
+    }
+    std::fflush(stdout);
+}
+
+template <class T, class W>
+int generate_with(const generate_arguments& a, const nn::decoder<T, W>& model, std::vector<std::int64_t> tokens,
+                  const std::string& prompt_name) {
+    const std::int64_t vocab = model.vocab_size();
+    if (tokens.empty()) throw cli::data_error(prompt_name + ": the prompt is empty; generation needs at least one token");
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+        if (tokens[i] < 0 || tokens[i] >= vocab)
+            throw cli::data_error(prompt_name + ": token " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+                                  " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    const dec::incremental_decoder<T, W> gen(model);
+    dec::decoding_state<T> state = gen.make_state();
+    dec::sampler pick(a.sampling, a.seed);
+    const std::size_t prompt = tokens.size();
+    std::fprintf(stderr, "longnet_lm: prefill %zu tokens, then %lld new (%s)\n", prompt, static_cast<long long>(a.max_new),
+                 a.sampling.greedy() ? "greedy" : "sampling");
+
+    auto t0 = std::chrono::steady_clock::now();
+    nn::vector<T> logits = gen.prefill(state, tokens);
+    const double prefill_seconds = cli::seconds_since(t0);
+
+    t0 = std::chrono::steady_clock::now();
+    for (std::int64_t i = 0; i < a.max_new; ++i) {
+        if (!logits.allFinite()) throw cli::data_error("the model produced non-finite logits at position " + std::to_string(state.position() - 1));
+        const std::int64_t next = pick(logits);
+        tokens.push_back(next);
+        emit(next, a.text, i == 0);
+        if (i + 1 < a.max_new) logits = gen.step(state, next);  // the last token's logits are not needed
+    }
+    const double decode_seconds = cli::seconds_since(t0);
+    if (a.max_new > 0 || !a.text) std::fputc('\n', stdout);
+    std::fflush(stdout);
+    if (!a.out_tokens.empty())
+        longnet::io::save_npy(a.out_tokens, tokens.data(), {static_cast<std::int64_t>(tokens.size())});
+
+    const double steps = static_cast<double>(std::max<std::int64_t>(a.max_new, 1));
+    std::fprintf(stderr,
+                 "longnet_lm: prefill %zu tokens in %.3f s = %.1f tokens/s | decode %lld tokens in %.3f s = %.2f tokens/s "
+                 "(%.2f ms/token) | cache %s (bound %s) at position %lld | %d threads\n",
+                 prompt, prefill_seconds, static_cast<double>(prompt) / std::max(prefill_seconds, 1e-12),
+                 static_cast<long long>(a.max_new), decode_seconds, a.max_new > 0 ? static_cast<double>(a.max_new) / decode_seconds : 0.0,
+                 1e3 * decode_seconds / steps, cli::human_bytes(static_cast<double>(state.bytes())).c_str(),
+                 cli::human_bytes(static_cast<double>(state.max_bytes())).c_str(), static_cast<long long>(state.position()),
+                 cli::max_threads());
+    if (!a.out_tokens.empty()) std::fprintf(stderr, "longnet_lm: %zu tokens -> %s\n", tokens.size(), a.out_tokens.c_str());
+    return 0;
+}
+
+std::vector<std::int64_t> read_prompt(const std::string& path) {
+    const longnet::io::npy_array arr = longnet::io::load_npy(path);
+    if (arr.ndim() != 1 && !(arr.ndim() == 2 && arr.shape()[0] == 1))
+        throw cli::data_error(path + ": prompt tokens must be a [T] (or [1, T]) integer array, got shape " +
+                              longnet::io::shape_string(arr.shape()));
+    if (arr.dtype() != longnet::io::npy_dtype::int64 && arr.dtype() != longnet::io::npy_dtype::int32)
+        throw cli::data_error(path + ": prompt tokens must be int32 or int64, got " + longnet::io::dtype_name(arr.dtype()));
+    return arr.as_int64();
+}
+
+template <class T, class W>
+int generate_files(const generate_arguments& a) {
+    nn::decoder_config cfg;
+    try {
+        cfg = nn::decoder_config::from_file(a.config);
+    } catch (const std::invalid_argument& e) {
+        throw cli::data_error(e.what());
+    }
+    if (a.text && cfg.vocab_size < 256)
+        throw cli::usage_error("--prompt needs a byte-level model (vocab_size >= 256, ids 0..255 = bytes); this one has vocab_size " +
+                               std::to_string(cfg.vocab_size) + ": use --prompt-tokens");
+    std::vector<std::int64_t> tokens;
+    if (a.text) {
+        for (char c : a.prompt_text) tokens.push_back(static_cast<unsigned char>(c));  // UTF-8 bytes
+    } else {
+        tokens = read_prompt(a.prompt_tokens);
+    }
+    if (!a.out_tokens.empty()) cli::check_writable("--out-tokens", a.out_tokens);
+    const auto model = nn::load_decoder<T, W>(a.weights, cfg, a.options);
+    return generate_with(a, model, std::move(tokens), a.text ? std::string("--prompt") : a.prompt_tokens);
+}
+
+template <class W>
+int generate_random(const generate_arguments& a) {
+    nn::decoder_config cfg = nn::decoder_config::base(a.vocab);
+    if (a.layers >= 0) cfg.layers = a.layers;
+    if (a.text && cfg.vocab_size < 256)
+        throw cli::usage_error("--prompt needs a byte-level model (vocab_size >= 256); --vocab is " + std::to_string(cfg.vocab_size));
+    if (!a.out_tokens.empty()) cli::check_writable("--out-tokens", a.out_tokens);
+    const std::int64_t n = a.text ? static_cast<std::int64_t>(a.prompt_text.size()) : a.prompt_random;
+    const auto act = cli::mul(static_cast<std::uint64_t>(n), static_cast<std::uint64_t>(cfg.embed_dim) * 9 * sizeof(float));
+    cli::require_memory(act, "a prefill of " + std::to_string(n) + " tokens");
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto model = nn::random_decoder<float, W>(cfg, a.seed, a.options);
+    std::fprintf(stderr, "longnet_lm: base model, %lld layers, hidden %lld, %lld heads, vocab %lld, %s weights (%.1f M "
+                         "parameters), random in %.1f s\n",
+                 static_cast<long long>(cfg.layers), static_cast<long long>(cfg.embed_dim), static_cast<long long>(cfg.heads),
+                 static_cast<long long>(cfg.vocab_size), std::is_same_v<W, float> ? "float" : "bf16",
+                 static_cast<double>(model.parameter_count()) / 1e6, cli::seconds_since(t0));
+    std::vector<std::int64_t> tokens;
+    if (a.text) {
+        for (char c : a.prompt_text) tokens.push_back(static_cast<unsigned char>(c));
+    } else {
+        tokens.resize(static_cast<std::size_t>(n));
+        std::uint64_t state = a.seed ^ 0x5eedull;
+        for (auto& t : tokens) t = static_cast<std::int64_t>(cli::splitmix64(state) % static_cast<std::uint64_t>(cfg.vocab_size));
+    }
+    return generate_with(a, model, std::move(tokens), a.text ? std::string("--prompt") : std::string("--prompt-random"));
+}
+
+int run_generate(int argc, char** argv) {
+    const generate_arguments a = parse_generate(argc, argv);
+    const bool bf16 = a.weights_dtype == "bf16";
+    if (!a.random_config.empty()) return bf16 ? generate_random<Eigen::bfloat16>(a) : generate_random<float>(a);
+    if (a.dtype == "double") return generate_files<double, double>(a);
+    return bf16 ? generate_files<float, Eigen::bfloat16>(a) : generate_files<float, float>(a);
+}
+
 int run(int argc, char** argv) {
+    if (argc >= 2 && std::string(argv[1]) == "generate") return run_generate(argc - 1, argv + 1);
     const arguments a = parse(argc, argv);
     const bool bf16 = a.weights_dtype == "bf16";
     if (!a.random_config.empty()) return bf16 ? run_random<Eigen::bfloat16>(a) : run_random<float>(a);

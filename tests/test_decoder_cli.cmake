@@ -1,9 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 # Command-line tests of examples/longnet_lm (cmake -P script), registered from tests/CMakeLists.txt.
-#   -DMODE=float|double|random|usage|data -DTOOL=<longnet_lm> -DTESTKIT=<longnet_cli_testkit>
+#   -DMODE=float|double|random|usage|data|generate|generate_usage|generate_data -DTOOL=<longnet_lm>
+#   -DTESTKIT=<longnet_cli_testkit>
 #   -DDATA=<tests/data/decoder_00> -DWORK=<scratch folder>
 # float/double: run on the decoder_00 fixture and compare logits/hidden with the fixture files;
 # random: the base model on random weights; usage/data: exit codes 2/1, a message, no output left.
+# generate: `longnet_lm generate` on the fixture (greedy tokens = arg max of the full forward's logits,
+# seeds reproduce, --out-tokens) and on the random base model (text prompt); generate_usage/_data: bad
+# sampling options, prompts and token ids: exit codes 2/1, a message naming the value, no output left.
 
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
@@ -109,6 +113,108 @@ elseif(MODE STREQUAL "data")
   run(1 --weights "${DATA}/model.safetensors" --config "${WORK}/config.json" --tokens "${DATA}/logits.npy"
       --logits "${WORK}/x.npy")
   expect_message("tokens must be")
+  expect_no_output()
+elseif(MODE STREQUAL "generate")
+  set(gen generate --weights "${DATA}/model.safetensors" --config "${WORK}/config.json")
+  function(kit out)
+    execute_process(COMMAND "${TESTKIT}" ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE text)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "testkit ${ARGN}: exit ${rc}")
+    endif()
+    string(STRIP "${text}" text)
+    set(${out} "${text}" PARENT_SCOPE)
+  endfunction()
+  # greedy, double: the 12 new tokens are the arg max of the full forward's logits, row by row
+  run(0 ${gen} --prompt-tokens "${DATA}/tokens.npy" --max-new-tokens 12 --temperature 0 --dtype double --angles float64
+      --out-tokens "${WORK}/greedy.npy")
+  string(STRIP "${last_out}" streamed)
+  expect_message("tokens/s")
+  expect_message("cache")
+  kit(prompt values "${DATA}/tokens.npy")
+  kit(all values "${WORK}/greedy.npy")
+  if(NOT all STREQUAL "${prompt} ${streamed}")
+    message(FATAL_ERROR "--out-tokens is not prompt + streamed tokens:\n${all}\nvs\n${prompt} ${streamed}")
+  endif()
+  string(REPLACE " " ";" ids "${all}")
+  list(REMOVE_AT ids -1)  # the forward of prompt + 11 new tokens predicts all 12
+  kit(ignored tokens "${WORK}/seq.npy" ${ids})
+  run(0 --weights "${DATA}/model.safetensors" --config "${WORK}/config.json" --tokens "${WORK}/seq.npy"
+      --logits "${WORK}/seq_logits.npy" --dtype double --angles float64)
+  kit(best argmax "${WORK}/seq_logits.npy")
+  string(REPLACE " " ";" best "${best}")
+  list(SUBLIST best 99 12 best)
+  list(JOIN best " " best)
+  if(NOT best STREQUAL streamed)
+    message(FATAL_ERROR "greedy generation ${streamed} differs from the forward's arg max ${best}")
+  endif()
+  # sampling: the same seed gives the same tokens, another seed other tokens
+  set(sample ${gen} --prompt-tokens "${DATA}/tokens.npy" --max-new-tokens 16 --temperature 0.9 --top-k 20 --top-p 0.95)
+  run(0 ${sample} --seed 7)
+  set(first "${last_out}")
+  run(0 ${sample} --seed 7)
+  if(NOT first STREQUAL last_out)
+    message(FATAL_ERROR "--seed 7 twice gave different tokens:\n${first}\n${last_out}")
+  endif()
+  run(0 ${sample} --seed 8)
+  if(first STREQUAL last_out)
+    message(FATAL_ERROR "--seed 7 and --seed 8 gave the same 16 tokens")
+  endif()
+  # no new tokens: the prompt alone
+  run(0 ${gen} --prompt-tokens "${DATA}/tokens.npy" --max-new-tokens 0 --out-tokens "${WORK}/none.npy")
+  kit(none values "${WORK}/none.npy")
+  if(NOT none STREQUAL prompt)
+    message(FATAL_ERROR "--max-new-tokens 0 wrote ${none}")
+  endif()
+  # random base model, byte-level text prompt: text out, positions counted in bytes
+  run(0 generate --random-config base --layers 1 --vocab 256 --prompt "LongNet: " --max-new-tokens 6 --seed 2
+      --out-tokens "${WORK}/text.npy")
+  expect_message("prefill 9 tokens")
+  kit(info info "${WORK}/text.npy")
+  if(NOT info STREQUAL "int64 (15,)")
+    message(FATAL_ERROR "text run tokens: ${info}")
+  endif()
+  run(0 generate --random-config base --layers 1 --vocab 300 --prompt-random 40 --max-new-tokens 3 --seed 4)
+  expect_message("prefill 40 tokens")
+elseif(MODE STREQUAL "generate_usage")
+  set(gen generate --weights "${DATA}/model.safetensors" --config "${WORK}/config.json" --prompt-tokens "${DATA}/tokens.npy"
+      --out-tokens "${WORK}/out.npy")
+  run(2 ${gen} --max-new-tokens 4 --top-p 0)
+  expect_message("--top-p: 0 is outside (0, 1]")
+  run(2 ${gen} --max-new-tokens 4 --top-p 1.5)
+  expect_message("--top-p: 1.5 is outside (0, 1]")
+  run(2 ${gen} --max-new-tokens 4 --temperature -1)
+  expect_message("--temperature: -1 is negative")
+  run(2 ${gen} --max-new-tokens 4 --top-k -2)
+  expect_message("--top-k: -2 is out of range")
+  run(2 ${gen})
+  expect_message("--max-new-tokens")
+  run(2 ${gen} --max-new-tokens 4 --bogus)
+  expect_message("unknown flag --bogus")
+  run(2 generate --weights "${DATA}/model.safetensors" --config "${WORK}/config.json" --max-new-tokens 4)
+  expect_message("needs a prompt")
+  run(2 ${gen} --max-new-tokens 4 --prompt "abc")
+  expect_message("one of --prompt-tokens, --prompt and --prompt-random")
+  run(2 generate --weights "${DATA}/model.safetensors" --config "${WORK}/config.json" --max-new-tokens 4 --prompt=)
+  expect_message("--prompt needs a non-empty value")
+  run(2 generate --weights "${DATA}/model.safetensors" --config "${WORK}/config.json" --max-new-tokens 4 --prompt "abc")
+  expect_message("byte-level model")
+  run(2 generate --random-config base --prompt-random 0 --max-new-tokens 1)
+  expect_message("--prompt-random: 0 is out of range")
+  run(2 ${gen} --max-new-tokens 4 --prompt-random 5)
+  expect_no_output()
+elseif(MODE STREQUAL "generate_data")
+  set(gen generate --weights "${DATA}/model.safetensors" --config "${WORK}/config.json" --max-new-tokens 4
+      --out-tokens "${WORK}/out.npy")
+  execute_process(COMMAND "${TESTKIT}" tokens "${WORK}/in_vocab_97.npy" 5 96 97 1)
+  run(1 ${gen} --prompt-tokens "${WORK}/in_vocab_97.npy")
+  expect_message("token 97 at position 2 is outside the vocabulary [0, 97)")
+  execute_process(COMMAND "${TESTKIT}" tokens "${WORK}/in_empty.npy")
+  run(1 ${gen} --prompt-tokens "${WORK}/in_empty.npy")
+  expect_message("the prompt is empty")
+  run(1 ${gen} --prompt-tokens "${DATA}/logits.npy")
+  expect_message("prompt tokens must be")
+  run(1 ${gen} --prompt-tokens "${WORK}/missing.npy")
+  file(REMOVE "${WORK}/in_vocab_97.npy" "${WORK}/in_empty.npy")
   expect_no_output()
 else()
   message(FATAL_ERROR "unknown MODE '${MODE}'")

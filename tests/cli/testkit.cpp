@@ -8,6 +8,9 @@
 //   batch2 IN OUT                     shape [2, ...]: two copies of IN
 //   info FILE                         prints "<dtype> <shape>", e.g. "float32 (2, 64, 4, 16)"
 //   make-bad DIR                      writes malformed and unsuitable inputs into DIR (see below)
+//   tokens OUT [ID ...]               writes the ids as an int64 [n] array (no ids: an empty [0] array)
+//   values FILE                       prints every value, space-separated (integers as integers)
+//   argmax FILE                       prints the arg max of each row of a 2-D array, space-separated
 
 #include <longnet/io/npy.hpp>
 
@@ -148,6 +151,40 @@ int info(const std::string& path) {
     return 0;
 }
 
+int tokens(const std::string& path, const std::vector<std::string>& ids) {
+    std::vector<std::int64_t> t;
+    for (const auto& s : ids) t.push_back(std::stoll(s));
+    io::save_npy(path, t, {static_cast<std::int64_t>(t.size())});
+    return 0;
+}
+
+int values(const std::string& path) {
+    const io::npy_array a = io::load_npy(path);
+    const bool integer = a.dtype() == io::npy_dtype::int64 || a.dtype() == io::npy_dtype::int32;
+    const std::vector<double> v = a.as_double();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (integer) std::printf(i ? " %lld" : "%lld", static_cast<long long>(v[i]));
+        else std::printf(i ? " %.17g" : "%.17g", v[i]);
+    }
+    std::printf("\n");
+    return 0;
+}
+
+int argmax(const std::string& path) {
+    const io::npy_array a = io::load_npy(path);
+    if (a.ndim() != 2) throw std::runtime_error(path + ": expected a 2-D array");
+    const std::vector<double> v = a.as_double();
+    const auto rows = static_cast<std::size_t>(a.shape()[0]), cols = static_cast<std::size_t>(a.shape()[1]);
+    for (std::size_t r = 0; r < rows; ++r) {
+        std::size_t best = 0;
+        for (std::size_t c = 1; c < cols; ++c)
+            if (v[r * cols + c] > v[r * cols + best]) best = c;
+        std::printf(r ? " %zu" : "%zu", best);
+    }
+    std::printf("\n");
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,7 +195,10 @@ int main(int argc, char** argv) {
         if (a.size() == 3 && a[0] == "batch2") return batch2(a[1], a[2]);
         if (a.size() == 2 && a[0] == "info") return info(a[1]);
         if (a.size() == 2 && a[0] == "make-bad") return make_bad(a[1]);
-        std::fprintf(stderr, "usage: longnet_cli_testkit compare|convert|batch2|info|make-bad ...\n");
+        if (a.size() >= 2 && a[0] == "tokens") return tokens(a[1], std::vector<std::string>(a.begin() + 2, a.end()));
+        if (a.size() == 2 && a[0] == "values") return values(a[1]);
+        if (a.size() == 2 && a[0] == "argmax") return argmax(a[1]);
+        std::fprintf(stderr, "usage: longnet_cli_testkit compare|convert|batch2|info|make-bad|tokens|values|argmax ...\n");
         return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "testkit: %s\n", e.what());
