@@ -2,6 +2,14 @@
 # CTest tests proving each way to consume longnet: consumer_subdirectory, consumer_fetchcontent,
 # consumer_find_package (cmake --install into a prefix under the build dir) and consumer_build_tree
 # (find_package against this build's export()). Each configures, builds and runs tests/consumer.
+# With Eigen and nlohmann/json in this build, each route must also build and run consumer_decoding
+# (longnet/nn + longnet/decoding).
+find_package(nlohmann_json 3 CONFIG QUIET)
+if(LONGNET_WITH_EIGEN AND TARGET nlohmann_json::nlohmann_json)
+  set(_longnet_consumer_expect_nn ON)
+else()
+  set(_longnet_consumer_expect_nn OFF)
+endif()
 foreach(mode IN ITEMS subdirectory fetchcontent find_package build_tree)
   add_test(NAME consumer_${mode}
            COMMAND "${CMAKE_COMMAND}"
@@ -12,6 +20,7 @@ foreach(mode IN ITEMS subdirectory fetchcontent find_package build_tree)
                    "-DGENERATOR=${CMAKE_GENERATOR}"
                    "-DCXX_COMPILER=${CMAKE_CXX_COMPILER}"
                    "-DLONGNET_BUILD_DIR=${PROJECT_BINARY_DIR}"
+                   "-DEXPECT_NN=${_longnet_consumer_expect_nn}"
                    -P "${CMAKE_CURRENT_LIST_DIR}/run_consumer.cmake")
   set_tests_properties(consumer_${mode} PROPERTIES LABELS "consumer" TIMEOUT 600)
 endforeach()
