@@ -482,3 +482,61 @@ TEST_CASE("sampling: bad options and logits are refused with the value named", "
     dec::sampler g({0.0, 0, 1.0});
     CHECK(g(std::vector<float>{-inf, 2.f, inf}) == 2);  // greedy takes +inf as the maximum
 }
+
+TEST_CASE("anchored XPos: scores equal the centred form's at any position (double oracle)", "[decoding][xpos]") {
+    // oracle: q_i·k_j with the rotation at absolute positions and the decay zeta_c^((i − j)/s) applied
+    // once per pair, in double: what the centred form computes wherever it is finite
+    nn::rotary_options o;
+    o.angles = nn::angle_precision::float64;
+    const index_t hd = 16, half = hd / 2;
+    nn::rotary_embedding<double> rd(hd, o);
+    nn::rotary_embedding<float> rf(hd, o);
+    nn::matrix<double> q0(1, hd), k0(1, hd);
+    for (index_t c = 0; c < hd; ++c) {
+        q0(0, c) = std::sin(1.7 * static_cast<double>(c) + 0.3);
+        k0(0, c) = std::cos(0.9 * static_cast<double>(c) - 0.2) + 0.1;
+    }
+    auto oracle = [&](index_t i, index_t j) {
+        nn::matrix<double> q = q0, k = k0;
+        rd.apply(q, rd.rotation(i, 1));
+        rd.apply(k, rd.rotation(j, 1));
+        double s = 0;
+        for (index_t c = 0; c < half; ++c)
+            s += (q(0, 2 * c) * k(0, 2 * c) + q(0, 2 * c + 1) * k(0, 2 * c + 1)) *
+                 std::pow(static_cast<double>(rd.zeta[static_cast<std::size_t>(c)]), static_cast<double>(i - j) / 512.0);
+        return s;
+    };
+    const double norm = q0.norm() * k0.norm();
+    for (index_t w : {index_t(64), index_t(2048), index_t(32768)}) {
+        for (index_t g : {index_t(0), index_t(3), index_t(1) << 15, (index_t(1) << 30) / w}) {
+            const index_t start = g * w;
+            for (auto [di, dj] : {std::pair<index_t, index_t>{w - 1, 0}, {w / 2, w / 2 - 1}, {w - 1, w - 1}, {5, 2}}) {
+                const index_t i = start + di, j = start + dj;
+                const double want = oracle(i, j);
+                nn::matrix<double> qd = q0, kd = k0;
+                rd.apply(qd, rd.rotation(i, 1));
+                rd.apply(kd, rd.rotation(j, 1));
+                rd.decay(qd, i, w, false);
+                rd.decay(kd, j, w, true);
+                nn::matrix<float> qf = q0.cast<float>(), kf = k0.cast<float>();
+                rf.apply(qf, rf.rotation(i, 1));
+                rf.apply(kf, rf.rotation(j, 1));
+                rf.decay(qf, i, w, false);
+                rf.decay(kf, j, w, true);
+                const double got_d = qd.row(0).dot(kd.row(0));
+                const double got_f = qf.row(0).cast<double>().dot(kf.row(0).cast<double>());
+                INFO("w " << w << " i " << i << " j " << j);
+                CHECK(std::fabs(got_d - want) <= 1e-12 * norm);
+                CHECK(std::fabs(got_f - want) <= 1e-5 * norm);
+                CHECK(std::isfinite(qf.sum() + kf.sum()));
+            }
+        }
+    }
+    // a segment longer than twice the float reach (~33K positions) overflows far into it: an error, not inf
+    const index_t w = 200000;
+    nn::matrix<float> kf = k0.cast<float>();
+    CHECK_NOTHROW(rf.decay(kf, 1000, w, true));
+    CHECK_THROWS_AS(rf.decay(kf, 150000, w, true), std::overflow_error);
+    nn::matrix<double> kd = k0;
+    CHECK_NOTHROW(rd.decay(kd, 150000, w, true));  // double reaches ~290K
+}
