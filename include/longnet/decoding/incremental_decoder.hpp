@@ -35,11 +35,13 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "longnet/decoding/state.hpp"
 #include "longnet/detail/forward.hpp"
 #include "longnet/nn/decoder.hpp"
+#include "longnet/nn/gelu.hpp"
 #include "longnet/options.hpp"
 
 namespace longnet::decoding {
@@ -214,6 +216,30 @@ private:
         }
     }
 
+    // y = x·Wᵀ + b for the few rows of a step (one per sequence), output features split across threads:
+    // a product with one row runs on one thread in Eigen, and a step is bound by reading the weights.
+    // Many rows: the layer's own forward (an Eigen GEMM, parallel by itself).
+    template <class Linear>
+    static void project_rows(const Linear& lin, const nn::matrix<T>& x, nn::matrix<T>& y) {
+        const index_t out = lin.out_features();
+        y.resize(x.rows(), out);
+        if (x.rows() > 16) {
+            lin.forward(x, y);
+            return;
+        }
+        constexpr index_t block = 128;
+        const index_t blocks = (out + block - 1) / block;
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t bi = 0; bi < blocks; ++bi) {
+            const index_t o0 = bi * block, n = std::min(block, out - o0);
+            if constexpr (std::is_same_v<typename decltype(lin.weight)::Scalar, T>)
+                y.middleCols(o0, n).noalias() = x * lin.weight.middleRows(o0, n).transpose();
+            else
+                y.middleCols(o0, n).noalias() = x * lin.weight.middleRows(o0, n).template cast<T>().transpose();
+            if (lin.has_bias()) y.middleCols(o0, n).rowwise() += lin.bias.segment(o0, n).transpose();
+        }
+    }
+
     // o = softmax(τ·K·q)·V over `rows` cached rows; returns log Σ_j exp(τ·q·k_j).
     static T attend_one(const T* q_scaled, const T* keys, const T* values, index_t rows, index_t hd, T* out,
                         nn::vector<T>& scores) {
@@ -267,7 +293,7 @@ private:
         }
 
         std::vector<std::int64_t> ids(tokens, tokens + n);
-        nn::matrix<T> x = model_->embed(ids), hN(n, D), q(n, D), k(n, D), v(n, D), a(n, D), y(n, D);
+        nn::matrix<T> x = model_->embed(ids), hN(n, D), q(n, D), k(n, D), v(n, D), a(n, D), y(n, D), f;
         nn::matrix<T> q_decay(n * nb, half), k_decay(n * nb, half);
         const T tau = static_cast<T>(effective_scale(attention().scale, hd));
         for (index_t l = 0; l < L; ++l) {
@@ -275,9 +301,9 @@ private:
             const auto& attn = layer.self_attn;
             const bool xpos = attn.config.rotary.kind == nn::position_encoding::xpos;
             layer.self_attn_layer_norm.forward(x, hN);
-            attn.q_proj.forward(hN, q);
-            attn.k_proj.forward(hN, k);
-            attn.v_proj.forward(hN, v);
+            project_rows(attn.q_proj, hN, q);
+            project_rows(attn.k_proj, hN, k);
+            project_rows(attn.v_proj, hN, v);
             if (attn.config.rotary.kind != nn::position_encoding::none)
                 for (index_t i = 0; i < n; ++i) {
                     const nn::matrix<T> table = attn.rotary.rotation(states[i]->position_, 1);
@@ -336,15 +362,21 @@ private:
                 }
             }
             attn.inner_attn_ln.forward(a, a);
-            attn.out_proj.forward(a, y);
+            project_rows(attn.out_proj, a, y);
             x += y;
+            // the FFN (nn/feed_forward.hpp): fc1, GELU, Sub-LN, fc2
             layer.final_layer_norm.forward(x, hN);
-            layer.ffn.forward(hN, y);
+            project_rows(layer.ffn.fc1, hN, f);
+            nn::gelu_inplace<T>(f, layer.ffn.gelu_in_float);
+            layer.ffn.ffn_layernorm.forward(f, f);
+            project_rows(layer.ffn.fc2, f, y);
             x += y;
         }
         model_->final_norm.forward(x, x);
         for (index_t i = 0; i < n; ++i) ++states[i]->position_;
-        return model_->project(x);
+        nn::matrix<T> logits;
+        project_rows(model_->output_projection, x, logits);
+        return logits;
     }
 };
 
