@@ -194,6 +194,26 @@ TEST_CASE("softmax cross-entropy: loss and gradient against a plain formula and 
     CHECK(fd_error(oracle, z.data(), z.size(), analytic.data()) < tol);
     const std::vector<std::int64_t> bad{0, 1, 7, 0, 0};
     CHECK_THROWS_WITH(nn::cross_entropy_forward<double>(z, bad.data()), Catch::Contains("target 7 at row 2"));
+    const std::vector<std::int64_t> negative{0, 1, -2, 0, 0};
+    CHECK_THROWS_WITH(nn::cross_entropy_forward<double>(z, negative.data()), Catch::Contains("target -2 at row 2"));
+
+    SECTION("ignored rows (target -1): no loss, zero gradient") {
+        const std::vector<std::int64_t> some{6, nn::ignore_target, 3, nn::ignore_target, 1};
+        CHECK(nn::scored_targets(some.data(), 5) == 3);
+        mat gz = z;
+        const double l = nn::cross_entropy_backward<double>(gz, some.data(), 1.0);
+        double expect = 0;
+        for (index_t i : {0, 2, 4}) {
+            double s = 0;
+            for (index_t v = 0; v < z.cols(); ++v) s += std::exp(z(i, v));
+            expect += std::log(s) - z(i, some[std::size_t(i)]);
+        }
+        CHECK(std::fabs(l - expect) < 1e-12);
+        CHECK(std::fabs(nn::cross_entropy_forward<double>(z, some.data()) - expect) < 1e-12);
+        CHECK(gz.row(1).cwiseAbs().maxCoeff() == 0.0);
+        CHECK(gz.row(3).cwiseAbs().maxCoeff() == 0.0);
+        CHECK(std::fabs(gz.row(0).sum()) < 1e-15);  // softmax − one-hot sums to 0
+    }
 }
 
 namespace {
@@ -381,6 +401,21 @@ TEST_CASE("decoder forward_backward: every parameter against finite differences 
         for (std::size_t i = 0; i < grads.size(); ++i)
             for (std::int64_t j = 0; j < grads[i].size(); ++j)
                 REQUIRE(std::fabs(gg[i].data[j] - grads[i].data[j]) <= 1e-14 + 1e-12 * std::fabs(grads[i].data[j]));
+    }
+    SECTION("ignored targets: mean over the scored positions only, gradients still exact") {
+        auto some = targets;
+        for (std::size_t i = 0; i < some.size(); i += 3) some[i] = nn::ignore_target;
+        auto g = model.make_grad();
+        const double l = model.forward_backward(inputs, some, g, opt);
+        CHECK(std::fabs(l - model.loss(inputs, some)) < 1e-12);
+        auto gp = longnet::training::named_gradients(g);
+        auto fs = [&] { return model.loss(inputs, some); };
+        for (std::size_t i : {std::size_t(0), gp.size() - 1, std::size_t(5)}) {
+            INFO(params[i].name);
+            CHECK(fd_error(fs, params[i].data, params[i].size(), gp[i].data, 12) < 1e-6);
+        }
+        CHECK_THROWS_WITH(model.forward_backward(inputs, std::vector<std::int64_t>(inputs.size(), nn::ignore_target), g),
+                          Catch::Contains("nothing to score"));
     }
     SECTION("bad input") {
         auto g = model.make_grad();

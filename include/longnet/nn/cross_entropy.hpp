@@ -5,7 +5,8 @@
 //   ∂loss_t/∂z_tv = softmax(z_t)_v − [v = target(t)]
 // The backward overwrites the logits with their gradient (no second [rows, V] buffer); callers run it
 // over blocks of rows (decoder: loss_row_block) so the [T, V] logits never exist at once.
-// Every target must be in [0, V) (checked: std::out_of_range naming the row and value).
+// Every target must be in [0, V) or ignore_target (−1: the row is not scored, its gradient is 0);
+// checked: std::out_of_range naming the row and value.
 
 #include <algorithm>
 #include <cmath>
@@ -18,10 +19,19 @@
 
 namespace longnet::nn {
 
+inline constexpr std::int64_t ignore_target = -1;
+
+// The number of scored rows (targets other than ignore_target).
+inline index_t scored_targets(const std::int64_t* targets, index_t rows) noexcept {
+    index_t n = 0;
+    for (index_t i = 0; i < rows; ++i) n += targets[i] != ignore_target;
+    return n;
+}
+
 namespace detail {
 inline void check_targets(const std::int64_t* targets, index_t rows, index_t vocab) {
     for (index_t i = 0; i < rows; ++i)
-        if (targets[i] < 0 || targets[i] >= vocab)
+        if ((targets[i] < 0 && targets[i] != ignore_target) || targets[i] >= vocab)
             throw std::out_of_range("longnet::nn::cross_entropy: target " + std::to_string(targets[i]) + " at row " +
                                     std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
 }
@@ -42,11 +52,12 @@ template <class T>
 double cross_entropy_forward(const_matrix_ref<T> logits, const std::int64_t* targets) {
     const index_t rows = logits.rows(), vocab = logits.cols();
     detail::check_targets(targets, rows, vocab);
-    std::vector<double> loss(static_cast<std::size_t>(rows));
+    std::vector<double> loss(static_cast<std::size_t>(rows), 0.0);
     LONGNET_NN_PARALLEL_FOR
     for (index_t i = 0; i < rows; ++i) {
         const T* z = logits.data() + i * logits.outerStride();
         double m;
+        if (targets[i] == ignore_target) continue;  // loss stays 0
         loss[static_cast<std::size_t>(i)] = detail::row_log_sum_exp(z, vocab, m) - static_cast<double>(z[targets[i]]);
     }
     double total = 0;
@@ -60,11 +71,15 @@ template <class T>
 double cross_entropy_backward(matrix_ref<T> logits, const std::int64_t* targets, double grad_scale) {
     const index_t rows = logits.rows(), vocab = logits.cols();
     detail::check_targets(targets, rows, vocab);
-    std::vector<double> loss(static_cast<std::size_t>(rows));
+    std::vector<double> loss(static_cast<std::size_t>(rows), 0.0);
     LONGNET_NN_PARALLEL_FOR
     for (index_t i = 0; i < rows; ++i) {
         T* z = logits.data() + i * logits.outerStride();
         double m;
+        if (targets[i] == ignore_target) {  // not scored: no loss, no gradient
+            for (index_t v = 0; v < vocab; ++v) z[v] = T(0);
+            continue;
+        }
         const double lse = detail::row_log_sum_exp(z, vocab, m);
         loss[static_cast<std::size_t>(i)] = lse - static_cast<double>(z[targets[i]]);
         for (index_t v = 0; v < vocab; ++v) z[v] = static_cast<T>(std::exp(static_cast<double>(z[v]) - lse) * grad_scale);

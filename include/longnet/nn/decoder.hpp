@@ -7,6 +7,15 @@
 //   hidden = layer_norm(x_L);   logits = hidden · output_projectionᵀ
 // Batch 1: one token sequence per call. For long sequences ask for the logits of the rows you need
 // (project(hidden.bottomRows(1)) for the next-token distribution) instead of the full [T, vocab].
+//
+// Training (llm.c's shape): forward_backward(inputs, targets, grad) runs the forward saving activations,
+// the loss = mean over positions of the cross-entropy of logits[t] against targets[t] (a target of
+// ignore_target, −1, is not scored nor counted), and the backward of every layer, accumulating (+=) into
+// grad: one buffer per parameter, torchscale names (training/parameters.hpp lists them); zero it with
+// grad.set_zero(). The logits exist only loss_row_block rows at a time (output projection, softmax
+// cross-entropy and its backward fused per block). checkpoint_activations keeps only each layer's input
+// and recomputes the layer in the backward: bitwise the same gradients, memory ≈ layers·T·D plus one
+// layer's activations. The training pass uses XPos's centred form (see multihead_attention.hpp).
 
 #include <algorithm>
 #include <cstdint>
@@ -193,7 +202,7 @@ public:
             output_projection.forward(hidden.middleRows(r0, n), logits.topRows(n));
             total += cross_entropy_forward<T>(logits.topRows(n), targets.data() + r0);
         }
-        return total / static_cast<double>(seq);
+        return total / static_cast<double>(scored_targets(targets.data(), seq));
     }
 
     // One training pass on one sequence: returns the loss (mean over positions) and adds
@@ -232,7 +241,8 @@ public:
         matrix<T> d_hidden = matrix<T>::Zero(seq, embed_dim());
         const index_t block = std::max<index_t>(1, opt.loss_row_block);
         matrix<T> logits(std::min(seq, block), vocab_size());
-        const double scale = loss_weight / static_cast<double>(seq);
+        const index_t scored = scored_targets(targets.data(), seq);
+        const double scale = loss_weight / static_cast<double>(scored);
         double total = 0;
         for (index_t r0 = 0; r0 < seq; r0 += block) {
             const index_t n = std::min(block, seq - r0);
@@ -254,7 +264,7 @@ public:
             }
         }
         embedding_backward<T>(inputs, config.embed_scale(), x, grad.embed_tokens);
-        return total / static_cast<double>(seq);
+        return total / static_cast<double>(scored);
     }
 
     // Parameter count (weights, biases, gains; not the XPos buffers).
@@ -264,12 +274,14 @@ public:
         return 2 * v * d + config.layers * per_layer + 2 * d;
     }
 
-private:
+    // Throws unless inputs and targets are equally many, in the vocabulary, and at least one is scored.
     void check_targets(const std::vector<std::int64_t>& inputs, const std::vector<std::int64_t>& targets) const {
         if (inputs.empty() || inputs.size() != targets.size())
             throw std::invalid_argument("longnet::nn::decoder: " + std::to_string(inputs.size()) + " input tokens and " +
                                         std::to_string(targets.size()) + " targets; they must be equally many and not none");
         detail::check_targets(targets.data(), static_cast<index_t>(targets.size()), vocab_size());
+        if (scored_targets(targets.data(), static_cast<index_t>(targets.size())) == 0)
+            throw std::invalid_argument("longnet::nn::decoder: every target is ignore_target (-1); nothing to score");
     }
 };
 

@@ -1,0 +1,525 @@
+// SPDX-License-Identifier: Apache-2.0
+// longnet_train: train a LongNet decoder (torchscale LongNetDecoder) with longnet's own backward and AdamW.
+//
+//   longnet_train MODEL DATA [options]
+//   longnet_train --resume DIR [--steps K]
+//
+// MODEL: --weights W.safetensors --config C.json   start from a checkpoint
+//        --config C.json                          fresh model (torchscale initialisation, --seed)
+//        --random-config tiny|small|base          fresh model of a built-in size (vocabulary from the data
+//                                                 or --vocab; --segment-length/--dilated-ratio override)
+// DATA:  --tokens T.npy (int32/int64 ids) | --text FILE (bytes, vocabulary 256) | --task recall
+//        Without --seq-len, the whole of T.npy / FILE is one sequence (inputs T[:-1], targets T[1:]) and
+//        every step trains on it; with --seq-len N, batches of --batch random windows of N tokens come from
+//        the first part and the last --heldout fraction (default 0.1) is held out for --eval-every.
+//        --task recall: the synthetic long-range task (training/data.hpp): key-value pairs at the start of
+//        a sequence of --seq-len tokens, one key at the end, its value scored.
+// Optimisation: --steps --lr --schedule cosine|constant --warmup --min-lr --betas b1,b2 --eps
+//        --weight-decay --clip-norm --grad-mode exact|stop_grad_weights --checkpoint-activations --seed
+//        --dtype float|double --angles torchscale|float64
+// Output: --save-grads G.safetensors (gradients at the initial parameters, before clipping)
+//        --save P.safetensors (parameters after the last step) --save-dtype float32|float64
+//        --out DIR: progress in DIR/log.jsonl (one JSON line per step), checkpoints every --save-every
+//        steps and at the end (model.safetensors float32 + config.json, loadable by longnet_lm and
+//        torchscale; state-<step>.safetensors + checkpoint.json for --resume), each file written to a
+//        temporary name and renamed. --resume DIR continues a run with its recorded arguments; the result
+//        is bitwise the run that never stopped.
+// Exit codes: 0 success, 1 data error (files, checkpoints, I/O), 2 usage error (flags, values).
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <new>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <longnet/io/npy.hpp>
+#include <longnet/io/safetensors.hpp>
+#include <longnet/nn/nn.hpp>
+#include <longnet/training/checkpoint.hpp>
+#include <longnet/training/data.hpp>
+#include <longnet/training/init.hpp>
+#include <longnet/training/trainer.hpp>
+
+#include "cli_common.hpp"
+
+namespace {
+
+namespace nn = longnet::nn;
+namespace tr = longnet::training;
+namespace fs = std::filesystem;
+
+const char* const usage_text =
+    "usage:\n"
+    "  longnet_train (--weights W.safetensors --config C.json | --config C.json | --random-config tiny|small|base)\n"
+    "                (--tokens T.npy | --text FILE | --task recall) [--seq-len N] [--batch B] [--heldout F]\n"
+    "                [--steps K] [--lr X] [--schedule cosine|constant] [--warmup W] [--min-lr X]\n"
+    "                [--betas b1,b2] [--eps E] [--weight-decay W] [--clip-norm C]\n"
+    "                [--grad-mode exact|stop_grad_weights] [--checkpoint-activations] [--seed S]\n"
+    "                [--dtype float|double] [--angles torchscale|float64] [--vocab V]\n"
+    "                [--segment-length 64,128 --dilated-ratio 1,2] [--recall-pairs P]\n"
+    "                [--eval-every N] [--eval-batches N] [--save-every N] [--out DIR]\n"
+    "                [--save-grads G.safetensors] [--save P.safetensors] [--save-dtype float32|float64]\n"
+    "  longnet_train --resume DIR [--steps K]\n";
+
+struct arguments {
+    std::string weights, config, random_config, tokens, text, task;
+    std::string save_grads, save, out, resume;
+    std::string dtype = "float";
+    tr::save_dtype save_dtype = tr::save_dtype::float32;
+    std::int64_t seq_len = 0, batch = 1, steps = 1, warmup = 0, vocab = 0, eval_every = 0, eval_batches = 4,
+                 save_every = 0, recall_pairs = 4;
+    double lr = 3e-4, min_lr = 0, heldout = 0.1, clip_norm = 1.0;
+    std::vector<std::int64_t> segment_length, dilated_ratio;
+    std::uint64_t seed = 1;
+    bool steps_set = false;
+    tr::schedule_kind schedule = tr::schedule_kind::cosine;
+    tr::adamw_options adamw;
+    nn::train_options pass;
+    nn::angle_precision angles = nn::angle_precision::torchscale;
+    std::vector<std::string> argv;  // as given (recorded in checkpoint.json for --resume)
+};
+
+std::pair<double, double> parse_betas(const std::string& flag, const std::string& v) {
+    const auto comma = v.find(',');
+    if (comma == std::string::npos || v.find(',', comma + 1) != std::string::npos)
+        throw cli::usage_error(flag + ": expected two numbers b1,b2, got '" + v + "'");
+    return {cli::parse_double(flag, v.substr(0, comma)), cli::parse_double(flag, v.substr(comma + 1))};
+}
+
+arguments parse(const std::vector<std::string>& args) {
+    std::vector<char*> argv{const_cast<char*>("longnet_train")};
+    for (const auto& s : args) argv.push_back(const_cast<char*>(s.c_str()));
+    arguments a;
+    a.argv = args;
+    cli::arg_reader r(static_cast<int>(argv.size()), argv.data());
+    if (r.done()) throw cli::usage_error("no arguments");
+    while (!r.done()) {
+        const std::string f = r.next_flag();
+        if (f == "--help") {
+            std::fputs(usage_text, stdout);
+            std::exit(0);
+        } else if (f == "--weights") a.weights = r.value(f);
+        else if (f == "--config") a.config = r.value(f);
+        else if (f == "--random-config") {
+            a.random_config = r.value(f);
+            if (a.random_config != "tiny" && a.random_config != "small" && a.random_config != "base")
+                throw cli::usage_error("--random-config: expected tiny, small or base, got '" + a.random_config + "'");
+        } else if (f == "--tokens") a.tokens = r.value(f);
+        else if (f == "--text") a.text = r.value(f);
+        else if (f == "--task") {
+            a.task = r.value(f);
+            if (a.task != "recall") throw cli::usage_error("--task: only 'recall' is known, got '" + a.task + "'");
+        } else if (f == "--seq-len") a.seq_len = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 32);
+        else if (f == "--batch") a.batch = cli::parse_int(f, r.value(f), 1, 1 << 20);
+        else if (f == "--heldout") {
+            a.heldout = cli::parse_double(f, r.value(f));
+            if (a.heldout < 0 || a.heldout >= 1) throw cli::usage_error("--heldout: expected a fraction in [0, 1), got " + std::to_string(a.heldout));
+        } else if (f == "--steps") {
+            a.steps = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
+            a.steps_set = true;
+        } else if (f == "--lr") {
+            a.lr = cli::parse_double(f, r.value(f));
+            if (a.lr < 0) throw cli::usage_error("--lr: must be >= 0, got " + std::to_string(a.lr));
+        } else if (f == "--min-lr") {
+            a.min_lr = cli::parse_double(f, r.value(f));
+        } else if (f == "--schedule") {
+            try {
+                a.schedule = tr::parse_schedule(r.value(f));
+            } catch (const std::invalid_argument& e) {
+                throw cli::usage_error(std::string("--schedule: ") + e.what());
+            }
+        } else if (f == "--warmup") a.warmup = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
+        else if (f == "--betas") std::tie(a.adamw.beta1, a.adamw.beta2) = parse_betas(f, r.value(f));
+        else if (f == "--eps") a.adamw.eps = cli::parse_double(f, r.value(f));
+        else if (f == "--weight-decay") a.adamw.weight_decay = cli::parse_double(f, r.value(f));
+        else if (f == "--clip-norm") {
+            a.clip_norm = cli::parse_double(f, r.value(f));
+            if (a.clip_norm < 0) throw cli::usage_error("--clip-norm: must be >= 0 (0 turns clipping off), got " + std::to_string(a.clip_norm));
+        } else if (f == "--grad-mode") {
+            try {
+                a.pass.mode = longnet::parse_grad_mode(r.value(f));
+            } catch (const std::invalid_argument& e) {
+                throw cli::usage_error(std::string("--grad-mode: ") + e.what());
+            }
+        } else if (f == "--checkpoint-activations") {
+            r.no_value(f);
+            a.pass.checkpoint_activations = true;
+        } else if (f == "--seed") a.seed = cli::parse_uint64(f, r.value(f));
+        else if (f == "--dtype") {
+            a.dtype = r.value(f);
+            if (a.dtype != "float" && a.dtype != "double") throw cli::usage_error("--dtype: expected float or double, got '" + a.dtype + "'");
+        } else if (f == "--angles") {
+            const std::string v = r.value(f);
+            if (v == "torchscale") a.angles = nn::angle_precision::torchscale;
+            else if (v == "float64") a.angles = nn::angle_precision::float64;
+            else throw cli::usage_error("--angles: expected torchscale or float64, got '" + v + "'");
+        } else if (f == "--vocab") a.vocab = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 31);
+        else if (f == "--segment-length") a.segment_length = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
+        else if (f == "--dilated-ratio") a.dilated_ratio = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
+        else if (f == "--recall-pairs") a.recall_pairs = cli::parse_int(f, r.value(f), 1, 16);
+        else if (f == "--eval-every") a.eval_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
+        else if (f == "--eval-batches") a.eval_batches = cli::parse_int(f, r.value(f), 1, 1 << 20);
+        else if (f == "--save-every") a.save_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
+        else if (f == "--out") a.out = r.value(f);
+        else if (f == "--resume") a.resume = r.value(f);
+        else if (f == "--save-grads") a.save_grads = r.value(f);
+        else if (f == "--save") a.save = r.value(f);
+        else if (f == "--save-dtype") {
+            try {
+                a.save_dtype = tr::parse_save_dtype(r.value(f));
+            } catch (const std::invalid_argument& e) {
+                throw cli::usage_error(std::string("--save-dtype: ") + e.what());
+            }
+        } else {
+            throw cli::usage_error("unknown flag " + f);
+        }
+    }
+    if (!a.resume.empty()) return a;  // checked after the recorded arguments are merged in
+    const int models = !a.config.empty() + !a.random_config.empty();
+    if (models != 1) throw cli::usage_error("give exactly one model: --config C.json (with or without --weights) or --random-config");
+    if (!a.weights.empty() && a.config.empty()) throw cli::usage_error("--weights needs --config");
+    const int data = !a.tokens.empty() + !a.text.empty() + !a.task.empty();
+    if (data != 1) throw cli::usage_error("give exactly one data source: --tokens, --text or --task recall");
+    if ((!a.segment_length.empty() || !a.dilated_ratio.empty()) && a.random_config.empty())
+        throw cli::usage_error("--segment-length/--dilated-ratio are for --random-config (a config file gives its own)");
+    if (a.segment_length.size() != a.dilated_ratio.size())
+        throw cli::usage_error("--segment-length and --dilated-ratio need equally many entries");
+    if (a.seq_len == 0 && a.task == "recall") a.seq_len = 8192;
+    if (a.seq_len == 0 && a.batch != 1) throw cli::usage_error("--batch needs --seq-len (without it the whole file is one sequence)");
+    if (a.eval_every > 0 && a.seq_len == 0) throw cli::usage_error("--eval-every needs --seq-len (a held-out tail)");
+    if (a.save_every > 0 && a.out.empty()) throw cli::usage_error("--save-every needs --out DIR");
+    try {
+        a.adamw.validate();
+    } catch (const std::invalid_argument& e) {
+        throw cli::usage_error(e.what());
+    }
+    if (a.min_lr < 0 || a.min_lr > a.lr)
+        throw cli::usage_error("--min-lr: must be in [0, --lr = " + std::to_string(a.lr) + "], got " + std::to_string(a.min_lr));
+    return a;
+}
+
+// Built-in sizes (vocabulary from the data unless --vocab).
+nn::decoder_config random_config(const std::string& name) {
+    nn::decoder_config c;
+    if (name == "tiny") {
+        c.embed_dim = 64, c.heads = 4, c.ffn_dim = 256, c.layers = 2;
+        c.segment_length = {64, 256}, c.dilated_ratio = {1, 4};
+    } else if (name == "small") {
+        c.embed_dim = 256, c.heads = 4, c.ffn_dim = 1024, c.layers = 4;
+        c.segment_length = {256, 1024, 4096}, c.dilated_ratio = {1, 4, 16};
+    } else {
+        c = nn::decoder_config::base();
+    }
+    return c;
+}
+
+// The run's data: a fixed sequence, a token dataset, or the recall task.
+struct data_source {
+    bool whole = false;  // one fixed sequence
+    tr::sequence fixed;
+    tr::token_dataset dataset;
+    bool recall = false;
+    tr::recall_task task;
+    std::int64_t vocab_needed = 0;  // largest token + 1
+
+    std::vector<tr::sequence> batch(tr::rng_state& rng, std::int64_t size) const {
+        std::vector<tr::sequence> b;
+        for (std::int64_t i = 0; i < size; ++i) {
+            if (whole) b.push_back(fixed);
+            else if (recall) b.push_back(task.sample(rng));
+            else b.push_back(dataset.sample(rng));
+        }
+        return b;
+    }
+    std::vector<tr::sequence> heldout(std::int64_t count, std::uint64_t seed) const {
+        if (recall) {
+            tr::rng_state r{seed ^ 0x4e1dull};  // a fixed evaluation set, never the training stream
+            std::vector<tr::sequence> b;
+            for (std::int64_t i = 0; i < count; ++i) b.push_back(task.sample(r));
+            return b;
+        }
+        return dataset.heldout(static_cast<std::size_t>(count));
+    }
+};
+
+data_source load_data(const arguments& a) {
+    data_source d;
+    if (a.task == "recall") {
+        d.recall = true;
+        d.task.seq_len = static_cast<std::size_t>(a.seq_len);
+        d.task.pairs = static_cast<std::size_t>(a.recall_pairs);
+        try {
+            d.task.validate();
+        } catch (const std::invalid_argument& e) {
+            throw cli::usage_error(e.what());
+        }
+        d.vocab_needed = tr::recall_task::vocab;
+        return d;
+    }
+    std::vector<std::int64_t> tokens;
+    try {
+        tokens = a.text.empty() ? tr::read_token_file(a.tokens) : tr::read_text_bytes(a.text);
+    } catch (const longnet::io::npy_error& e) {
+        throw cli::data_error(e.what());
+    } catch (const std::runtime_error& e) {
+        throw cli::data_error(e.what());
+    }
+    const std::string& path = a.text.empty() ? a.tokens : a.text;
+    for (auto t : tokens) d.vocab_needed = std::max(d.vocab_needed, t + 1);
+    if (!a.text.empty()) d.vocab_needed = 256;
+    if (a.seq_len == 0) {
+        if (tokens.size() < 2) throw cli::data_error(path + ": " + std::to_string(tokens.size()) + " tokens; need at least 2 (inputs and a target)");
+        d.whole = true;
+        d.fixed = tr::window(tokens, 0, tokens.size() - 1);
+        return d;
+    }
+    try {
+        d.dataset = tr::token_dataset(std::move(tokens), static_cast<std::size_t>(a.seq_len), a.eval_every > 0 ? a.heldout : 0.0);
+    } catch (const std::runtime_error& e) {
+        throw cli::data_error(path + ": " + e.what());
+    }
+    return d;
+}
+
+std::string read_file_text(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// log.jsonl: keep the lines of steps <= `step` (a resumed run redoes the steps after its checkpoint).
+void truncate_log(const std::string& path, std::int64_t step) {
+    std::ifstream in(path);
+    if (!in) return;
+    std::string line, kept;
+    while (std::getline(in, line)) {
+        try {
+            const auto j = nlohmann::json::parse(line);
+            if (j.value("step", std::int64_t(0)) <= step) kept += line + "\n";
+        } catch (const nlohmann::json::exception&) {  // a torn last line of a killed run
+        }
+    }
+    tr::save_text(path, kept);
+}
+
+template <class T>
+int train(arguments a) {
+    // checkpoint to resume from: its recorded arguments, with --steps possibly overridden
+    nlohmann::json resume_meta;
+    if (!a.resume.empty()) {
+        const std::string meta_path = (fs::path(a.resume) / "checkpoint.json").string();
+        if (!fs::exists(meta_path)) throw cli::data_error(meta_path + ": no checkpoint to resume from");
+        try {
+            resume_meta = nlohmann::json::parse(read_file_text(meta_path));
+        } catch (const nlohmann::json::exception& e) {
+            throw cli::data_error(meta_path + ": not valid JSON: " + e.what());
+        }
+        if (!resume_meta.contains("args") || !resume_meta["args"].is_array())
+            throw cli::data_error(meta_path + ": no recorded arguments (args)");
+        std::vector<std::string> args;
+        for (const auto& s : resume_meta["args"]) args.push_back(s.get<std::string>());
+        const bool steps_set = a.steps_set;
+        const std::int64_t steps = a.steps;
+        const std::string dir = a.resume;
+        a = parse(args);
+        if (steps_set) a.steps = steps;
+        a.out = dir;
+        a.resume = dir;
+        a.argv = args;
+    }
+
+    const data_source data = load_data(a);
+    if (!a.save_grads.empty()) cli::check_writable("--save-grads", a.save_grads);
+    if (!a.save.empty()) cli::check_writable("--save", a.save);
+
+    nn::decoder_config cfg;
+    if (!a.config.empty()) {
+        try {
+            cfg = nn::decoder_config::from_file(a.config);
+        } catch (const std::invalid_argument& e) {
+            throw cli::data_error(e.what());
+        }
+    } else {
+        cfg = random_config(a.random_config);
+        cfg.vocab_size = a.vocab > 0 ? a.vocab : std::max<std::int64_t>(data.vocab_needed, 1);
+        if (!a.segment_length.empty()) {
+            cfg.segment_length = a.segment_length;
+            cfg.dilated_ratio = a.dilated_ratio;
+        }
+        try {
+            cfg.validate();
+        } catch (const std::invalid_argument& e) {
+            throw cli::usage_error(e.what());
+        }
+    }
+    if (data.vocab_needed > cfg.vocab_size)
+        throw cli::data_error("the data has token " + std::to_string(data.vocab_needed - 1) + ", outside the model's vocabulary [0, " +
+                              std::to_string(cfg.vocab_size) + ")");
+    nn::model_options mo;
+    mo.angles = a.angles;
+    nn::decoder<T> model;
+    if (!a.weights.empty()) {
+        model = nn::load_decoder<T>(a.weights, cfg, mo);
+    } else {
+        model = nn::decoder<T>(cfg, mo);
+        tr::torchscale_init(model, a.seed);
+    }
+
+    tr::trainer_options topt;
+    topt.adamw = a.adamw;
+    topt.clip_norm = a.clip_norm;
+    topt.pass = a.pass;
+    topt.schedule.kind = a.schedule;
+    topt.schedule.lr = a.lr;
+    topt.schedule.min_lr = a.min_lr;
+    topt.schedule.warmup = a.warmup;
+    topt.schedule.total_steps = std::max<std::int64_t>(a.steps, 1);
+    tr::trainer<T> trainer(model, topt);
+    tr::rng_state rng{a.seed * 0x9e3779b97f4a7c15ull ^ 0xda7aull};
+
+    std::string log_path;
+    if (!a.out.empty()) {
+        std::error_code ec;
+        fs::create_directories(a.out, ec);
+        if (ec || !fs::is_directory(a.out)) throw cli::data_error("--out " + a.out + ": cannot create the folder: " + ec.message());
+        log_path = (fs::path(a.out) / "log.jsonl").string();
+        cli::check_writable("--out", log_path);
+    }
+    if (!a.resume.empty()) {
+        try {
+            trainer.load_checkpoint(a.resume, rng);
+        } catch (const longnet::io::safetensors_error& e) {
+            throw cli::data_error(e.what());
+        } catch (const std::runtime_error& e) {
+            throw cli::data_error(e.what());
+        }
+        truncate_log(log_path, trainer.steps_done());
+        std::fprintf(stderr, "longnet_train: resumed %s at step %lld\n", a.resume.c_str(), static_cast<long long>(trainer.steps_done()));
+    } else if (!log_path.empty()) {
+        tr::save_text(log_path, "");
+    }
+
+    std::fprintf(stderr,
+                 "longnet_train: %lld layers, hidden %lld, %lld heads, FFN %lld, vocab %lld (%.2f M parameters), %s, "
+                 "segments %s / dilations %s, grad mode %s%s, %d threads\n",
+                 static_cast<long long>(cfg.layers), static_cast<long long>(cfg.embed_dim), static_cast<long long>(cfg.heads),
+                 static_cast<long long>(cfg.ffn_dim), static_cast<long long>(cfg.vocab_size),
+                 static_cast<double>(model.parameter_count()) / 1e6, std::is_same_v<T, double> ? "double" : "float",
+                 cli::join(cfg.segment_length).c_str(), cli::join(cfg.dilated_ratio).c_str(), longnet::to_string(a.pass.mode),
+                 a.pass.checkpoint_activations ? ", activation checkpointing" : "", cli::max_threads());
+
+    const std::vector<tr::sequence> heldout =
+        a.eval_every > 0 ? data.heldout(a.eval_batches, a.seed) : std::vector<tr::sequence>{};
+    std::ofstream log;
+    if (!log_path.empty()) log.open(log_path, std::ios::app);
+    nlohmann::json extra;
+    extra["args"] = a.argv;
+    auto checkpoint = [&] {
+        if (a.out.empty()) return;
+        try {
+            trainer.save_checkpoint(a.out, rng, extra);
+        } catch (const longnet::io::npy_error& e) {
+            throw cli::data_error(e.what());
+        }
+    };
+    const auto run_start = std::chrono::steady_clock::now();
+    while (trainer.steps_done() < a.steps) {
+        const std::vector<tr::sequence> batch = data.batch(rng, a.batch);
+        const auto t0 = std::chrono::steady_clock::now();
+        const double loss = trainer.compute_gradients(batch);
+        if (!a.save_grads.empty() && trainer.steps_done() == 0) {
+            tr::save_tensors(a.save_grads, trainer.named_grads(), a.save_dtype);
+        }
+        tr::step_stats st = trainer.apply(loss);
+        st.seconds = cli::seconds_since(t0);
+        for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
+        nlohmann::json line{{"step", st.step},
+                            {"loss", st.loss},
+                            {"lr", st.lr},
+                            {"grad_norm", st.grad_norm},
+                            {"tokens_per_s", static_cast<double>(st.tokens) / std::max(st.seconds, 1e-12)},
+                            {"seconds", st.seconds}};
+        std::string eval_text;
+        if (a.eval_every > 0 && (st.step % a.eval_every == 0 || st.step == a.steps) && !heldout.empty()) {
+            const auto e = trainer.evaluate(heldout);
+            line["heldout_loss"] = e.loss;
+            line["heldout_accuracy"] = e.accuracy;
+            char buf[96];
+            std::snprintf(buf, sizeof buf, " | held-out loss %.4f acc %.3f", e.loss, e.accuracy);
+            eval_text = buf;
+        }
+        std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.3g |g| %.3f %.0f tok/s%s\n", static_cast<long long>(st.step),
+                     static_cast<long long>(a.steps), st.loss, st.lr, st.grad_norm,
+                     static_cast<double>(st.tokens) / std::max(st.seconds, 1e-12), eval_text.c_str());
+        if (log.is_open()) {
+            log << line.dump() << "\n";
+            log.flush();
+        }
+        if (a.save_every > 0 && st.step % a.save_every == 0 && st.step != a.steps) checkpoint();
+    }
+    if (!a.save_grads.empty() && a.steps == 0) {  // gradients only
+        trainer.compute_gradients(data.batch(rng, a.batch));
+        tr::save_tensors(a.save_grads, trainer.named_grads(), a.save_dtype);
+    }
+    checkpoint();
+    if (!a.save.empty()) tr::save_model(a.save, model, a.save_dtype);
+    std::fprintf(stderr, "longnet_train: %lld steps in %.2f s%s%s\n", static_cast<long long>(trainer.steps_done()),
+                 cli::seconds_since(run_start), a.out.empty() ? "" : "; checkpoint in ", a.out.c_str());
+    return 0;
+}
+
+int run(int argc, char** argv) {
+    const std::vector<std::string> args(argv + 1, argv + std::max(argc, 1));
+    arguments a = parse(args);
+    std::string dtype = a.dtype;
+    if (!a.resume.empty()) {  // the checkpoint decides the compute type
+        const std::string meta_path = (fs::path(a.resume) / "checkpoint.json").string();
+        try {
+            const auto j = nlohmann::json::parse(read_file_text(meta_path));
+            dtype = j.value("dtype", std::string("float32")) == "float64" ? "double" : "float";
+        } catch (const nlohmann::json::exception& e) {
+            throw cli::data_error(meta_path + ": " + (fs::exists(meta_path) ? std::string("not valid JSON: ") + e.what() : "no checkpoint to resume from"));
+        }
+    }
+    return dtype == "double" ? train<double>(a) : train<float>(a);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const cli::usage_error& e) {
+        std::fprintf(stderr, "longnet_train: %s\n%s", e.what(), usage_text);
+        return 2;
+    } catch (const longnet::io::safetensors_error& e) {
+        std::fprintf(stderr, "longnet_train: %s\n", e.what());
+        return 1;
+    } catch (const longnet::io::npy_error& e) {
+        std::fprintf(stderr, "longnet_train: %s\n", e.what());
+        return 1;
+    } catch (const cli::data_error& e) {
+        std::fprintf(stderr, "longnet_train: %s\n", e.what());
+        return 1;
+    } catch (const std::invalid_argument& e) {  // values the library refuses
+        std::fprintf(stderr, "longnet_train: %s\n", e.what());
+        return 2;
+    } catch (const std::out_of_range& e) {  // tokens outside the vocabulary
+        std::fprintf(stderr, "longnet_train: %s\n", e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "longnet_train: out of memory\n");
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "longnet_train: %s\n", e.what());
+        return 1;
+    }
+}

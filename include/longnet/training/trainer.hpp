@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// One training step, llm.c's loop: zero the gradients, forward + backward over a batch of sequences
+// (the loss is the mean over the batch of each sequence's mean cross-entropy), clip the global gradient
+// norm, AdamW at the schedule's learning rate. Plus held-out evaluation and the run-folder checkpoint
+// (save_checkpoint / load_checkpoint, see checkpoint.hpp) that makes a resumed run bitwise identical to
+// one never stopped.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "longnet/io/safetensors.hpp"
+#include "longnet/nn/decoder.hpp"
+#include "longnet/training/adamw.hpp"
+#include "longnet/training/checkpoint.hpp"
+#include "longnet/training/data.hpp"
+#include "longnet/training/parameters.hpp"
+#include "longnet/training/schedule.hpp"
+
+namespace longnet::training {
+
+struct trainer_options {
+    adamw_options adamw;
+    lr_schedule schedule;
+    double clip_norm = 1.0;  // global L2 norm; <= 0: no clipping
+    nn::train_options pass;  // grad mode, activation checkpointing, logit block
+};
+
+struct step_stats {
+    std::int64_t step = 0;  // 1-based: the step just taken
+    double loss = 0;        // mean over the batch, before the update
+    double grad_norm = 0;   // global L2 norm before clipping
+    double lr = 0;
+    double seconds = 0;
+    std::int64_t tokens = 0;
+};
+
+template <class T>
+class trainer {
+public:
+    trainer(nn::decoder<T, T>& model, const trainer_options& opt)
+        : model_(model), options_(opt), grad_(model.make_grad()) {
+        opt.adamw.validate();
+        opt.schedule.validate();
+        params_ = named_parameters(model_);
+        grads_ = named_gradients(grad_);
+        optimizer_ = adamw<T>(params_, opt.adamw);
+    }
+    trainer(const trainer&) = delete;
+    trainer& operator=(const trainer&) = delete;
+
+    std::int64_t steps_done() const noexcept { return optimizer_.steps(); }
+    const trainer_options& options() const noexcept { return options_; }
+    nn::decoder_grad<T>& gradients() noexcept { return grad_; }
+    const std::vector<named_tensor<T>>& named_grads() const noexcept { return grads_; }
+    const std::vector<named_tensor<T>>& named_params() const noexcept { return params_; }
+
+    // Zero the gradients, then forward + backward over the batch; returns the batch loss. The gradients
+    // (before clipping) stay in gradients() until apply().
+    double compute_gradients(const std::vector<sequence>& batch) {
+        if (batch.empty()) throw std::invalid_argument("trainer: empty batch");
+        grad_.set_zero();
+        double loss = 0;
+        const double weight = 1.0 / static_cast<double>(batch.size());
+        for (const auto& s : batch) loss += model_.forward_backward(s.inputs, s.targets, grad_, options_.pass, weight, &workspace_);
+        return loss * weight;
+    }
+    // Clip and take the AdamW step with the gradients of compute_gradients.
+    step_stats apply(double loss) {
+        step_stats st;
+        st.grad_norm = clip_grad_norm(grads_, options_.clip_norm);
+        st.lr = options_.schedule.at(optimizer_.steps());
+        optimizer_.step(params_, grads_, st.lr);
+        st.step = optimizer_.steps();
+        st.loss = loss;
+        return st;
+    }
+    step_stats step(const std::vector<sequence>& batch) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const double loss = compute_gradients(batch);
+        step_stats st = apply(loss);
+        st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
+        return st;
+    }
+
+    // Mean loss over sequences (forward only) and the fraction of scored targets predicted exactly (argmax).
+    struct evaluation {
+        double loss = 0, accuracy = 0;
+    };
+    evaluation evaluate(const std::vector<sequence>& batch) const {
+        evaluation e;
+        double scored = 0, correct = 0;
+        for (const auto& s : batch) {
+            model_.check_targets(s.inputs, s.targets);
+            const nn::matrix<T> hidden = model_.forward_hidden(s.inputs);
+            const index_t seq = hidden.rows(), block = std::max<index_t>(1, options_.pass.loss_row_block);
+            double total = 0;
+            for (index_t r0 = 0; r0 < seq; r0 += block) {
+                const index_t n = std::min(block, seq - r0);
+                const nn::matrix<T> logits = model_.project(hidden.middleRows(r0, n));
+                total += nn::cross_entropy_forward<T>(logits, s.targets.data() + r0);
+                for (index_t i = 0; i < n; ++i) {
+                    const std::int64_t target = s.targets[static_cast<std::size_t>(r0 + i)];
+                    if (target == nn::ignore_target) continue;
+                    Eigen::Index best = 0;
+                    logits.row(i).maxCoeff(&best);
+                    correct += best == target;
+                    scored += 1;
+                }
+            }
+            e.loss += total / static_cast<double>(nn::scored_targets(s.targets.data(), seq));
+        }
+        e.loss /= static_cast<double>(batch.size());
+        e.accuracy = scored > 0 ? correct / scored : 0;
+        return e;
+    }
+
+    // Checkpoint into the run folder `dir` (see checkpoint.hpp); `extra` goes into checkpoint.json.
+    void save_checkpoint(const std::string& dir, const rng_state& rng, const nlohmann::json& extra = {}) {
+        namespace fs = std::filesystem;
+        const std::int64_t s = steps_done();
+        const std::string state_name = "state-" + std::to_string(s) + ".safetensors";
+        std::vector<tensor_record> records;
+        for (const auto& p : params_) records.push_back(record_of(p, "param."));
+        auto& m = optimizer_.exp_avg();
+        auto& v = optimizer_.exp_avg_sq();
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+            records.push_back({"exp_avg." + params_[i].name, params_[i].shape, m[i].data(), std::is_same_v<T, double>});
+            records.push_back({"exp_avg_sq." + params_[i].name, params_[i].shape, v[i].data(), std::is_same_v<T, double>});
+        }
+        const save_dtype dt = std::is_same_v<T, double> ? save_dtype::float64 : save_dtype::float32;  // exact
+        const std::map<std::string, std::string> meta{{"step", std::to_string(s)}, {"rng", std::to_string(rng.state)}};
+        {
+            io::staged_file f((fs::path(dir) / state_name).string(), safetensors_bytes(records, dt, meta));
+            f.commit();
+        }
+        nlohmann::json j = extra.is_object() ? extra : nlohmann::json::object();
+        j["step"] = s;
+        j["state"] = state_name;
+        j["rng"] = std::to_string(rng.state);
+        j["dtype"] = std::is_same_v<T, double> ? "float64" : "float32";
+        save_text((fs::path(dir) / "checkpoint.json").string(), j.dump(1) + "\n");  // the commit point
+        save_model((fs::path(dir) / "model.safetensors").string(), model_);
+        save_text((fs::path(dir) / "config.json").string(), model_.config.to_json().dump(1) + "\n");
+        std::error_code ec;  // older state files are garbage now
+        for (const auto& entry : fs::directory_iterator(dir, ec)) {
+            const std::string name = entry.path().filename().string();
+            if (name != state_name && name.rfind("state-", 0) == 0 && entry.path().extension() == ".safetensors")
+                fs::remove(entry.path(), ec);
+        }
+    }
+
+    // Restore parameters, moments, step and RNG from a run folder; returns checkpoint.json.
+    // Throws std::runtime_error naming the file on anything missing or inconsistent.
+    nlohmann::json load_checkpoint(const std::string& dir, rng_state& rng) {
+        namespace fs = std::filesystem;
+        const std::string meta_path = (fs::path(dir) / "checkpoint.json").string();
+        std::ifstream in(meta_path);
+        if (!in) throw std::runtime_error(meta_path + ": no checkpoint to resume from");
+        nlohmann::json j;
+        try {
+            in >> j;
+        } catch (const nlohmann::json::exception& e) {
+            throw std::runtime_error(meta_path + ": not valid JSON: " + e.what());
+        }
+        if (!j.is_object() || !j.contains("step") || !j.contains("state") || !j.contains("rng") || !j["state"].is_string() ||
+            !j["step"].is_number_integer() || !j["rng"].is_string())
+            throw std::runtime_error(meta_path + ": expected step, state and rng fields");
+        const std::string want_dtype = std::is_same_v<T, double> ? "float64" : "float32";
+        if (j.value("dtype", want_dtype) != want_dtype)
+            throw std::runtime_error(meta_path + ": the checkpoint was trained in " + j.value("dtype", std::string()) +
+                                     ", this run computes in " + want_dtype + " (--dtype)");
+        const io::safetensors_file f((fs::path(dir) / j["state"].get<std::string>()).string());
+        auto& m = optimizer_.exp_avg();
+        auto& v = optimizer_.exp_avg_sq();
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+            const auto& p = params_[i];
+            f.expect("param." + p.name, p.shape);
+            f.read_into("param." + p.name, p.data, p.size());
+            f.expect("exp_avg." + p.name, p.shape);
+            f.read_into("exp_avg." + p.name, m[i].data(), p.size());
+            f.expect("exp_avg_sq." + p.name, p.shape);
+            f.read_into("exp_avg_sq." + p.name, v[i].data(), p.size());
+        }
+        if (f.size() != 3 * params_.size())
+            throw std::runtime_error(f.path() + ": " + std::to_string(f.size()) + " tensors, expected " +
+                                     std::to_string(3 * params_.size()) + " (parameters and both moments)");
+        optimizer_.set_steps(j["step"].get<std::int64_t>());
+        try {
+            rng.state = std::stoull(j["rng"].get<std::string>());
+        } catch (const std::exception&) {
+            throw std::runtime_error(meta_path + ": rng is not a number");
+        }
+        return j;
+    }
+
+private:
+    nn::decoder<T, T>& model_;
+    trainer_options options_;
+    nn::decoder_grad<T> grad_;
+    std::vector<named_tensor<T>> params_, grads_;
+    adamw<T> optimizer_;
+    nn::decoder_activations<T> workspace_;
+};
+
+}  // namespace longnet::training
