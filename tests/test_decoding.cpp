@@ -540,3 +540,30 @@ TEST_CASE("anchored XPos: scores equal the centred form's at any position (doubl
     nn::matrix<double> kd = k0;
     CHECK_NOTHROW(rd.decay(kd, 150000, w, true));  // double reaches ~290K
 }
+
+TEST_CASE("decoding: an XPos overflow is an error that leaves the state as it was", "[decoding][errors][xpos]") {
+    nn::decoder_config cfg = small_config();
+    cfg.segment_length = {200};
+    cfg.dilated_ratio = {2};
+    cfg.xpos_scale_base = 1;  // float reach: ~65 positions from an anchor; anchor = 65 (< w/2 = 100)
+    const auto model = nn::random_decoder<float>(cfg, 2);
+    dec::incremental_decoder<float> gen(model);
+    const auto tokens = random_tokens(150, 23, 9);
+    auto state = gen.make_state();
+    CHECK_THROWS_AS(gen.prefill(state, tokens), std::overflow_error);  // position 149 is 84 from its anchor
+    CHECK(state.position() == 0);
+    CHECK(state.rows(0, 0, 0) == 0);
+    const std::vector<std::int64_t> prompt(tokens.begin(), tokens.begin() + 100);
+    (void)gen.prefill(state, prompt);
+    std::size_t p = 100;
+    for (; p < 131; ++p) (void)gen.step(state, tokens[p]);  // positions up to 130 (65 from the anchor) fit
+    const index_t rows = state.rows(1, 0, 3);
+    try {
+        (void)gen.step(state, tokens[p]);
+        FAIL("no overflow error");
+    } catch (const std::overflow_error& e) {
+        CHECK(std::string(e.what()).find("segment length 200") != std::string::npos);
+    }
+    CHECK(state.position() == 131);
+    CHECK(state.rows(1, 0, 3) == rows);
+}

@@ -85,24 +85,12 @@ public:
         state.position_ = first_position;
         if (n == 0) return nn::vector<T>();
 
-        nn::matrix<T> x = model_->embed(tokens), h(n, model_->embed_dim()), y(n, model_->embed_dim());
-        for (std::size_t l = 0; l < model_->layers.size(); ++l) {
-            const auto& layer = model_->layers[l];
-            const auto keep = [&](const nn::matrix<T>& keys, const nn::matrix<T>& values) {
-                fill_layer(state, static_cast<index_t>(l), keys, values, first_position);
-            };
-            // the decoder layer (nn/decoder_layer.hpp) with the cache observer on its attention
-            layer.self_attn_layer_norm.forward(x, h);
-            layer.self_attn.forward(h, y, profile, first_position, keep);
-            x += y;
-            layer.final_layer_norm.forward(x, h);
-            layer.ffn.forward(h, y, profile);
-            x += y;
+        try {
+            return prefill_layers(state, tokens, first_position, profile);
+        } catch (...) {
+            state.clear();  // a failed prefill leaves an empty state, not a half-filled one
+            throw;
         }
-        state.position_ = next;
-        nn::matrix<T> last = x.bottomRows(1);
-        model_->final_norm.forward(last, last);
-        return model_->project(last, profile).row(0).transpose();
     }
 
     // Feeds one token at position state.position(); returns the logits [vocab] at that position.
@@ -119,6 +107,15 @@ public:
         if (states.size() != prompts.size())
             throw std::invalid_argument("longnet::decoding::prefill: " + std::to_string(states.size()) + " states but " +
                                         std::to_string(prompts.size()) + " prompts");
+        for (std::size_t i = 0; i < states.size(); ++i) {  // every bad input before any state changes
+            check_state(states[i], "prefill");
+            if (states[i].position_ != 0)
+                throw std::invalid_argument("longnet::decoding::prefill: state " + std::to_string(i) + " is at position " +
+                                            std::to_string(states[i].position_) + ", not 0");
+            for (std::size_t j = 0; j < i; ++j)
+                if (&states[j] == &states[i]) throw std::invalid_argument("longnet::decoding::prefill: a state given twice");
+            check_tokens(prompts[i], 0, "prefill");
+        }
         nn::matrix<T> logits(static_cast<index_t>(states.size()), model_->vocab_size());
         for (std::size_t i = 0; i < states.size(); ++i) {
             const nn::vector<T> row = prefill(states[i], prompts[i]);
@@ -147,6 +144,29 @@ public:
 
 private:
     const model_type* model_;
+
+    nn::vector<T> prefill_layers(decoding_state<T>& state, const std::vector<std::int64_t>& tokens, index_t first_position,
+                                 nn::forward_profile* profile) const {
+        const index_t n = static_cast<index_t>(tokens.size()), next = first_position + n;
+        nn::matrix<T> x = model_->embed(tokens), h(n, model_->embed_dim()), y(n, model_->embed_dim());
+        for (std::size_t l = 0; l < model_->layers.size(); ++l) {
+            const auto& layer = model_->layers[l];
+            const auto keep = [&](const nn::matrix<T>& keys, const nn::matrix<T>& values) {
+                fill_layer(state, static_cast<index_t>(l), keys, values, first_position);
+            };
+            // the decoder layer (nn/decoder_layer.hpp) with the cache observer on its attention
+            layer.self_attn_layer_norm.forward(x, h);
+            layer.self_attn.forward(h, y, profile, first_position, keep);
+            x += y;
+            layer.final_layer_norm.forward(x, h);
+            layer.ffn.forward(h, y, profile);
+            x += y;
+        }
+        state.position_ = next;
+        nn::matrix<T> last = x.bottomRows(1);
+        model_->final_norm.forward(last, last);
+        return model_->project(last, profile).row(0).transpose();
+    }
 
     void check_state(const decoding_state<T>& s, const char* what) const {
         const nn::decoder_config& c = model_->config;
@@ -270,6 +290,16 @@ private:
         const index_t nb = static_cast<index_t>(branches.size());
         const offset_policy offsets = attention().offsets;
 
+        // XPos range of every layer, sequence and branch: checked before the states change
+        for (const auto& layer : model_->layers)
+            if (layer.self_attn.config.rotary.kind == nn::position_encoding::xpos)
+                for (index_t i = 0; i < n; ++i)
+                    for (const branch& br : branches) {
+                        const index_t p = states[i]->position_;
+                        layer.self_attn.rotary.check_decay_range(p - layer.self_attn.rotary.anchor(p, br.segment_length),
+                                                                 br.segment_length);
+                    }
+
         // per (sequence, branch): segment roll-over and in-segment index; per (sequence, branch, head): selected?
         std::vector<index_t> in_segment(static_cast<std::size_t>(n * nb));
         std::vector<char> selected(static_cast<std::size_t>(n * nb * H));
@@ -314,8 +344,7 @@ private:
                 for (index_t i = 0; i < n; ++i)
                     for (index_t b = 0; b < nb; ++b) {
                         const index_t w = branches[static_cast<std::size_t>(b)].segment_length, p = states[i]->position_;
-                        const index_t offset = p - attn.rotary.anchor(p, w);
-                        attn.rotary.check_decay_range(offset, w);
+                        const index_t offset = p - attn.rotary.anchor(p, w);  // range checked above
                         for (index_t cc = 0; cc < half; ++cc) {
                             q_decay(i * nb + b, cc) = attn.rotary.decay_factor(offset, cc, false);
                             k_decay(i * nb + b, cc) = attn.rotary.decay_factor(offset, cc, true);
