@@ -216,8 +216,9 @@ int run_random(const arguments& a) {
     if (a.layers >= 0) cfg.layers = a.layers;
     if (!a.logits.empty()) cli::check_writable("--logits", a.logits);
     const std::int64_t n = a.random_tokens;
-    // activations: x, h, y, q, k, v, attention out ([N, D] each) + the FFN block; plus the weights
-    const auto act = cli::mul(static_cast<std::uint64_t>(n), static_cast<std::uint64_t>(cfg.embed_dim) * 7 * sizeof(float));
+    // activations: x, h, y, q, k, v, attention out, the decayed q and k of a branch ([N, D] each) + the FFN
+    // block; plus the weights
+    const auto act = cli::mul(static_cast<std::uint64_t>(n), static_cast<std::uint64_t>(cfg.embed_dim) * 9 * sizeof(float));
     cli::require_memory(act, "activations of " + std::to_string(n) + " tokens");
 
     auto t0 = std::chrono::steady_clock::now();
