@@ -13,6 +13,8 @@
 //   BM_decode_step_full/<P>  the same near the end of a 32768-token segment (every branch's cache nearly
 //                          full: the slowest steps), P = 32640 and 16M + 32640 (prefill of 32640 tokens
 //                          first; 100 steps, positions P .. P + 99, all inside the segment).
+//   BM_decode_batch/<B>    B sequences (prompts of 1024 .. 1024 + B − 1 tokens) stepping together: one
+//                          step call per token of each; tokens_per_second counts all B.
 //   BM_prefill/<N>, BM_forward/<N>  N prompt tokens: prefill (the full forward that also fills the
 //                          cache) vs the plain full forward with the last row's logits (longnet_lm's
 //                          --random-config path); tokens_per_second.
@@ -68,6 +70,31 @@ void decode_at(benchmark::State& st, index_t position, index_t phase) {
 void BM_decode_step(benchmark::State& st) { decode_at(st, st.range(0), 1024); }
 void BM_decode_step_full(benchmark::State& st) { decode_at(st, st.range(0), 32640); }
 
+// B sequences stepping together (one call per token of each), each at position 1K + its own offset.
+void BM_decode_batch(benchmark::State& st) {
+    const auto& model = base_model();
+    const dec::incremental_decoder<float> gen(model);
+    const auto batch = static_cast<std::size_t>(st.range(0));
+    std::vector<dec::decoding_state<float>> states;
+    std::vector<std::vector<std::int64_t>> prompts;
+    for (std::size_t i = 0; i < batch; ++i) {
+        states.push_back(gen.make_state());
+        prompts.push_back(tokens(1024 + i, 11 + i));  // different lengths
+    }
+    (void)gen.prefill(states, prompts);
+    std::vector<std::int64_t> next(batch, 1);
+    for (auto _ : st) {
+        const nn::matrix<float> logits = gen.step(states, next);
+        benchmark::DoNotOptimize(logits.data());
+        for (auto& t : next) t = (t * 7919 + 13) % 32000;
+    }
+    std::size_t bytes = 0;
+    for (const auto& s : states) bytes += s.bytes();
+    st.counters["cache_bytes"] = static_cast<double>(bytes);
+    st.counters["tokens_per_second"] =
+        benchmark::Counter(static_cast<double>(st.iterations() * st.range(0)), benchmark::Counter::kIsRate);
+}
+
 void BM_prefill(benchmark::State& st) {
     const auto& model = base_model();
     const dec::incremental_decoder<float> gen(model);
@@ -103,6 +130,7 @@ BENCHMARK(BM_decode_step)->Arg(K)->Arg(64 * K + K)->Arg(M + K)->Arg(16 * M + K)-
     ->Iterations(64)->UseRealTime();
 BENCHMARK(BM_decode_step_full)->Arg(32640)->Arg(16 * M + 32640)->Unit(benchmark::kMillisecond)->Iterations(100)
     ->UseRealTime();
+BENCHMARK(BM_decode_batch)->Arg(8)->Unit(benchmark::kMillisecond)->Iterations(32)->UseRealTime();
 BENCHMARK(BM_prefill)->Arg(4096)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK(BM_forward)->Arg(4096)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 
