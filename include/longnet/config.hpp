@@ -6,6 +6,10 @@
 //   LONGNET_HAS_XSIMD    1 when <xsimd/xsimd.hpp> is available and LONGNET_FORCE_SCALAR is not set.
 //   LONGNET_FORCE_SCALAR define to 1 (or CMake option LONGNET_FORCE_SCALAR) to select the portable
 //                        scalar kernels, e.g. to test them against the SIMD ones.
+//   LONGNET_HAS_BF16_DOT 1 when the SIMD kernels are on and the target has AVX512-BF16 (with AVX512BW,
+//                        e.g. -march=native on Zen 4, Sapphire Rapids, Cooper Lake): the forward of
+//                        bfloat16 storage computes QKᵀ and PV with vdpbf16ps (detail/bf16_dot.hpp).
+//                        Define LONGNET_NO_BF16_DOT=1 to keep the float path there.
 
 #if defined(_OPENMP)
 #define LONGNET_HAS_OPENMP 1
@@ -25,4 +29,14 @@
 #endif
 #else
 #define LONGNET_HAS_XSIMD 0
+#endif
+
+#ifndef LONGNET_NO_BF16_DOT
+#define LONGNET_NO_BF16_DOT 0
+#endif
+
+#if LONGNET_HAS_XSIMD && !LONGNET_NO_BF16_DOT && defined(__AVX512BF16__) && defined(__AVX512BW__)
+#define LONGNET_HAS_BF16_DOT 1
+#else
+#define LONGNET_HAS_BF16_DOT 0
 #endif

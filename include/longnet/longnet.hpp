@@ -5,6 +5,7 @@
 #include "longnet/attention.hpp"
 #include "longnet/config.hpp"
 #include "longnet/dilated_attention.hpp"
+#include "longnet/isa.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/options.hpp"
 #include "longnet/tensor.hpp"

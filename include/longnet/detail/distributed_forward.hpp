@@ -71,7 +71,7 @@ void forward_long_branch(const tensor_view<const T>& q, const T* kg, const T* vg
     const index_t pad_keys = (opt.tail == tail_mode::zero_pad && !opt.causal) ? p.max_selected - total : 0;
     const index_t max_keys = opt.causal ? rows_before + c : total;
     parallel_tasks(
-        B * H * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, max_keys, D); },
+        B * H * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, max_keys, D, use_bf16_dot<T, Arch>()); },
         [&](forward_workspace<A, Arch>& ws, index_t t) {
             const index_t ci = t % chunks;
             const index_t h = (t / chunks) % H;
@@ -84,14 +84,11 @@ void forward_long_branch(const tensor_view<const T>& q, const T* kg, const T* vg
             // causal: earlier ranks' keys all visible, own block up to the diagonal, later ranks' not at all
             const index_t shift = rows_before + q_begin;
             const index_t nk = opt.causal ? shift + nq : total;
-            pack_queries<A, Arch>(q, b, h, sel_q, q_begin, nq, scale, ws.q.data());
-            pack_keys<A, Arch>(kv_k, b, h, sel_k, nk, ws.kt.data());
-            pack_values<A, Arch>(kv_v, b, h, sel_k, nk, ws.v.data());
-            attend_packed<A, Arch>(ws.q.data(), nq, ws.kt.data(), ws.v.data(), nk, D, opt.causal, shift, pad_keys,
-                                   ws.scratch(), [&](index_t i, const A* o_row, A l) {
-                                       const index_t pos = sel_q.position(q_begin + i);
-                                       merge_row<T, A>(out.row(b, pos, h), lse(b, pos, h), o_row, l, D);
-                                   });
+            attend_selection<T, Arch>(ws, q, kv_k, kv_v, b, h, sel_q, q_begin, nq, sel_k, nk, scale, opt.causal, shift,
+                                      pad_keys, [&](index_t i, const A* o_row, A l) {
+                                          const index_t pos = sel_q.position(q_begin + i);
+                                          merge_row<T, A>(out.row(b, pos, h), lse(b, pos, h), o_row, l, D);
+                                      });
         });
 }
 

@@ -11,6 +11,7 @@
 #include <limits>
 #include <vector>
 
+#include "longnet/detail/bf16_dot.hpp"
 #include "longnet/detail/pack.hpp"
 #include "longnet/detail/segment_kernel.hpp"
 #include "longnet/detail/simd.hpp"
@@ -47,25 +48,67 @@ struct branch_geometry {
     }
 };
 
-// Per-thread scratch of the forward, sized for a segment of up to max_keys selected rows.
+// Per-thread scratch of the forward, sized for a segment of up to max_keys selected rows. With bf16 the
+// packed operands are the bf16 pair layouts of bf16_dot.hpp (q_pairs, kt_pairs, v_pairs, p_bf16)
+// instead of q, kt, v.
 template <class A, class Arch>
 struct forward_workspace {
     using K = kernel_shape<A, Arch>;
     aligned_buffer<A> q, kt, v, s, o, stats;
-    forward_workspace(index_t max_queries, index_t max_keys, index_t dim) {
+    aligned_buffer<std::uint32_t> q_pairs, kt_pairs, v_pairs;
+    aligned_buffer<std::uint16_t> p_bf16;
+    forward_workspace(index_t max_queries, index_t max_keys, index_t dim, bool bf16 = false) {
         const index_t dv = K::padded_dim(dim);
         const index_t keys_pad = K::key_blocks(max_keys) * K::key_block;
-        q.reserve(static_cast<std::size_t>(K::padded_queries(max_queries) * dim));
-        kt.reserve(static_cast<std::size_t>(keys_pad * dim));
-        v.reserve(static_cast<std::size_t>(keys_pad * dv));
+        if (bf16) {
+            using P = bf16_shape<Arch>;
+            q_pairs.reserve(static_cast<std::size_t>(P::query_words(max_queries, dim)));
+            kt_pairs.reserve(static_cast<std::size_t>(P::key_words(max_keys, dim)));
+            v_pairs.reserve(static_cast<std::size_t>(P::value_words(max_keys, dim)));
+            p_bf16.reserve(static_cast<std::size_t>(K::query_block * K::key_block));
+        } else {
+            q.reserve(static_cast<std::size_t>(K::padded_queries(max_queries) * dim));
+            kt.reserve(static_cast<std::size_t>(keys_pad * dim));
+            v.reserve(static_cast<std::size_t>(keys_pad * dv));
+        }
         s.reserve(static_cast<std::size_t>(K::query_block * K::key_block));
         o.reserve(static_cast<std::size_t>(K::query_block * dv));
         stats.reserve(static_cast<std::size_t>(2 * K::query_block));
     }
     attend_scratch<A> scratch() const noexcept {
-        return {s.data(), o.data(), stats.data(), stats.data() + K::query_block};
+        return {s.data(), o.data(), stats.data(), stats.data() + K::query_block, p_bf16.data()};
     }
 };
+
+// One forward task: pack queries q_begin .. q_begin + nq − 1 of sel_q and keys/values 0 .. nk − 1 of
+// sel_k, attend (attend_packed: causal_shift, pad_keys as there) and hand every row to sink. The one
+// copy of "pack, then attend" that the forward and the distributed forward share; bfloat16 storage
+// takes the bf16 dot-product path where the target has it (use_bf16_dot), everything else the fma path.
+template <class T, class Arch, class Sink>
+void attend_selection(forward_workspace<accum_t<T>, Arch>& ws, const tensor_view<const T>& q,
+                      const tensor_view<const T>& k, const tensor_view<const T>& v, index_t b, index_t h,
+                      const row_selection& sel_q, index_t q_begin, index_t nq, const row_selection& sel_k, index_t nk,
+                      accum_t<T> scale, bool causal, index_t causal_shift, index_t pad_keys, Sink&& sink) {
+    using A = accum_t<T>;
+    const index_t D = q.head_dim();
+#if LONGNET_HAS_BF16_DOT
+    if constexpr (use_bf16_dot<T, Arch>()) {
+        pack_queries_bf16<Arch>(q, b, h, sel_q, q_begin, nq, ws.q_pairs.data());
+        pack_keys_bf16<Arch>(k, b, h, sel_k, nk, ws.kt_pairs.data());
+        pack_values_bf16<Arch>(v, b, h, sel_k, nk, ws.v_pairs.data());
+        bf16_dot<Arch> dot;
+        dot.scale = scale;
+        attend_packed<A, Arch, bf16_dot<Arch>>(ws.q_pairs.data(), nq, ws.kt_pairs.data(), ws.v_pairs.data(), nk, D,
+                                               causal, causal_shift, pad_keys, ws.scratch(), sink, dot);
+        return;
+    }
+#endif
+    pack_queries<A, Arch>(q, b, h, sel_q, q_begin, nq, scale, ws.q.data());
+    pack_keys<A, Arch>(k, b, h, sel_k, nk, ws.kt.data());
+    pack_values<A, Arch>(v, b, h, sel_k, nk, ws.v.data());
+    attend_packed<A, Arch>(ws.q.data(), nq, ws.kt.data(), ws.v.data(), nk, D, causal, causal_shift, pad_keys,
+                           ws.scratch(), sink);
+}
 
 // Merge one branch's (o_i, l_i) for a row into out/lse: L' = logaddexp(L, l_i),
 // out = out·exp(L − L') + o_i·exp(l_i − L').
@@ -128,7 +171,8 @@ void forward_branch(const tensor_view<const T>& q, const tensor_view<const T>& k
     const index_t chunk_rows = (chunk + K::query_block - 1) / K::query_block * K::query_block;
     const index_t pad_keys_full = (opt.tail == tail_mode::zero_pad && !opt.causal) ? geo.max_selected : 0;
     parallel_tasks(
-        segment_tasks * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, geo.max_selected, D); },
+        segment_tasks * chunks,
+        [&] { return forward_workspace<A, Arch>(chunk_rows, geo.max_selected, D, use_bf16_dot<T, Arch>()); },
         [&](forward_workspace<A, Arch>& ws, index_t t) {
             const index_t c = t % chunks;
             const index_t g = (t / chunks) % geo.segments;
@@ -141,14 +185,11 @@ void forward_branch(const tensor_view<const T>& q, const tensor_view<const T>& k
             const index_t nq = std::min(sel.count, q_begin + chunk_rows) - q_begin;
             const index_t nk = opt.causal ? q_begin + nq : sel.count;
             const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - sel.count : 0;
-            pack_queries<A, Arch>(q, b, h, sel, q_begin, nq, scale, ws.q.data());
-            pack_keys<A, Arch>(k, b, h, sel, nk, ws.kt.data());
-            pack_values<A, Arch>(v, b, h, sel, nk, ws.v.data());
-            attend_packed<A, Arch>(ws.q.data(), nq, ws.kt.data(), ws.v.data(), nk, D, opt.causal, q_begin, pad_keys,
-                                   ws.scratch(), [&](index_t i, const A* o_row, A l) {
-                                       const index_t p = sel.position(q_begin + i);
-                                       merge_row<T, A>(out.row(b, p, h), lse(b, p, h), o_row, l, D);
-                                   });
+            attend_selection<T, Arch>(ws, q, k, v, b, h, sel, q_begin, nq, sel, nk, scale, opt.causal, q_begin, pad_keys,
+                                      [&](index_t i, const A* o_row, A l) {
+                                          const index_t p = sel.position(q_begin + i);
+                                          merge_row<T, A>(out.row(b, p, h), lse(b, p, h), o_row, l, D);
+                                      });
         });
 }
 

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "longnet/detail/simd.hpp"
@@ -99,14 +100,47 @@ struct attend_scratch {
     A* o;
     A* row_max;
     A* row_sum;
+    std::uint16_t* p16 = nullptr;  // [query_block][key_block] P rounded to bf16 (bf16_dot only)
+};
+
+// The products of attend_packed, as a policy: fma_dot (this file) multiplies packed accumulator-type
+// operands with FMAs; bf16_dot (bf16_dot.hpp) multiplies bf16 pairs with vdpbf16ps. A policy provides
+//   packed                         element type of the packed Q, Kt, V
+//   query_row(q, i, dim)           packed query row i
+//   key_block(kt, blk, dim)        packed Kt block blk
+//   value_rows(v, j0, dim)         packed V from key j0 (j0 a multiple of key_block)
+//   qk(q_rows, ktb, dim, s)        S[0..qk_rows)[0..qk_cols) = τ·Q·Kᵀ (Kt block columns from ktb)
+//   round_p(srow, cols, i, scr)    after the softmax of row i: P row ready for pv (bf16: rounded copy)
+//   pv<R>(scr, i, vb, dim, k0, k1, o)   O[i..i+R) += P[i..i+R)[k0..k1) · V[k0..k1)
+//   key_granule                    k0 of pv is a multiple of it (bf16: keys come in pairs)
+template <class A, class Arch>
+struct fma_dot {
+    using K = kernel_shape<A, Arch>;
+    using packed = A;
+    static const A* query_row(const A* q, index_t i, index_t dim) noexcept { return q + i * dim; }
+    static const A* key_block(const A* kt, index_t blk, index_t dim) noexcept { return kt + blk * dim * K::key_block; }
+    static const A* value_rows(const A* v, index_t j0, index_t dim) noexcept { return v + j0 * K::padded_dim(dim); }
+    // Q was packed pre-multiplied by τ (pack_queries)
+    static void qk(const A* q, const A* ktb, index_t dim, A* s) noexcept {
+        qk_tile<A, Arch, K::qk_rows>(q, dim, ktb, K::key_block, dim, s, K::key_block);
+    }
+    static void round_p(A*, index_t, index_t, const attend_scratch<A>&) noexcept {}
+    static constexpr index_t key_granule = 1;
+    template <int R>
+    static void pv(const attend_scratch<A>& scr, index_t i, const A* vb, index_t dim, index_t k0, index_t k1,
+                   A* o) noexcept {
+        const index_t dv = K::padded_dim(dim);
+        pv_rows<A, Arch, R>(scr.s + i * K::key_block + k0, K::key_block, vb + k0 * dv, dv, k1 - k0, o, dv, dv / K::width);
+    }
 };
 
 // Attend nq packed queries to nk packed keys. For every query i calls sink(i, o_row, lse) with the
 // normalised output row (Dv values, the first D meaningful) and its log-sum-exp. `pad_keys` extra keys
 // with logit 0 and value 0 join every query's softmax (torchscale zero_pad parity; 0 otherwise).
-template <class A, class Arch, class Sink>
-void attend_packed(const A* q, index_t nq, const A* kt, const A* v, index_t nk, index_t dim, bool causal,
-                   index_t causal_shift, index_t pad_keys, const attend_scratch<A>& scratch, Sink&& sink) {
+template <class A, class Arch, class Dot = fma_dot<A, Arch>, class Sink>
+void attend_packed(const typename Dot::packed* q, index_t nq, const typename Dot::packed* kt,
+                   const typename Dot::packed* v, index_t nk, index_t dim, bool causal, index_t causal_shift,
+                   index_t pad_keys, const attend_scratch<A>& scratch, Sink&& sink, const Dot& dot = Dot{}) {
     using K = kernel_shape<A, Arch>;
     using O = simd::ops<A, Arch>;
     using reg = typename O::reg;
@@ -130,13 +164,13 @@ void attend_packed(const A* q, index_t nq, const A* kt, const A* v, index_t nk, 
         for (index_t j0 = 0; j0 < key_end; j0 += KB) {
             const index_t kb = std::min(KB, key_end - j0);
             const index_t kb_cols = (kb + K::qk_cols - 1) / K::qk_cols * K::qk_cols;
-            const A* ktb = kt + (j0 / KB) * dim * KB;
+            const auto* ktb = dot.key_block(kt, j0 / KB, dim);
             // S = Q·Kᵀ over register tiles; causal tiles wholly above the diagonal are skipped
             for (index_t ii = 0; ii < rows_pad; ii += K::qk_rows) {
                 const index_t last_visible = i0 + ii + K::qk_rows - 1 + causal_shift;  // for the tile's last row
                 for (index_t jj = 0; jj < kb_cols; jj += K::qk_cols) {
                     if (causal && j0 + jj > last_visible) break;
-                    qk_tile<A, Arch, K::qk_rows>(q + (i0 + ii) * dim, dim, ktb + jj, KB, dim, s + ii * KB + jj, KB);
+                    dot.qk(dot.query_row(q, i0 + ii, dim), ktb + jj, dim, s + ii * KB + jj);
                 }
             }
             // online softmax per row: mask, new max, rescale, P = exp(S − max)
@@ -147,6 +181,7 @@ void attend_packed(const A* q, index_t nq, const A* kt, const A* v, index_t nk, 
                 else if (causal) visible = std::clamp<index_t>(i0 + i + causal_shift - j0 + 1, 0, kb);
                 if (visible == 0) {
                     std::fill(srow, srow + kb_cols, A(0));
+                    dot.round_p(srow, kb_cols, i, scratch);
                     continue;
                 }
                 std::fill(srow + visible, srow + kb_cols, neg_inf);
@@ -172,15 +207,25 @@ void attend_packed(const A* q, index_t nq, const A* kt, const A* v, index_t nk, 
                 }
                 row_max[i] = m_new;
                 row_sum[i] += O::reduce_add(sum);
+                dot.round_p(srow, kb_cols, i, scratch);
             }
             // O += P·V
-            const A* vb = v + j0 * dv;
+            const auto* vb = dot.value_rows(v, j0, dim);
             for (index_t ii = 0; ii < rows_pad; ii += K::pv_rows) {
-                // causal: the tile's last row sees no key past its diagonal, P is zero there
-                const index_t tile_keys =
-                    causal ? std::clamp<index_t>(i0 + ii + K::pv_rows - 1 + causal_shift - j0 + 1, 0, kb) : kb;
-                if (tile_keys > 0)
-                    pv_rows<A, Arch, K::pv_rows>(s + ii * KB, KB, vb, dv, tile_keys, o + ii * dv, dv, dv_regs);
+                if (!causal) {
+                    dot.template pv<K::pv_rows>(scratch, ii, vb, dim, 0, kb, o + ii * dv);
+                    continue;
+                }
+                // causal: the keys every row of the tile sees as one tile (rounded down to the policy's key
+                // granule), then the diagonal row by row, each row up to its own last key. Never P = 0 times
+                // a value a row must not see: 0·NaN would make that row NaN.
+                const index_t shared = std::clamp<index_t>(i0 + ii + causal_shift - j0 + 1, 0, kb) / Dot::key_granule *
+                                       Dot::key_granule;
+                if (shared > 0) dot.template pv<K::pv_rows>(scratch, ii, vb, dim, 0, shared, o + ii * dv);
+                for (index_t r = ii; r < std::min(ii + K::pv_rows, rows); ++r) {
+                    const index_t own = std::clamp<index_t>(i0 + r + causal_shift - j0 + 1, 0, kb);
+                    if (own > shared) dot.template pv<1>(scratch, r, vb, dim, shared, own, o + r * dv);
+                }
             }
         }
         // finish: fold in zero-padding keys, normalise, hand each row to the sink

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// bf16 dot products for bfloat16 storage (AVX512-BF16: vdpbf16ps), the forward's QKᵀ and PV.
+//
+// vdpbf16ps multiplies 32 pairs of bf16 and adds each pair's two products into one of 16 float lanes:
+// acc[l] += a[2l]·b[2l] + a[2l+1]·b[2l+1], float accumulation. Per instruction that is twice the
+// multiply-adds of a float FMA. The operands are packed as pairs (one 32-bit word holds two bf16):
+//   Q   [nq_pad][D2]            q[i][2m] | q[i][2m+1] << 16, D2 = ceil(D/2), unscaled (exact bf16 inputs)
+//   Kt  [nk_blocks][D2][KB]     the same pairs over d, one word per key: 16 keys per register
+//   V   [nk_blocks·KB/2][Dv]    v[2p][c] | v[2p+1][c] << 16: 16 columns × a pair of keys per register
+// S = τ·(Q·Kᵀ) in float (τ applied to the float dot, so Q and K enter unrounded); the online softmax
+// runs in float as in the fma path; P is then rounded to bf16 (round to nearest even) for PV, as
+// flash-attention does in half precision, while the row sum l uses the unrounded float P. So the
+// result differs from the float path by the P rounding only: a relative error of at most 2⁻⁹ per weight.
+// Zero padding: an odd D pairs its last element with 0 in both Q and K; an odd key count pairs the last
+// key with one the row does not see, whose value lanes are masked to 0 (so a NaN or inf there cannot
+// reach rows it must not reach: 0·NaN would be NaN).
+//
+// Used by the forward (forward_branch, the distributed forward) when use_bf16_dot<T, Arch>() holds: T is
+// bfloat16, the translation unit targets AVX512-BF16 (LONGNET_HAS_BF16_DOT, config.hpp) and Arch is an
+// AVX-512 architecture. Everything else keeps the fma path.
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "longnet/config.hpp"
+#include "longnet/detail/pack.hpp"
+#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/numeric.hpp"
+#include "longnet/tensor.hpp"
+
+namespace longnet::detail {
+
+template <class T, class Arch>
+constexpr bool use_bf16_dot() noexcept {
+#if LONGNET_HAS_BF16_DOT
+    return std::is_same<T, bfloat16>::value && simd::prim::is_avx512<Arch>();
+#else
+    return false;
+#endif
+}
+
+// Packed sizes (in 32-bit words) of the bf16 layouts above, for kernel_shape<float, Arch>.
+template <class Arch>
+struct bf16_shape {
+    using K = kernel_shape<float, Arch>;
+    static index_t pairs(index_t dim) noexcept { return (dim + 1) / 2; }
+    static index_t query_words(index_t nq, index_t dim) noexcept { return K::padded_queries(nq) * pairs(dim); }
+    static index_t key_words(index_t nk, index_t dim) noexcept { return K::key_blocks(nk) * pairs(dim) * K::key_block; }
+    static index_t value_words(index_t nk, index_t dim) noexcept {
+        return K::key_blocks(nk) * K::key_block / 2 * K::padded_dim(dim);
+    }
+};
+
+inline std::uint32_t bf16_pair(const bfloat16* row, index_t d, index_t dim) noexcept {
+    const std::uint32_t lo = row[d].bits;
+    const std::uint32_t hi = d + 1 < dim ? row[d + 1].bits : 0u;
+    return lo | (hi << 16);
+}
+
+// Q[i][m] = pair m of q[b, sel(begin + i), h] for i < n; zero rows up to padded_queries(n). Unscaled.
+template <class Arch>
+void pack_queries_bf16(const tensor_view<const bfloat16>& q, index_t b, index_t h, const row_selection& sel,
+                       index_t begin, index_t n, std::uint32_t* dst) {
+    using K = kernel_shape<float, Arch>;
+    const index_t dim = q.head_dim(), d2 = bf16_shape<Arch>::pairs(dim);
+    for (index_t i = 0; i < n; ++i) {
+        const bfloat16* src = q.row(b, sel.position(begin + i), h);
+        for (index_t m = 0; m < d2; ++m) dst[i * d2 + m] = bf16_pair(src, 2 * m, dim);
+    }
+    std::fill(dst + n * d2, dst + K::padded_queries(n) * d2, 0u);
+}
+
+// Kt[blk][m][j] = pair m of k[b, sel(blk·KB + j), h] for keys < n; zero beyond.
+template <class Arch>
+void pack_keys_bf16(const tensor_view<const bfloat16>& k, index_t b, index_t h, const row_selection& sel, index_t n,
+                    std::uint32_t* dst) {
+    using K = kernel_shape<float, Arch>;
+    constexpr index_t KB = K::key_block;
+    const index_t dim = k.head_dim(), d2 = bf16_shape<Arch>::pairs(dim);
+    for (index_t blk = 0; blk < K::key_blocks(n); ++blk) {
+        std::uint32_t* out = dst + blk * d2 * KB;
+        const index_t j0 = blk * KB, jn = std::min(KB, n - j0);
+        for (index_t j = 0; j < jn; ++j) {
+            const bfloat16* src = k.row(b, sel.position(j0 + j), h);
+            for (index_t m = 0; m < d2; ++m) out[m * KB + j] = bf16_pair(src, 2 * m, dim);
+        }
+        if (jn < KB)
+            for (index_t m = 0; m < d2; ++m) std::fill(out + m * KB + jn, out + m * KB + KB, 0u);
+    }
+}
+
+// V[p][c] = v[2p][c] | v[2p+1][c] << 16 for keys < n, rows Dv wide; zero up to key_blocks(n)·KB keys.
+template <class Arch>
+void pack_values_bf16(const tensor_view<const bfloat16>& v, index_t b, index_t h, const row_selection& sel, index_t n,
+                      std::uint32_t* dst) {
+    using K = kernel_shape<float, Arch>;
+    const index_t dim = v.head_dim(), dv = K::padded_dim(dim);
+    const index_t pairs_total = K::key_blocks(n) * K::key_block / 2;
+    for (index_t p = 0; p < pairs_total; ++p) {
+        std::uint32_t* out = dst + p * dv;
+        const bfloat16* lo = 2 * p < n ? v.row(b, sel.position(2 * p), h) : nullptr;
+        const bfloat16* hi = 2 * p + 1 < n ? v.row(b, sel.position(2 * p + 1), h) : nullptr;
+        for (index_t c = 0; c < dim; ++c)
+            out[c] = (lo ? std::uint32_t(lo[c].bits) : 0u) | ((hi ? std::uint32_t(hi[c].bits) : 0u) << 16);
+        std::fill(out + dim, out + dv, 0u);
+    }
+}
+
+#if LONGNET_HAS_BF16_DOT
+// S[0..R)[0..32) = τ·Q[0..R)·Kt[·][0..32): two registers of 16 keys, one vdpbf16ps per row and register
+// per pair of dimensions.
+template <int R>
+inline void qk_tile_bf16(const std::uint32_t* q, index_t d2, const std::uint32_t* kt, index_t ldk, float scale, float* s,
+                         index_t lds) noexcept {
+    __m512 acc0[R], acc1[R];
+    for (int i = 0; i < R; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+    for (index_t m = 0; m < d2; ++m) {
+        const __m512bh k0 = (__m512bh)_mm512_loadu_si512(kt + m * ldk);
+        const __m512bh k1 = (__m512bh)_mm512_loadu_si512(kt + m * ldk + 16);
+        for (int i = 0; i < R; ++i) {
+            const __m512bh qb = (__m512bh)_mm512_set1_epi32(static_cast<int>(q[i * d2 + m]));
+            acc0[i] = _mm512_dpbf16_ps(acc0[i], qb, k0);
+            acc1[i] = _mm512_dpbf16_ps(acc1[i], qb, k1);
+        }
+    }
+    const __m512 tau = _mm512_set1_ps(scale);
+    for (int i = 0; i < R; ++i) {
+        _mm512_storeu_ps(s + i * lds, _mm512_mul_ps(acc0[i], tau));
+        _mm512_storeu_ps(s + i * lds + 16, _mm512_mul_ps(acc1[i], tau));
+    }
+}
+
+// O[0..R)[C registers] += P[0..R)[0..nk) · V[0..nk)[cols], P as bf16 rows (ldp apart), V as key pairs.
+template <int R, int C>
+inline void pv_tile_bf16(const std::uint16_t* p, index_t ldp, const std::uint32_t* v, index_t ldv, index_t nk, float* o,
+                         index_t ldo) noexcept {
+    __m512 acc[R][C];
+    for (int i = 0; i < R; ++i)
+        for (int c = 0; c < C; ++c) acc[i][c] = _mm512_loadu_ps(o + i * ldo + c * 16);
+    const index_t pairs = (nk + 1) / 2;
+    for (index_t jp = 0; jp < pairs; ++jp) {
+        __m512i vr[C];
+        for (int c = 0; c < C; ++c) vr[c] = _mm512_loadu_si512(v + jp * ldv + c * 16);
+        if (2 * jp + 1 == nk)  // odd count: the pair's second key is seen by no row here; drop its values
+            for (int c = 0; c < C; ++c) vr[c] = _mm512_maskz_mov_epi16(static_cast<__mmask32>(0x55555555u), vr[c]);
+        for (int i = 0; i < R; ++i) {
+            std::uint32_t pair;
+            std::memcpy(&pair, p + i * ldp + 2 * jp, sizeof pair);
+            const __m512bh pb = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+            for (int c = 0; c < C; ++c) acc[i][c] = _mm512_dpbf16_ps(acc[i][c], pb, (__m512bh)vr[c]);
+        }
+    }
+    for (int i = 0; i < R; ++i)
+        for (int c = 0; c < C; ++c) _mm512_storeu_ps(o + i * ldo + c * 16, acc[i][c]);
+}
+
+// The attend_packed policy (segment_kernel.hpp) for the bf16 layouts; needs scratch.p16.
+template <class Arch>
+struct bf16_dot {
+    using K = kernel_shape<float, Arch>;
+    using packed = std::uint32_t;
+    static_assert(K::width == 16 && K::qk_cols == 32, "bf16_dot: AVX-512 float tiles expected");
+    float scale = 1.0f;  // τ, applied to the float dot products
+    static const std::uint32_t* query_row(const std::uint32_t* q, index_t i, index_t dim) noexcept {
+        return q + i * bf16_shape<Arch>::pairs(dim);
+    }
+    static const std::uint32_t* key_block(const std::uint32_t* kt, index_t blk, index_t dim) noexcept {
+        return kt + blk * bf16_shape<Arch>::pairs(dim) * K::key_block;
+    }
+    static const std::uint32_t* value_rows(const std::uint32_t* v, index_t j0, index_t dim) noexcept {
+        return v + j0 / 2 * K::padded_dim(dim);
+    }
+    void qk(const std::uint32_t* q, const std::uint32_t* ktb, index_t dim, float* s) const noexcept {
+        qk_tile_bf16<K::qk_rows>(q, bf16_shape<Arch>::pairs(dim), ktb, K::key_block, scale, s, K::key_block);
+    }
+    // P row i (cols a multiple of 32, zero past the visible keys) rounded to bf16 into scratch.p16
+    static void round_p(const float* srow, index_t cols, index_t i, const attend_scratch<float>& scr) noexcept {
+        std::uint16_t* dst = scr.p16 + i * K::key_block;
+        for (index_t c = 0; c < cols; c += 16)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(srow + c)));
+    }
+    static constexpr index_t key_granule = 2;
+    // k0 even (key_granule): P[.][k0] and V pair k0/2 start together
+    template <int R>
+    static void pv(const attend_scratch<float>& scr, index_t i, const std::uint32_t* vb, index_t dim, index_t k0,
+                   index_t k1, float* o) noexcept {
+        const index_t dv = K::padded_dim(dim), regs = dv / 16, nk = k1 - k0;
+        const std::uint16_t* p = scr.p16 + i * K::key_block + k0;
+        const std::uint32_t* v = vb + k0 / 2 * dv;
+        index_t c = 0;
+        for (; c + 2 <= regs; c += 2) pv_tile_bf16<R, 2>(p, K::key_block, v + c * 16, dv, nk, o + c * 16, dv);
+        if (c < regs) pv_tile_bf16<R, 1>(p, K::key_block, v + c * 16, dv, nk, o + c * 16, dv);
+    }
+};
+#endif
+
+}  // namespace longnet::detail
