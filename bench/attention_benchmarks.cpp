@@ -27,6 +27,17 @@ void bm_fma_peak(benchmark::State& state) {
     state.SetLabel(fma_isa);
 }
 
+void bm_bf16_dot_peak(benchmark::State& state) {
+    const std::int64_t steps = std::int64_t(1) << 20;
+    volatile float sink = 0;
+    double flops = 0;
+    const loop_timer timer;
+    for (auto _ : state) flops += bf16_dot_peak_round(steps, &sink);
+    state.counters["peak_gflops"] = flops / timer.seconds() * 1e-9;
+    state.counters["threads"] = bench_threads();
+    state.SetLabel("avx512bf16");
+}
+
 template <class T>
 void bm_dense(benchmark::State& state, bool causal, index_t heads, index_t head_dim) {
     const index_t seq = state.range(0);
@@ -111,6 +122,8 @@ void register_type(const suite_config& config) {
 
 void register_peak_benchmark() {
     benchmark::RegisterBenchmark("BM_FmaPeak", bm_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
+    if (has_bf16_dot_peak)
+        benchmark::RegisterBenchmark("BM_Bf16DotPeak", bm_bf16_dot_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
 void register_attention_benchmarks(const suite_config& config) {

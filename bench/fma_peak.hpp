@@ -108,19 +108,73 @@ inline double fma_peak_round(std::int64_t steps, volatile float* sink) noexcept 
     return fma_chains_flops(steps) * threads;
 }
 
-// Best GFLOP/s of `rounds` timed rounds (after one warm-up round that also wakes the thread pool and
-// lets the clock ramp up).
-inline double measure_fma_peak_gflops(int rounds = 5, std::int64_t steps = std::int64_t(1) << 23) {
+// bf16 dot-product peak (AVX512-BF16): the same chains with vdpbf16ps, acc = acc + a·b over pairs, 4 flops
+// per lane per instruction (two multiply-adds). The denominator for bf16 storage on the bf16 dot path.
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+inline constexpr bool has_bf16_dot_peak = true;
+inline float bf16_dot_chains_run(std::int64_t steps) noexcept {
+    // a·b per pair = 2·(1·2^-20): the chains grow by 2^-19 per step, far from overflow
+    const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3580);
+    __m512 acc[fma_chains];
+    for (int i = 0; i < fma_chains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+    for (std::int64_t s = 0; s < steps; ++s)
+        for (int i = 0; i < fma_chains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+    __m512 sum = acc[0];
+    for (int i = 1; i < fma_chains; ++i) sum = _mm512_add_ps(sum, acc[i]);
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, sum);
+    float total = 0;
+    for (float x : lanes) total += x;
+    return total;
+}
+#else
+inline constexpr bool has_bf16_dot_peak = false;
+inline float bf16_dot_chains_run(std::int64_t) noexcept { return 0; }
+#endif
+
+// Every thread runs bf16_dot_chains_run(steps) once; returns the flops done by all threads together
+// (0 without AVX512-BF16).
+inline double bf16_dot_peak_round(std::int64_t steps, volatile float* sink) noexcept {
+    if (!has_bf16_dot_peak) return 0;
+    int threads = 1;
+    float total = 0;
+#if defined(_OPENMP)
+#pragma omp parallel reduction(+ : total)
+    {
+#pragma omp single
+        threads = omp_get_num_threads();
+        total += bf16_dot_chains_run(steps);
+    }
+#else
+    total = bf16_dot_chains_run(steps);
+#endif
+    *sink = total;
+    return 2.0 * fma_chains_flops(steps) * threads;
+}
+
+// Best GFLOP/s of `rounds` timed rounds of `round` (after one warm-up round that also wakes the thread
+// pool and lets the clock ramp up).
+template <class Round>
+double measure_peak_gflops(Round round, int rounds, std::int64_t steps) {
     volatile float sink = 0;
-    fma_peak_round(steps, &sink);
+    round(steps, &sink);
     double best = 0;
     for (int r = 0; r < rounds; ++r) {
         const auto t0 = std::chrono::steady_clock::now();
-        const double flops = fma_peak_round(steps, &sink);
+        const double flops = round(steps, &sink);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (flops / seconds > best) best = flops / seconds;
     }
     return best * 1e-9;
+}
+
+inline double measure_fma_peak_gflops(int rounds = 5, std::int64_t steps = std::int64_t(1) << 23) {
+    return measure_peak_gflops(fma_peak_round, rounds, steps);
+}
+
+// 0 where the CPU target has no AVX512-BF16.
+inline double measure_bf16_dot_peak_gflops(int rounds = 5, std::int64_t steps = std::int64_t(1) << 23) {
+    return has_bf16_dot_peak ? measure_peak_gflops(bf16_dot_peak_round, rounds, steps) : 0.0;
 }
 
 }  // namespace longnet_bench

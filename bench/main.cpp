@@ -15,6 +15,7 @@
 
 #include "bench_common.hpp"
 #include "fma_peak.hpp"
+#include "longnet/isa.hpp"
 #include "longnet/version.hpp"
 #include "suite.hpp"
 
@@ -61,10 +62,20 @@ int main(int argc, char** argv) {
     longnet_bench::measured_peak_gflops() = peak;
     std::fprintf(stderr, "longnet_bench: FMA peak %.1f GFLOP/s (%s, %d threads)\n", peak, longnet_bench::fma_isa,
                  longnet_bench::bench_threads());
+    // The bf16 dot-product peak (vdpbf16ps) where the target has AVX512-BF16, else 0.
+    const double bf16_peak = longnet_bench::measure_bf16_dot_peak_gflops();
+    if (bf16_peak > 0)
+        std::fprintf(stderr, "longnet_bench: bf16 dot peak %.1f GFLOP/s (avx512bf16, %.2fx the FMA peak)\n", bf16_peak,
+                     bf16_peak / peak);
+    std::fprintf(stderr, "longnet_bench: kernels use %s; bf16 dot products %s\n", longnet::simd_isa(),
+                 longnet::bf16_dot_products() ? "on" : "off");
 
     benchmark::AddCustomContext("longnet_version", LONGNET_VERSION_STRING);
     benchmark::AddCustomContext("longnet_peak_gflops", std::to_string(peak));
     benchmark::AddCustomContext("longnet_fma_isa", longnet_bench::fma_isa);
+    benchmark::AddCustomContext("longnet_bf16_dot_peak_gflops", std::to_string(bf16_peak));
+    benchmark::AddCustomContext("longnet_simd_isa", longnet::simd_isa());
+    benchmark::AddCustomContext("longnet_bf16_dot", longnet::bf16_dot_products() ? "on" : "off");
     benchmark::AddCustomContext("longnet_threads", std::to_string(longnet_bench::bench_threads()));
     benchmark::AddCustomContext("longnet_head_dim", std::to_string(config.head_dim));
     benchmark::AddCustomContext("longnet_onednn", LONGNET_BENCH_HAS_ONEDNN ? "yes" : "no");

@@ -190,8 +190,8 @@ int run(int argc, char** argv) {
     std::printf("  sequence    %s tokens x %lld heads x %lld dims, float32, batch 1, %s\n", grouped(N).c_str(),
                 static_cast<long long>(H), static_cast<long long>(D), a.causal ? "causal" : "non-causal");
     std::printf("  branches    (segment, dilation) =%s, offsets h mod r\n", branches.c_str());
-    std::printf("  threads     %d (%s), SIMD kernels %s\n", cli::max_threads(), LONGNET_HAS_OPENMP ? "OpenMP" : "no OpenMP",
-                LONGNET_HAS_XSIMD ? "on (xsimd)" : "off (scalar)");
+    std::printf("  threads     %d (%s), SIMD kernels: %s\n", cli::max_threads(), LONGNET_HAS_OPENMP ? "OpenMP" : "no OpenMP",
+                longnet::simd_isa());
     std::printf("  memory      %s for q, k, v, out and lse\n", cli::human_bytes(static_cast<double>(*bytes)).c_str());
     std::fflush(stdout);
 
