@@ -111,9 +111,12 @@ private:
 };
 
 // Synthetic long-range recall (--task recall). Vocabulary 64: keys 0..15, values 16..31, filler 32..63.
-// A sequence of T tokens starts with `pairs` (key, value) pairs (distinct keys, random values), then
-// random filler, and ends with one of the keys; the only scored target is the next token after that
-// final key: its value. Solving it needs attention from position T − 1 back to the first few tokens.
+// A sequence of T tokens (T a multiple of 8) starts with `pairs` (key, value) pairs, pair p at positions
+// 8p + 6 and 8p + 7 (distinct keys, random values; filler around them), then random filler, and ends
+// with one of the keys at position T − 1; the only scored target is the next token after that final key:
+// its value. Values and the final key sit at positions ≡ 7 (mod 8), so a dilated branch with dilation
+// r | 8 selects them in the same head (segments start at multiples of w): solving it needs attention from
+// position T − 1 back to the first 8·pairs tokens.
 struct recall_task {
     static constexpr std::int64_t vocab = 64, keys = 16, values = 16, filler_first = 32;
     std::size_t seq_len = 8192;  // inputs per sequence
@@ -122,26 +125,25 @@ struct recall_task {
     void validate() const {
         if (pairs < 1 || pairs > static_cast<std::size_t>(keys))
             throw std::invalid_argument("recall task: pairs must be 1..16, got " + std::to_string(pairs));
-        if (seq_len < 2 * pairs + 2)
-            throw std::invalid_argument("recall task: sequence length " + std::to_string(seq_len) + " is too short for " +
-                                        std::to_string(pairs) + " pairs");
+        if (seq_len % 8 != 0 || seq_len < 8 * pairs + 8)
+            throw std::invalid_argument("recall task: sequence length " + std::to_string(seq_len) +
+                                        " must be a multiple of 8 and at least " + std::to_string(8 * pairs + 8) + " for " +
+                                        std::to_string(pairs) + " pairs (too short otherwise)");
     }
     sequence sample(rng_state& rng) const {
         std::vector<std::int64_t> stream(seq_len + 1);
-        std::int64_t key_of[16], value_of[16];
-        std::int64_t perm[16];
+        for (std::size_t i = 0; i + 1 < seq_len; ++i)
+            stream[i] = filler_first + static_cast<std::int64_t>(rng.below(vocab - filler_first));
+        std::int64_t perm[16], value_of[16];
         for (std::int64_t i = 0; i < keys; ++i) perm[i] = i;
         for (std::int64_t i = keys - 1; i > 0; --i) std::swap(perm[i], perm[rng.below(static_cast<std::uint64_t>(i + 1))]);
         for (std::size_t p = 0; p < pairs; ++p) {
-            key_of[p] = perm[p];
             value_of[p] = keys + static_cast<std::int64_t>(rng.below(values));
-            stream[2 * p] = key_of[p];
-            stream[2 * p + 1] = value_of[p];
+            stream[8 * p + 6] = perm[p];
+            stream[8 * p + 7] = value_of[p];
         }
-        for (std::size_t i = 2 * pairs; i + 1 < seq_len; ++i)
-            stream[i] = filler_first + static_cast<std::int64_t>(rng.below(vocab - filler_first));
         const std::size_t q = rng.below(pairs);
-        stream[seq_len - 1] = key_of[q];
+        stream[seq_len - 1] = perm[q];
         stream[seq_len] = value_of[q];
         sequence s = window(stream, 0, seq_len);
         for (std::size_t i = 0; i + 1 < seq_len; ++i) s.targets[i] = nn::ignore_target;  // score the answer only
