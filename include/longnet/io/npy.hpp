@@ -3,6 +3,7 @@
 // Reading and writing NumPy .npy files (format versions 1.0, 2.0 and 3.0).
 //
 //   npy_array a = longnet::io::load_npy("q.npy");     // any supported dtype, converted to native C order
+//   npy_array b = longnet::io::load_npy_bytes(p, n);  // the same reader on a file image in memory
 //   std::vector<float> q = a.as_float();                // converting copy (or a.values<float>() without copy)
 //   longnet::io::save_npy("out.npy", data, {N, H, D});  // atomic: temp file in the same folder + rename
 //
@@ -17,6 +18,13 @@
 // header claims). The data size is checked against the file size before anything is allocated.
 // Bytes after the data are an error too ("trailing bytes"): numpy never writes them, and a file
 // longer than its header says usually means the header's shape is wrong.
+//
+// Limits (checked before anything of that size is allocated; above them: npy_error):
+//   header      at most 1 MiB (detail::max_npy_header); numpy writes a few hundred bytes
+//   rank        at most 64 dimensions (numpy 2's NPY_MAXDIMS)
+//   elements    at most 2^62 (any partial product of the shape), bytes at most 2^63 - 1
+//   byte size   exactly the bytes the file holds after the header: the data is allocated only after
+//               the header's byte count has been checked against the file's (or image's) size.
 
 #include <algorithm>
 #include <atomic>
@@ -428,6 +436,29 @@ private:
     storage data_;  // variant index == npy_dtype value
 };
 
+namespace detail {
+// The bytes of a .npy image, read front to back: a FILE* ...
+struct npy_file_source {
+    std::FILE* f;
+    bool read(void* dst, std::size_t n) { return std::fread(dst, 1, n, f) == n; }
+};
+// ... or a buffer in memory.
+struct npy_memory_source {
+    const unsigned char* data;
+    std::size_t size, pos = 0;
+    bool read(void* dst, std::size_t n) {
+        if (n > size - pos) return false;
+        std::memcpy(dst, data + pos, n);
+        pos += n;
+        return true;
+    }
+};
+
+// The reader proper: `file_size` bytes from `source`; `path` names them in messages.
+template <class Source>
+npy_array read_npy(Source& source, std::uint64_t file_size, const std::string& path);
+}  // namespace detail
+
 // Read a .npy file. Throws npy_error (naming the file and the problem) on any failure.
 inline npy_array load_npy(const std::string& path) {
     namespace fs = std::filesystem;
@@ -443,10 +474,23 @@ inline npy_array load_npy(const std::string& path) {
     const auto file_size = static_cast<std::uint64_t>(size_or_error);
     detail::file_closer fc{std::fopen(path.c_str(), "rb")};
     if (!fc.f) throw npy_error(path, "cannot open: " + detail::errno_text(errno));
+    detail::npy_file_source source{fc.f};
+    return detail::read_npy(source, file_size, path);
+}
+
+// Read a .npy image of `size` bytes at `data` (what load_npy reads from a file); `name` stands for
+// the file name in messages. Throws npy_error exactly as load_npy does.
+inline npy_array load_npy_bytes(const void* data, std::size_t size, const std::string& name = "<memory>") {
+    detail::npy_memory_source source{static_cast<const unsigned char*>(data), size};
+    return detail::read_npy(source, size, name);
+}
+
+template <class Source>
+npy_array detail::read_npy(Source& source, std::uint64_t file_size, const std::string& path) {
     if (file_size == 0) throw npy_error(path, "empty file (0 bytes), not a .npy file");
 
     const auto read_exact = [&](void* dst, std::size_t n, const char* what) {
-        if (n > 0 && std::fread(dst, 1, n, fc.f) != n) throw npy_error(path, std::string("read error in ") + what);
+        if (n > 0 && !source.read(dst, n)) throw npy_error(path, std::string("read error in ") + what);
     };
 
     // Preamble: 6-byte magic, 2 version bytes, then a 2- (v1) or 4-byte (v2, v3) little-endian length.

@@ -7,9 +7,24 @@
 // then the raw little-endian row-major data; offsets are relative to the first byte after the header.
 //
 // The file is mapped read-only (POSIX mmap) and unmapped when the safetensors_file is destroyed; nothing
-// is copied until a tensor is read (read<T>() converts to T). Every malformed input throws
-// longnet::io::safetensors_error naming the file, the tensor (if any) and the problem; the reader never
-// reads outside the mapping. Supported dtypes: F32, F64, BF16, F16 (others are refused by name).
+// is copied until a tensor is read (read<T>() converts to T). safetensors_file::from_bytes reads an image
+// already in memory (a copy is kept). Every malformed input throws longnet::io::safetensors_error naming
+// the file, the tensor (if any) and the problem; the reader never reads outside the mapping. Supported
+// dtypes: F32, F64, BF16, F16 (others are refused by name).
+//
+// Limits (each checked before anything of that size is allocated; above them: safetensors_error):
+//   header          at most max_header_size = 100 MiB of JSON (the reference reader's limit is 100 MB);
+//                   strict JSON (longnet/io/strict_json.hpp): one object, no duplicate keys (tensor names
+//                   or fields), nesting at most 64 deep. Parsing holds the JSON tree in memory: a few
+//                   times the header's size at worst.
+//   tensor count    at most max_tensors = 2^20 entries
+//   rank            at most max_rank = 64 dimensions
+//   byte size       every tensor's [begin, end) lies inside the data section of the file; element
+//                   counts and byte sizes are checked for 64-bit overflow. A tensor read allocates at
+//                   most its own bytes' worth of elements, so never more than the file holds.
+// Also refused: data_offsets whose span differs from shape x dtype size, overlapping tensors. Gaps
+// between tensors and bytes after the last one are allowed (the data section is only addressed
+// through data_offsets).
 //
 // Needs nlohmann/json (header only): link nlohmann_json::nlohmann_json to the target including this.
 // Assumes a little-endian host (checked at run time).
@@ -33,6 +48,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "longnet/io/strict_json.hpp"
 #include "longnet/numeric.hpp"
 
 namespace longnet::io {
@@ -185,17 +201,36 @@ class safetensors_file {
 public:
     // Hard limit of the header size (the reference implementation uses 100 MB too).
     static constexpr std::uint64_t max_header_size = 100u * 1024u * 1024u;
+    // Most tensors one header may list, and most dimensions of one tensor.
+    static constexpr std::size_t max_tensors = std::size_t(1) << 20;
+    static constexpr std::size_t max_rank = 64;
 
     safetensors_file() = default;
     explicit safetensors_file(std::string path) : path_(std::move(path)) {
         if (!safetensors_detail::host_is_little_endian())
             throw safetensors_error(path_, "", "this reader needs a little-endian host");
         map_ = safetensors_detail::mapped_file(path_);
+        base_ = map_.data();
+        size_ = map_.size();
         parse();
     }
 
+    // A .safetensors image in memory (copied); `name` stands for the file name in messages.
+    static safetensors_file from_bytes(const void* data, std::size_t size, std::string name = "<memory>") {
+        if (!safetensors_detail::host_is_little_endian())
+            throw safetensors_error(name, "", "this reader needs a little-endian host");
+        safetensors_file f;
+        f.path_ = std::move(name);
+        const auto* bytes = static_cast<const unsigned char*>(data);
+        if (size > 0) f.owned_.assign(bytes, bytes + size);
+        f.base_ = f.owned_.data();
+        f.size_ = f.owned_.size();
+        f.parse();
+        return f;
+    }
+
     const std::string& path() const noexcept { return path_; }
-    std::size_t file_size() const noexcept { return map_.size(); }
+    std::size_t file_size() const noexcept { return size_; }
     bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
     std::size_t size() const noexcept { return tensors_.size(); }
     const std::map<std::string, safetensors_tensor>& tensors() const noexcept { return tensors_; }
@@ -269,31 +304,34 @@ private:
             if (v < 0) fail(tensor, std::string(what) + " has a negative value " + std::to_string(v));
             return static_cast<std::uint64_t>(v);
         }
-        fail(tensor, std::string(what) + " must hold non-negative integers, got " + j.dump());
+        fail(tensor, std::string(what) + " must hold non-negative integers, got " + describe_json(j));
     }
 
     void parse() {
-        const std::size_t file_size = map_.size();
+        const std::size_t file_size = size_;
         if (file_size < 8)
             fail("", "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header size");
-        const auto header_size = safetensors_detail::load_le<std::uint64_t>(map_.data());
+        const auto header_size = safetensors_detail::load_le<std::uint64_t>(base_);
         if (header_size > max_header_size)
             fail("", "header size " + std::to_string(header_size) + " is absurd (limit " +
                          std::to_string(max_header_size) + " bytes)");
         if (header_size > file_size - 8)
             fail("", "header size " + std::to_string(header_size) + " runs past the end of the file (" +
                          std::to_string(file_size) + " bytes)");
-        const char* text = reinterpret_cast<const char*>(map_.data() + 8);
+        const char* text = reinterpret_cast<const char*>(base_ + 8);
         nlohmann::json header;
         try {
-            header = nlohmann::json::parse(text, text + header_size);
-        } catch (const nlohmann::json::exception& e) {
+            header = parse_strict_json(text, text + header_size);
+        } catch (const strict_json_error& e) {
             fail("", std::string("header is not valid JSON: ") + e.what());
         }
         if (!header.is_object()) fail("", std::string("header must be a JSON object, got ") + header.type_name());
+        const std::size_t entries = header.size() - (header.contains("__metadata__") ? 1 : 0);
+        if (entries > max_tensors)
+            fail("", "header lists " + std::to_string(entries) + " tensors (limit " + std::to_string(max_tensors) + ")");
 
         const std::uint64_t data_size = file_size - 8 - header_size;
-        const unsigned char* data = map_.data() + 8 + header_size;
+        const unsigned char* data = base_ + 8 + header_size;
 
         for (auto it = header.begin(); it != header.end(); ++it) {
             const std::string& name = it.key();
@@ -312,29 +350,31 @@ private:
             // dtype
             auto d = entry.find("dtype");
             if (d == entry.end()) fail(name, "missing field 'dtype'");
-            if (!d->is_string()) fail(name, "field 'dtype' must be a string, got " + d->dump());
+            if (!d->is_string()) fail(name, "field 'dtype' must be a string, got " + describe_json(*d));
             if (!parse_dtype(d->get<std::string>(), t.dtype))
-                fail(name, "unsupported dtype '" + d->get<std::string>() + "' (supported: F32, F64, BF16, F16)");
+                fail(name, "unsupported dtype '" + d->get<std::string>().substr(0, 32) + "' (supported: F32, F64, BF16, F16)");
             // shape
             auto s = entry.find("shape");
             if (s == entry.end()) fail(name, "missing field 'shape'");
-            if (!s->is_array()) fail(name, "field 'shape' must be an array, got " + s->dump());
+            if (!s->is_array()) fail(name, "field 'shape' must be an array, got " + describe_json(*s));
+            if (s->size() > max_rank)
+                fail(name, "shape has " + std::to_string(s->size()) + " dimensions (limit " + std::to_string(max_rank) + ")");
             std::uint64_t elements = 1;
             for (const auto& e : *s) {
                 const std::uint64_t extent = non_negative(e, name, "shape");
                 if (extent > static_cast<std::uint64_t>(INT64_MAX) ||
                     __builtin_mul_overflow(elements, extent, &elements) || elements > static_cast<std::uint64_t>(INT64_MAX))
-                    fail(name, "shape " + s->dump() + " has more elements than fit in 64 bits");
+                    fail(name, "shape " + describe_json(*s) + " has more elements than fit in 64 bits");
                 t.shape.push_back(static_cast<std::int64_t>(extent));
             }
             std::uint64_t bytes = 0;
             if (__builtin_mul_overflow(elements, static_cast<std::uint64_t>(item_size(t.dtype)), &bytes))
-                fail(name, "shape " + s->dump() + " is too large: byte size overflows 64 bits");
+                fail(name, "shape " + describe_json(*s) + " is too large: byte size overflows 64 bits");
             // data_offsets
             auto o = entry.find("data_offsets");
             if (o == entry.end()) fail(name, "missing field 'data_offsets'");
             if (!o->is_array() || o->size() != 2)
-                fail(name, "field 'data_offsets' must be an array [begin, end], got " + o->dump());
+                fail(name, "field 'data_offsets' must be an array [begin, end], got " + describe_json(*o));
             t.begin = non_negative((*o)[0], name, "data_offsets");
             t.end = non_negative((*o)[1], name, "data_offsets");
             if (t.end < t.begin)
@@ -365,7 +405,10 @@ private:
     }
 
     std::string path_;
-    safetensors_detail::mapped_file map_;
+    safetensors_detail::mapped_file map_;     // the file, when read from one
+    std::vector<unsigned char> owned_;        // the image, when read from memory (from_bytes)
+    const unsigned char* base_ = nullptr;     // first byte of the file image (map_ or owned_)
+    std::size_t size_ = 0;
     std::map<std::string, safetensors_tensor> tensors_;
     std::map<std::string, std::string> metadata_;
 };

@@ -11,21 +11,42 @@
 //   true, share_decoder_input_output_embed true, no_output_layer true, multiway true, rel_pos_buckets
 //   or max_rel_pos > 0, moe_freq/moe_expert_count > 0, activation_fn other than "gelu", an odd head dim.
 // no_scale_embedding false is supported (embedding scaled by sqrt(D), as torchscale does).
+//
+// Reading a file (from_file) or text (from_json_text) is strict: at most max_config_bytes (1 MiB), one
+// JSON object and nothing after it, no duplicate keys, nesting at most 64 deep (longnet/io/strict_json.hpp).
+// Limits of the values (validate(); above them std::invalid_argument naming the field and value):
+//   decoder_embed_dim, decoder_ffn_embed_dim <= 2^24   decoder_attention_heads <= decoder_embed_dim
+//   decoder_layers <= 2^16   vocab_size <= 2^31   segment_length, dilated_ratio entries <= 2^40
+//   at most 64 branches      integers outside int64 are refused, not wrapped
+// A config alone allocates nothing: load_decoder checks every weight matrix's shape against the
+// checkpoint before it allocates the model, so a config describing a model larger than the file fails
+// with the name of the first missing or mis-shaped tensor.
 
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "longnet/io/strict_json.hpp"
 #include "longnet/tensor.hpp"
 
 namespace longnet::nn {
 
 struct decoder_config {
+    // Limits, see the top of this file.
+    static constexpr std::size_t max_config_bytes = std::size_t(1) << 20;
+    static constexpr index_t max_width = index_t(1) << 24;           // embed_dim, ffn_dim
+    static constexpr index_t max_layers = index_t(1) << 16;
+    static constexpr index_t max_vocab_size = index_t(1) << 31;
+    static constexpr index_t max_segment = index_t(1) << 40;         // segment_length, dilated_ratio entries
+    static constexpr std::size_t max_branches = 64;
+
     index_t embed_dim = 768;
     index_t heads = 12;
     index_t ffn_dim = 3072;
@@ -49,14 +70,17 @@ struct decoder_config {
 
     // Throws std::invalid_argument naming the field.
     void validate() const {
-        auto positive = [](index_t v, const char* field) {
+        auto positive = [](index_t v, const char* field, index_t limit) {
             if (v < 1) throw std::invalid_argument(std::string("decoder config: ") + field + " must be >= 1, got " + std::to_string(v));
+            if (v > limit)
+                throw std::invalid_argument(std::string("decoder config: ") + field + " = " + std::to_string(v) +
+                                            " is above the limit " + std::to_string(limit));
         };
-        positive(embed_dim, "decoder_embed_dim");
-        positive(heads, "decoder_attention_heads");
-        positive(ffn_dim, "decoder_ffn_embed_dim");
-        positive(layers, "decoder_layers");
-        positive(vocab_size, "vocab_size");
+        positive(embed_dim, "decoder_embed_dim", max_width);
+        positive(heads, "decoder_attention_heads", max_width);
+        positive(ffn_dim, "decoder_ffn_embed_dim", max_width);
+        positive(layers, "decoder_layers", max_layers);
+        positive(vocab_size, "vocab_size", max_vocab_size);
         if (embed_dim % heads != 0)
             throw std::invalid_argument("decoder config: decoder_embed_dim " + std::to_string(embed_dim) +
                                         " is not a multiple of decoder_attention_heads " + std::to_string(heads));
@@ -67,8 +91,12 @@ struct decoder_config {
             throw std::invalid_argument("decoder config: segment_length has " + std::to_string(segment_length.size()) +
                                         " entries and dilated_ratio " + std::to_string(dilated_ratio.size()) +
                                         "; they must be equally long and non-empty");
-        for (index_t w : segment_length) positive(w, "segment_length entries");
-        for (index_t r : dilated_ratio) positive(r, "dilated_ratio entries");
+        if (segment_length.size() > max_branches)
+            throw std::invalid_argument("decoder config: " + std::to_string(segment_length.size()) +
+                                        " branches (segment_length entries) is above the limit " +
+                                        std::to_string(max_branches));
+        for (index_t w : segment_length) positive(w, "segment_length entries", max_segment);
+        for (index_t r : dilated_ratio) positive(r, "dilated_ratio entries", max_segment);
         if (!(layernorm_eps > 0) || !std::isfinite(layernorm_eps))
             throw std::invalid_argument("decoder config: layernorm_eps must be a positive number");
         if (!(xpos_scale_base > 0) || !std::isfinite(xpos_scale_base))
@@ -81,20 +109,20 @@ struct decoder_config {
         auto integer = [&](const char* field, index_t& out) {
             auto it = j.find(field);
             if (it == j.end()) return;
-            if (!it->is_number_integer())
-                throw std::invalid_argument(std::string("decoder config: ") + field + " must be an integer, got " + it->dump());
-            out = it->get<index_t>();
+            out = integer_value(*it, field);
         };
         auto number = [&](const char* field, double& out) {
             auto it = j.find(field);
             if (it == j.end()) return;
-            if (!it->is_number()) throw std::invalid_argument(std::string("decoder config: ") + field + " must be a number, got " + it->dump());
+            if (!it->is_number())
+                throw std::invalid_argument(std::string("decoder config: ") + field + " must be a number, got " + io::describe_json(*it));
             out = it->get<double>();
         };
         auto flag = [&](const char* field, bool fallback) {
             auto it = j.find(field);
             if (it == j.end() || it->is_null()) return fallback;
-            if (!it->is_boolean()) throw std::invalid_argument(std::string("decoder config: ") + field + " must be true or false, got " + it->dump());
+            if (!it->is_boolean())
+                throw std::invalid_argument(std::string("decoder config: ") + field + " must be true or false, got " + io::describe_json(*it));
             return it->get<bool>();
         };
         auto require = [&](const char* field, bool fallback, bool supported, const char* why) {
@@ -107,27 +135,35 @@ struct decoder_config {
             if (it == j.end()) return;
             nlohmann::json v = *it;
             if (v.is_string()) {  // "[16,32]" or "16"
+                const std::string& text = v.get_ref<const std::string&>();
                 try {
-                    v = nlohmann::json::parse(v.get<std::string>());
-                } catch (const nlohmann::json::exception&) {
-                    throw std::invalid_argument(std::string("decoder config: ") + field + " string " + it->dump() +
+                    v = io::parse_strict_json(text.data(), text.data() + text.size());
+                } catch (const io::strict_json_error&) {
+                    throw std::invalid_argument(std::string("decoder config: ") + field + " string " + io::describe_json(*it) +
                                                 " is not a list of integers");
                 }
             }
             if (v.is_number_integer()) v = nlohmann::json::array({v});
-            if (!v.is_array()) throw std::invalid_argument(std::string("decoder config: ") + field + " must be a list of integers, got " + it->dump());
+            if (!v.is_array())
+                throw std::invalid_argument(std::string("decoder config: ") + field + " must be a list of integers, got " +
+                                            io::describe_json(*it));
+            if (v.size() > max_branches)
+                throw std::invalid_argument(std::string("decoder config: ") + field + " has " + std::to_string(v.size()) +
+                                            " entries (limit " + std::to_string(max_branches) + ")");
             out.clear();
             for (const auto& e : v) {
                 if (!e.is_number_integer())
-                    throw std::invalid_argument(std::string("decoder config: ") + field + " must be a list of integers, got " + it->dump());
-                out.push_back(e.get<index_t>());
+                    throw std::invalid_argument(std::string("decoder config: ") + field + " must be a list of integers, got " +
+                                                io::describe_json(*it));
+                out.push_back(integer_value(e, field));
             }
         };
         auto zero = [&](const char* field) {
             auto it = j.find(field);
             if (it == j.end() || it->is_null()) return;
-            if (!it->is_number_integer() || it->get<index_t>() != 0)
-                throw std::invalid_argument(std::string("decoder config: ") + field + " = " + it->dump() +
+            if (!it->is_number_integer() || it->get<std::int64_t>() != 0 ||
+                (it->is_number_unsigned() && it->get<std::uint64_t>() != 0))
+                throw std::invalid_argument(std::string("decoder config: ") + field + " = " + io::describe_json(*it) +
                                             " is not supported (only 0)");
         };
 
@@ -155,25 +191,52 @@ struct decoder_config {
         zero("moe_freq");
         zero("moe_expert_count");
         if (auto it = j.find("activation_fn"); it != j.end() && !(it->is_string() && it->get<std::string>() == "gelu"))
-            throw std::invalid_argument("decoder config: activation_fn = " + it->dump() + " is not supported (only \"gelu\")");
+            throw std::invalid_argument("decoder config: activation_fn = " + io::describe_json(*it) +
+                                        " is not supported (only \"gelu\")");
         c.validate();
         return c;
     }
 
-    static decoder_config from_file(const std::string& path) {
-        std::ifstream in(path);
-        if (!in) throw std::invalid_argument("decoder config: cannot open " + path);
+    // The text of a config.json; `name` stands for the file in messages. Throws std::invalid_argument.
+    static decoder_config from_json_text(std::string_view text, const std::string& name = "<memory>") {
+        if (text.size() > max_config_bytes)
+            throw std::invalid_argument("decoder config: " + name + " is " + std::to_string(text.size()) +
+                                        " bytes (limit " + std::to_string(max_config_bytes) + ")");
         nlohmann::json j;
         try {
-            in >> j;
-        } catch (const nlohmann::json::exception& e) {
-            throw std::invalid_argument("decoder config: " + path + " is not valid JSON: " + e.what());
+            j = io::parse_strict_json(text.data(), text.data() + text.size());
+        } catch (const io::strict_json_error& e) {
+            throw std::invalid_argument("decoder config: " + name + " is not valid JSON: " + e.what());
         }
         try {
             return from_json(j);
         } catch (const std::invalid_argument& e) {
-            throw std::invalid_argument(path + ": " + e.what());
+            throw std::invalid_argument(name + ": " + e.what());
         }
+    }
+
+    static decoder_config from_file(const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) throw std::invalid_argument("decoder config: cannot open " + path);
+        std::string text;
+        char buffer[4096];
+        while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {  // stop one block past the limit
+            text.append(buffer, static_cast<std::size_t>(in.gcount()));
+            if (text.size() > max_config_bytes) break;
+        }
+        if (in.bad()) throw std::invalid_argument("decoder config: read error in " + path);
+        return from_json_text(text, path);
+    }
+
+    // An integer JSON value as index_t; a float, a non-number or a value outside int64 throws.
+    static index_t integer_value(const nlohmann::json& v, const char* field) {
+        if (!v.is_number_integer())
+            throw std::invalid_argument(std::string("decoder config: ") + field + " must be an integer, got " +
+                                        io::describe_json(v));
+        if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+            throw std::invalid_argument(std::string("decoder config: ") + field + " = " + io::describe_json(v) +
+                                        " is out of range");
+        return static_cast<index_t>(v.get<std::int64_t>());
     }
 
     // torchscale DecoderConfig field names (the supported subset, with the fixed switches spelled out).

@@ -13,6 +13,9 @@
 // A missing tensor, an unexpected extra tensor or a wrong shape throws io::safetensors_error naming the
 // tensor (expected vs got). Any stored dtype (F32, F64, BF16, F16) converts to the model's types: T for
 // biases/gains, W for the big matrices (BF16 → W = Eigen::bfloat16 is bit-exact).
+// Before allocating the model, every weight matrix's shape is checked against the file (in the order
+// above): a config that describes a larger model than the checkpoint holds fails with the name of the
+// first missing or mis-shaped tensor, never with a huge allocation.
 
 #include <cstdint>
 #include <set>
@@ -87,10 +90,28 @@ private:
     std::set<std::string> used_;
 };
 
+// Throws io::safetensors_error unless every weight matrix of the model `cfg` describes is in `file` with
+// its shape. Runs before the model is allocated: the matrices hold all but O(layers·(D + F)) of its
+// parameters, so a model that passes is at most about as large as the file.
+inline void check_weight_shapes(const io::safetensors_file& file, const decoder_config& cfg) {
+    const index_t D = cfg.embed_dim, F = cfg.ffn_dim, V = cfg.vocab_size;
+    file.expect("embed_tokens.weight", {V, D});
+    for (index_t l = 0; l < cfg.layers; ++l) {
+        const std::string p = "layers." + std::to_string(l) + ".";
+        for (const char* proj : {"q_proj", "k_proj", "v_proj", "out_proj"})
+            file.expect(p + "self_attn." + proj + ".weight", {D, D});
+        file.expect(p + "ffn.fc1.weight", {F, D});
+        file.expect(p + "ffn.fc2.weight", {D, F});
+    }
+    file.expect("output_projection.weight", {V, D});
+}
+
 }  // namespace detail
 
 template <class T, class W = T>
 decoder<T, W> load_decoder(const io::safetensors_file& file, const decoder_config& cfg, const model_options& opt = {}) {
+    cfg.validate();
+    detail::check_weight_shapes(file, cfg);
     decoder<T, W> model(cfg, opt);
     detail::checkpoint_reader r(file);
     r.matrix_into("embed_tokens.weight", model.embed_tokens);

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The command-line parsers of the tools, one entry per tool (tests/fuzz/cli_<tool>.cpp compiles the
+// tool's source with its main renamed and calls its parse function). Each returns 0 when the arguments
+// were accepted (after checking what was accepted: FUZZ_CHECK) and 2 when they were refused with the
+// tool's usage error (or std::invalid_argument, which the tools report as a usage error too); any
+// other exception escapes and is a defect.
+
+namespace fuzz_cli {
+int attend(int argc, char** argv);
+int demo(int argc, char** argv);
+int lm(int argc, char** argv);
+}  // namespace fuzz_cli
