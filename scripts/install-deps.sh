@@ -10,9 +10,11 @@ set -euo pipefail
 # Required: compilers and CMake; Eigen (longnet/nn/), xsimd (SIMD kernels), Catch2 (tests),
 # Google Benchmark (bench/), OpenMP for clang (libomp-dev; Debian 12: libomp-14-dev), nlohmann/json
 # (tests, CLI), numpy (fixture scripts), Open MPI (the distributed tests and example; its mpirun
-# wants an rsh agent even on one host, hence openssh-client).
+# wants an rsh agent even on one host, hence openssh-client), clang's compiler-rt (libclang-rt-dev:
+# the sanitizer and libFuzzer runtimes of the fuzz preset; only a Recommends of clang, which
+# --no-install-recommends skips).
 required=(
-  build-essential cmake g++ clang libomp-dev
+  build-essential cmake g++ clang libclang-rt-dev libomp-dev
   libeigen3-dev libxsimd-dev catch2 libbenchmark-dev nlohmann-json3-dev
   python3-numpy libopenmpi-dev openmpi-bin openssh-client
 )
