@@ -93,21 +93,27 @@ TEST_CASE("bfloat16 and half storage match the oracle within 1e-2", "[dilated][b
 // 2^-9) and P is rounded to bf16 for PV (2^-9 per weight): 1e-2 of the largest output. The LSE depends
 // on S = τ·q·k only, computed in float from exact bf16 inputs: 1e-5 of max(1, |LSE|).
 TEST_CASE("bfloat16 storage on every shape: output within 1e-2, LSE within 1e-5", "[dilated][bf16]") {
-    INFO("bf16 dot-product kernel: " << (longnet::bf16_dot_products() ? "on" : "off"));
-    std::uint64_t seed = 400;
-    for (config c : shapes())
-        for (bool causal : {false, true})
-            for (auto pol : {oracle::offsets::paper, oracle::offsets::torchscale}) {
-                c.causal = causal, c.policy = pol, c.zero_pad = !causal && pol == oracle::offsets::torchscale;
-                const inputs in = random_inputs(c, seed += 3);
-                const auto q = rounded<longnet::bfloat16>(in.q), k = rounded<longnet::bfloat16>(in.k),
-                           v = rounded<longnet::bfloat16>(in.v);
-                const oracle::result ref = oracle::dilated(c, q, k, v);
-                const run_result got = run_dilated<longnet::bfloat16>(c, in.q, in.k, in.v);
-                INFO(describe(c));
-                CHECK(rel_error(got.out, ref.out) <= 1e-2);
-                CHECK(lse_error(got.lse, ref.lse) <= 1e-5);
-            }
+    const bool saved = longnet::bf16_dot_products();
+    for (bool dot : {false, true}) {
+        // the bf16 dot path runs where it is compiled in (AVX512-BF16 target), whatever the default
+        CHECK(longnet::set_bf16_dot_products(dot) == (dot && LONGNET_HAS_BF16_DOT));
+        INFO("bf16 dot-product kernel: " << (longnet::bf16_dot_products() ? "on" : "off"));
+        std::uint64_t seed = 400;
+        for (config c : shapes())
+            for (bool causal : {false, true})
+                for (auto pol : {oracle::offsets::paper, oracle::offsets::torchscale}) {
+                    c.causal = causal, c.policy = pol, c.zero_pad = !causal && pol == oracle::offsets::torchscale;
+                    const inputs in = random_inputs(c, seed += 3);
+                    const auto q = rounded<longnet::bfloat16>(in.q), k = rounded<longnet::bfloat16>(in.k),
+                               v = rounded<longnet::bfloat16>(in.v);
+                    const oracle::result ref = oracle::dilated(c, q, k, v);
+                    const run_result got = run_dilated<longnet::bfloat16>(c, in.q, in.k, in.v);
+                    INFO(describe(c));
+                    CHECK(rel_error(got.out, ref.out) <= 1e-2);
+                    CHECK(lse_error(got.lse, ref.lse) <= 1e-5);
+                }
+    }
+    longnet::set_bf16_dot_products(saved);
 }
 
 TEST_CASE("a custom scale is honoured", "[dilated]") {
@@ -253,11 +259,16 @@ void check_nan_reach(const config& c, bool in_values, std::uint64_t seed) {
 TEST_CASE("NaN inputs make NaN only in the rows that attend to them", "[dilated][nan]") {
     check_nan_reach<float>(make_config(1, 64, 2, 8, {16, 32}, {1, 2}, false), false, 61);
     // causal, NaN in a value: rows before it never see it (odd key counts included: bf16 pairs keys)
+    const bool saved = longnet::bf16_dot_products();
     for (bool values : {false, true}) {
         check_nan_reach<float>(make_config(1, 64, 2, 8, {16, 32}, {1, 2}, true), values, 62);
-        check_nan_reach<longnet::bfloat16>(make_config(1, 64, 2, 8, {16, 32}, {1, 2}, true), values, 63);
-        check_nan_reach<longnet::bfloat16>(make_config(1, 64, 2, 9, {16, 64}, {1, 3}, false), values, 64);
+        for (bool dot : {false, true}) {
+            longnet::set_bf16_dot_products(dot);
+            check_nan_reach<longnet::bfloat16>(make_config(1, 64, 2, 8, {16, 32}, {1, 2}, true), values, 63);
+            check_nan_reach<longnet::bfloat16>(make_config(1, 64, 2, 9, {16, 64}, {1, 3}, false), values, 64);
+        }
     }
+    longnet::set_bf16_dot_products(saved);
 }
 
 #if LONGNET_HAS_OPENMP

@@ -5,7 +5,10 @@
 // "avx512bw", on an AVX2 machine "fma3+avx2", a build without -march xsimd's baseline ("sse2" on
 // x86-64), a build without xsimd or with LONGNET_FORCE_SCALAR "scalar".
 
+#include <atomic>
+
 #include "longnet/config.hpp"
+#include "longnet/detail/bf16_dot.hpp"
 #include "longnet/detail/simd.hpp"
 
 namespace longnet {
@@ -19,8 +22,25 @@ inline const char* simd_isa() noexcept {
 #endif
 }
 
-// True where the forward of bfloat16 storage computes QKᵀ and PV with AVX512-BF16 dot products
-// (vdpbf16ps; P rounded to bf16 for PV): the target has AVX512-BF16 and LONGNET_NO_BF16_DOT is not set.
-constexpr bool bf16_dot_products() noexcept { return LONGNET_HAS_BF16_DOT != 0; }
+// The bf16 dot-product forward (detail/bf16_dot.hpp): bfloat16 storage computes QKᵀ and PV with
+// AVX512-BF16 dot products (vdpbf16ps; P rounded to bf16 for PV) instead of widening to float.
+//
+// Compiled in where the target has AVX512-BF16 (LONGNET_HAS_BF16_DOT, config.hpp). Whether it runs is
+// decided once per process, because it pays only where vdpbf16ps issues as fast as an FMA: AMD Zen 4
+// and later run it at the FMA rate (twice the multiply-adds: measured 458 vs 230 GFLOP/s on 2 threads);
+// Intel Cooper Lake / Sapphire Rapids at half of it (measured 0.98x the FMA peak in flops), where the
+// float path is faster. Default: on for AuthenticAMD, off for other vendors. The environment variable
+// LONGNET_BF16_DOT=1 or =0 overrides the default; set_bf16_dot_products() changes it at run time (not
+// while a forward runs on another thread).
+
+// True when the bf16 dot-product forward runs (compiled in and enabled).
+inline bool bf16_dot_products() noexcept { return detail::bf16_dot_switch().load(std::memory_order_relaxed); }
+
+// Enable or disable the bf16 dot-product forward; returns what is now in force (false when it is not
+// compiled in).
+inline bool set_bf16_dot_products(bool on) noexcept {
+    detail::bf16_dot_switch().store(on && LONGNET_HAS_BF16_DOT, std::memory_order_relaxed);
+    return bf16_dot_products();
+}
 
 }  // namespace longnet

@@ -16,13 +16,20 @@
 // key with one the row does not see, whose value lanes are masked to 0 (so a NaN or inf there cannot
 // reach rows it must not reach: 0·NaN would be NaN).
 //
-// Used by the forward (forward_branch, the distributed forward) when use_bf16_dot<T, Arch>() holds: T is
-// bfloat16, the translation unit targets AVX512-BF16 (LONGNET_HAS_BF16_DOT, config.hpp) and Arch is an
-// AVX-512 architecture. Everything else keeps the fma path.
+// Used by the forward (forward_branch, the distributed forward) when bf16_dot_active<T, Arch>() holds: T
+// is bfloat16, the translation unit targets AVX512-BF16 (LONGNET_HAS_BF16_DOT, config.hpp), Arch is an
+// AVX-512 architecture, and the process-wide switch is on (longnet::bf16_dot_products(), isa.hpp: on
+// by default where vdpbf16ps is as fast as an FMA). Everything else keeps the fma path.
 
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#endif
 
 #include "longnet/config.hpp"
 #include "longnet/detail/pack.hpp"
@@ -32,6 +39,38 @@
 
 namespace longnet::detail {
 
+// The process-wide switch behind longnet::bf16_dot_products() (isa.hpp): initialised once from
+// LONGNET_BF16_DOT (0 or 1) if set, else from the CPU vendor (on for AuthenticAMD).
+inline bool bf16_dot_default() noexcept {
+#if LONGNET_HAS_BF16_DOT
+    if (const char* env = std::getenv("LONGNET_BF16_DOT")) {
+        if (std::strcmp(env, "1") == 0) return true;
+        if (std::strcmp(env, "0") == 0) return false;
+    }
+#if defined(__GNUC__)
+    unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    char vendor[13];
+    std::memcpy(vendor, &ebx, 4);
+    std::memcpy(vendor + 4, &edx, 4);
+    std::memcpy(vendor + 8, &ecx, 4);
+    vendor[12] = '\0';
+    return std::strcmp(vendor, "AuthenticAMD") == 0;
+#else
+    return false;
+#endif
+#else
+    return false;
+#endif
+}
+
+inline std::atomic<bool>& bf16_dot_switch() noexcept {
+    static std::atomic<bool> on{bf16_dot_default()};
+    return on;
+}
+
+// Compile time: can T on Arch take the bf16 dot path at all (bfloat16 storage, AVX512-BF16 target,
+// AVX-512 arch)? Whether it does is bf16_dot_switch() at run time.
 template <class T, class Arch>
 constexpr bool use_bf16_dot() noexcept {
 #if LONGNET_HAS_BF16_DOT
@@ -39,6 +78,12 @@ constexpr bool use_bf16_dot() noexcept {
 #else
     return false;
 #endif
+}
+
+// Does this forward take the bf16 dot path (read once per forward, so one call never mixes paths)?
+template <class T, class Arch>
+bool bf16_dot_active() noexcept {
+    return use_bf16_dot<T, Arch>() && bf16_dot_switch().load(std::memory_order_relaxed);
 }
 
 // Packed sizes (in 32-bit words) of the bf16 layouts above, for kernel_shape<float, Arch>.

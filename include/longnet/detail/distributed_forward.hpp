@@ -70,8 +70,9 @@ void forward_long_branch(const tensor_view<const T>& q, const T* kg, const T* vg
     const index_t chunk_rows = (chunk + K::query_block - 1) / K::query_block * K::query_block;
     const index_t pad_keys = (opt.tail == tail_mode::zero_pad && !opt.causal) ? p.max_selected - total : 0;
     const index_t max_keys = opt.causal ? rows_before + c : total;
+    const bool bf16_dot_path = bf16_dot_active<T, Arch>();
     parallel_tasks(
-        B * H * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, max_keys, D, use_bf16_dot<T, Arch>()); },
+        B * H * chunks, [&] { return forward_workspace<A, Arch>(chunk_rows, max_keys, D, bf16_dot_path); },
         [&](forward_workspace<A, Arch>& ws, index_t t) {
             const index_t ci = t % chunks;
             const index_t h = (t / chunks) % H;
@@ -85,7 +86,7 @@ void forward_long_branch(const tensor_view<const T>& q, const T* kg, const T* vg
             const index_t shift = rows_before + q_begin;
             const index_t nk = opt.causal ? shift + nq : total;
             attend_selection<T, Arch>(ws, q, kv_k, kv_v, b, h, sel_q, q_begin, nq, sel_k, nk, scale, opt.causal, shift,
-                                      pad_keys, [&](index_t i, const A* o_row, A l) {
+                                      pad_keys, bf16_dot_path, [&](index_t i, const A* o_row, A l) {
                                           const index_t pos = sel_q.position(q_begin + i);
                                           merge_row<T, A>(out.row(b, pos, h), lse(b, pos, h), o_row, l, D);
                                       });

@@ -82,25 +82,30 @@ struct forward_workspace {
 
 // One forward task: pack queries q_begin .. q_begin + nq − 1 of sel_q and keys/values 0 .. nk − 1 of
 // sel_k, attend (attend_packed: causal_shift, pad_keys as there) and hand every row to sink. The one
-// copy of "pack, then attend" that the forward and the distributed forward share; bfloat16 storage
-// takes the bf16 dot-product path where the target has it (use_bf16_dot), everything else the fma path.
+// copy of "pack, then attend" that the forward and the distributed forward share; with bf16_dot
+// (bf16_dot_active<T, Arch>(), read once per forward; the workspace made with the same flag) bfloat16
+// storage takes the bf16 dot-product path, everything else the fma path.
 template <class T, class Arch, class Sink>
 void attend_selection(forward_workspace<accum_t<T>, Arch>& ws, const tensor_view<const T>& q,
                       const tensor_view<const T>& k, const tensor_view<const T>& v, index_t b, index_t h,
                       const row_selection& sel_q, index_t q_begin, index_t nq, const row_selection& sel_k, index_t nk,
-                      accum_t<T> scale, bool causal, index_t causal_shift, index_t pad_keys, Sink&& sink) {
+                      accum_t<T> scale, bool causal, index_t causal_shift, index_t pad_keys, bool bf16_dot_path,
+                      Sink&& sink) {
     using A = accum_t<T>;
     const index_t D = q.head_dim();
+    (void)bf16_dot_path;
 #if LONGNET_HAS_BF16_DOT
     if constexpr (use_bf16_dot<T, Arch>()) {
-        pack_queries_bf16<Arch>(q, b, h, sel_q, q_begin, nq, ws.q_pairs.data());
-        pack_keys_bf16<Arch>(k, b, h, sel_k, nk, ws.kt_pairs.data());
-        pack_values_bf16<Arch>(v, b, h, sel_k, nk, ws.v_pairs.data());
-        bf16_dot<Arch> dot;
-        dot.scale = scale;
-        attend_packed<A, Arch, bf16_dot<Arch>>(ws.q_pairs.data(), nq, ws.kt_pairs.data(), ws.v_pairs.data(), nk, D,
-                                               causal, causal_shift, pad_keys, ws.scratch(), sink, dot);
-        return;
+        if (bf16_dot_path) {
+            pack_queries_bf16<Arch>(q, b, h, sel_q, q_begin, nq, ws.q_pairs.data());
+            pack_keys_bf16<Arch>(k, b, h, sel_k, nk, ws.kt_pairs.data());
+            pack_values_bf16<Arch>(v, b, h, sel_k, nk, ws.v_pairs.data());
+            bf16_dot<Arch> dot;
+            dot.scale = scale;
+            attend_packed<A, Arch, bf16_dot<Arch>>(ws.q_pairs.data(), nq, ws.kt_pairs.data(), ws.v_pairs.data(), nk,
+                                                   D, causal, causal_shift, pad_keys, ws.scratch(), sink, dot);
+            return;
+        }
     }
 #endif
     pack_queries<A, Arch>(q, b, h, sel_q, q_begin, nq, scale, ws.q.data());
@@ -170,9 +175,10 @@ void forward_branch(const tensor_view<const T>& q, const tensor_view<const T>& k
     const index_t chunk = (geo.max_selected + chunks - 1) / chunks;
     const index_t chunk_rows = (chunk + K::query_block - 1) / K::query_block * K::query_block;
     const index_t pad_keys_full = (opt.tail == tail_mode::zero_pad && !opt.causal) ? geo.max_selected : 0;
+    const bool bf16_dot_path = bf16_dot_active<T, Arch>();
     parallel_tasks(
         segment_tasks * chunks,
-        [&] { return forward_workspace<A, Arch>(chunk_rows, geo.max_selected, D, use_bf16_dot<T, Arch>()); },
+        [&] { return forward_workspace<A, Arch>(chunk_rows, geo.max_selected, D, bf16_dot_path); },
         [&](forward_workspace<A, Arch>& ws, index_t t) {
             const index_t c = t % chunks;
             const index_t g = (t / chunks) % geo.segments;
@@ -186,7 +192,7 @@ void forward_branch(const tensor_view<const T>& q, const tensor_view<const T>& k
             const index_t nk = opt.causal ? q_begin + nq : sel.count;
             const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - sel.count : 0;
             attend_selection<T, Arch>(ws, q, k, v, b, h, sel, q_begin, nq, sel, nk, scale, opt.causal, q_begin, pad_keys,
-                                      [&](index_t i, const A* o_row, A l) {
+                                      bf16_dot_path, [&](index_t i, const A* o_row, A l) {
                                           const index_t p = sel.position(q_begin + i);
                                           merge_row<T, A>(out.row(b, p, h), lse(b, p, h), o_row, l, D);
                                       });
