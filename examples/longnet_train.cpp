@@ -12,8 +12,9 @@
 //        Without --seq-len, the whole of T.npy / FILE is one sequence (inputs T[:-1], targets T[1:]) and
 //        every step trains on it; with --seq-len N, batches of --batch random windows of N tokens come from
 //        the first part and the last --heldout fraction (default 0.1) is held out for --eval-every.
-//        --task recall: the synthetic long-range task (training/data.hpp): key-value pairs at the start of
-//        a sequence of --seq-len tokens, one key at the end, its value scored.
+//        --task recall: the synthetic long-range task (training/data.hpp): key-value pairs (--recall-pairs,
+//        repeated --recall-copies times) at the start of a sequence of --seq-len tokens, --recall-queries
+//        keys at its end, only their values scored.
 // Optimisation: --steps --lr --schedule cosine|constant --warmup --min-lr --betas b1,b2 --eps
 //        --weight-decay --clip-norm --grad-mode exact|stop_grad_weights --checkpoint-activations --seed
 //        --dtype float|double --angles torchscale|float64
@@ -63,7 +64,7 @@ const char* const usage_text =
     "                [--betas b1,b2] [--eps E] [--weight-decay W] [--clip-norm C]\n"
     "                [--grad-mode exact|stop_grad_weights] [--checkpoint-activations] [--seed S]\n"
     "                [--dtype float|double] [--angles torchscale|float64] [--vocab V]\n"
-    "                [--segment-length 64,128 --dilated-ratio 1,2] [--recall-pairs P]\n"
+    "                [--segment-length 64,128 --dilated-ratio 1,2] [--recall-pairs P] [--recall-copies C] [--recall-queries Q]\n"
     "                [--eval-every N] [--eval-batches N] [--save-every N] [--out DIR]\n"
     "                [--save-grads G.safetensors] [--save P.safetensors] [--save-dtype float32|float64]\n"
     "  longnet_train --resume DIR [--steps K]\n";
@@ -74,7 +75,7 @@ struct arguments {
     std::string dtype = "float";
     tr::save_dtype save_dtype = tr::save_dtype::float32;
     std::int64_t seq_len = 0, batch = 1, steps = 1, warmup = 0, vocab = 0, eval_every = 0, eval_batches = 4,
-                 save_every = 0, recall_pairs = 4;
+                 save_every = 0, recall_pairs = 4, recall_copies = 1, recall_queries = 1;
     double lr = 3e-4, min_lr = 0, heldout = 0.1, clip_norm = 1.0;
     std::vector<std::int64_t> segment_length, dilated_ratio;
     std::uint64_t seed = 1;
@@ -164,6 +165,8 @@ arguments parse(const std::vector<std::string>& args) {
         else if (f == "--segment-length") a.segment_length = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--dilated-ratio") a.dilated_ratio = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--recall-pairs") a.recall_pairs = cli::parse_int(f, r.value(f), 1, 16);
+        else if (f == "--recall-copies") a.recall_copies = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 20);
+        else if (f == "--recall-queries") a.recall_queries = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 20);
         else if (f == "--eval-every") a.eval_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--eval-batches") a.eval_batches = cli::parse_int(f, r.value(f), 1, 1 << 20);
         else if (f == "--save-every") a.save_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
@@ -255,6 +258,8 @@ data_source load_data(const arguments& a) {
         d.recall = true;
         d.task.seq_len = static_cast<std::size_t>(a.seq_len);
         d.task.pairs = static_cast<std::size_t>(a.recall_pairs);
+        d.task.copies = static_cast<std::size_t>(a.recall_copies);
+        d.task.queries = static_cast<std::size_t>(a.recall_queries);
         try {
             d.task.validate();
         } catch (const std::invalid_argument& e) {

@@ -14,6 +14,7 @@
 #include <longnet/io/safetensors.hpp>
 #include <longnet/nn/nn.hpp>
 #include <longnet/training/adamw.hpp>
+#include <longnet/training/data.hpp>
 #include <longnet/training/parameters.hpp>
 #include <longnet/training/schedule.hpp>
 #include <nlohmann/json.hpp>
@@ -263,4 +264,42 @@ TEST_CASE("AdamW: bad options and mismatched tensors are refused", "[training]")
     CHECK_THROWS_WITH(opt.step(ps, gs, -1.0), Catch::Contains("-1"));
     std::vector<tr::named_tensor<double>> none;
     CHECK_THROWS_WITH(opt.step(none, none, 0.1), Catch::Contains("0 parameters"));
+}
+
+TEST_CASE("recall task: layout, only the answers scored, no answer near the queries, seeded", "[training]") {
+    tr::recall_task task;
+    task.seq_len = 96;
+    task.pairs = 2;
+    task.copies = 3;
+    task.queries = 4;
+    task.validate();
+    tr::rng_state a{9}, b{9};
+    const tr::sequence s = task.sample(a), t = task.sample(b);
+    CHECK(s.inputs == t.inputs);
+    CHECK(s.targets == t.targets);
+    REQUIRE(s.inputs.size() == 96);
+    int scored = 0;
+    for (std::size_t i = 0; i < 96; ++i) {
+        if (s.targets[i] == nn::ignore_target) continue;
+        ++scored;
+        CHECK(i % 8 == 7);
+        CHECK(i >= 96 - 32);
+        const std::int64_t query = s.inputs[i], answer = s.targets[i];
+        CHECK(query < 16);
+        CHECK(answer >= 16);
+        CHECK(answer < 32);
+        bool found = false;
+        for (std::size_t p = 0; p < 2; ++p) found = found || (s.inputs[8 * p + 6] == query && s.inputs[8 * p + 7] == answer);
+        CHECK(found);
+    }
+    CHECK(scored == 4);
+    for (std::size_t c = 0; c < 3; ++c)
+        for (std::size_t p = 0; p < 2; ++p) {
+            CHECK(s.inputs[8 * (c * 2 + p) + 6] == s.inputs[8 * p + 6]);  // the same pairs, repeated
+            CHECK(s.inputs[8 * (c * 2 + p) + 7] == s.inputs[8 * p + 7]);
+        }
+    for (std::size_t i = 48; i < 96; ++i)  // after the pairs: filler and query keys only, never a value
+        CHECK((s.inputs[i] >= 32 || (s.inputs[i] < 16 && i % 8 == 7)));
+    task.seq_len = 60;
+    CHECK_THROWS_WITH(task.validate(), Catch::Contains("multiple of 8"));
 }

@@ -318,6 +318,8 @@ TEST_CASE("longnet_train: bad flags exit 2, bad files exit 1, nothing written", 
         {{"--random-config", "tiny"}, 2, "data source"},
         {{"--task", "recall"}, 2, "model"},
         {{"--random-config", "tiny", "--task", "recall", "--seq-len", "5", "--recall-pairs", "4"}, 2, "too short"},
+        {{"--random-config", "tiny", "--task", "recall", "--seq-len", "64", "--recall-copies", "8"}, 2, "too short"},
+        {{"--random-config", "tiny", "--task", "recall", "--seq-len", "100"}, 2, "multiple of 8"},
         {{"--random-config", "tiny", "--task", "recall", "--save-every", "2"}, 2, "--out"},
         {{"--weights", data_dir + "model.safetensors", "--config", fixture_config(w), "--tokens", w + "/big.npy", "--out", out}, 1,
          "token 200"},
@@ -346,7 +348,7 @@ TEST_CASE("longnet_train: bad flags exit 2, bad files exit 1, nothing written", 
 
 TEST_CASE("longnet_train: --task recall runs and scores only the answer", "[training][cli]") {
     const std::string w = scratch("recall");
-    const auto r = run(tool, {"--random-config", "tiny", "--task", "recall", "--seq-len", "128", "--batch", "2", "--steps", "2",
+    const auto r = run(tool, {"--random-config", "tiny", "--task", "recall", "--seq-len", "128", "--recall-copies", "3", "--batch", "2", "--steps", "2",
                               "--eval-every", "2", "--eval-batches", "4", "--out", w + "/run"},
                        w);
     INFO(r.err);

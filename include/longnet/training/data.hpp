@@ -112,41 +112,50 @@ private:
 
 // Synthetic long-range recall (--task recall). Vocabulary 64: keys 0..15, values 16..31, filler 32..63.
 // A sequence of T tokens (T a multiple of 8) starts with `pairs` (key, value) pairs, pair p at positions
-// 8p + 6 and 8p + 7 (distinct keys, random values; filler around them), then random filler, and ends
-// with one of the keys at position T − 1; the only scored target is the next token after that final key:
-// its value. Values and the final key sit at positions ≡ 7 (mod 8), so a dilated branch with dilation
-// r | 8 selects them in the same head (segments start at multiples of w): solving it needs attention from
-// position T − 1 back to the first 8·pairs tokens.
+// 8p + 6 and 8p + 7 (distinct keys, random values), the block of pairs repeated `copies` times; then
+// random filler. Its last `queries` positions ≡ 7 (mod 8) (T − 1, T − 9, ...) hold query keys (random
+// among the pairs); the target there is the key's value, and these are the only scored targets. The
+// answer never appears as an input near the queries (the token after a query is filler), so the value
+// must come from the start. Values and queries sit at positions ≡ 7 (mod 8): a dilated branch with
+// r | 8 selects them in the same head.
 struct recall_task {
     static constexpr std::int64_t vocab = 64, keys = 16, values = 16, filler_first = 32;
     std::size_t seq_len = 8192;  // inputs per sequence
     std::size_t pairs = 4;
+    std::size_t copies = 1;
+    std::size_t queries = 1;
 
     void validate() const {
         if (pairs < 1 || pairs > static_cast<std::size_t>(keys))
             throw std::invalid_argument("recall task: pairs must be 1..16, got " + std::to_string(pairs));
-        if (seq_len % 8 != 0 || seq_len < 8 * pairs + 8)
+        if (copies < 1) throw std::invalid_argument("recall task: copies must be >= 1");
+        if (queries < 1) throw std::invalid_argument("recall task: queries must be >= 1");
+        const std::size_t need = 8 * pairs * copies + 8 * queries;
+        if (seq_len % 8 != 0 || seq_len < need)
             throw std::invalid_argument("recall task: sequence length " + std::to_string(seq_len) +
-                                        " must be a multiple of 8 and at least " + std::to_string(8 * pairs + 8) + " for " +
-                                        std::to_string(pairs) + " pairs (too short otherwise)");
+                                        " must be a multiple of 8 and at least " + std::to_string(need) + " for " +
+                                        std::to_string(pairs) + " pairs x " + std::to_string(copies) + " copies and " +
+                                        std::to_string(queries) + " queries (too short otherwise)");
     }
     sequence sample(rng_state& rng) const {
-        std::vector<std::int64_t> stream(seq_len + 1);
-        for (std::size_t i = 0; i + 1 < seq_len; ++i)
-            stream[i] = filler_first + static_cast<std::int64_t>(rng.below(vocab - filler_first));
+        sequence s;
+        s.inputs.resize(seq_len);
+        s.targets.assign(seq_len, nn::ignore_target);  // only the queries are scored
+        for (auto& t : s.inputs) t = filler_first + static_cast<std::int64_t>(rng.below(vocab - filler_first));
         std::int64_t perm[16], value_of[16];
         for (std::int64_t i = 0; i < keys; ++i) perm[i] = i;
         for (std::int64_t i = keys - 1; i > 0; --i) std::swap(perm[i], perm[rng.below(static_cast<std::uint64_t>(i + 1))]);
-        for (std::size_t p = 0; p < pairs; ++p) {
-            value_of[p] = keys + static_cast<std::int64_t>(rng.below(values));
-            stream[8 * p + 6] = perm[p];
-            stream[8 * p + 7] = value_of[p];
+        for (std::size_t p = 0; p < pairs; ++p) value_of[p] = keys + static_cast<std::int64_t>(rng.below(values));
+        for (std::size_t c = 0; c < copies; ++c)
+            for (std::size_t p = 0; p < pairs; ++p) {
+                s.inputs[8 * (c * pairs + p) + 6] = perm[p];
+                s.inputs[8 * (c * pairs + p) + 7] = value_of[p];
+            }
+        for (std::size_t j = 0; j < queries; ++j) {
+            const std::size_t at = seq_len - 1 - 8 * j, q = rng.below(pairs);
+            s.inputs[at] = perm[q];
+            s.targets[at] = value_of[q];
         }
-        const std::size_t q = rng.below(pairs);
-        stream[seq_len - 1] = perm[q];
-        stream[seq_len] = value_of[q];
-        sequence s = window(stream, 0, seq_len);
-        for (std::size_t i = 0; i + 1 < seq_len; ++i) s.targets[i] = nn::ignore_target;  // score the answer only
         return s;
     }
 };
