@@ -33,6 +33,20 @@ inline constexpr int fma_lanes = 1;
 inline constexpr int fma_chains = 12;
 #endif
 
+#if defined(__AVX512F__)
+// Sum of all lanes of all chains. Not _mm512_reduce_add_ps: GCC 12 implements it with an extract from
+// an undefined register and then warns about it (-Wuninitialized, GCC PR 105593).
+inline float sum_chains(const __m512* acc) noexcept {
+    __m512 sum = acc[0];
+    for (int i = 1; i < fma_chains; ++i) sum = _mm512_add_ps(sum, acc[i]);
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, sum);
+    float total = 0;
+    for (float x : lanes) total += x;
+    return total;
+}
+#endif
+
 // Run `steps` rounds of fma_chains independent FMAs on the calling thread; returns a value that
 // depends on every chain so the compiler cannot drop the work.
 inline float fma_chains_run(std::int64_t steps) noexcept {
@@ -43,15 +57,7 @@ inline float fma_chains_run(std::int64_t steps) noexcept {
     for (int i = 0; i < fma_chains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
     for (std::int64_t s = 0; s < steps; ++s)
         for (int i = 0; i < fma_chains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
-    __m512 sum = acc[0];
-    for (int i = 1; i < fma_chains; ++i) sum = _mm512_add_ps(sum, acc[i]);
-    // Not _mm512_reduce_add_ps: GCC 12 implements it with an extract from an undefined register and
-    // then warns about it (-Wuninitialized, GCC PR 105593).
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, sum);
-    float total = 0;
-    for (float x : lanes) total += x;
-    return total;
+    return sum_chains(acc);
 #elif defined(__AVX2__) && defined(__FMA__)
     const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-3f);
     __m256 acc[fma_chains];
@@ -89,9 +95,9 @@ inline int bench_threads() noexcept {
 #endif
 }
 
-// Every thread runs fma_chains_run(steps) once; returns the flops done by all threads together.
-// `sink` receives a value depending on all results (keep it observable).
-inline double fma_peak_round(std::int64_t steps, volatile float* sink) noexcept {
+// Runs run(steps) once on every thread; returns the number of threads. `sink` receives a value
+// depending on all results (keep it observable).
+inline int on_every_thread(float (*run)(std::int64_t), std::int64_t steps, volatile float* sink) noexcept {
     int threads = 1;
     float total = 0;
 #if defined(_OPENMP)
@@ -99,13 +105,18 @@ inline double fma_peak_round(std::int64_t steps, volatile float* sink) noexcept 
     {
 #pragma omp single
         threads = omp_get_num_threads();
-        total += fma_chains_run(steps);
+        total += run(steps);
     }
 #else
-    total = fma_chains_run(steps);
+    total = run(steps);
 #endif
     *sink = total;
-    return fma_chains_flops(steps) * threads;
+    return threads;
+}
+
+// Every thread runs fma_chains_run(steps) once; returns the flops done by all threads together.
+inline double fma_peak_round(std::int64_t steps, volatile float* sink) noexcept {
+    return fma_chains_flops(steps) * on_every_thread(fma_chains_run, steps, sink);
 }
 
 // bf16 dot-product peak (AVX512-BF16): the same chains with vdpbf16ps, acc = acc + a·b over pairs, 4 flops
@@ -119,13 +130,7 @@ inline float bf16_dot_chains_run(std::int64_t steps) noexcept {
     for (int i = 0; i < fma_chains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
     for (std::int64_t s = 0; s < steps; ++s)
         for (int i = 0; i < fma_chains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
-    __m512 sum = acc[0];
-    for (int i = 1; i < fma_chains; ++i) sum = _mm512_add_ps(sum, acc[i]);
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, sum);
-    float total = 0;
-    for (float x : lanes) total += x;
-    return total;
+    return sum_chains(acc);
 }
 #else
 inline constexpr bool has_bf16_dot_peak = false;
@@ -136,20 +141,7 @@ inline float bf16_dot_chains_run(std::int64_t) noexcept { return 0; }
 // (0 without AVX512-BF16).
 inline double bf16_dot_peak_round(std::int64_t steps, volatile float* sink) noexcept {
     if (!has_bf16_dot_peak) return 0;
-    int threads = 1;
-    float total = 0;
-#if defined(_OPENMP)
-#pragma omp parallel reduction(+ : total)
-    {
-#pragma omp single
-        threads = omp_get_num_threads();
-        total += bf16_dot_chains_run(steps);
-    }
-#else
-    total = bf16_dot_chains_run(steps);
-#endif
-    *sink = total;
-    return 2.0 * fma_chains_flops(steps) * threads;
+    return 2.0 * fma_chains_flops(steps) * on_every_thread(bf16_dot_chains_run, steps, sink);
 }
 
 // Best GFLOP/s of `rounds` timed rounds of `round` (after one warm-up round that also wakes the thread
