@@ -67,6 +67,7 @@ if(TARGET nlohmann_json::nlohmann_json)
   _longnet_fuzz_target(decoder_config "${_fuzz_dir}/fuzz_decoder_config.cpp")
   if(LONGNET_WITH_EIGEN)
     _longnet_fuzz_target(checkpoint "${_fuzz_dir}/fuzz_checkpoint.cpp")
+    _longnet_fuzz_target(train_state "${_fuzz_dir}/fuzz_train_state.cpp")
   endif()
   if(LONGNET_WITH_EIGEN AND EXISTS "${PROJECT_SOURCE_DIR}/examples/longnet_lm.cpp")
     _longnet_fuzz_target(cli "${_fuzz_dir}/fuzz_cli.cpp" "${_fuzz_dir}/cli_attend.cpp" "${_fuzz_dir}/cli_demo.cpp"
