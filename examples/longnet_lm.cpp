@@ -20,16 +20,17 @@
 //
 // Generation (incremental decoding with the bounded cache of longnet/decoding/):
 //   longnet_lm generate --weights W --config C (--prompt-tokens P.npy | --prompt TEXT) --max-new-tokens N
-//              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy]
-//              [--dtype float|double] [--weights-dtype float|bf16] [--offsets torchscale|paper]
-//              [--angles torchscale|float64]
+//              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop-tokens ID,...]
+//              [--out-tokens OUT.npy] [--dtype float|double] [--weights-dtype float|bf16]
+//              [--offsets torchscale|paper] [--angles torchscale|float64]
 //   longnet_lm generate --random-config base --prompt-random N --max-new-tokens M [--layers L] [--vocab V]
 //              [sampling flags] [--seed S] [--out-tokens OUT.npy]
 // Prefill runs the full forward over the prompt; each new token is one step. Tokens are printed on
 // stdout as they come: as text for --prompt (a byte-level model: ids 0..255 are bytes; vocab >= 256;
 // other ids print as <id>), as ids otherwise. Then, on stderr, prefill and decoding tokens/s and the cache
 // size. --temperature 0 is greedy (default 1), --top-k 0 and --top-p 1 are off (defaults); the same
-// --seed gives the same tokens. --out-tokens writes prompt + generated ids as int64 [n].
+// --seed gives the same tokens. --stop-tokens: generation ends after emitting one of these ids (e.g.
+// end-of-text), at most --max-new-tokens. --out-tokens writes prompt + generated ids as int64 [n].
 
 #include <algorithm>
 #include <chrono>
@@ -62,9 +63,9 @@ const char* const usage_text =
     "  longnet_lm --random-config base --tokens-random N [--seed S] [--layers L] [--vocab V]\n"
     "             [--attention dilated|dense] [--weights-dtype float|bf16] [--logits last_row.npy]\n"
     "  longnet_lm generate --weights W --config C (--prompt-tokens P.npy | --prompt TEXT) --max-new-tokens N\n"
-    "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy]\n"
-    "             [--dtype float|double] [--weights-dtype float|bf16] [--offsets torchscale|paper]\n"
-    "             [--angles torchscale|float64]\n"
+    "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop-tokens ID,...]\n"
+    "             [--out-tokens OUT.npy] [--dtype float|double] [--weights-dtype float|bf16]\n"
+    "             [--offsets torchscale|paper] [--angles torchscale|float64]\n"
     "  longnet_lm generate --random-config base --prompt-random N --max-new-tokens N [--layers L] [--vocab V]\n"
     "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy]\n";
 
@@ -265,6 +266,7 @@ struct generate_arguments {
     std::string dtype = "float", weights_dtype = "float";
     std::int64_t prompt_random = 0, max_new = -1, layers = -1, vocab = 32000;
     std::uint64_t seed = 0;
+    std::vector<std::int64_t> stop_tokens;
     dec::sampling_options sampling;
     nn::model_options options;
 };
@@ -287,6 +289,7 @@ generate_arguments parse_generate(int argc, char** argv) {
         } else if (f == "--prompt-random") a.prompt_random = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--max-new-tokens") a.max_new = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--out-tokens") a.out_tokens = r.value(f);
+        else if (f == "--stop-tokens") a.stop_tokens = cli::parse_int_list(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--random-config") a.random_config = r.value(f);
         else if (f == "--seed") a.seed = cli::parse_uint64(f, r.value(f));
         else if (f == "--layers") a.layers = cli::parse_int(f, r.value(f), 1, 1000);
@@ -358,6 +361,9 @@ int generate_with(const generate_arguments& a, const nn::decoder<T, W>& model, s
         if (tokens[i] < 0 || tokens[i] >= vocab)
             throw cli::data_error(prompt_name + ": token " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
                                   " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    for (std::int64_t id : a.stop_tokens)
+        if (id >= vocab)
+            throw cli::usage_error("--stop-tokens: " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     const dec::incremental_decoder<T, W> gen(model);
     dec::decoding_state<T> state = gen.make_state();
     dec::sampler pick(a.sampling, a.seed);
@@ -370,25 +376,30 @@ int generate_with(const generate_arguments& a, const nn::decoder<T, W>& model, s
     const double prefill_seconds = cli::seconds_since(t0);
 
     t0 = std::chrono::steady_clock::now();
-    for (std::int64_t i = 0; i < a.max_new; ++i) {
+    std::int64_t generated = 0;
+    bool stopped = false;
+    while (generated < a.max_new && !stopped) {
         if (!logits.allFinite()) throw cli::data_error("the model produced non-finite logits at position " + std::to_string(state.position() - 1));
         const std::int64_t next = pick(logits);
         tokens.push_back(next);
-        emit(next, a.text, i == 0);
-        if (i + 1 < a.max_new) logits = gen.step(state, next);  // the last token's logits are not needed
+        emit(next, a.text, generated == 0);
+        ++generated;
+        stopped = std::find(a.stop_tokens.begin(), a.stop_tokens.end(), next) != a.stop_tokens.end();
+        if (generated < a.max_new && !stopped) logits = gen.step(state, next);  // the last token's logits are not needed
     }
     const double decode_seconds = cli::seconds_since(t0);
-    if (a.max_new > 0 || !a.text) std::fputc('\n', stdout);
+    if (generated > 0 || !a.text) std::fputc('\n', stdout);
+    if (stopped) std::fprintf(stderr, "longnet_lm: stopped at token %lld\n", static_cast<long long>(tokens.back()));
     std::fflush(stdout);
     if (!a.out_tokens.empty())
         longnet::io::save_npy(a.out_tokens, tokens.data(), {static_cast<std::int64_t>(tokens.size())});
 
-    const double steps = static_cast<double>(std::max<std::int64_t>(a.max_new, 1));
+    const double steps = static_cast<double>(std::max<std::int64_t>(generated, 1));
     std::fprintf(stderr,
                  "longnet_lm: prefill %zu tokens in %.3f s = %.1f tokens/s | decode %lld tokens in %.3f s = %.2f tokens/s "
                  "(%.2f ms/token) | cache %s (bound %s) at position %lld | %d threads\n",
                  prompt, prefill_seconds, static_cast<double>(prompt) / std::max(prefill_seconds, 1e-12),
-                 static_cast<long long>(a.max_new), decode_seconds, a.max_new > 0 ? static_cast<double>(a.max_new) / decode_seconds : 0.0,
+                 static_cast<long long>(generated), decode_seconds, generated > 0 ? static_cast<double>(generated) / decode_seconds : 0.0,
                  1e3 * decode_seconds / steps, cli::human_bytes(static_cast<double>(state.bytes())).c_str(),
                  cli::human_bytes(static_cast<double>(state.max_bytes())).c_str(), static_cast<long long>(state.position()),
                  cli::max_threads());
