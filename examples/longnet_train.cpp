@@ -7,7 +7,8 @@
 // MODEL: --weights W.safetensors --config C.json   start from a checkpoint
 //        --config C.json                          fresh model (torchscale initialisation, --seed)
 //        --random-config tiny|small|base          fresh model of a built-in size (vocabulary from the data
-//                                                 or --vocab; --segment-length/--dilated-ratio override)
+//                                                 or --vocab; --segment-length/--dilated-ratio and
+//                                                 --xpos-scale-base override)
 // DATA:  --tokens T.npy (int32/int64 ids) | --text FILE (bytes, vocabulary 256) | --task recall
 //        Without --seq-len, the whole of T.npy / FILE is one sequence (inputs T[:-1], targets T[1:]) and
 //        every step trains on it; with --seq-len N, batches of --batch random windows of N tokens come from
@@ -64,7 +65,7 @@ const char* const usage_text =
     "                [--betas b1,b2] [--eps E] [--weight-decay W] [--clip-norm C]\n"
     "                [--grad-mode exact|stop_grad_weights] [--checkpoint-activations] [--seed S]\n"
     "                [--dtype float|double] [--angles torchscale|float64] [--vocab V]\n"
-    "                [--segment-length 64,128 --dilated-ratio 1,2] [--recall-pairs P] [--recall-copies C] [--recall-queries Q]\n"
+    "                [--segment-length 64,128 --dilated-ratio 1,2] [--xpos-scale-base S] [--recall-pairs P] [--recall-copies C] [--recall-queries Q]\n"
     "                [--eval-every N] [--eval-batches N] [--save-every N] [--out DIR]\n"
     "                [--save-grads G.safetensors] [--save P.safetensors] [--save-dtype float32|float64]\n"
     "  longnet_train --resume DIR [--steps K]\n";
@@ -76,7 +77,7 @@ struct arguments {
     tr::save_dtype save_dtype = tr::save_dtype::float32;
     std::int64_t seq_len = 0, batch = 1, steps = 1, warmup = 0, vocab = 0, eval_every = 0, eval_batches = 4,
                  save_every = 0, recall_pairs = 4, recall_copies = 1, recall_queries = 1;
-    double lr = 3e-4, min_lr = 0, heldout = 0.1, clip_norm = 1.0;
+    double lr = 3e-4, min_lr = 0, heldout = 0.1, clip_norm = 1.0, xpos_scale_base = 0;
     std::vector<std::int64_t> segment_length, dilated_ratio;
     std::uint64_t seed = 1;
     bool steps_set = false;
@@ -164,7 +165,10 @@ arguments parse(const std::vector<std::string>& args) {
         } else if (f == "--vocab") a.vocab = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 31);
         else if (f == "--segment-length") a.segment_length = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--dilated-ratio") a.dilated_ratio = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
-        else if (f == "--recall-pairs") a.recall_pairs = cli::parse_int(f, r.value(f), 1, 16);
+        else if (f == "--xpos-scale-base") {
+            a.xpos_scale_base = cli::parse_double(f, r.value(f));
+            if (!(a.xpos_scale_base > 0)) throw cli::usage_error("--xpos-scale-base: must be > 0, got " + std::to_string(a.xpos_scale_base));
+        } else if (f == "--recall-pairs") a.recall_pairs = cli::parse_int(f, r.value(f), 1, 16);
         else if (f == "--recall-copies") a.recall_copies = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 20);
         else if (f == "--recall-queries") a.recall_queries = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 20);
         else if (f == "--eval-every") a.eval_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
@@ -190,8 +194,8 @@ arguments parse(const std::vector<std::string>& args) {
     if (!a.weights.empty() && a.config.empty()) throw cli::usage_error("--weights needs --config");
     const int data = !a.tokens.empty() + !a.text.empty() + !a.task.empty();
     if (data != 1) throw cli::usage_error("give exactly one data source: --tokens, --text or --task recall");
-    if ((!a.segment_length.empty() || !a.dilated_ratio.empty()) && a.random_config.empty())
-        throw cli::usage_error("--segment-length/--dilated-ratio are for --random-config (a config file gives its own)");
+    if ((!a.segment_length.empty() || !a.dilated_ratio.empty() || a.xpos_scale_base > 0) && a.random_config.empty())
+        throw cli::usage_error("--segment-length/--dilated-ratio/--xpos-scale-base are for --random-config (a config file gives its own)");
     if (a.segment_length.size() != a.dilated_ratio.size())
         throw cli::usage_error("--segment-length and --dilated-ratio need equally many entries");
     if (a.seq_len == 0 && a.task == "recall") a.seq_len = 8192;
@@ -359,6 +363,7 @@ int train(arguments a) {
             cfg.segment_length = a.segment_length;
             cfg.dilated_ratio = a.dilated_ratio;
         }
+        if (a.xpos_scale_base > 0) cfg.xpos_scale_base = a.xpos_scale_base;
         try {
             cfg.validate();
         } catch (const std::invalid_argument& e) {
