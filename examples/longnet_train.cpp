@@ -334,7 +334,12 @@ int train(arguments a) {
         if (!resume_meta.contains("args") || !resume_meta["args"].is_array())
             throw cli::data_error(meta_path + ": no recorded arguments (args)");
         std::vector<std::string> args;
-        for (const auto& s : resume_meta["args"]) args.push_back(s.get<std::string>());
+        for (const auto& s : resume_meta["args"]) {
+            if (!s.is_string()) throw cli::data_error(meta_path + ": args must be a list of strings, got " + s.dump());
+            args.push_back(s.get<std::string>());
+            if (args.back() == "--resume" || args.back().rfind("--resume=", 0) == 0)
+                throw cli::data_error(meta_path + ": the recorded args contain --resume");
+        }
         const bool steps_set = a.steps_set;
         const std::int64_t steps = a.steps;
         const std::string dir = a.resume;
@@ -494,7 +499,10 @@ int run(int argc, char** argv) {
         const std::string meta_path = (fs::path(a.resume) / "checkpoint.json").string();
         try {
             const auto j = nlohmann::json::parse(read_file_text(meta_path));
-            dtype = j.value("dtype", std::string("float32")) == "float64" ? "double" : "float";
+            const auto d = j.is_object() ? j.find("dtype") : j.end();
+            if (!j.is_object() || (d != j.end() && !(d->is_string() && (*d == "float32" || *d == "float64"))))
+                throw cli::data_error(meta_path + ": expected a JSON object whose dtype is \"float32\" or \"float64\"");
+            dtype = d != j.end() && *d == "float64" ? "double" : "float";
         } catch (const nlohmann::json::exception& e) {
             throw cli::data_error(meta_path + ": " + (fs::exists(meta_path) ? std::string("not valid JSON: ") + e.what() : "no checkpoint to resume from"));
         }

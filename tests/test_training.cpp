@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -17,7 +18,10 @@
 #include <longnet/training/data.hpp>
 #include <longnet/training/parameters.hpp>
 #include <longnet/training/schedule.hpp>
+#include <longnet/training/trainer.hpp>
 #include <nlohmann/json.hpp>
+
+#include <unistd.h>
 
 #include "catch.hpp"
 
@@ -302,4 +306,41 @@ TEST_CASE("recall task: layout, only the answers scored, no answer near the quer
         CHECK((s.inputs[i] >= 32 || (s.inputs[i] < 16 && i % 8 == 7)));
     task.seq_len = 60;
     CHECK_THROWS_WITH(task.validate(), Catch::Contains("multiple of 8"));
+}
+
+TEST_CASE("load_checkpoint: malformed checkpoint.json refused with the file named (fuzz findings)", "[training]") {
+    namespace fs = std::filesystem;
+    nn::decoder_config cfg;
+    cfg.embed_dim = 8, cfg.heads = 2, cfg.ffn_dim = 8, cfg.layers = 1, cfg.vocab_size = 7;
+    cfg.segment_length = {4}, cfg.dilated_ratio = {1};
+    auto model = nn::random_decoder<float>(cfg, 3);
+    tr::trainer<float> trainer(model, {});
+    const fs::path dir = fs::temp_directory_path() / ("longnet_test_ckpt_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    tr::rng_state rng{42};
+    trainer.save_checkpoint(dir.string(), rng);
+    tr::rng_state back{0};
+    CHECK(trainer.load_checkpoint(dir.string(), back).at("step").get<int>() == 0);
+    CHECK(back.state == 42);
+    const std::string good = R"({"step": 0, "state": "state-0.safetensors", "rng": "42", "dtype": "float32"})";
+    const std::vector<std::pair<std::string, std::string>> bad{
+        {R"({"step": 0, "state": "state-0.safetensors", "rng": "42", "dtype": 5})", "dtype"},
+        {good + R"( {"step": 1})", "not valid JSON"},
+        {R"({"step": 0, "state": "state-0.safetensors", "rng": "12abc"})", "rng"},
+        {R"({"step": 0, "state": "state-0.safetensors", "rng": "-1"})", "rng"},
+        {R"({"step": 18446744073709551615, "state": "state-0.safetensors", "rng": "42"})", "step"},
+        {R"({"step": -3, "state": "state-0.safetensors", "rng": "42"})", "step"},
+        {R"({"step": 0, "state": "../state-0.safetensors", "rng": "42"})", "plain file name"},
+        {R"({"step": 0, "state": "/tmp/x.safetensors", "rng": "42"})", "plain file name"},
+        {R"({"step": 0, "state": "state-0.safetensors", "rng": "42", "dtype": "float64"})", "float64"},
+        {R"({"step": 0, "rng": "42"})", "expected step, state and rng"},
+        {R"([1, 2])", "JSON object"},
+    };
+    for (const auto& [text, message] : bad) {
+        INFO(text);
+        std::ofstream(dir / "checkpoint.json", std::ios::trunc) << text;
+        CHECK_THROWS_WITH(trainer.load_checkpoint(dir.string(), back), Catch::Contains(message) && Catch::Contains("checkpoint.json"));
+    }
+    fs::remove_all(dir);
 }

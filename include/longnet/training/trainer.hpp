@@ -6,8 +6,11 @@
 // (save_checkpoint / load_checkpoint, see checkpoint.hpp) that makes a resumed run bitwise identical to
 // one never stopped.
 
+#include <charconv>
 #include <chrono>
+#include <climits>
 #include <cstdint>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "longnet/io/safetensors.hpp"
+#include "longnet/io/strict_json.hpp"
 #include "longnet/nn/decoder.hpp"
 #include "longnet/training/adamw.hpp"
 #include "longnet/training/checkpoint.hpp"
@@ -160,26 +164,50 @@ public:
     }
 
     // Restore parameters, moments, step and RNG from a run folder; returns checkpoint.json.
-    // Throws std::runtime_error naming the file on anything missing or inconsistent.
+    // Throws std::runtime_error naming the file on anything missing or inconsistent: checkpoint.json
+    // must be exactly one JSON object (strict: no trailing data, no duplicate keys) with step (an
+    // integer in [0, 2^63)), rng (decimal digits of a 64-bit value), state (a plain file name inside
+    // the run folder) and, when present, dtype (a string equal to this run's compute type).
     nlohmann::json load_checkpoint(const std::string& dir, rng_state& rng) {
         namespace fs = std::filesystem;
         const std::string meta_path = (fs::path(dir) / "checkpoint.json").string();
-        std::ifstream in(meta_path);
+        std::ifstream in(meta_path, std::ios::binary);
         if (!in) throw std::runtime_error(meta_path + ": no checkpoint to resume from");
+        const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         nlohmann::json j;
         try {
-            in >> j;
-        } catch (const nlohmann::json::exception& e) {
+            j = io::parse_strict_json(text.data(), text.data() + text.size());
+        } catch (const std::exception& e) {
             throw std::runtime_error(meta_path + ": not valid JSON: " + e.what());
         }
-        if (!j.is_object() || !j.contains("step") || !j.contains("state") || !j.contains("rng") || !j["state"].is_string() ||
-            !j["step"].is_number_integer() || !j["rng"].is_string())
-            throw std::runtime_error(meta_path + ": expected step, state and rng fields");
+        auto fail = [&](const std::string& what) { throw std::runtime_error(meta_path + ": " + what); };
+        if (!j.is_object()) fail("expected a JSON object");
+        const auto step_it = j.find("step"), state_it = j.find("state"), rng_it = j.find("rng");
+        if (step_it == j.end() || state_it == j.end() || rng_it == j.end()) fail("expected step, state and rng fields");
+        if (!step_it->is_number_integer() ||
+            (step_it->is_number_unsigned() && step_it->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) ||
+            (!step_it->is_number_unsigned() && step_it->get<std::int64_t>() < 0))
+            fail("step must be an integer in [0, 2^63), got " + step_it->dump());
+        const std::int64_t step = step_it->get<std::int64_t>();
+        if (!rng_it->is_string()) fail("rng must be a string of decimal digits, got " + rng_it->dump());
+        const std::string& rng_text = rng_it->get_ref<const std::string&>();
+        std::uint64_t rng_value = 0;
+        const auto [end_ptr, ec] = std::from_chars(rng_text.data(), rng_text.data() + rng_text.size(), rng_value);
+        if (rng_text.empty() || ec != std::errc() || end_ptr != rng_text.data() + rng_text.size() || rng_text[0] == '-' ||
+            rng_text[0] == '+')
+            fail("rng must be the decimal digits of a 64-bit value, got " + rng_it->dump());
+        if (!state_it->is_string()) fail("state must be a file name, got " + state_it->dump());
+        const std::string& state_name = state_it->get_ref<const std::string&>();
+        if (state_name.empty() || state_name == "." || state_name == ".." || state_name.find('/') != std::string::npos ||
+            state_name.find('\\') != std::string::npos)
+            fail("state must be a plain file name inside the run folder, got " + state_it->dump());
         const std::string want_dtype = std::is_same_v<T, double> ? "float64" : "float32";
-        if (j.value("dtype", want_dtype) != want_dtype)
-            throw std::runtime_error(meta_path + ": the checkpoint was trained in " + j.value("dtype", std::string()) +
-                                     ", this run computes in " + want_dtype + " (--dtype)");
-        const io::safetensors_file f((fs::path(dir) / j["state"].get<std::string>()).string());
+        if (const auto d = j.find("dtype"); d != j.end()) {
+            if (!d->is_string()) fail("dtype must be \"float32\" or \"float64\", got " + d->dump());
+            if (d->get_ref<const std::string&>() != want_dtype)
+                fail("the checkpoint was trained in " + d->get<std::string>() + ", this run computes in " + want_dtype + " (--dtype)");
+        }
+        const io::safetensors_file f((fs::path(dir) / state_name).string());
         auto& m = optimizer_.exp_avg();
         auto& v = optimizer_.exp_avg_sq();
         for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -194,12 +222,8 @@ public:
         if (f.size() != 3 * params_.size())
             throw std::runtime_error(f.path() + ": " + std::to_string(f.size()) + " tensors, expected " +
                                      std::to_string(3 * params_.size()) + " (parameters and both moments)");
-        optimizer_.set_steps(j["step"].get<std::int64_t>());
-        try {
-            rng.state = std::stoull(j["rng"].get<std::string>());
-        } catch (const std::exception&) {
-            throw std::runtime_error(meta_path + ": rng is not a number");
-        }
+        optimizer_.set_steps(step);
+        rng.state = rng_value;
         return j;
     }
 
