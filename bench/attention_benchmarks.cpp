@@ -16,26 +16,16 @@
 namespace longnet_bench {
 namespace {
 
-void bm_fma_peak(benchmark::State& state) {
+// Peak benchmarks: `round` (fma_peak_round or bf16_dot_peak_round) on every thread, counter peak_gflops.
+void bm_peak(benchmark::State& state, double (*round)(std::int64_t, volatile float*), const char* label) {
     const std::int64_t steps = std::int64_t(1) << 20;
     volatile float sink = 0;
     double flops = 0;
     const loop_timer timer;
-    for (auto _ : state) flops += fma_peak_round(steps, &sink);
+    for (auto _ : state) flops += round(steps, &sink);
     state.counters["peak_gflops"] = flops / timer.seconds() * 1e-9;
     state.counters["threads"] = bench_threads();
-    state.SetLabel(fma_isa);
-}
-
-void bm_bf16_dot_peak(benchmark::State& state) {
-    const std::int64_t steps = std::int64_t(1) << 20;
-    volatile float sink = 0;
-    double flops = 0;
-    const loop_timer timer;
-    for (auto _ : state) flops += bf16_dot_peak_round(steps, &sink);
-    state.counters["peak_gflops"] = flops / timer.seconds() * 1e-9;
-    state.counters["threads"] = bench_threads();
-    state.SetLabel("avx512bf16");
+    state.SetLabel(label);
 }
 
 template <class T>
@@ -121,9 +111,13 @@ void register_type(const suite_config& config) {
 }  // namespace
 
 void register_peak_benchmark() {
-    benchmark::RegisterBenchmark("BM_FmaPeak", bm_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("BM_FmaPeak", bm_peak, fma_peak_round, fma_isa)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
     if (has_bf16_dot_peak)
-        benchmark::RegisterBenchmark("BM_Bf16DotPeak", bm_bf16_dot_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark("BM_Bf16DotPeak", bm_peak, bf16_dot_peak_round, "avx512bf16")
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
 }
 
 void register_attention_benchmarks(const suite_config& config) {
