@@ -28,10 +28,10 @@ inline const char* simd_isa() noexcept {
 // Compiled in where the target has AVX512-BF16 (LONGNET_HAS_BF16_DOT, config.hpp). Whether it runs is
 // decided once per process, because it pays only where vdpbf16ps issues as fast as an FMA: AMD Zen 4
 // and later run it at the FMA rate (twice the multiply-adds: measured 458 vs 230 GFLOP/s on 2 threads);
-// Intel Cooper Lake / Sapphire Rapids at half of it (measured 0.98x the FMA peak in flops), where the
-// float path is faster. Default: on for AuthenticAMD, off for other vendors. The environment variable
-// LONGNET_BF16_DOT=1 or =0 overrides the default; set_bf16_dot_products() changes it at run time (not
-// while a forward runs on another thread).
+// on an Intel Sapphire Rapids-class Xeon its flop peak measured 0.54x the FMA peak, and the float path
+// is faster (bf16 on the dot path: 0.69x float). Default: on for AuthenticAMD, off for other vendors.
+// The environment variable LONGNET_BF16_DOT=1 or =0 overrides the default; set_bf16_dot_products()
+// changes it at run time (not while a forward runs on another thread).
 
 // True when the bf16 dot-product forward runs (compiled in and enabled).
 inline bool bf16_dot_products() noexcept { return detail::bf16_dot_switch().load(std::memory_order_relaxed); }
