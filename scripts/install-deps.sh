@@ -12,14 +12,17 @@ set -euo pipefail
 # (tests, CLI), numpy (fixture scripts), Open MPI (the distributed tests and example; its mpirun
 # wants an rsh agent even on one host, hence openssh-client), clang's compiler-rt (libclang-rt-dev:
 # the sanitizer and libFuzzer runtimes of the fuzz preset; only a Recommends of clang, which
-# --no-install-recommends skips).
+# --no-install-recommends skips). The PyTorch extension (python/, LONGNET_BUILD_PYTHON, built by CI):
+# Debian's torch 1.13 (python3-torch, libtorch-dev), python3-dev, pybind11-dev, python3-pytest.
 required=(
   build-essential cmake g++ clang libclang-rt-dev libomp-dev
   libeigen3-dev libxsimd-dev catch2 libbenchmark-dev nlohmann-json3-dev
   python3-numpy libopenmpi-dev openmpi-bin openssh-client
+  python3-dev pybind11-dev python3-torch libtorch-dev python3-pytest
 )
-# Optional: oneDNN, the dense-attention baseline the benchmarks compare against.
-optional=(libdnnl-dev)
+# Optional: oneDNN, the dense-attention baseline the benchmarks compare against; OpenBLAS (OpenMP build):
+# torch's and numpy's matmuls otherwise run on the reference BLAS (python/bench's PyTorch baseline).
+optional=(libdnnl-dev libopenblas0-openmp)
 
 check_only=0
 case "${1:-}" in
