@@ -33,7 +33,7 @@ void dense_attention(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<TV> v, te
     as_dilated.branches = {{q.seq_len() > 0 ? q.seq_len() : 1, 1}};
     as_dilated.causal = opt.causal;
     as_dilated.scale = opt.scale;
-    detail::forward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v), out, as_dilated, lse);
+    detail::run_forward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v), out, as_dilated, lse);
 }
 
 }  // namespace longnet

@@ -106,7 +106,7 @@ void dilated_attention_backward(tensor_view<TQ> q, tensor_view<TK> k, tensor_vie
                                     std::to_string(static_cast<int>(mode)));
     detail::check_shapes("dilated_attention_backward", q, k, v, out, lse);
     detail::check_backward_shapes("dilated_attention_backward", q, out, lse, dout, dq, dk, dv);
-    detail::backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
+    detail::run_backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
                         tensor_view<const T>(out), lse_view<const accum_t<T>>(lse), tensor_view<const T>(dout), dq, dk,
                         dv, opt,
                         mode == grad_mode::exact ? detail::backward_delta::merged_output
@@ -131,7 +131,7 @@ void dense_attention_backward(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<
     as_dilated.branches = {{q.seq_len() > 0 ? q.seq_len() : 1, 1}};
     as_dilated.causal = opt.causal;
     as_dilated.scale = opt.scale;
-    detail::backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
+    detail::run_backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
                         tensor_view<const T>(out), lse_view<const accum_t<T>>(lse), tensor_view<const T>(dout), dq, dk,
                         dv, as_dilated, detail::backward_delta::merged_output);
 }

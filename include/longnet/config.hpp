@@ -40,3 +40,34 @@
 #else
 #define LONGNET_HAS_BF16_DOT 0
 #endif
+
+//   LONGNET_DISPATCH     runtime ISA dispatch (detail/kernels.hpp). 1 by default where it pays: x86-64,
+//                        GCC or clang, SIMD kernels on, and a target without AVX2 + FMA (a build without
+//                        -march: the x86-64 baseline, SSE2). The attention kernels are then compiled once
+//                        more for AVX2 + FMA and for AVX-512 (F, CD, BW, DQ, VL), and the first call picks
+//                        the best one the CPU runs (longnet::simd_isa(), isa.hpp; LONGNET_ISA forces one).
+//                        A build with -march=native (or any target with AVX2 + FMA) has one path and no
+//                        dispatch. Define 0 to turn dispatch off; 1 to turn it on from an AVX2 target, to
+//                        reach AVX-512 (only the targets above the build's own are added).
+#if !defined(LONGNET_DISPATCH)
+#if LONGNET_HAS_XSIMD && defined(__x86_64__) && defined(__GNUC__) && !(defined(__AVX2__) && defined(__FMA__))
+#define LONGNET_DISPATCH 1
+#else
+#define LONGNET_DISPATCH 0
+#endif
+#endif
+
+#if LONGNET_DISPATCH && LONGNET_HAS_XSIMD && defined(__x86_64__) && defined(__GNUC__) && \
+    !(defined(__AVX2__) && defined(__FMA__))
+#define LONGNET_DISPATCH_AVX2 1
+#else
+#define LONGNET_DISPATCH_AVX2 0
+#endif
+
+#if LONGNET_DISPATCH && LONGNET_HAS_XSIMD && defined(__x86_64__) && defined(__GNUC__) &&                      \
+    !(defined(__AVX512F__) && defined(__AVX512CD__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
+      defined(__AVX512VL__))
+#define LONGNET_DISPATCH_AVX512 1
+#else
+#define LONGNET_DISPATCH_AVX512 0
+#endif

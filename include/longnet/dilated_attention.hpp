@@ -34,7 +34,7 @@ void dilated_attention(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<TV> v, 
                   "longnet::dilated_attention: element type must be float, double, bfloat16 or half");
     validate(opt);
     detail::check_shapes("dilated_attention", q, k, v, out, lse);
-    detail::forward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v), out, opt, lse);
+    detail::run_forward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v), out, opt, lse);
 }
 
 }  // namespace longnet

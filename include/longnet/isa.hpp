@@ -1,25 +1,53 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// What the kernels of this translation unit compute with. Decided at compile time from the flags of the
-// code that includes longnet (the library never adds -march): -march=native on an AVX-512 machine gives
-// "avx512bw", on an AVX2 machine "fma3+avx2", a build without -march xsimd's baseline ("sse2" on
-// x86-64), a build without xsimd or with LONGNET_FORCE_SCALAR "scalar".
+// What the kernels compute with: the instruction-set path, and the bf16 dot-product forward.
+//
+// Paths (see also README, "Runtime ISA dispatch"). A build for a target with AVX2 + FMA (-march=native on
+// any recent x86 machine, -march=x86-64-v3 or -v4) has one path: the kernels are compiled for that
+// target, with no dispatch. A build without such flags (a distribution's, a portable project's,
+// `cmake -S . -B build` without LONGNET_MARCH) compiles the kernels three times, for its own target
+// (x86-64: SSE2), for AVX2 + FMA and for AVX-512 (F, CD, BW, DQ, VL), and the first attention call
+// runs the best one this CPU supports (LONGNET_DISPATCH, config.hpp). The environment variable
+// LONGNET_ISA=native|avx2|avx512 (read at the first call) or set_simd_isa() forces a path; a path this
+// build or this CPU cannot run is an error (std::invalid_argument naming it), never a crash.
 
 #include <atomic>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "longnet/config.hpp"
-#include "longnet/detail/bf16_dot.hpp"
-#include "longnet/detail/simd.hpp"
+#include "longnet/detail/kernels.hpp"
+#include "longnet/detail/runtime_isa.hpp"
 
 namespace longnet {
 
-// Name of the SIMD instruction set the kernels use: xsimd's architecture name, or "scalar".
-inline const char* simd_isa() noexcept {
-#if LONGNET_HAS_XSIMD
-    return detail::simd::native::name();
-#else
-    return "scalar";
-#endif
+// Name of the instruction set the attention kernels run now: "avx512bw", "fma3+avx2", "sse2", ...
+// (xsimd's architecture names), or "scalar". Throws std::invalid_argument if LONGNET_ISA names a path
+// that cannot run here.
+inline const char* simd_isa() { return detail::isa_name(detail::active_isa()); }
+
+// The paths this build can run on this CPU, best first (the names set_simd_isa() and LONGNET_ISA
+// accept): "avx512", "avx2" where compiled in for dispatch and supported, then always "native".
+inline std::vector<std::string> simd_isas() {
+    std::vector<std::string> out;
+    if (detail::isa_available(detail::isa_path::avx512)) out.emplace_back("avx512");
+    if (detail::isa_available(detail::isa_path::avx2)) out.emplace_back("avx2");
+    out.emplace_back("native");
+    return out;
+}
+
+// Run the kernels on `path` ("native", "avx2" or "avx512") from now on, in this process; throws
+// std::invalid_argument (and changes nothing) if the name is unknown, the build has no such kernels or
+// the CPU lacks the instructions. Not while an attention call runs on another thread.
+inline void set_simd_isa(const std::string& path) {
+    const std::string why = detail::isa_refusal("set_simd_isa", path);
+    if (!why.empty()) throw std::invalid_argument("longnet: " + why);
+    detail::isa_path p{};
+    detail::isa_parse(path, p);
+    detail::isa_selection& s = detail::isa_state();
+    s.path.store(static_cast<int>(p), std::memory_order_relaxed);
+    s.invalid.store(false, std::memory_order_release);
 }
 
 // The bf16 dot-product forward (detail/bf16_dot.hpp): bfloat16 storage computes QKᵀ and PV with

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#pragma once
+// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The backward driver (SPEC §6). Branches run one after another in the order given; inside a branch
 // one task per (batch, head, segment) packs the segment's selected rows, computes L_i and Δ_i, runs
 // attend_backward_packed and adds the segment's dQ, dK, dV into the gradient rows it selected. Within a
@@ -12,6 +13,8 @@
 // own precision, which is accum_t). bfloat16 / half gradients are accumulated in float buffers of the
 // gradients' size and rounded to storage once at the end (one rounding per element).
 // Memory: per thread O(segment rows × D) of packed operands; no N×N and no per-branch full-size buffers.
+
+#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 #include <cmath>
@@ -31,10 +34,17 @@
 #include "longnet/options.hpp"
 #include "longnet/tensor.hpp"
 
-namespace longnet::detail {
+#if defined(LONGNET_DETAIL_BACKWARD_BODY) == defined(LONGNET_ISA_TOGGLE)
+#ifdef LONGNET_DETAIL_BACKWARD_BODY
+#undef LONGNET_DETAIL_BACKWARD_BODY
+#else
+#define LONGNET_DETAIL_BACKWARD_BODY
+#endif
 
-// Which Δ the backward uses (see backward_kernel.hpp): the merged output's, or each branch's own.
-enum class backward_delta { merged_output, branch_output };
+namespace longnet::detail {
+LONGNET_ISA_BEGIN
+
+// backward_delta (which Δ the backward uses) is declared in kernels.hpp: it crosses the dispatch.
 
 // Per-thread state of the backward for segments of up to max_rows selected rows.
 template <class A, class Arch>
@@ -79,7 +89,7 @@ inline A dot(const A* a, const A* b, index_t n) noexcept {
 
 // dq, dk, dv: accumulate views of A (the caller's gradients for float/double, own float buffers else),
 // zeroed by the caller.
-template <class T, class Arch = simd::native>
+template <class T, class Arch = isa_arch>
 void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v,
                          tensor_view<const T> out, lse_view<const accum_t<T>> lse, tensor_view<const T> dout,
                          tensor_view<accum_t<T>> dq, tensor_view<accum_t<T>> dk, tensor_view<accum_t<T>> dv,
@@ -204,7 +214,7 @@ void fill_rows(tensor_view<T> x, T value) {
 }
 
 // The public backward: overwrites dq, dk, dv with the gradient of sum(out ∘ dout).
-template <class T, class Arch = simd::native>
+template <class T, class Arch = isa_arch>
 void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<const T> out,
               lse_view<const accum_t<T>> lse, tensor_view<const T> dout, tensor_view<T> dq, tensor_view<T> dk,
               tensor_view<T> dv, const dilated_options& opt, backward_delta delta_kind) {
@@ -240,4 +250,6 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
     }
 }
 
+LONGNET_ISA_END
 }  // namespace longnet::detail
+#endif  // LONGNET_DETAIL_BACKWARD_BODY

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#pragma once
+// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The backward compute core: the flash-attention backward of one packed segment, in the transposed
 // orientation (keys are rows, queries are columns) so that dK and dV of a block of keys are complete
 // after one sweep over the queries and dQ is the only quantity carried across key blocks.
@@ -22,6 +23,8 @@
 // pv_tile for dV and dK, its transposed-coefficient twin for dQ). Causal: query i sees key j iff
 // j <= i + causal_shift; tiles wholly above the diagonal are skipped, tiles crossing it stop there.
 
+#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -32,7 +35,15 @@
 #include "longnet/detail/workspace.hpp"
 #include "longnet/tensor.hpp"
 
+#if defined(LONGNET_DETAIL_BACKWARD_KERNEL_BODY) == defined(LONGNET_ISA_TOGGLE)
+#ifdef LONGNET_DETAIL_BACKWARD_KERNEL_BODY
+#undef LONGNET_DETAIL_BACKWARD_KERNEL_BODY
+#else
+#define LONGNET_DETAIL_BACKWARD_KERNEL_BODY
+#endif
+
 namespace longnet::detail {
+LONGNET_ISA_BEGIN
 
 template <class A, class Arch>
 struct backward_shape {
@@ -252,4 +263,6 @@ void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t 
                                          std::forward<KeySink>(key_sink), whole);
 }
 
+LONGNET_ISA_END
 }  // namespace longnet::detail
+#endif  // LONGNET_DETAIL_BACKWARD_KERNEL_BODY

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#pragma once
+// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // bf16 dot products for bfloat16 storage (AVX512-BF16: vdpbf16ps), the forward's QKᵀ and PV.
 //
 // vdpbf16ps multiplies 32 pairs of bf16 and adds each pair's two products into one of 16 float lanes:
@@ -21,6 +22,8 @@
 // AVX-512 architecture, and the process-wide switch is on (longnet::bf16_dot_products(), isa.hpp: on
 // by default where vdpbf16ps is as fast as an FMA). Everything else keeps the fma path.
 
+#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
+
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -37,37 +40,15 @@
 #include "longnet/numeric.hpp"
 #include "longnet/tensor.hpp"
 
+#if defined(LONGNET_DETAIL_BF16_DOT_BODY) == defined(LONGNET_ISA_TOGGLE)
+#ifdef LONGNET_DETAIL_BF16_DOT_BODY
+#undef LONGNET_DETAIL_BF16_DOT_BODY
+#else
+#define LONGNET_DETAIL_BF16_DOT_BODY
+#endif
+
 namespace longnet::detail {
-
-// The process-wide switch behind longnet::bf16_dot_products() (isa.hpp): initialised once from
-// LONGNET_BF16_DOT (0 or 1) if set, else from the CPU vendor (on for AuthenticAMD).
-inline bool bf16_dot_default() noexcept {
-#if LONGNET_HAS_BF16_DOT
-    if (const char* env = std::getenv("LONGNET_BF16_DOT")) {
-        if (std::strcmp(env, "1") == 0) return true;
-        if (std::strcmp(env, "0") == 0) return false;
-    }
-#if defined(__GNUC__)
-    unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
-    char vendor[13];
-    std::memcpy(vendor, &ebx, 4);
-    std::memcpy(vendor + 4, &edx, 4);
-    std::memcpy(vendor + 8, &ecx, 4);
-    vendor[12] = '\0';
-    return std::strcmp(vendor, "AuthenticAMD") == 0;
-#else
-    return false;
-#endif
-#else
-    return false;
-#endif
-}
-
-inline std::atomic<bool>& bf16_dot_switch() noexcept {
-    static std::atomic<bool> on{bf16_dot_default()};
-    return on;
-}
+LONGNET_ISA_BEGIN
 
 // Compile time: can T on Arch take the bf16 dot path at all (bfloat16 storage, AVX512-BF16 target,
 // AVX-512 arch)? Whether it does is bf16_dot_switch() at run time.
@@ -241,4 +222,6 @@ struct bf16_dot {
 };
 #endif
 
+LONGNET_ISA_END
 }  // namespace longnet::detail
+#endif  // LONGNET_DETAIL_BF16_DOT_BODY

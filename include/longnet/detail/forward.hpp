@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-#pragma once
+// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The forward driver: branches run one after another; inside a branch, tasks (batch, head, segment,
 // query chunk) run in parallel, each packing its segment's selected rows and calling attend_packed.
 // Every output row is written by exactly one task per branch, and branches merge into the output in a
 // fixed order through the running log-sum-exp (online merge, no per-branch buffers), so results are
 // bitwise identical for any thread count.
+
+#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 #include <cmath>
@@ -21,7 +24,15 @@
 #include "longnet/options.hpp"
 #include "longnet/tensor.hpp"
 
+#if defined(LONGNET_DETAIL_FORWARD_BODY) == defined(LONGNET_ISA_TOGGLE)
+#ifdef LONGNET_DETAIL_FORWARD_BODY
+#undef LONGNET_DETAIL_FORWARD_BODY
+#else
+#define LONGNET_DETAIL_FORWARD_BODY
+#endif
+
 namespace longnet::detail {
+LONGNET_ISA_BEGIN
 
 // Geometry of one branch over a sequence of length N for one head.
 struct branch_geometry {
@@ -199,7 +210,7 @@ void forward_branch(const tensor_view<const T>& q, const tensor_view<const T>& k
         });
 }
 
-template <class T, class Arch = simd::native>
+template <class T, class Arch = isa_arch>
 void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<T> out,
              const dilated_options& opt, lse_view<accum_t<T>> lse_user) {
     using A = accum_t<T>;
@@ -218,4 +229,6 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
     for (const branch& br : opt.branches) forward_branch<T, Arch>(q, k, v, out, lse, opt, br, scale);
 }
 
+LONGNET_ISA_END
 }  // namespace longnet::detail
+#endif  // LONGNET_DETAIL_FORWARD_BODY

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-#pragma once
+// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The dilation gather: copy the selected rows of one (b, h) slice into the packed formats of
 // segment_kernel.hpp, converting storage (float, double, bfloat16, half) to the accumulator type.
 // A selection is a CuTe-style layout: rows first, first + stride, ..., first + (count − 1)·stride.
+
+#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 
@@ -10,7 +13,15 @@
 #include "longnet/numeric.hpp"
 #include "longnet/tensor.hpp"
 
+#if defined(LONGNET_DETAIL_PACK_BODY) == defined(LONGNET_ISA_TOGGLE)
+#ifdef LONGNET_DETAIL_PACK_BODY
+#undef LONGNET_DETAIL_PACK_BODY
+#else
+#define LONGNET_DETAIL_PACK_BODY
+#endif
+
 namespace longnet::detail {
+LONGNET_ISA_BEGIN
 
 struct row_selection {
     index_t first = 0;   // sequence position of selected row 0
@@ -66,4 +77,6 @@ void pack_values(const tensor_view<const T>& v, index_t b, index_t h, const row_
     std::fill(dst + n * dv, dst + K::key_blocks(n) * K::key_block * dv, A(0));
 }
 
+LONGNET_ISA_END
 }  // namespace longnet::detail
+#endif  // LONGNET_DETAIL_PACK_BODY

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#pragma once
+// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The compute core: dense softmax attention of packed queries against packed keys/values with an online
 // (flash-style) softmax. Everything LongNet does is this kernel over other layouts: a dilated segment is
 // the rows first, first + r, first + 2r, ... of a (b, h) slice (see pack.hpp), dense attention is one
@@ -12,6 +13,8 @@
 // Causal: query i (0-based) sees keys j <= i + causal_shift.
 // Blocks of keys entirely above the diagonal are skipped, never computed.
 
+#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -20,7 +23,15 @@
 #include "longnet/detail/simd.hpp"
 #include "longnet/tensor.hpp"
 
+#if defined(LONGNET_DETAIL_SEGMENT_KERNEL_BODY) == defined(LONGNET_ISA_TOGGLE)
+#ifdef LONGNET_DETAIL_SEGMENT_KERNEL_BODY
+#undef LONGNET_DETAIL_SEGMENT_KERNEL_BODY
+#else
+#define LONGNET_DETAIL_SEGMENT_KERNEL_BODY
+#endif
+
 namespace longnet::detail {
+LONGNET_ISA_BEGIN
 
 template <class A, class Arch>
 struct kernel_shape {
@@ -246,4 +257,6 @@ void attend_packed(const typename Dot::packed* q, index_t nq, const typename Dot
     }
 }
 
+LONGNET_ISA_END
 }  // namespace longnet::detail
+#endif  // LONGNET_DETAIL_SEGMENT_KERNEL_BODY

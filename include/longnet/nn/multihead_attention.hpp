@@ -287,7 +287,7 @@ private:
                 decayed_for = br.segment_length;
             }
             using CT = const T;
-            longnet::detail::forward_branch<T, longnet::detail::simd::native>(
+            longnet::detail::run_forward_branch<T>(
                 make_bnhd<CT>(qb.data(), 1, seq, heads, hd), make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, ov, lse,
                 config.dilated, br, scale);
         }

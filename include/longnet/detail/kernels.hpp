@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The attention kernels, once per instruction-set path, and the runtime dispatch between the paths.
+//
+// The kernel bodies (segment_kernel, pack, bf16_dot, forward, backward_kernel, backward: everything
+// templated on the SIMD architecture) are included here once per path, each time in its own namespace:
+//   isa_native   (inline) the code for the translation unit's own target flags, with xsimd's default
+//                architecture: the only path of a -march=native build (no dispatch, no cost)
+//   isa_avx2     AVX2 + FMA   (LONGNET_DISPATCH_AVX2, config.hpp), in a target region
+//   isa_avx512   AVX-512      (LONGNET_DISPATCH_AVX512), in a target region
+// A target region (#pragma GCC target / #pragma clang attribute) gives every function defined in it,
+// templates included, that target, so a build without -march carries AVX2 and AVX-512 kernels and
+// nothing else changes: the code around the kernels (std, Eigen, the user's) keeps the baseline. Every
+// standard header the bodies use is included above the regions, so none of it is compiled for a
+// region's target. The dispatched paths use the intrinsic ops of simd_x86.hpp (xsimd 8.1 only defines
+// the architectures the translation unit targets). Headers of the bodies carry a toggle guard instead of
+// #pragma once: LONGNET_ISA_TOGGLE flips before each pass, and a body is admitted once per pass
+// (Highway's foreach_target technique).
+//
+// run_forward, run_backward and run_forward_branch call the path of active_isa() (runtime_isa.hpp):
+// the best the CPU runs, chosen at the first call, or the one LONGNET_ISA / longnet::set_simd_isa names.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "longnet/config.hpp"
+#include "longnet/detail/runtime_isa.hpp"
+#include "longnet/detail/simd.hpp"
+#include "longnet/detail/simd_x86.hpp"
+#include "longnet/detail/threading.hpp"
+#include "longnet/detail/workspace.hpp"
+#include "longnet/numeric.hpp"
+#include "longnet/options.hpp"
+#include "longnet/tensor.hpp"
+
+#define LONGNET_DETAIL_KERNEL_BODIES_ "longnet/detail/kernel_bodies.inc"
+
+// Types that cross the dispatch live outside longnet::detail itself: argument-dependent lookup of a
+// type declared in longnet::detail would also search the inline namespace isa_native.
+namespace longnet::detail::kernel_types {
+// Which Δ the backward uses (see backward_kernel.hpp): the merged output's, or each branch's own.
+enum class backward_delta { merged_output, branch_output };
+}  // namespace longnet::detail::kernel_types
+namespace longnet::detail {
+using kernel_types::backward_delta;
+}  // namespace longnet::detail
+
+// ---- pass 1: the translation unit's own target --------------------------------------------------------
+namespace longnet::detail {
+inline namespace isa_native {
+using isa_arch = simd::native;  // default architecture of the bodies in this namespace
+}  // namespace isa_native
+}  // namespace longnet::detail
+#define LONGNET_ISA_BEGIN inline namespace isa_native {
+#define LONGNET_ISA_END }
+#include LONGNET_DETAIL_KERNEL_BODIES_
+#undef LONGNET_ISA_BEGIN
+#undef LONGNET_ISA_END
+
+// ---- pass 2: AVX2 + FMA --------------------------------------------------------------------------------
+#if LONGNET_DISPATCH_AVX2
+#ifdef LONGNET_ISA_TOGGLE
+#undef LONGNET_ISA_TOGGLE
+#else
+#define LONGNET_ISA_TOGGLE
+#endif
+namespace longnet::detail::isa_avx2 {
+using isa_arch = simd::x86_avx2;
+}  // namespace longnet::detail::isa_avx2
+#define LONGNET_ISA_BEGIN namespace isa_avx2 {
+#define LONGNET_ISA_END }
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt")
+#endif
+#include LONGNET_DETAIL_KERNEL_BODIES_
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#undef LONGNET_ISA_BEGIN
+#undef LONGNET_ISA_END
+#endif
+
+// ---- pass 3: AVX-512 -----------------------------------------------------------------------------------
+#if LONGNET_DISPATCH_AVX512
+#ifdef LONGNET_ISA_TOGGLE
+#undef LONGNET_ISA_TOGGLE
+#else
+#define LONGNET_ISA_TOGGLE
+#endif
+namespace longnet::detail::isa_avx512 {
+using isa_arch = simd::x86_avx512;
+}  // namespace longnet::detail::isa_avx512
+#define LONGNET_ISA_BEGIN namespace isa_avx512 {
+#define LONGNET_ISA_END }
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,avx512f,avx512cd,avx512bw,avx512dq,avx512vl"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,avx512f,avx512cd,avx512bw,avx512dq,avx512vl")
+#endif
+#include LONGNET_DETAIL_KERNEL_BODIES_
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#undef LONGNET_ISA_BEGIN
+#undef LONGNET_ISA_END
+#endif
+
+#undef LONGNET_DETAIL_KERNEL_BODIES_
+
+// ---- dispatch ------------------------------------------------------------------------------------------
+// LONGNET_DETAIL_DISPATCH_(M): M(ns) for the namespace of the active path, e.g. M(isa_avx2).
+#if LONGNET_DISPATCH_AVX512
+#define LONGNET_DETAIL_CASE_AVX512_(M) \
+    if (path == isa_path::avx512) {    \
+        M(isa_avx512)                  \
+    }
+#else
+#define LONGNET_DETAIL_CASE_AVX512_(M)
+#endif
+#if LONGNET_DISPATCH_AVX2
+#define LONGNET_DETAIL_CASE_AVX2_(M) \
+    if (path == isa_path::avx2) {    \
+        M(isa_avx2)                  \
+    }
+#else
+#define LONGNET_DETAIL_CASE_AVX2_(M)
+#endif
+#define LONGNET_DETAIL_DISPATCH_(M)     \
+    const isa_path path = active_isa(); \
+    (void)path;                         \
+    LONGNET_DETAIL_CASE_AVX512_(M)      \
+    LONGNET_DETAIL_CASE_AVX2_(M)        \
+    M(isa_native)
+
+namespace longnet::detail {
+
+// The forward (forward.hpp) on the active path.
+template <class T>
+void run_forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<T> out,
+                 const dilated_options& opt, lse_view<accum_t<T>> lse) {
+#define LONGNET_DETAIL_CALL_(ns) return ns::forward<T, ns::isa_arch>(q, k, v, out, opt, lse);
+    LONGNET_DETAIL_DISPATCH_(LONGNET_DETAIL_CALL_)
+#undef LONGNET_DETAIL_CALL_
+}
+
+// One branch of the forward merged into out/lse (forward.hpp: forward_branch) on the active path.
+template <class T>
+void run_forward_branch(const tensor_view<const T>& q, const tensor_view<const T>& k, const tensor_view<const T>& v,
+                        const tensor_view<T>& out, const lse_view<accum_t<T>>& lse, const dilated_options& opt,
+                        const branch& br, accum_t<T> scale) {
+#define LONGNET_DETAIL_CALL_(ns) return ns::forward_branch<T, ns::isa_arch>(q, k, v, out, lse, opt, br, scale);
+    LONGNET_DETAIL_DISPATCH_(LONGNET_DETAIL_CALL_)
+#undef LONGNET_DETAIL_CALL_
+}
+
+// The backward (backward.hpp) on the active path.
+template <class T>
+void run_backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<const T> out,
+                  lse_view<const accum_t<T>> lse, tensor_view<const T> dout, tensor_view<T> dq, tensor_view<T> dk,
+                  tensor_view<T> dv, const dilated_options& opt, backward_delta delta_kind) {
+#define LONGNET_DETAIL_CALL_(ns) return ns::backward<T, ns::isa_arch>(q, k, v, out, lse, dout, dq, dk, dv, opt, delta_kind);
+    LONGNET_DETAIL_DISPATCH_(LONGNET_DETAIL_CALL_)
+#undef LONGNET_DETAIL_CALL_
+}
+
+}  // namespace longnet::detail
