@@ -102,8 +102,10 @@ arguments parse(const std::vector<std::string>& args) {
     a.argv = args;
     cli::arg_reader r(static_cast<int>(argv.size()), argv.data());
     if (r.done()) throw cli::usage_error("no arguments");
+    std::vector<std::string> flags;  // as given
     while (!r.done()) {
         const std::string f = r.next_flag();
+        flags.push_back(f);
         if (f == "--help") {
             std::fputs(usage_text, stdout);
             std::exit(0);
@@ -188,7 +190,12 @@ arguments parse(const std::vector<std::string>& args) {
             throw cli::usage_error("unknown flag " + f);
         }
     }
-    if (!a.resume.empty()) return a;  // checked after the recorded arguments are merged in
+    if (!a.resume.empty()) {  // the rest is checked after the recorded arguments are merged in
+        for (const std::string& f : flags)  // any other flag would be silently replaced by the recorded one
+            if (f != "--resume" && f != "--steps")
+                throw cli::usage_error("--resume DIR takes only --steps (the run's other arguments are the recorded ones), got " + f);
+        return a;
+    }
     const int models = !a.config.empty() + !a.random_config.empty();
     if (models != 1) throw cli::usage_error("give exactly one model: --config C.json (with or without --weights) or --random-config");
     if (!a.weights.empty() && a.config.empty()) throw cli::usage_error("--weights needs --config");
