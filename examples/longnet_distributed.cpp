@@ -10,7 +10,9 @@
 // sampled rows' segments, on all ranks. Rank 0 prints a progress line per phase, then per-rank timing
 // and traffic, next to what an all-gather over the whole world (torchscale's scheme) would move.
 //
-// Options (sizes accept K, M, G suffixes, powers of 1024):
+// Options (sizes: decimal digits with an optional K, M or G, powers of 1024, at most 2^40; parsed by
+// longnet_distributed_args.hpp, which the CLI fuzz target calls; B·N·H·D at most 2^50 elements, and one
+// rank's tensors must fit in the machine's memory, checked before they are allocated):
 //   --tokens N        total sequence length (default 1M); must be a multiple of the rank count
 //   --heads H         heads (default 1)          --dim D    head dim (default 64)
 //   --batch B         batch (default 1)          --causal   causal attention
@@ -22,7 +24,7 @@
 //   --max-segment W   largest segment of paper-extended (default: --tokens)
 //   --type T          bf16 (default: halves memory) or float
 //   --offsets P       paper (default) or torchscale
-//   --check-rows K    rows checked per rank (default 4; 0 disables)
+//   --check-rows K    rows checked per rank (default 4; 0 disables; at most 2^20)
 //   --backward        also run the distributed backward (exact) and report it
 //   --seed S          generator seed (default 1)
 // Timing per rank: wall time of the call, its process CPU time (the rank's own work, also when ranks
@@ -48,104 +50,14 @@
 #include <longnet/distributed.hpp>
 #include <longnet/options.hpp>
 
+#include "cli_common.hpp"
+#include "longnet_distributed_args.hpp"
+
 using longnet::index_t;
 
 namespace {
 
-struct usage_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-index_t parse_size(const std::string& flag, const std::string& text) {
-    if (text.empty()) throw usage_error(flag + ": empty value");
-    std::size_t used = 0;
-    long long value = 0;
-    try {
-        value = std::stoll(text, &used);
-    } catch (const std::exception&) {
-        throw usage_error(flag + ": '" + text + "' is not a number");
-    }
-    long long mult = 1;
-    if (used < text.size()) {
-        const char s = static_cast<char>(std::toupper(static_cast<unsigned char>(text[used])));
-        if (used + 1 != text.size() || (s != 'K' && s != 'M' && s != 'G'))
-            throw usage_error(flag + ": '" + text + "' is not a size (digits with an optional K, M or G)");
-        mult = s == 'K' ? 1024LL : s == 'M' ? 1024LL * 1024 : 1024LL * 1024 * 1024;
-    }
-    if (value < 0 || value > (1LL << 40) / mult) throw usage_error(flag + ": '" + text + "' is out of range");
-    return static_cast<index_t>(value * mult);
-}
-
-struct config {
-    index_t tokens = 1 << 20, heads = 1, dim = 64, batch = 1, check_rows = 4, max_segment = 0;
-    bool causal = false, backward = false, bf16 = true;
-    std::string config_name = "paper-extended", branches_text, offsets = "paper";
-    std::uint64_t seed = 1;
-};
-
-config parse(int argc, char** argv) {
-    config c;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw usage_error(a + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--tokens") c.tokens = parse_size(a, value());
-        else if (a == "--heads") c.heads = parse_size(a, value());
-        else if (a == "--dim") c.dim = parse_size(a, value());
-        else if (a == "--batch") c.batch = parse_size(a, value());
-        else if (a == "--check-rows") c.check_rows = parse_size(a, value());
-        else if (a == "--max-segment") c.max_segment = parse_size(a, value());
-        else if (a == "--seed") c.seed = static_cast<std::uint64_t>(parse_size(a, value()));
-        else if (a == "--causal") c.causal = true;
-        else if (a == "--backward") c.backward = true;
-        else if (a == "--config") c.config_name = value();
-        else if (a == "--branches") c.branches_text = value();
-        else if (a == "--offsets") c.offsets = value();
-        else if (a == "--type") {
-            const std::string t = value();
-            if (t != "bf16" && t != "float") throw usage_error("--type: expected bf16 or float, got '" + t + "'");
-            c.bf16 = t == "bf16";
-        } else if (a == "-h" || a == "--help") {
-            throw usage_error("usage: mpirun -np P longnet_distributed [--tokens N] [--heads H] [--dim D] [--batch B] "
-                              "[--causal] [--config paper|paper-extended] [--branches w:r,...] [--max-segment W] "
-                              "[--type bf16|float] [--offsets paper|torchscale] [--check-rows K] [--backward] [--seed S]");
-        } else throw usage_error("unknown argument '" + a + "' (try --help)");
-    }
-    if (c.tokens < 1 || c.heads < 1 || c.dim < 1 || c.batch < 1) throw usage_error("--tokens, --heads, --dim, --batch must be >= 1");
-    return c;
-}
-
-longnet::dilated_options make_options(const config& c) {
-    longnet::dilated_options o;
-    if (!c.branches_text.empty()) {
-        std::size_t pos = 0;
-        while (pos < c.branches_text.size()) {
-            const std::size_t comma = std::min(c.branches_text.find(',', pos), c.branches_text.size());
-            const std::string item = c.branches_text.substr(pos, comma - pos);
-            const std::size_t colon = item.find(':');
-            if (colon == std::string::npos) throw usage_error("--branches: '" + item + "' is not w:r");
-            o.branches.push_back({parse_size("--branches", item.substr(0, colon)), parse_size("--branches", item.substr(colon + 1))});
-            pos = comma + 1;
-        }
-    } else if (c.config_name == "paper" || c.config_name == "paper-extended") {
-        o = longnet::dilated_options::paper();
-        if (c.config_name == "paper-extended") {
-            const index_t top = c.max_segment > 0 ? c.max_segment : c.tokens;
-            for (index_t w = 65536; w <= top; w *= 2) o.branches.push_back({w, w / 2048});
-        }
-    } else {
-        throw usage_error("--config: expected paper or paper-extended, got '" + c.config_name + "'");
-    }
-    o.causal = c.causal;
-    try {
-        o.offsets = longnet::parse_offset_policy(c.offsets);
-    } catch (const std::invalid_argument& e) {
-        throw usage_error(e.what());
-    }
-    return o;
-}
+using namespace distributed_cli;
 
 // Counter-based inputs: a value in [-1, 1) from (seed, tensor, b, position, h, d) (splitmix64).
 inline float input_value(std::uint64_t seed, int tensor, index_t b, index_t pos, index_t h, index_t d, index_t N,
@@ -186,6 +98,17 @@ int run(const config& c, MPI_Comm comm) {
     const index_t B = c.batch, H = c.heads, D = c.dim, N = c.tokens;
     if (N % ranks != 0) throw usage_error("--tokens " + std::to_string(N) + " is not a multiple of the rank count " + std::to_string(ranks));
     const index_t n = N / ranks, first = rank * n;
+    // This rank's tensors (q, k, v, out, and dout, dq, dk, dv for --backward; lse), checked against the
+    // machine's memory before they are allocated. Every rank decides alike (MIN), so none waits for another.
+    const double rank_bytes = static_cast<double>(B * n * H * D) * static_cast<double>(sizeof(T)) * (c.backward ? 8 : 4) +
+                              static_cast<double>(B * n * H) * static_cast<double>(sizeof(A));
+    const std::uint64_t memory = cli::physical_memory_bytes();
+    int fits = memory == 0 || rank_bytes <= static_cast<double>(memory) ? 1 : 0;
+    MPI_Allreduce(MPI_IN_PLACE, &fits, 1, MPI_INT, MPI_MIN, comm);
+    if (!fits)
+        throw usage_error("the tensors of one rank need " + cli::human_bytes(rank_bytes) + " (B x N/P x H x D = " + std::to_string(B) +
+                          " x " + std::to_string(n) + " x " + std::to_string(H) + " x " + std::to_string(D) +
+                          "), more than this machine's memory (" + cli::human_bytes(static_cast<double>(memory)) + ")");
     const double t_start = now();
     auto progress = [&](const std::string& what) {
         if (rank == 0) {

@@ -8,6 +8,8 @@
 # Build first:  cmake --preset fuzz && cmake --build --preset fuzz      (clang, libclang-rt-14-dev)
 # Environment:  LONGNET_FUZZ_BUILD  build folder (default build/fuzz)
 #               LONGNET_FUZZ_WORK   working corpus and crash folder (default <build>/fuzz-work/TARGET)
+#               LONGNET_FUZZ_CLI_TOOL=K (0-5)  target cli only: every input goes to selector K, one tool's
+#                                   parser (tests/fuzz/fuzz_cli.cpp; 4 longnet_train, 5 longnet_distributed)
 # Exit 0: no defect found. Exit 1: a defect (crash, leak, timeout, broken check, memory limit); the input
 # is in <work>/crashes/ and goes to tests/fuzz/regressions/TARGET/ once the defect is fixed.
 # Inputs the run found that add coverage stay in <work>/corpus (not in the repository).

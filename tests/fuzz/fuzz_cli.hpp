@@ -10,4 +10,6 @@ namespace fuzz_cli {
 int attend(int argc, char** argv);
 int demo(int argc, char** argv);
 int lm(int argc, char** argv);
+int train(int argc, char** argv);        // cli_train.cpp
+int distributed(int argc, char** argv);  // cli_distributed.cpp (the parser of longnet_distributed_args.hpp, no MPI)
 }  // namespace fuzz_cli

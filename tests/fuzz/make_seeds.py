@@ -171,6 +171,28 @@ def cli_seeds():
                                 "--attention", "dense", "--offsets", "paper"))
     write(out, "lm_random", argv(2, "--random-config", "base", "--tokens-random", "4096", "--layers", "2",
                                  "--vocab", "100", "--weights-dtype", "bf16", "--seed", "9"))
+    # longnet_train (selector 4): every flag in one of the seeds
+    write(out, "train_recall", argv(4, "--random-config", "tiny", "--task", "recall", "--seq-len", "256",
+                                    "--recall-pairs", "4", "--recall-copies", "2", "--recall-queries", "3",
+                                    "--segment-length", "64,128", "--dilated-ratio", "1,2", "--xpos-scale-base", "512",
+                                    "--steps", "10", "--lr", "1e-3", "--schedule", "cosine", "--warmup", "2",
+                                    "--min-lr", "1e-5", "--betas", "0.9,0.95", "--eps", "1e-8", "--weight-decay", "0.1",
+                                    "--clip-norm", "1", "--grad-mode", "stop_grad_weights", "--checkpoint-activations",
+                                    "--seed", "5", "--dtype", "double", "--angles", "float64", "--eval-every", "5",
+                                    "--eval-batches", "2", "--save-every", "5", "--out", "run"))
+    write(out, "train_files", argv(4, "--weights=w.safetensors", "--config=c.json", "--tokens=t.npy", "--seq-len=128",
+                                   "--batch=4", "--heldout=0.2", "--save-grads", "g.safetensors", "--save", "p.safetensors",
+                                   "--save-dtype", "float64", "--schedule=constant"))
+    write(out, "train_text", argv(4, "--random-config", "small", "--text", "book.txt", "--vocab", "300"))
+    write(out, "train_resume", argv(4, "--resume", "run", "--steps", "20"))
+    # longnet_distributed (selector 5)
+    write(out, "distributed_default", argv(5, "--tokens", "16M", "--heads", "1", "--dim", "64"))
+    write(out, "distributed_branches", argv(5, "--tokens", "64K", "--branches", "2048:1,4096:2,8192:4", "--causal",
+                                            "--type", "float", "--offsets", "torchscale", "--check-rows", "8",
+                                            "--backward", "--seed", "3", "--batch", "2"))
+    write(out, "distributed_paper", argv(5, "--config", "paper", "--tokens", "1m", "--max-segment", "256k",
+                                         "--heads", "2", "--dim", "32", "--config", "paper-extended"))
+    write(out, "distributed_help", argv(5, "--help"))
     rng = struct.pack("<qq", 1, 1 << 40)
     write(out, "number_int", bytes([3, 0]) + rng + b"+0002048")
     write(out, "number_uint64", bytes([3, 1]) + rng + b"18446744073709551615")
