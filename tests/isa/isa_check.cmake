@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # ISA warning check (label "isa"): compile tests/isa/instantiate_kernels.cpp, which instantiates every
 # kernel, with -O3 -Wall -Wextra -Wpedantic -Werror -fopenmp for each -march target in
-# LONGNET_ISA_CHECK_TARGETS (default x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512, cooperlake = AVX-512 with
+# LONGNET_ISA_CHECK_TARGETS (default x86-64 = the baseline, whose build compiles the runtime-dispatch
+# regions for AVX2+FMA and AVX-512 (detail/kernels.hpp), x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512, cooperlake = AVX-512 with
 # AVX512-BF16: the bf16 dot-product path of detail/bf16_dot.hpp), with the project
 # compiler and with clang++ when found. Compiling needs no such CPU, so every machine checks that a
 # user's -Werror build is clean on AVX2 and AVX-512 targets alike (GCC 12 once failed on AVX-512 only).
@@ -11,7 +12,7 @@ if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" OR MSVC)
   message(STATUS "longnet: not an x86-64 GCC/clang build; the ISA warning check is skipped")
   return()
 endif()
-set(LONGNET_ISA_CHECK_TARGETS "x86-64-v3;x86-64-v4;cooperlake" CACHE STRING
+set(LONGNET_ISA_CHECK_TARGETS "x86-64;x86-64-v3;x86-64-v4;cooperlake" CACHE STRING
     "-march targets the ISA warning check compiles every kernel for (tests/isa)")
 
 set(_isa_source "${CMAKE_CURRENT_LIST_DIR}/instantiate_kernels.cpp")

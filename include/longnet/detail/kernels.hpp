@@ -44,7 +44,7 @@
 #include "longnet/options.hpp"
 #include "longnet/tensor.hpp"
 
-#define LONGNET_DETAIL_KERNEL_BODIES_ "longnet/detail/kernel_bodies.inc"
+#define LONGNET_DETAIL_KERNEL_BODIES_ "longnet/detail/kernel_bodies.hpp"
 
 // Types that cross the dispatch live outside longnet::detail itself: argument-dependent lookup of a
 // type declared in longnet::detail would also search the inline namespace isa_native.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
+// No #pragma once and no include guard on purpose: included once per instruction-set path.
 // The kernel bodies, in dependency order: included by detail/kernels.hpp once per instruction-set path
-// (no include guard on purpose; each body has its own toggle guard).
+// (each body has its own toggle guard).
 #include "longnet/detail/segment_kernel.hpp"
 #include "longnet/detail/pack.hpp"
 #include "longnet/detail/bf16_dot.hpp"
