@@ -1,0 +1,21 @@
+# SPDX-License-Identifier: Apache-2.0
+"""longnet_torch: longnet's dilated attention kernels (LongNet, Ding et al. 2023) for PyTorch on CPU.
+
+    import longnet_torch
+    out = longnet_torch.dilated_attention(q, k, v, [2048, 4096], [1, 2], causal=True)   # [B, N, H, D]
+    attn = longnet_torch.MultiheadDilatedAttention(768, 12, [2048, 4096], [1, 2])       # torchscale's names
+
+Threads: the kernels run on torch.get_num_threads() OpenMP threads (torch.set_num_threads changes it).
+"""
+
+import torch  # noqa: F401  (loads libtorch before the extension)
+
+from . import _C
+from .functional import dilated_attention
+from .modules import LongNetDecoder, LongNetDecoderLayer, MultiheadDilatedAttention, XPos
+
+__version__ = _C.longnet_version
+simd_isa = _C.simd_isa
+
+__all__ = ["dilated_attention", "MultiheadDilatedAttention", "XPos", "LongNetDecoder", "LongNetDecoderLayer",
+           "simd_isa", "__version__"]

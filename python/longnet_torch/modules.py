@@ -1,0 +1,222 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Modules whose parameter names and shapes are torchscale's, so its state dicts load into them.
+
+- ``XPos``: torchscale's XPOS relative positions (buffer ``scale``).
+- ``MultiheadDilatedAttention``: torchscale's ``DilatedAttention`` (a ``MultiheadAttention``):
+  ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``, ``inner_attn_ln`` (Sub-LN), ``xpos.scale``.
+- ``LongNetDecoder``: torchscale's ``LongNetDecoder`` with ``subln=True``, ``xpos_rel_pos=True``,
+  ``decoder_normalize_before=True``, no absolute positions, untied output projection: the configuration
+  of the shared fixtures (``decoder_00``).
+
+The computation is written from the recipe in tests/data/README.md (the fixtures are the link to
+torchscale; none of its code is used here).
+"""
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .functional import dilated_attention, _choice, _int_list, _OFFSETS, _TAILS, _GRAD_MODES
+
+
+class XPos(nn.Module):
+    """XPos (Sun et al., 2022) as torchscale applies it to q and k of shape [B, T, H, head_dim].
+
+    Pair c = (2c, 2c+1) of the vector at position i is rotated by i * 10000^(-c / (head_dim/2)) and scaled
+    by zeta_c^((i - ceil(T/2)) / scale_base) (q) or its inverse (k, ``downscale=True``), with
+    zeta_c = ``scale[c]`` = (2c + 0.4 head_dim) / (1.4 head_dim). The factors are computed in float64 and
+    cast to the input's dtype once. A score q_i . k_j carries zeta^((i - j) / scale_base): the centring
+    cancels, but the factors themselves grow as zeta_min^(-T / (2 scale_base)): float32 and bfloat16 reach
+    T of about 72K tokens (scale_base 512), float16 about 9K; past that this raises ValueError.
+    """
+
+    def __init__(self, head_dim, scale_base=512):
+        super().__init__()
+        if head_dim % 2 != 0:
+            raise ValueError(f"longnet_torch.XPos: head_dim must be even, got {head_dim}")
+        self.head_dim = head_dim
+        self.scale_base = scale_base
+        self.register_buffer("scale", (torch.arange(0, head_dim, 2) + 0.4 * head_dim) / (1.4 * head_dim))
+
+    def factors(self, length, dtype, device=None):
+        """cos and sin (times the XPos scale) [T, 1, head_dim/2] for q; k uses the same with 1/scale."""
+        pos = torch.arange(length, dtype=torch.float64, device=device)
+        centre = (length + 1) // 2
+        power = (pos - centre) / self.scale_base
+        zeta = self.scale.to(device=device, dtype=torch.float64)
+        scale = zeta[None, :] ** power[:, None]
+        half = self.head_dim // 2
+        inv_freq = 10000.0 ** (-torch.arange(half, dtype=torch.float64, device=device) / half)
+        theta = pos[:, None] * inv_freq[None, :]
+        return torch.cos(theta), torch.sin(theta), scale
+
+    def forward(self, x, downscale=False):
+        if x.dim() != 4 or x.shape[-1] != self.head_dim:
+            raise ValueError(f"longnet_torch.XPos: expected [B, T, H, {self.head_dim}], got {list(x.shape)}")
+        cos, sin, scale = self.factors(x.shape[1], x.dtype, x.device)
+        if downscale:
+            scale = 1.0 / scale
+        cos = (cos * scale).to(x.dtype)[:, None, :]
+        sin = (sin * scale).to(x.dtype)[:, None, :]
+        if not (torch.isfinite(cos).all() and torch.isfinite(sin).all()):
+            raise ValueError(f"longnet_torch.XPos: {x.shape[1]} positions overflow {x.dtype} "
+                             f"(factors up to zeta_min^(T/{2 * self.scale_base})); use float64 or shorter sequences")
+        x_even, x_odd = x[..., 0::2], x[..., 1::2]
+        y_even = x_even * cos - x_odd * sin
+        y_odd = x_odd * cos + x_even * sin
+        return torch.stack((y_even, y_odd), dim=-1).flatten(-2)
+
+
+class MultiheadDilatedAttention(nn.Module):
+    """Multi-head LongNet attention with torchscale's parameter names and shapes.
+
+    ``forward(query, key=None, value=None, ..., is_causal=False)`` takes [B, T, embed_dim] (key and value
+    default to query) and returns ``(attn, None)`` as torchscale's ``MultiheadAttention`` does:
+    q, k, v projections, XPos on q and k (absolute positions, before any row is selected), dilated
+    attention over (segment_lengths, dilated_ratios), Sub-LN (``inner_attn_ln``) over the concatenated
+    heads, ``out_proj``.
+
+    Defaults reproduce torchscale: ``offsets="torchscale"``, ``tail="zero_pad"``,
+    ``grad_mode="stop_grad_weights"``; pass ``offsets="paper"``, ``tail="exact"``, ``grad_mode="exact"``
+    for the paper's head offsets, no padding keys and the exact gradient. Incremental decoding, masks and
+    dropout are not supported (ValueError).
+    """
+
+    def __init__(self, embed_dim, num_heads, segment_lengths, dilated_ratios, subln=True, xpos=True,
+                 xpos_scale_base=512, bias=True, layernorm_eps=1e-5, offsets="torchscale", tail="zero_pad",
+                 grad_mode="stop_grad_weights", scale=None, device=None, dtype=None):
+        super().__init__()
+        if not isinstance(embed_dim, int) or not isinstance(num_heads, int) or embed_dim < 1 or num_heads < 1:
+            raise ValueError(f"longnet_torch.MultiheadDilatedAttention: embed_dim and num_heads must be positive "
+                             f"ints, got {embed_dim!r}, {num_heads!r}")
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"longnet_torch.MultiheadDilatedAttention: embed_dim {embed_dim} is not a multiple of "
+                             f"num_heads {num_heads}")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.segment_lengths = _int_list(segment_lengths, "segment_lengths")
+        self.dilated_ratios = _int_list(dilated_ratios, "dilated_ratios")
+        if not self.segment_lengths or len(self.segment_lengths) != len(self.dilated_ratios):
+            raise ValueError(f"longnet_torch.MultiheadDilatedAttention: {len(self.segment_lengths)} segment_lengths "
+                             f"and {len(self.dilated_ratios)} dilated_ratios; need at least one, equally many")
+        self.offsets = _choice(offsets, "offsets", _OFFSETS)
+        self.tail = _choice(tail, "tail", _TAILS)
+        self.grad_mode = _choice(grad_mode, "grad_mode", _GRAD_MODES)
+        self.scale = scale
+        factory = {"device": device, "dtype": dtype}
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        self.inner_attn_ln = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory) if subln else None
+        self.xpos = XPos(self.head_dim, xpos_scale_base) if xpos else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # torchscale's initialisation: xavier-uniform, gain 1/sqrt(2) for q, k, v; out_proj bias 0
+        for proj in (self.k_proj, self.v_proj, self.q_proj):
+            nn.init.xavier_uniform_(proj.weight, gain=1 / math.sqrt(2))
+        nn.init.xavier_uniform_(self.out_proj.weight)
+        if self.out_proj.bias is not None:
+            nn.init.constant_(self.out_proj.bias, 0.0)
+
+    def forward(self, query, key=None, value=None, incremental_state=None, key_padding_mask=None, attn_mask=None,
+                rel_pos=None, is_first_step=False, is_causal=False):
+        for name, arg in (("incremental_state", incremental_state), ("key_padding_mask", key_padding_mask),
+                          ("attn_mask", attn_mask), ("rel_pos", rel_pos)):
+            if arg is not None:
+                raise ValueError(f"longnet_torch.MultiheadDilatedAttention: {name} is not supported (pass None); "
+                                 f"use is_causal=True for a causal mask")
+        key = query if key is None else key
+        value = key if value is None else value
+        if query.dim() != 3 or query.shape[-1] != self.embed_dim:
+            raise ValueError(f"longnet_torch.MultiheadDilatedAttention: query must be [B, T, {self.embed_dim}], got "
+                             f"{list(query.shape)}")
+        if key.shape != query.shape or value.shape != query.shape:
+            raise ValueError(f"longnet_torch.MultiheadDilatedAttention: key {list(key.shape)} and value "
+                             f"{list(value.shape)} must have the query's shape {list(query.shape)}")
+        B, T, _ = query.shape
+        q = self.q_proj(query).view(B, T, self.num_heads, self.head_dim)
+        k = self.k_proj(key).view(B, T, self.num_heads, self.head_dim)
+        v = self.v_proj(value).view(B, T, self.num_heads, self.head_dim)
+        if self.xpos is not None:
+            q = self.xpos(q)
+            k = self.xpos(k, downscale=True)
+        attn = dilated_attention(q, k, v, self.segment_lengths, self.dilated_ratios, causal=bool(is_causal),
+                                 offsets=self.offsets, tail=self.tail, scale=self.scale, grad_mode=self.grad_mode)
+        attn = attn.reshape(B, T, self.embed_dim)
+        if self.inner_attn_ln is not None:
+            attn = self.inner_attn_ln(attn)
+        return self.out_proj(attn), None
+
+    def extra_repr(self):
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, segment_lengths={self.segment_lengths}, "
+                f"dilated_ratios={self.dilated_ratios}, offsets={self.offsets!r}, tail={self.tail!r}, "
+                f"grad_mode={self.grad_mode!r}")
+
+
+class _FeedForward(nn.Module):
+    """fc1, GELU (exact erf), Sub-LN ``ffn_layernorm`` over the hidden units, fc2."""
+
+    def __init__(self, embed_dim, ffn_dim, layernorm_eps, subln, factory):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dim, ffn_dim, **factory)
+        self.fc2 = nn.Linear(ffn_dim, embed_dim, **factory)
+        self.ffn_layernorm = nn.LayerNorm(ffn_dim, eps=layernorm_eps, **factory) if subln else None
+
+    def forward(self, x):
+        x = F.gelu(self.fc1(x))
+        if self.ffn_layernorm is not None:
+            x = self.ffn_layernorm(x)
+        return self.fc2(x)
+
+
+class LongNetDecoderLayer(nn.Module):
+    """Pre-LN decoder layer: x + attn(LN(x)), then x + ffn(LN(x)); torchscale's names."""
+
+    def __init__(self, embed_dim, num_heads, ffn_dim, segment_lengths, dilated_ratios, layernorm_eps=1e-5,
+                 xpos_scale_base=512, subln=True, attention_options=None, factory=None):
+        super().__init__()
+        factory = factory or {}
+        self.self_attn = MultiheadDilatedAttention(embed_dim, num_heads, segment_lengths, dilated_ratios, subln=subln,
+                                                   xpos=True, xpos_scale_base=xpos_scale_base,
+                                                   layernorm_eps=layernorm_eps, **(attention_options or {}), **factory)
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory)
+        self.ffn = _FeedForward(embed_dim, ffn_dim, layernorm_eps, subln, factory)
+        self.final_layer_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory)
+
+    def forward(self, x):
+        h = self.self_attn_layer_norm(x)
+        x = x + self.self_attn(h, h, h, is_causal=True)[0]
+        return x + self.ffn(self.final_layer_norm(x))
+
+
+class LongNetDecoder(nn.Module):
+    """torchscale's LongNetDecoder in the fixtures' configuration (subln, xpos, pre-LN, no absolute
+    positions, embedding scale 1, untied output projection without bias): tokens [B, T] -> logits
+    [B, T, vocab]. ``attention_options`` go to every ``MultiheadDilatedAttention`` (e.g.
+    ``{"grad_mode": "exact"}``)."""
+
+    def __init__(self, vocab_size, embed_dim, num_heads, ffn_dim, num_layers, segment_lengths, dilated_ratios,
+                 layernorm_eps=1e-5, xpos_scale_base=512, subln=True, attention_options=None, device=None,
+                 dtype=None):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.embed_tokens = nn.Embedding(vocab_size, embed_dim, **factory)
+        self.layers = nn.ModuleList([
+            LongNetDecoderLayer(embed_dim, num_heads, ffn_dim, segment_lengths, dilated_ratios, layernorm_eps,
+                                xpos_scale_base, subln, attention_options, factory)
+            for _ in range(num_layers)])
+        self.layer_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory)
+        self.output_projection = nn.Linear(embed_dim, vocab_size, bias=False, **factory)
+
+    def forward(self, tokens, return_hidden=False):
+        x = self.embed_tokens(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        hidden = self.layer_norm(x)
+        logits = self.output_projection(hidden)
+        return (logits, hidden) if return_hidden else logits
