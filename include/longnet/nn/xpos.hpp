@@ -96,9 +96,16 @@ public:
 
     // The rotation coefficients for a sequence of `seq` tokens: table(i, 2c) = cos θ·s, table(i, 2c+1) =
     // sin θ·s for q; for k (downscale) s is replaced by 1/s.
-    matrix<T> coefficients(index_t seq, bool downscale) const {
+    matrix<T> coefficients(index_t seq, bool downscale) const { return coefficients(seq, downscale, 0, seq); }
+    // Rows first .. first + count − 1 of coefficients(seq, downscale), bitwise the same rows (one rank's
+    // share of a sequence split across processes: global positions, the whole sequence's centre).
+    matrix<T> coefficients(index_t seq, bool downscale, index_t first, index_t count) const {
+        if (first < 0 || count < 0 || first > seq - count)
+            throw std::invalid_argument("longnet::nn::rotary_embedding::coefficients: rows [" + std::to_string(first) +
+                                        ", " + std::to_string(first + count) + ") are not inside a sequence of " +
+                                        std::to_string(seq) + " tokens");
         const index_t half = head_dim_ / 2;
-        matrix<T> table(seq, head_dim_);
+        matrix<T> table(count, head_dim_);
         std::vector<double> inv_freq(static_cast<std::size_t>(half));
         for (index_t c = 0; c < half; ++c) inv_freq[static_cast<std::size_t>(c)] = inverse_frequency(c);
         const index_t centre = (seq + 1) / 2;  // ceil(T/2): torchscale's min_pos = −(T // 2 rounded up)
@@ -106,8 +113,9 @@ public:
         const bool f32 = options.angles == angle_precision::torchscale;
         if (xpos) check_range(seq, centre);
         LONGNET_NN_PARALLEL_FOR
-        for (index_t i = 0; i < seq; ++i) {
-            T* row = table.data() + i * head_dim_;
+        for (index_t r = 0; r < count; ++r) {
+            const index_t i = first + r;
+            T* row = table.data() + r * head_dim_;
             for (index_t c = 0; c < half; ++c) {
                 const double f = inv_freq[static_cast<std::size_t>(c)];
                 const double angle = f32 ? static_cast<double>(static_cast<float>(i) * static_cast<float>(f))
