@@ -1,0 +1,642 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Distributed training over MPI (issue 13, SPEC §7 and §11): sequence parallelism, as the LongNet paper's
+// trainer, plus data parallelism.
+//
+// Layout. The world's W ranks form K = data_parallel groups of P = W/K consecutive ranks; group k trains
+// on its own sequences of the batch (sequence i goes to group i mod K), and rank ρ of a group holds
+// tokens [ρ·n, (ρ+1)·n) of every one of them (n = T/P). Every layer except attention works on each token
+// alone, so embedding, LayerNorms, projections, XPos (global positions: the rows of the whole sequence's
+// centred table, nn::rotary_embedding::coefficients(T, .., ρ·n, n)), feed-forward, the output projection
+// and the loss run on the chunk; the dilated attention is longnet::distributed's forward and backward
+// over the group's communicator (only the long branches exchange their sparse keys and values).
+// Loss: the mean over all ranks' scored positions of a sequence (the scored count is summed over the group
+// first), averaged over the batch as the single-process trainer does. Gradients: each rank accumulates its
+// chunks' contributions, then one in-place MPI_Allreduce (sum) over the whole world per fused buffer of
+// up to 2^26 elements (the model's gradients packed in parameter order; a small model is one call).
+// The result equals the single-process trainer on the same batch up to the summation order of those sums
+// (tests/mpi/test_distributed_training.cpp: ≤ 1e-6 relative in float, ≤ 1e-12 in double).
+//
+// Same parameters everywhere: every rank applies the same clipped AdamW step to the same summed gradients.
+// check_parameters() compares a checksum of every parameter's bytes across the world and throws when ranks
+// differ; the trainer runs it after every step when verify_parameters is on (by default in builds without
+// NDEBUG).
+//
+// Errors: local checks (tokens, lengths, the attention's rank preconditions) run first on every rank and
+// are agreed over the whole world before any blocking collective: when one rank's data is bad, every rank
+// throws training::collective_error with the message of the lowest failing rank (and the rank number).
+// Checkpoints: rank 0 writes (the single-process trainer's atomic run folder), every rank learns whether
+// it succeeded. Everything else (a rank killed, out of memory) is for the launcher: a program should
+// MPI_Abort on any other exception, as examples/longnet_train.cpp does.
+//
+// With MPI_COMM_NULL as the world the trainer is the single-process trainer (no MPI call is made): one
+// program serves both. Needs <mpi.h>: link longnet::mpi.
+
+#if defined(__has_include)
+#if __has_include(<mpi.h>)
+#define LONGNET_TRAINING_HAS_MPI_HEADER 1
+#endif
+#else
+#define LONGNET_TRAINING_HAS_MPI_HEADER 1
+#endif
+
+#ifndef LONGNET_TRAINING_HAS_MPI_HEADER
+namespace longnet::training {
+template <class T>
+class distributed_trainer {
+    static_assert(sizeof(T) == 0, "longnet/training/distributed_trainer.hpp needs <mpi.h>: link longnet::mpi (MPI::MPI_CXX)");
+};
+}  // namespace longnet::training
+#else
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "longnet/distributed.hpp"
+#include "longnet/nn/decoder.hpp"
+#include "longnet/training/parameters.hpp"
+#include "longnet/training/trainer.hpp"
+
+namespace longnet::training {
+
+// An error every rank of the world throws together (the same message), after agreeing on it: a program
+// may end cleanly (MPI_Finalize) instead of aborting the job.
+class collective_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Traffic and time of one rank in one training step (or pass).
+struct distributed_step_stats {
+    std::uint64_t attention_bytes_sent = 0;      // K/V rows (forward), K/V and dK/dV partials (backward)
+    std::uint64_t attention_bytes_received = 0;
+    std::uint64_t gradient_bytes = 0;            // size of the gradient buffers all-reduced
+    std::uint64_t gradient_bytes_sent = 0;       // a ring all-reduce's share: 2·(W−1)/W · gradient_bytes
+    std::uint64_t control_bytes = 0;             // agreements, scored counts, losses, checksums
+    double seconds_attention_communication = 0;  // inside the attention's collectives (includes waiting)
+    double seconds_allreduce = 0;                // inside the gradient all-reduce (includes waiting)
+    double seconds_total = 0;
+    double seconds_compute() const { return seconds_total - seconds_attention_communication - seconds_allreduce; }
+    void add(const distributed::comm_stats& s) {
+        attention_bytes_sent += s.bytes_sent;
+        attention_bytes_received += s.bytes_received;
+        control_bytes += s.control_bytes;
+        seconds_attention_communication += s.seconds_communication;
+    }
+};
+
+namespace detail {
+
+template <class T>
+MPI_Datatype mpi_datatype() {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "distributed training computes in float or double");
+    return std::is_same_v<T, float> ? MPI_FLOAT : MPI_DOUBLE;
+}
+
+inline void mpi_ok(int rc, const char* what) { longnet::detail::dist::mpi_check(rc, what); }
+
+// Every rank passes its local error ("" when fine); returns the lowest failing rank's message (with its
+// rank) on every rank, or "" when none failed. Always two or three small collectives, reached by all.
+inline std::string agree(MPI_Comm comm, const std::string& local_error) {
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    const int mine = local_error.empty() ? size : rank;
+    int first = size;
+    mpi_ok(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce (error flag)");
+    if (first == size) return {};
+    std::string message = rank == first ? local_error : std::string();
+    long long length = static_cast<long long>(message.size());
+    mpi_ok(MPI_Bcast(&length, 1, MPI_LONG_LONG, first, comm), "MPI_Bcast (error length)");
+    message.resize(static_cast<std::size_t>(length));
+    if (length > 0) mpi_ok(MPI_Bcast(&message[0], static_cast<int>(length), MPI_CHAR, first, comm), "MPI_Bcast (error message)");
+    return message + " [rank " + std::to_string(first) + " of " + std::to_string(size) + "]";
+}
+inline void agree_or_throw(MPI_Comm comm, const std::string& local_error) {
+    const std::string message = agree(comm, local_error);
+    if (!message.empty()) throw collective_error(message);
+}
+
+// XPos backward uses the rotation's transpose: the same cos·s, negated sin·s.
+template <class T>
+nn::matrix<T> transposed(nn::matrix<T> table) {
+    for (index_t i = 0; i < table.rows(); ++i)
+        for (index_t c = 1; c < table.cols(); c += 2) table(i, c) = -table(i, c);
+    return table;
+}
+
+// multihead_attention::forward_train on this rank's rows [first, first + n) of a sequence of `total`.
+template <class T>
+void attention_forward(const nn::multihead_attention<T, T>& attn, nn::const_matrix_ref<T> x, nn::matrix_ref<T> y,
+                       nn::attention_activations<T>& act, index_t first, index_t total, MPI_Comm comm,
+                       distributed_step_stats& stats) {
+    const index_t seq = x.rows(), dim = attn.config.embed_dim, heads = attn.config.heads, hd = attn.config.head_dim();
+    act.q.resize(seq, dim);
+    act.k.resize(seq, dim);
+    act.v.resize(seq, dim);
+    act.a.resize(seq, dim);
+    act.a_ln.resize(seq, dim);
+    act.lse.assign(static_cast<std::size_t>(seq * heads), accum_t<T>(0));
+    attn.q_proj.forward(x, act.q);
+    attn.k_proj.forward(x, act.k);
+    attn.v_proj.forward(x, act.v);
+    if (attn.config.rotary.kind != nn::position_encoding::none) {
+        attn.rotary.apply(act.q, attn.rotary.coefficients(total, false, first, seq));
+        attn.rotary.apply(act.k, attn.rotary.coefficients(total, true, first, seq));
+    }
+    using CT = const T;
+    distributed::comm_stats cs;
+    distributed::dilated_attention(make_bnhd<CT>(act.q.data(), 1, seq, heads, hd),
+                                   make_bnhd<CT>(act.k.data(), 1, seq, heads, hd),
+                                   make_bnhd<CT>(act.v.data(), 1, seq, heads, hd),
+                                   make_bnhd<T>(act.a.data(), 1, seq, heads, hd), attn.config.dilated, comm,
+                                   make_lse_bnh<accum_t<T>>(act.lse.data(), 1, seq, heads), &cs);
+    stats.add(cs);
+    attn.inner_attn_ln.forward_train(act.a, act.a_ln, act.ln_mean, act.ln_rstd);
+    attn.out_proj.forward(act.a_ln, y);
+}
+
+// multihead_attention::backward with the distributed attention backward.
+template <class T>
+void attention_backward(const nn::multihead_attention<T, T>& attn, nn::const_matrix_ref<T> x,
+                        nn::const_matrix_ref<T> dy, const nn::attention_activations<T>& act, nn::matrix_ref<T> dx,
+                        nn::attention_grad<T>& grad, grad_mode mode, index_t first, index_t total, MPI_Comm comm,
+                        distributed_step_stats& stats) {
+    const index_t seq = x.rows(), dim = attn.config.embed_dim, heads = attn.config.heads, hd = attn.config.head_dim();
+    nn::matrix<T> d_ln = nn::matrix<T>::Zero(seq, dim);
+    attn.out_proj.backward(act.a_ln, dy, d_ln, grad.out_proj);
+    nn::matrix<T> da = nn::matrix<T>::Zero(seq, dim);
+    attn.inner_attn_ln.backward(act.a, d_ln, act.ln_mean, act.ln_rstd, da, grad.inner_attn_ln);
+    d_ln.resize(0, 0);
+    nn::matrix<T> dq(seq, dim), dk(seq, dim), dv(seq, dim);
+    using CT = const T;
+    distributed::comm_stats cs;
+    distributed::dilated_attention_backward(
+        make_bnhd<CT>(act.q.data(), 1, seq, heads, hd), make_bnhd<CT>(act.k.data(), 1, seq, heads, hd),
+        make_bnhd<CT>(act.v.data(), 1, seq, heads, hd), make_bnhd<CT>(act.a.data(), 1, seq, heads, hd),
+        make_lse_bnh<const accum_t<T>>(act.lse.data(), 1, seq, heads), make_bnhd<CT>(da.data(), 1, seq, heads, hd),
+        make_bnhd<T>(dq.data(), 1, seq, heads, hd), make_bnhd<T>(dk.data(), 1, seq, heads, hd),
+        make_bnhd<T>(dv.data(), 1, seq, heads, hd), attn.config.dilated, comm, mode, &cs);
+    stats.add(cs);
+    if (attn.config.rotary.kind != nn::position_encoding::none) {
+        attn.rotary.apply(dq, transposed(attn.rotary.coefficients(total, false, first, seq)));
+        attn.rotary.apply(dk, transposed(attn.rotary.coefficients(total, true, first, seq)));
+    }
+    attn.q_proj.backward(x, dq, dx, grad.q_proj);
+    attn.k_proj.backward(x, dk, dx, grad.k_proj);
+    attn.v_proj.backward(x, dv, dx, grad.v_proj);
+}
+
+// decoder_layer::forward_train / backward with the distributed attention (same steps, same order).
+template <class T>
+void layer_forward(const nn::decoder_layer<T, T>& layer, nn::matrix<T>& x, nn::decoder_layer_activations<T>& act,
+                   index_t first, index_t total, MPI_Comm comm, distributed_step_stats& stats) {
+    act.input = x;
+    act.ln1_out.resize(x.rows(), x.cols());
+    layer.self_attn_layer_norm.forward_train(x, act.ln1_out, act.ln1_mean, act.ln1_rstd);
+    nn::matrix<T> y(x.rows(), x.cols());
+    attention_forward<T>(layer.self_attn, act.ln1_out, y, act.attn, first, total, comm, stats);
+    x += y;
+    act.mid = x;
+    act.ln2_out.resize(x.rows(), x.cols());
+    layer.final_layer_norm.forward_train(x, act.ln2_out, act.ln2_mean, act.ln2_rstd);
+    layer.ffn.forward_train(act.ln2_out, y, act.ffn);
+    x += y;
+}
+template <class T>
+void layer_backward(const nn::decoder_layer<T, T>& layer, nn::matrix<T>& dx, const nn::decoder_layer_activations<T>& act,
+                    nn::decoder_layer_grad<T>& grad, grad_mode mode, index_t first, index_t total, MPI_Comm comm,
+                    distributed_step_stats& stats) {
+    const index_t rows = dx.rows(), dim = dx.cols();
+    nn::matrix<T> dh = nn::matrix<T>::Zero(rows, dim);
+    layer.ffn.backward(act.ln2_out, dx, act.ffn, dh, grad.ffn);
+    layer.final_layer_norm.backward(act.mid, dh, act.ln2_mean, act.ln2_rstd, dx, grad.final_layer_norm);
+    dh.setZero();
+    attention_backward<T>(layer.self_attn, act.ln1_out, dx, act.attn, dh, grad.self_attn, mode, first, total, comm, stats);
+    layer.self_attn_layer_norm.backward(act.input, dh, act.ln1_mean, act.ln1_rstd, dx, grad.self_attn_layer_norm);
+}
+
+// The checks of one rank's chunk that need no communication; "" when fine.
+template <class T>
+std::string check_chunk(const nn::decoder<T, T>& model, const std::vector<std::int64_t>& inputs,
+                        const std::vector<std::int64_t>& targets, int seq_rank, int seq_size) {
+    try {
+        if (model.options.attention != nn::attention_kind::dilated)
+            throw std::invalid_argument("sequence-parallel training needs dilated attention (dense attention sees every "
+                                        "earlier token)");
+        if (inputs.empty() || inputs.size() != targets.size())
+            throw std::invalid_argument(std::to_string(inputs.size()) + " input tokens and " + std::to_string(targets.size()) +
+                                        " targets on this rank; they must be equally many and not none");
+        nn::detail::check_tokens(inputs, model.vocab_size());
+        nn::detail::check_targets(targets.data(), static_cast<index_t>(targets.size()), model.vocab_size());
+        if (!model.layers.empty()) {
+            const auto& opt = model.layers.front().self_attn.config.dilated;
+            longnet::detail::dist::plan_branches("dilated_attention", opt, static_cast<index_t>(inputs.size()), seq_size,
+                                                 seq_rank);
+        }
+    } catch (const std::exception& e) {
+        return std::string("longnet::training (sequence rank ") + std::to_string(seq_rank) + "): " + e.what();
+    }
+    return {};
+}
+
+}  // namespace detail
+
+// One sequence-parallel training pass of one sequence: this rank holds inputs and targets at positions
+// [ρ·n, (ρ+1)·n) of a sequence of N = P·n (ρ, P: rank and size of comm; every rank of comm passes the
+// same n and calls this together). Returns the sequence's loss (the mean over the scored targets of all
+// ranks; the same on every rank) and adds loss_weight · ∂loss/∂parameter restricted to this rank's
+// positions to grad: summed over the ranks of comm it is the single-process forward_backward's gradient.
+// Errors in the chunk are agreed over comm (collective_error on every rank).
+template <class T>
+double sequence_parallel_forward_backward(const nn::decoder<T, T>& model, const std::vector<std::int64_t>& inputs,
+                                          const std::vector<std::int64_t>& targets, nn::decoder_grad<T>& grad,
+                                          MPI_Comm comm, const nn::train_options& opt = {}, double loss_weight = 1.0,
+                                          nn::decoder_activations<T>* workspace = nullptr,
+                                          distributed_step_stats* stats = nullptr) {
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    distributed_step_stats local_stats;
+    distributed_step_stats& st = stats ? *stats : local_stats;
+    detail::agree_or_throw(comm, detail::check_chunk(model, inputs, targets, rank, size));
+    const index_t n = static_cast<index_t>(inputs.size());
+    const index_t first = static_cast<index_t>(rank) * n, total = n * static_cast<index_t>(size);
+    // the loss divides by the sequence's scored targets, on all ranks
+    long long scored_local = static_cast<long long>(nn::scored_targets(targets.data(), n)), scored = 0;
+    detail::mpi_ok(MPI_Allreduce(&scored_local, &scored, 1, MPI_LONG_LONG, MPI_SUM, comm), "MPI_Allreduce (scored targets)");
+    st.control_bytes += sizeof(long long);
+    if (scored == 0)
+        throw collective_error("longnet::training: every target of the sequence is ignore_target (-1); nothing to score");
+
+    nn::decoder_activations<T> local;
+    nn::decoder_activations<T>& ws = workspace ? *workspace : local;
+    const std::size_t count = model.layers.size();
+    nn::matrix<T> x;
+    nn::embedding_forward(model.embed_tokens, inputs, model.config.embed_scale(), x);
+    if (opt.checkpoint_activations) {
+        ws.layers.resize(1);
+        ws.layer_inputs.resize(count);
+        for (std::size_t l = 0; l < count; ++l) {
+            ws.layer_inputs[l] = x;
+            detail::layer_forward(model.layers[l], x, ws.layers[0], first, total, comm, st);
+        }
+    } else {
+        ws.layers.resize(count);
+        ws.layer_inputs.clear();
+        for (std::size_t l = 0; l < count; ++l) detail::layer_forward(model.layers[l], x, ws.layers[l], first, total, comm, st);
+    }
+    ws.final_input = x;
+    ws.hidden.resize(n, model.embed_dim());
+    model.final_norm.forward_train(ws.final_input, ws.hidden, ws.final_mean, ws.final_rstd);
+
+    nn::matrix<T> d_hidden = nn::matrix<T>::Zero(n, model.embed_dim());
+    const index_t block = std::max<index_t>(1, opt.loss_row_block);
+    nn::matrix<T> logits(std::min(n, block), model.vocab_size());
+    const double scale = loss_weight / static_cast<double>(scored);
+    double loss_local = 0;
+    for (index_t r0 = 0; r0 < n; r0 += block) {
+        const index_t rows = std::min(block, n - r0);
+        auto z = logits.topRows(rows);
+        model.output_projection.forward(ws.hidden.middleRows(r0, rows), z);
+        loss_local += nn::cross_entropy_backward<T>(z, targets.data() + r0, scale);
+        model.output_projection.backward(ws.hidden.middleRows(r0, rows), z, d_hidden.middleRows(r0, rows),
+                                         grad.output_projection);
+    }
+    x.setZero();
+    model.final_norm.backward(ws.final_input, d_hidden, ws.final_mean, ws.final_rstd, x, grad.layer_norm);
+    d_hidden.resize(0, 0);
+    for (std::size_t l = count; l-- > 0;) {
+        if (opt.checkpoint_activations) {
+            nn::matrix<T> xin = ws.layer_inputs[l];
+            detail::layer_forward(model.layers[l], xin, ws.layers[0], first, total, comm, st);
+            detail::layer_backward(model.layers[l], x, ws.layers[0], grad.layers[l], opt.mode, first, total, comm, st);
+        } else {
+            detail::layer_backward(model.layers[l], x, ws.layers[l], grad.layers[l], opt.mode, first, total, comm, st);
+        }
+    }
+    nn::embedding_backward<T>(inputs, model.config.embed_scale(), x, grad.embed_tokens);
+    double loss = 0;
+    detail::mpi_ok(MPI_Allreduce(&loss_local, &loss, 1, MPI_DOUBLE, MPI_SUM, comm), "MPI_Allreduce (loss)");
+    st.control_bytes += sizeof(double);
+    return loss / static_cast<double>(scored);
+}
+
+// Sum every gradient over comm, in place, packed into fused buffers of at most max_elements each.
+template <class T>
+void allreduce_gradients(const std::vector<named_tensor<T>>& grads, MPI_Comm comm, distributed_step_stats* stats = nullptr,
+                         std::int64_t max_elements = std::int64_t(1) << 26) {
+    int size = 1;
+    MPI_Comm_size(comm, &size);
+    if (size == 1) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::int64_t total = 0;
+    for (const auto& g : grads) total += g.size();
+    const std::int64_t capacity = std::max<std::int64_t>(1, std::min<std::int64_t>(std::min<std::int64_t>(total, max_elements), INT_MAX));
+    std::vector<T> buffer(static_cast<std::size_t>(capacity));
+    std::size_t tensor = 0;
+    std::int64_t offset = 0;  // inside grads[tensor]
+    while (tensor < grads.size()) {
+        // pack: whole tensors (or a piece of one larger than the buffer) until the buffer is full
+        std::int64_t used = 0;
+        const std::size_t first_tensor = tensor;
+        const std::int64_t first_offset = offset;
+        while (tensor < grads.size() && used < capacity) {
+            const std::int64_t take = std::min(grads[tensor].size() - offset, capacity - used);
+            std::memcpy(buffer.data() + used, grads[tensor].data + offset, static_cast<std::size_t>(take) * sizeof(T));
+            used += take;
+            offset += take;
+            if (offset == grads[tensor].size()) ++tensor, offset = 0;
+        }
+        detail::mpi_ok(MPI_Allreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(used), detail::mpi_datatype<T>(), MPI_SUM, comm),
+                       "MPI_Allreduce (gradients)");
+        // unpack the same pieces
+        std::int64_t pos = 0;
+        std::size_t t = first_tensor;
+        std::int64_t o = first_offset;
+        while (pos < used) {
+            const std::int64_t take = std::min(grads[t].size() - o, used - pos);
+            std::memcpy(grads[t].data + o, buffer.data() + pos, static_cast<std::size_t>(take) * sizeof(T));
+            pos += take;
+            o += take;
+            if (o == grads[t].size()) ++t, o = 0;
+        }
+        if (stats) {
+            stats->gradient_bytes += static_cast<std::uint64_t>(used) * sizeof(T);
+            stats->gradient_bytes_sent += static_cast<std::uint64_t>(2.0 * (size - 1) / size * static_cast<double>(used) * sizeof(T));
+        }
+    }
+    if (stats) stats->seconds_allreduce += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A 64-bit checksum (FNV-1a) of every parameter's bytes.
+template <class T>
+std::uint64_t parameter_checksum(const std::vector<named_tensor<T>>& params) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (const auto& p : params) {
+        const auto* bytes = reinterpret_cast<const unsigned char*>(p.data);
+        const std::size_t count = static_cast<std::size_t>(p.size()) * sizeof(T);
+        for (std::size_t i = 0; i < count; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+struct distributed_options {
+    int data_parallel = 1;  // K groups of W/K ranks
+#ifdef NDEBUG
+    bool verify_parameters = false;  // checksum of the parameters across ranks after every step
+#else
+    bool verify_parameters = true;
+#endif
+};
+
+// The trainer (trainer.hpp) over a world of MPI ranks; see the header comment. The batch passed to
+// compute_gradients / step / evaluate is the whole batch of whole sequences (the same on every rank);
+// each rank takes its group's sequences and its chunk of them. With world = MPI_COMM_NULL it is the
+// single-process trainer.
+template <class T>
+class distributed_trainer {
+public:
+    // Collective over world (splits it into the sequence groups).
+    distributed_trainer(nn::decoder<T, T>& model, const trainer_options& opt, MPI_Comm world,
+                        const distributed_options& dopt = {})
+        : model_(model), base_(model, opt), world_(world), dopt_(dopt) {
+        if (world_ == MPI_COMM_NULL) {
+            if (dopt.data_parallel != 1)
+                throw std::invalid_argument("longnet::training::distributed_trainer: data parallelism " +
+                                            std::to_string(dopt.data_parallel) + " needs an MPI communicator");
+            return;
+        }
+        MPI_Comm_rank(world_, &world_rank_);
+        MPI_Comm_size(world_, &world_size_);
+        if (dopt.data_parallel < 1 || world_size_ % dopt.data_parallel != 0)
+            throw std::invalid_argument("longnet::training::distributed_trainer: " + std::to_string(world_size_) +
+                                        " ranks do not split into " + std::to_string(dopt.data_parallel) +
+                                        " data-parallel groups of equal size");
+        seq_size_ = world_size_ / dopt.data_parallel;
+        group_ = world_rank_ / seq_size_;
+        seq_rank_ = world_rank_ % seq_size_;
+        sequence_comm_ = std::make_unique<longnet::detail::dist::sub_comm>(world_, group_, seq_rank_);
+        if (dopt_.verify_parameters) check_parameters();
+    }
+    distributed_trainer(const distributed_trainer&) = delete;
+    distributed_trainer& operator=(const distributed_trainer&) = delete;
+
+    bool distributed() const noexcept { return world_ != MPI_COMM_NULL; }
+    bool is_root() const noexcept { return world_rank_ == 0; }
+    int world_rank() const noexcept { return world_rank_; }
+    int world_size() const noexcept { return world_size_; }
+    int data_parallel() const noexcept { return dopt_.data_parallel; }
+    int group() const noexcept { return group_; }
+    int sequence_rank() const noexcept { return seq_rank_; }
+    int sequence_ranks() const noexcept { return seq_size_; }
+    MPI_Comm world() const noexcept { return world_; }
+    MPI_Comm sequence_comm() const noexcept { return sequence_comm_ ? sequence_comm_->get() : MPI_COMM_NULL; }
+
+    std::int64_t steps_done() const noexcept { return base_.steps_done(); }
+    const trainer_options& options() const noexcept { return base_.options(); }
+    nn::decoder_grad<T>& gradients() noexcept { return base_.gradients(); }
+    const std::vector<named_tensor<T>>& named_grads() const noexcept { return base_.named_grads(); }
+    const std::vector<named_tensor<T>>& named_params() const noexcept { return base_.named_params(); }
+    const distributed_step_stats& last_stats() const noexcept { return stats_; }
+
+    // This rank's chunk [ρ·n, (ρ+1)·n) of a whole sequence (T must be a multiple of P).
+    sequence chunk(const sequence& s) const {
+        const std::size_t total = s.inputs.size(), ranks = static_cast<std::size_t>(seq_size_);
+        if (total % ranks != 0 || total != s.targets.size())
+            throw std::invalid_argument("longnet::training::distributed_trainer: a sequence of " + std::to_string(total) +
+                                        " tokens does not split into " + std::to_string(ranks) +
+                                        " equal chunks (the sequence length must be a multiple of the ranks per sequence)");
+        const std::size_t n = total / ranks, first = n * static_cast<std::size_t>(seq_rank_);
+        sequence c;
+        c.inputs.assign(s.inputs.begin() + static_cast<std::ptrdiff_t>(first), s.inputs.begin() + static_cast<std::ptrdiff_t>(first + n));
+        c.targets.assign(s.targets.begin() + static_cast<std::ptrdiff_t>(first), s.targets.begin() + static_cast<std::ptrdiff_t>(first + n));
+        return c;
+    }
+
+    // Zero the gradients, forward + backward of this rank's share of the batch, sum over the world;
+    // returns the batch loss (every rank the same). Collective over the world.
+    double compute_gradients(const std::vector<sequence>& batch) {
+        if (!distributed()) return base_.compute_gradients(batch);
+        const auto t0 = std::chrono::steady_clock::now();
+        stats_ = {};
+        std::vector<sequence> mine;
+        std::string error;
+        try {
+            if (batch.empty()) throw std::invalid_argument("empty batch");
+            for (std::size_t i = static_cast<std::size_t>(group_); i < batch.size(); i += static_cast<std::size_t>(dopt_.data_parallel))
+                mine.push_back(chunk(batch[i]));
+            for (const auto& c : mine)
+                if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
+        } catch (const std::exception& e) {
+            error = std::string("longnet::training: ") + e.what();
+        }
+        detail::agree_or_throw(world_, error);  // nobody enters a blocking collective while another rank failed
+        return run_local(mine, static_cast<double>(batch.size()), t0);
+    }
+
+    // As compute_gradients, from this rank's chunks of its group's sequences only (batch_size: the global
+    // batch size, the loss weight is 1/batch_size). For sequences too long to hold on one rank.
+    double compute_gradients_local(const std::vector<sequence>& chunks, std::int64_t batch_size) {
+        if (!distributed()) throw std::logic_error("compute_gradients_local needs an MPI communicator");
+        const auto t0 = std::chrono::steady_clock::now();
+        stats_ = {};
+        std::string error;
+        for (const auto& c : chunks)
+            if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
+        detail::agree_or_throw(world_, error);
+        return run_local(chunks, static_cast<double>(batch_size), t0);
+    }
+
+    step_stats apply(double loss) {
+        step_stats st = base_.apply(loss);
+        if (distributed() && dopt_.verify_parameters) check_parameters();
+        return st;
+    }
+    step_stats step(const std::vector<sequence>& batch) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const double loss = compute_gradients(batch);
+        step_stats st = apply(loss);
+        st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
+        return st;
+    }
+
+    // Throws collective_error on every rank unless every parameter is bitwise the same on all ranks.
+    void check_parameters() {
+        if (!distributed()) return;
+        const std::uint64_t h = parameter_checksum(base_.named_params());
+        const long long v = static_cast<long long>(h >> 1);
+        long long mine[2] = {v, -v}, all[2] = {0, 0};
+        detail::mpi_ok(MPI_Allreduce(mine, all, 2, MPI_LONG_LONG, MPI_MIN, world_), "MPI_Allreduce (parameter checksum)");
+        stats_.control_bytes += sizeof all;
+        if (all[0] != -all[1])
+            throw collective_error("longnet::training::distributed_trainer: the parameters differ between ranks after step " +
+                                   std::to_string(steps_done()) + " (checksums differ)");
+    }
+
+    // Held-out loss and accuracy (forward only), as trainer::evaluate; every rank gets the same numbers.
+    typename trainer<T>::evaluation evaluate(const std::vector<sequence>& batch) {
+        if (!distributed()) return base_.evaluate(batch);
+        std::vector<sequence> mine;
+        std::string error;
+        try {
+            if (batch.empty()) throw std::invalid_argument("empty evaluation batch");
+            for (std::size_t i = static_cast<std::size_t>(group_); i < batch.size(); i += static_cast<std::size_t>(dopt_.data_parallel))
+                mine.push_back(chunk(batch[i]));
+            for (const auto& c : mine)
+                if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
+        } catch (const std::exception& e) {
+            error = std::string("longnet::training: ") + e.what();
+        }
+        detail::agree_or_throw(world_, error);
+        const MPI_Comm comm = sequence_comm();
+        double sums[3] = {0, 0, 0};  // Σ sequence losses, correct, scored (group totals, counted on ρ = 0)
+        for (const auto& c : mine) {
+            const index_t n = static_cast<index_t>(c.inputs.size()), total = n * seq_size_, first = n * seq_rank_;
+            nn::matrix<T> x;
+            nn::embedding_forward(model_.embed_tokens, c.inputs, model_.config.embed_scale(), x);
+            nn::decoder_layer_activations<T> act;
+            for (const auto& layer : model_.layers) detail::layer_forward(layer, x, act, first, total, comm, stats_);
+            model_.final_norm.forward(x, x);
+            const index_t block = std::max<index_t>(1, options().pass.loss_row_block);
+            double local[3] = {0, 0, static_cast<double>(nn::scored_targets(c.targets.data(), n))};
+            for (index_t r0 = 0; r0 < n; r0 += block) {
+                const index_t rows = std::min(block, n - r0);
+                const nn::matrix<T> logits = model_.project(x.middleRows(r0, rows));
+                local[0] += nn::cross_entropy_forward<T>(logits, c.targets.data() + r0);
+                for (index_t i = 0; i < rows; ++i) {
+                    const std::int64_t target = c.targets[static_cast<std::size_t>(r0 + i)];
+                    if (target == nn::ignore_target) continue;
+                    Eigen::Index best = 0;
+                    logits.row(i).maxCoeff(&best);
+                    local[1] += best == target;
+                }
+            }
+            double group_sum[3];
+            detail::mpi_ok(MPI_Allreduce(local, group_sum, 3, MPI_DOUBLE, MPI_SUM, comm), "MPI_Allreduce (evaluation)");
+            if (seq_rank_ == 0) {
+                sums[0] += group_sum[2] > 0 ? group_sum[0] / group_sum[2] : 0;
+                sums[1] += group_sum[1];
+                sums[2] += group_sum[2];
+            }
+        }
+        double all[3];
+        detail::mpi_ok(MPI_Allreduce(sums, all, 3, MPI_DOUBLE, MPI_SUM, world_), "MPI_Allreduce (evaluation)");
+        typename trainer<T>::evaluation e;
+        e.loss = all[0] / static_cast<double>(batch.size());
+        e.accuracy = all[2] > 0 ? all[1] / all[2] : 0;
+        return e;
+    }
+
+    // Rank 0 writes the run folder (trainer::save_checkpoint: atomic); every rank learns the outcome
+    // (collective_error on every rank when the write failed).
+    void save_checkpoint(const std::string& dir, const rng_state& rng, const nlohmann::json& extra = {}) {
+        if (!distributed()) return base_.save_checkpoint(dir, rng, extra);
+        std::string error;
+        if (is_root()) {
+            try {
+                base_.save_checkpoint(dir, rng, extra);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+        }
+        detail::agree_or_throw(world_, error);
+    }
+    // Every rank reads the run folder (a shared file system) and the ranks check they agree.
+    nlohmann::json load_checkpoint(const std::string& dir, rng_state& rng) {
+        if (!distributed()) return base_.load_checkpoint(dir, rng);
+        nlohmann::json j;
+        std::string error;
+        try {
+            j = base_.load_checkpoint(dir, rng);
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+        detail::agree_or_throw(world_, error);
+        check_parameters();
+        return j;
+    }
+
+private:
+    double run_local(const std::vector<sequence>& chunks, double batch_size, std::chrono::steady_clock::time_point t0) {
+        base_.gradients().set_zero();
+        const double weight = 1.0 / batch_size;
+        double loss = 0;
+        for (const auto& c : chunks)
+            loss += sequence_parallel_forward_backward(model_, c.inputs, c.targets, base_.gradients(), sequence_comm(),
+                                                       options().pass, weight, &workspace_, &stats_);
+        // each sequence's loss is known to all P ranks of its group: count it once
+        double mine = seq_rank_ == 0 ? loss * weight : 0.0, total = 0;
+        detail::mpi_ok(MPI_Allreduce(&mine, &total, 1, MPI_DOUBLE, MPI_SUM, world_), "MPI_Allreduce (batch loss)");
+        stats_.control_bytes += sizeof(double);
+        allreduce_gradients(base_.named_grads(), world_, &stats_);
+        stats_.seconds_total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return total;
+    }
+
+    nn::decoder<T, T>& model_;
+    trainer<T> base_;
+    MPI_Comm world_ = MPI_COMM_NULL;
+    distributed_options dopt_;
+    int world_rank_ = 0, world_size_ = 1, group_ = 0, seq_rank_ = 0, seq_size_ = 1;
+    std::unique_ptr<longnet::detail::dist::sub_comm> sequence_comm_;
+    nn::decoder_activations<T> workspace_;
+    distributed_step_stats stats_;
+};
+
+}  // namespace longnet::training
+
+#endif  // LONGNET_TRAINING_HAS_MPI_HEADER

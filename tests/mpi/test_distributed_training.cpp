@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: Apache-2.0
+// longnet::training::distributed_trainer under mpirun (CTest: 1, 2 and 4 ranks).
+//
+// Every rank builds the same tiny random decoder (random parameters everywhere, LayerNorms included) and
+// the same batch of random token sequences (a few targets ignore_target), runs the single-process trainer
+// on the whole batch itself (the reference), then the distributed trainer over MPI_COMM_WORLD for every
+// data-parallel split K that divides the world (P = W/K ranks per sequence: with 4 ranks 4×1, 2×2 and
+// 1×4), in float and double, both grad modes, with and without activation checkpointing:
+//   - loss and every gradient tensor against the reference: ≤ 1e-6 (float) / 1e-12 (double) relative to
+//     the tensor's largest reference value (max-norm), the loss relative to itself;
+//   - two AdamW steps: the parameters against the reference trainer's (float 1e-5 of the tensor's
+//     largest value: the step divides by sqrt(v), rounding of tiny gradients shows; double 1e-10), and
+//     the same on every rank (the checksum check); the reference then takes the distributed run's
+//     parameters, so the second step's gradients are again compared at the same parameters;
+//   - traffic: a long branch sends K/V rows (bytes > 0 when P > 1, 0 when P = 1); the gradient
+//     all-reduce covers every parameter once;
+//   - bad data on one rank (a token outside the vocabulary in the last rank's chunk): every rank throws
+//     collective_error with the same message naming that rank, then a good step still works;
+//   - parameters changed on one rank: check_parameters throws on every rank.
+// Own main (no Catch2: its reporters are not MPI-aware). Exit code 1 on any failure on any rank.
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "longnet/nn/decoder.hpp"
+#include "longnet/training/distributed_trainer.hpp"
+#include "longnet/training/init.hpp"
+#include "longnet/training/trainer.hpp"
+
+namespace nn = longnet::nn;
+namespace tr = longnet::training;
+using longnet::index_t;
+
+namespace {
+
+int g_rank = 0, g_size = 1, g_failures = 0, g_checks = 0;
+
+void check(bool ok, const std::string& what) {
+    ++g_checks;
+    if (!ok) {
+        ++g_failures;
+        std::fprintf(stderr, "[rank %d] FAIL: %s\n", g_rank, what.c_str());
+    }
+}
+
+constexpr index_t seq_len = 32, vocab = 23, batch_size = 4;
+
+nn::decoder_config tiny_config() {
+    nn::decoder_config c;
+    c.embed_dim = 16, c.heads = 4, c.ffn_dim = 24, c.layers = 2, c.vocab_size = vocab;
+    // (8, 1) local on every split; (16, 2) and (32, 4) span 2 or 4 ranks when n = 16 or 8
+    c.segment_length = {8, 16, 32};
+    c.dilated_ratio = {1, 2, 4};
+    c.xpos_scale_base = 64;  // a visible XPos decay over 32 positions
+    return c;
+}
+
+template <class T>
+nn::decoder<T> make_model(std::uint64_t seed) {
+    nn::decoder<T> model(tiny_config());
+    tr::torchscale_init(model, seed);
+    std::mt19937_64 gen(seed + 1);
+    std::uniform_real_distribution<double> noise(-0.2, 0.2);
+    for (auto& p : tr::named_parameters(model))  // LayerNorm gains and every bias random too
+        for (std::int64_t i = 0; i < p.size(); ++i) p.data[i] += static_cast<T>(noise(gen));
+    return model;
+}
+
+std::vector<tr::sequence> make_batch(std::uint64_t seed) {
+    std::mt19937_64 gen(seed);
+    std::uniform_int_distribution<std::int64_t> token(0, vocab - 1);
+    std::vector<tr::sequence> batch(static_cast<std::size_t>(batch_size));
+    for (auto& s : batch) {
+        for (index_t i = 0; i < seq_len; ++i) {
+            s.inputs.push_back(token(gen));
+            s.targets.push_back(gen() % 7 == 0 ? nn::ignore_target : token(gen));
+        }
+    }
+    return batch;
+}
+
+// max |a − b| / max |b| over one tensor.
+template <class T>
+double relative_difference(const T* a, const T* b, std::int64_t n) {
+    double diff = 0, scale = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+        scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
+    }
+    return scale > 0 ? diff / scale : diff;
+}
+
+template <class T>
+void run_case(int data_parallel, longnet::grad_mode mode, bool checkpointing) {
+    const double tol_grad = std::is_same_v<T, float> ? 1e-6 : 1e-12;
+    const double tol_param = std::is_same_v<T, float> ? 1e-5 : 1e-10;
+    const std::string name = std::string(std::is_same_v<T, float> ? "float" : "double") + " K=" + std::to_string(data_parallel) +
+                             " P=" + std::to_string(g_size / data_parallel) + " " + longnet::to_string(mode) +
+                             (checkpointing ? " checkpointing" : "");
+    tr::trainer_options opt;
+    opt.pass.mode = mode;
+    opt.pass.checkpoint_activations = checkpointing;
+    opt.pass.loss_row_block = 5;  // several logit blocks per chunk
+    opt.clip_norm = 0.5;          // clipping active: the global norm must be the summed gradient's
+    opt.adamw.weight_decay = 0.1;
+    opt.schedule.lr = 1e-2;
+    opt.schedule.kind = tr::schedule_kind::constant;
+
+    nn::decoder<T> ref_model = make_model<T>(7), model = make_model<T>(7);
+    tr::trainer<T> reference(ref_model, opt);
+    tr::distributed_options dopt;
+    dopt.data_parallel = data_parallel;
+    dopt.verify_parameters = true;
+    tr::distributed_trainer<T> trainer(model, opt, MPI_COMM_WORLD, dopt);
+
+    double worst_seen = 0, worst_param_seen = 0;
+    for (int step = 0; step < 2; ++step) {
+        const auto batch = make_batch(100 + static_cast<std::uint64_t>(step));
+        const double ref_loss = reference.compute_gradients(batch);
+        const double loss = trainer.compute_gradients(batch);
+        check(std::fabs(loss - ref_loss) <= tol_grad * std::fabs(ref_loss),
+              name + ": loss " + std::to_string(loss) + " vs single process " + std::to_string(ref_loss));
+        const auto& g = trainer.named_grads();
+        const auto& gr = reference.named_grads();
+        double worst = 0;
+        std::string worst_name;
+        bool nonzero = false;
+        for (std::size_t i = 0; i < g.size(); ++i) {
+            const double d = relative_difference(g[i].data, gr[i].data, g[i].size());
+            if (d > worst) worst = d, worst_name = g[i].name;
+            for (std::int64_t j = 0; j < gr[i].size() && !nonzero; ++j) nonzero = gr[i].data[j] != T(0);
+        }
+        check(nonzero, name + ": the reference gradients are all zero");
+        check(worst <= tol_grad, name + ": step " + std::to_string(step) + " gradient " + worst_name + " differs by " +
+                                     std::to_string(worst) + " (relative, max-norm) from the single process");
+        const auto& st = trainer.last_stats();
+        const bool spans = g_size / data_parallel > 1;
+        check(spans ? st.attention_bytes_sent > 0 : st.attention_bytes_sent == 0,
+              name + ": attention bytes sent " + std::to_string(st.attention_bytes_sent));
+        std::uint64_t param_bytes = 0;
+        for (const auto& p : g) param_bytes += static_cast<std::uint64_t>(p.size()) * sizeof(T);
+        check(g_size == 1 ? st.gradient_bytes == 0 : st.gradient_bytes == param_bytes,
+              name + ": all-reduced " + std::to_string(st.gradient_bytes) + " gradient bytes, parameters " + std::to_string(param_bytes));
+        reference.apply(ref_loss);
+        try {
+            trainer.apply(loss);  // verify_parameters: checksum across ranks
+        } catch (const tr::collective_error& e) {
+            check(false, name + ": " + e.what());
+        }
+        const auto& p = trainer.named_params();
+        const auto& pr = reference.named_params();
+        double worst_param = 0;
+        for (std::size_t i = 0; i < p.size(); ++i) worst_param = std::max(worst_param, relative_difference(p[i].data, pr[i].data, p[i].size()));
+        check(worst_param <= tol_param, name + ": parameters after step " + std::to_string(step + 1) + " differ by " +
+                                            std::to_string(worst_param) + " from the single process");
+        // the next step's gradients are compared at the same parameters
+        for (std::size_t i = 0; i < p.size(); ++i) std::copy(p[i].data, p[i].data + p[i].size(), pr[i].data);
+        worst_seen = std::max(worst_seen, worst);
+        worst_param_seen = std::max(worst_param_seen, worst_param);
+    }
+    if (g_rank == 0) std::printf("ok: %s (gradients within %.2g, parameters after a step within %.2g)\n", name.c_str(), worst_seen, worst_param_seen);
+}
+
+template <class T>
+void bad_data_and_checksum() {
+    tr::trainer_options opt;
+    nn::decoder<T> model = make_model<T>(3);
+    tr::distributed_trainer<T> trainer(model, opt, MPI_COMM_WORLD, {});
+    auto batch = make_batch(5);
+    // a token outside the vocabulary in the last rank's chunk of every sequence
+    for (auto& s : batch) s.inputs[s.inputs.size() - 1] = vocab + 4;
+    std::string message;
+    try {
+        trainer.compute_gradients(batch);
+        check(false, "bad data: no error");
+    } catch (const tr::collective_error& e) {
+        message = e.what();
+    }
+    check(message.find("outside the vocabulary") != std::string::npos &&
+              message.find("[rank " + std::to_string(g_size - 1) + " of " + std::to_string(g_size) + "]") != std::string::npos,
+          "bad data: message '" + message + "'");
+    // the same message everywhere
+    long long length = static_cast<long long>(message.size()), lo = 0, hi = 0;
+    MPI_Allreduce(&length, &lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&length, &hi, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    check(lo == hi && lo > 0, "bad data: every rank got the error");
+    // nobody is stuck in a collective: a good step works
+    const double loss = trainer.compute_gradients(make_batch(6));
+    check(std::isfinite(loss) && loss > 0, "good step after bad data: loss " + std::to_string(loss));
+    trainer.check_parameters();
+    if (g_size > 1) {
+        if (g_rank == 1) model.final_norm.bias[0] += T(1e-3);
+        bool thrown = false;
+        try {
+            trainer.check_parameters();
+        } catch (const tr::collective_error& e) {
+            thrown = std::string(e.what()).find("differ between ranks") != std::string::npos;
+        }
+        check(thrown, "parameters changed on rank 1: check_parameters did not throw on this rank");
+    }
+    if (g_rank == 0) std::printf("ok: bad data on one rank, checksum\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    try {
+        for (int k = 1; k <= g_size; ++k) {
+            if (g_size % k != 0 || seq_len % (g_size / k) != 0) continue;
+            for (auto mode : {longnet::grad_mode::exact, longnet::grad_mode::stop_grad_weights}) {
+                run_case<float>(k, mode, false);
+                run_case<double>(k, mode, false);
+            }
+            run_case<double>(k, longnet::grad_mode::exact, true);
+        }
+        bad_data_and_checksum<double>();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "[rank %d] unexpected exception: %s\n", g_rank, e.what());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    int failures = g_failures, total = 0;
+    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (g_rank == 0) std::printf("%d checks per rank, %d failures over %d ranks\n", g_checks, total, g_size);
+    MPI_Finalize();
+    return total == 0 ? 0 : 1;
+}
