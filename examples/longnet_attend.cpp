@@ -402,6 +402,8 @@ int compute_random(const arguments& a, const longnet::dilated_options& opt, cons
     json += ",\"scale\":" + cli::json_number(longnet::effective_scale(opt.scale, dims[3]));
     json += ",\"threads\":" + std::to_string(cli::max_threads());
     json += ",\"simd\":\"" + std::string(longnet::simd_isa()) + "\"";
+    // true: a build without -march whose kernels were picked at run time (LONGNET_ISA, isa.hpp)
+    json += std::string(",\"dispatch\":") + (LONGNET_DISPATCH ? "true" : "false");
     if (dtype == "bfloat16") json += std::string(",\"bf16_dot\":") + (longnet::bf16_dot_products() ? "true" : "false");
     json += ",\"seed\":" + std::to_string(seed);
     json += ",\"repeat\":" + std::to_string(repeat);
