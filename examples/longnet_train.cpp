@@ -26,6 +26,13 @@
 //        torchscale; state-<step>.safetensors + checkpoint.json for --resume), each file written to a
 //        temporary name and renamed. --resume DIR continues a run with its recorded arguments; the result
 //        is bitwise the run that never stopped.
+// Distributed (built with MPI, longnet::mpi): mpirun -np W longnet_train ... [--data-parallel K] trains with
+//        sequence parallelism over W/K ranks per sequence and K data-parallel groups
+//        (longnet/training/distributed_trainer.hpp): the same flags, the batch split between the groups,
+//        every sequence split into W/K equal chunks; rank 0 writes the log, the checkpoints and --save
+//        files; --resume DIR restarts with the recorded arguments. An error every rank agrees on (bad data
+//        in one rank's chunk) ends every rank with exit 1; any other failure on one rank aborts the job
+//        (MPI_Abort, non-zero exit). Without mpirun the tool runs alone, as before.
 // Exit codes: 0 success, 1 data error (files, checkpoints, I/O), 2 usage error (flags, values).
 
 #include <algorithm>
@@ -51,6 +58,12 @@
 
 #include "cli_common.hpp"
 
+#if LONGNET_TRAIN_MPI
+#include <cstdlib>
+
+#include <longnet/training/distributed_trainer.hpp>
+#endif
+
 namespace {
 
 namespace nn = longnet::nn;
@@ -68,6 +81,7 @@ const char* const usage_text =
     "                [--segment-length 64,128 --dilated-ratio 1,2] [--xpos-scale-base S] [--recall-pairs P] [--recall-copies C] [--recall-queries Q]\n"
     "                [--eval-every N] [--eval-batches N] [--save-every N] [--out DIR]\n"
     "                [--save-grads G.safetensors] [--save P.safetensors] [--save-dtype float32|float64]\n"
+    "                [--data-parallel K]   (under mpirun: K groups of ranks, each splitting its sequences)\n"
     "  longnet_train --resume DIR [--steps K]\n";
 
 struct arguments {
@@ -76,7 +90,7 @@ struct arguments {
     std::string dtype = "float";
     tr::save_dtype save_dtype = tr::save_dtype::float32;
     std::int64_t seq_len = 0, batch = 1, steps = 1, warmup = 0, vocab = 0, eval_every = 0, eval_batches = 4,
-                 save_every = 0, recall_pairs = 4, recall_copies = 1, recall_queries = 1;
+                 save_every = 0, recall_pairs = 4, recall_copies = 1, recall_queries = 1, data_parallel = 1;
     double lr = 3e-4, min_lr = 0, heldout = 0.1, clip_norm = 1.0, xpos_scale_base = 0;
     std::vector<std::int64_t> segment_length, dilated_ratio;
     std::uint64_t seed = 1;
@@ -177,6 +191,7 @@ arguments parse(const std::vector<std::string>& args) {
         else if (f == "--eval-batches") a.eval_batches = cli::parse_int(f, r.value(f), 1, 1 << 20);
         else if (f == "--save-every") a.save_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--out") a.out = r.value(f);
+        else if (f == "--data-parallel") a.data_parallel = cli::parse_int(f, r.value(f), 1, 1 << 20);
         else if (f == "--resume") a.resume = r.value(f);
         else if (f == "--save-grads") a.save_grads = r.value(f);
         else if (f == "--save") a.save = r.value(f);
@@ -326,6 +341,20 @@ void truncate_log(const std::string& path, std::int64_t step) {
     tr::save_text(path, kept);
 }
 
+#if LONGNET_TRAIN_MPI
+// MPI runs only when a launcher started this process (mpirun / mpiexec set these); alone, the tool never
+// initialises MPI.
+bool launched_by_mpi() {
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
+        if (std::getenv(v)) return true;
+    return false;
+}
+bool g_mpi = false;              // MPI_Init was called
+bool g_collective_error = false; // the error that ends the run was agreed by every rank
+int g_rank = 0, g_ranks = 1;
+MPI_Comm mpi_world() { return g_mpi ? MPI_COMM_WORLD : MPI_COMM_NULL; }
+#endif
+
 template <class T>
 int train(arguments a) {
     // checkpoint to resume from: its recorded arguments, with --steps possibly overridden
@@ -404,11 +433,20 @@ int train(arguments a) {
     topt.schedule.min_lr = a.min_lr;
     topt.schedule.warmup = a.warmup;
     topt.schedule.total_steps = std::max<std::int64_t>(a.steps, 1);
+#if LONGNET_TRAIN_MPI
+    tr::distributed_options dopt;
+    dopt.data_parallel = static_cast<int>(a.data_parallel);
+    tr::distributed_trainer<T> trainer(model, topt, mpi_world(), dopt);  // alone: the single-process trainer
+    const bool root = trainer.is_root();                                 // rank 0 writes and prints
+#else
+    if (a.data_parallel != 1) throw cli::usage_error("--data-parallel needs a longnet_train built with MPI, run under mpirun");
     tr::trainer<T> trainer(model, topt);
+    const bool root = true;
+#endif
     tr::rng_state rng{a.seed * 0x9e3779b97f4a7c15ull ^ 0xda7aull};
 
     std::string log_path;
-    if (!a.out.empty()) {
+    if (!a.out.empty() && root) {
         std::error_code ec;
         fs::create_directories(a.out, ec);
         if (ec || !fs::is_directory(a.out)) throw cli::data_error("--out " + a.out + ": cannot create the folder: " + ec.message());
@@ -423,13 +461,13 @@ int train(arguments a) {
         } catch (const std::runtime_error& e) {
             throw cli::data_error(e.what());
         }
-        truncate_log(log_path, trainer.steps_done());
-        std::fprintf(stderr, "longnet_train: resumed %s at step %lld\n", a.resume.c_str(), static_cast<long long>(trainer.steps_done()));
+        if (root) truncate_log(log_path, trainer.steps_done());
+        if (root) std::fprintf(stderr, "longnet_train: resumed %s at step %lld\n", a.resume.c_str(), static_cast<long long>(trainer.steps_done()));
     } else if (!log_path.empty()) {
         tr::save_text(log_path, "");
     }
 
-    std::fprintf(stderr,
+    if (root) std::fprintf(stderr,
                  "longnet_train: %lld layers, hidden %lld, %lld heads, FFN %lld, vocab %lld (%.2f M parameters), %s, "
                  "segments %s / dilations %s, grad mode %s%s, %d threads\n",
                  static_cast<long long>(cfg.layers), static_cast<long long>(cfg.embed_dim), static_cast<long long>(cfg.heads),
@@ -444,6 +482,14 @@ int train(arguments a) {
     if (!log_path.empty()) log.open(log_path, std::ios::app);
     nlohmann::json extra;
     extra["args"] = a.argv;
+#if LONGNET_TRAIN_MPI
+    if (trainer.distributed()) {
+        extra["ranks"] = trainer.world_size();
+        if (root)
+            std::fprintf(stderr, "longnet_train: %d MPI ranks: %d data-parallel group(s) of %d ranks per sequence\n",
+                         trainer.world_size(), trainer.data_parallel(), trainer.sequence_ranks());
+    }
+#endif
     auto checkpoint = [&] {
         if (a.out.empty()) return;
         try {
@@ -457,7 +503,7 @@ int train(arguments a) {
         const std::vector<tr::sequence> batch = data.batch(rng, a.batch);
         const auto t0 = std::chrono::steady_clock::now();
         const double loss = trainer.compute_gradients(batch);
-        if (!a.save_grads.empty() && trainer.steps_done() == 0) {
+        if (!a.save_grads.empty() && trainer.steps_done() == 0 && root) {
             tr::save_tensors(a.save_grads, trainer.named_grads(), a.save_dtype);
         }
         tr::step_stats st = trainer.apply(loss);
@@ -469,6 +515,15 @@ int train(arguments a) {
                             {"grad_norm", st.grad_norm},
                             {"tokens_per_s", static_cast<double>(st.tokens) / std::max(st.seconds, 1e-12)},
                             {"seconds", st.seconds}};
+#if LONGNET_TRAIN_MPI
+        if (trainer.distributed()) {  // rank 0's traffic and time in communication this step
+            const auto& ds = trainer.last_stats();
+            line["ranks"] = trainer.world_size();
+            line["attention_bytes_sent"] = ds.attention_bytes_sent;
+            line["gradient_bytes"] = ds.gradient_bytes;
+            line["seconds_communication"] = ds.seconds_attention_communication + ds.seconds_allreduce;
+        }
+#endif
         std::string eval_text;
         if (a.eval_every > 0 && (st.step % a.eval_every == 0 || st.step == a.steps) && !heldout.empty()) {
             const auto e = trainer.evaluate(heldout);
@@ -478,7 +533,7 @@ int train(arguments a) {
             std::snprintf(buf, sizeof buf, " | held-out loss %.4f acc %.3f", e.loss, e.accuracy);
             eval_text = buf;
         }
-        std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.3g |g| %.3f %.0f tok/s%s\n", static_cast<long long>(st.step),
+        if (root) std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.3g |g| %.3f %.0f tok/s%s\n", static_cast<long long>(st.step),
                      static_cast<long long>(a.steps), st.loss, st.lr, st.grad_norm,
                      static_cast<double>(st.tokens) / std::max(st.seconds, 1e-12), eval_text.c_str());
         if (log.is_open()) {
@@ -489,11 +544,11 @@ int train(arguments a) {
     }
     if (!a.save_grads.empty() && a.steps == 0) {  // gradients only
         trainer.compute_gradients(data.batch(rng, a.batch));
-        tr::save_tensors(a.save_grads, trainer.named_grads(), a.save_dtype);
+        if (root) tr::save_tensors(a.save_grads, trainer.named_grads(), a.save_dtype);
     }
     checkpoint();
-    if (!a.save.empty()) tr::save_model(a.save, model, a.save_dtype);
-    std::fprintf(stderr, "longnet_train: %lld steps in %.2f s%s%s\n", static_cast<long long>(trainer.steps_done()),
+    if (!a.save.empty() && root) tr::save_model(a.save, model, a.save_dtype);
+    if (root) std::fprintf(stderr, "longnet_train: %lld steps in %.2f s%s%s\n", static_cast<long long>(trainer.steps_done()),
                  cli::seconds_since(run_start), a.out.empty() ? "" : "; checkpoint in ", a.out.c_str());
     return 0;
 }
@@ -517,11 +572,15 @@ int run(int argc, char** argv) {
     return dtype == "double" ? train<double>(a) : train<float>(a);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int main_body(int argc, char** argv) {
     try {
         return run(argc, argv);
+#if LONGNET_TRAIN_MPI
+    } catch (const tr::collective_error& e) {  // every rank has it: rank 0 says it, all end cleanly
+        g_collective_error = true;
+        if (g_rank == 0) std::fprintf(stderr, "longnet_train: %s\n", e.what());
+        return 1;
+#endif
     } catch (const cli::usage_error& e) {
         std::fprintf(stderr, "longnet_train: %s\n%s", e.what(), usage_text);
         return 2;
@@ -547,4 +606,31 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "longnet_train: %s\n", e.what());
         return 1;
     }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+#if LONGNET_TRAIN_MPI
+    if (launched_by_mpi()) {
+        int provided = 0;
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+        g_mpi = true;
+        MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &g_ranks);
+    }
+    const int code = main_body(argc, argv);
+    if (g_mpi) {
+        if (code != 0 && !g_collective_error && g_ranks > 1) {
+            // an error on this rank alone: the others may wait in a collective; end the whole job
+            std::fprintf(stderr, "longnet_train: rank %d of %d failed (exit %d); aborting the job\n", g_rank, g_ranks, code);
+            std::fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, code);
+        }
+        MPI_Finalize();
+    }
+    return code;
+#else
+    return main_body(argc, argv);
+#endif
 }
