@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# examples/longnet_train under mpirun (issue 13): CTest runs it as test_train_mpi_cli.
+#   usage: test_train_mpi_cli.sh MPIEXEC "PREFLAGS" LONGNET_TRAIN WORK_DIR TEXT_FILE
+# Checks, each with a time limit (a hang fails the test):
+#   1. 2 ranks (one sequence split in two, a long branch spanning both) train as the single process:
+#      per-step losses within 1e-9 relative (double); 4 ranks as 2 x 2 (--data-parallel 2) too;
+#   2. rank 0 alone writes: log.jsonl, checkpoint, --save file; other ranks write nothing;
+#   3. --resume with the same ranks: the final model is bitwise the uninterrupted run's;
+#   4. an error all ranks agree on (sequence length that does not split): exit 1, one clear message;
+#   5. a failure on rank 0 alone (--out cannot be created): the job ends with a non-zero exit, no hang;
+#   6. a rank killed (SIGKILL) mid-run: mpirun ends non-zero, no hang; the last checkpoint resumes.
+set -u
+MPIEXEC=$1
+PREFLAGS=$2
+TOOL=$3
+WORK=$4
+TEXT=$5
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+# shellcheck disable=SC2086
+mpi() { local np=$1; shift; timeout 120 "$MPIEXEC" -n "$np" $PREFLAGS "$TOOL" "$@"; }
+
+# tiny model, 128 tokens: n = 64 per rank with 2 ranks; branch (128, 4) spans both ranks
+COMMON=(--random-config tiny --segment-length 32,128 --dilated-ratio 1,4 --text "$TEXT" --seq-len 128 --batch 2
+        --lr 3e-3 --warmup 1 --dtype double --seed 5)
+
+losses() { sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' "$1"; }
+same_losses() {  # file1 file2: every step's loss within 1e-9 relative
+    paste <(losses "$1") <(losses "$2") | awk -v n="$(losses "$1" | wc -l)" '
+        { d = $1 - $2; if (d < 0) d = -d; s = $2 < 0 ? -$2 : $2; if (d > 1e-9 * s) bad = 1; c++ }
+        END { exit (bad || c != n || c == 0) }'
+}
+
+# 1. single process vs 2 ranks vs 2 x 2
+"$TOOL" "${COMMON[@]}" --steps 4 --out solo > solo.txt 2>&1 || fail "single process run: $(tail -3 solo.txt)"
+mpi 2 "${COMMON[@]}" --steps 4 --save-every 2 --out two --save two.safetensors > two.txt 2>&1 || fail "2 ranks: $(tail -5 two.txt)"
+same_losses solo/log.jsonl two/log.jsonl || fail "2 ranks: losses differ from the single process: $(losses solo/log.jsonl | tr '\n' ' ') vs $(losses two/log.jsonl | tr '\n' ' ')"
+grep -q '"attention_bytes_sent":[1-9]' two/log.jsonl || fail "2 ranks: no attention traffic logged (the long branch should span both ranks)"
+mpi 4 "${COMMON[@]}" --steps 4 --data-parallel 2 --out dp > dp.txt 2>&1 || fail "2 x 2 ranks: $(tail -5 dp.txt)"
+same_losses solo/log.jsonl dp/log.jsonl || fail "2 x 2 ranks: losses differ from the single process"
+
+# 2. rank 0 alone prints and writes
+[ "$(grep -c '^step ' two.txt)" = 4 ] || fail "2 ranks: expected 4 progress lines (rank 0 only), got $(grep -c '^step ' two.txt)"
+[ "$(wc -l < two/log.jsonl)" = 4 ] || fail "2 ranks: log.jsonl should have 4 lines"
+[ -s two/checkpoint.json ] && [ -s two/model.safetensors ] && [ -s two.safetensors ] || fail "2 ranks: checkpoint or --save file missing"
+grep -q '"ranks": 2' two/checkpoint.json || fail "2 ranks: checkpoint.json does not record the ranks"
+
+# 3. resume with the same ranks: bitwise the uninterrupted run
+mpi 2 "${COMMON[@]}" --steps 2 --save-every 2 --out resumed > resumed1.txt 2>&1 || fail "resume part 1: $(tail -3 resumed1.txt)"
+mpi 2 --resume resumed --steps 4 > resumed2.txt 2>&1 || fail "resume part 2: $(tail -3 resumed2.txt)"
+cmp -s resumed/model.safetensors two/model.safetensors || fail "resumed run's model differs from the uninterrupted run's"
+[ "$(wc -l < resumed/log.jsonl)" = 4 ] || fail "resumed log.jsonl should have 4 lines"
+
+# 4. an agreed error: 130 tokens do not split into 2 chunks of whole segments
+mpi 2 --random-config tiny --segment-length 32,128 --dilated-ratio 1,4 --text "$TEXT" --seq-len 130 --steps 1 > agreed.txt 2>&1
+rc=$?
+[ $rc = 1 ] || fail "agreed error: exit $rc, expected 1 ($(tail -3 agreed.txt))"
+[ "$(grep -c 'longnet_train: .*\[rank 0 of 2\]' agreed.txt)" = 1 ] || fail "agreed error: expected one message naming the rank: $(cat agreed.txt)"
+
+# 5. rank 0 alone fails (its --out cannot be created: a file is in the way); the others wait in a collective
+echo x > blocker
+mpi 2 "${COMMON[@]}" --steps 2 --out blocker/run > alone.txt 2>&1
+rc=$?
+[ $rc != 0 ] && [ $rc != 124 ] || fail "failure on rank 0 alone: exit $rc (124: hang)"
+grep -q "cannot create the folder" alone.txt || fail "failure on rank 0 alone: no clear message: $(head -5 alone.txt)"
+
+# 6. a rank killed mid-run
+# shellcheck disable=SC2086
+timeout 120 "$MPIEXEC" -n 2 $PREFLAGS "$TOOL" "${COMMON[@]}" --steps 100000 --save-every 2 --out killed > killed.txt 2>&1 &
+launcher=$!
+for _ in $(seq 1 600); do [ -s killed/checkpoint.json ] && break; sleep 0.1; done
+[ -s killed/checkpoint.json ] || fail "killed run: no checkpoint after 60 s"
+runner=$(pgrep -P "$launcher" | head -1)                              # timeout -> mpirun -> ranks
+victim=$( [ -n "$runner" ] && pgrep -P "$runner" | tail -1)
+if [ -n "$victim" ]; then kill -9 "$victim"; else fail "killed run: no rank process found"; fi
+wait "$launcher"
+rc=$?
+[ $rc != 0 ] && [ $rc != 124 ] || fail "killed rank: mpirun exit $rc (0: not noticed, 124: hang)"
+step=$(sed -n 's/.*"step": *\([0-9]*\).*/\1/p' killed/checkpoint.json | head -1)
+mpi 2 --resume killed --steps $((step + 2)) > killed_resume.txt 2>&1 || fail "resume after a killed rank: $(tail -3 killed_resume.txt)"
+
+if [ $failures = 0 ]; then echo "test_train_mpi_cli: all checks passed"; fi
+exit $((failures > 0))
