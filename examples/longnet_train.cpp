@@ -522,6 +522,9 @@ int train(arguments a) {
             line["attention_bytes_sent"] = ds.attention_bytes_sent;
             line["gradient_bytes"] = ds.gradient_bytes;
             line["seconds_communication"] = ds.seconds_attention_communication + ds.seconds_allreduce;
+            line["cpu_seconds_compute"] = ds.cpu_seconds_compute();  // this rank's thread CPU outside collectives
+            line["max_cpu_seconds_compute"] = ds.max_cpu_seconds_compute;  // over all ranks
+            line["max_attention_bytes_sent"] = ds.max_attention_bytes_sent;
         }
 #endif
         std::string eval_text;

@@ -83,8 +83,10 @@ void dilated_attention(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<TV> v, 
     } catch (const std::invalid_argument& e) {
         error = detail::dist::with_prefix("longnet::distributed::dilated_attention: ", e.what());
     }
+    const double cpu0 = detail::dist::thread_cpu_seconds();  // the agreement's collectives absorb waiting
     const auto plans = detail::dist::agree_and_plan<T>(comm, "dilated_attention", error, q.batch(), q.seq_len(),
                                                        q.heads(), q.head_dim(), opt, 0, st.control_bytes);
+    st.cpu_seconds_communication += detail::dist::thread_cpu_seconds() - cpu0;
     detail::dist::forward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v), out, opt, lse,
                              comm, plans, st);
     st.seconds_total = detail::dist::seconds_since(t0);
@@ -124,9 +126,11 @@ void dilated_attention_backward(tensor_view<TQ> q, tensor_view<TK> k, tensor_vie
     } catch (const std::invalid_argument& e) {
         error = detail::dist::with_prefix("longnet::distributed::dilated_attention_backward: ", e.what());
     }
+    const double cpu0 = detail::dist::thread_cpu_seconds();  // the agreement's collectives absorb waiting
     const auto plans = detail::dist::agree_and_plan<T>(comm, "dilated_attention_backward", error, q.batch(),
                                                        q.seq_len(), q.heads(), q.head_dim(), opt,
                                                        1 + static_cast<long long>(mode), st.control_bytes);
+    st.cpu_seconds_communication += detail::dist::thread_cpu_seconds() - cpu0;
     detail::dist::backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
                               tensor_view<const T>(out), lse_view<const A>(lse), tensor_view<const T>(dout), dq, dk, dv,
                               opt, mode, comm, plans, st);

@@ -16,6 +16,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -42,6 +43,9 @@ struct comm_stats {
     int long_branches = 0;             // branches whose segment spans several ranks
     double seconds_total = 0;          // wall time of the call
     double seconds_communication = 0;  // time inside payload collectives (includes waiting for peers)
+    // This thread's CPU time inside every collective of the call (payload, agreement, group set-up): what
+    // a rank burns polling while it waits; the call's CPU time minus this is its compute.
+    double cpu_seconds_communication = 0;
 };
 
 }  // namespace longnet::distributed
@@ -52,6 +56,29 @@ using clock = std::chrono::steady_clock;
 inline double seconds_since(clock::time_point t0) {
     return std::chrono::duration<double>(clock::now() - t0).count();
 }
+
+// CPU time of the calling thread (POSIX; the process's elsewhere).
+inline double thread_cpu_seconds() noexcept {
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+#else
+    return static_cast<double>(std::clock()) / CLOCKS_PER_SEC;
+#endif
+}
+// Adds the thread CPU time of its scope to a counter.
+class cpu_scope {
+public:
+    explicit cpu_scope(double& slot) noexcept : slot_(slot), t0_(thread_cpu_seconds()) {}
+    ~cpu_scope() { slot_ += thread_cpu_seconds() - t0_; }
+    cpu_scope(const cpu_scope&) = delete;
+    cpu_scope& operator=(const cpu_scope&) = delete;
+
+private:
+    double& slot_;
+    double t0_;
+};
 
 // An error message from a single-process check, prefixed with the distributed op's name.
 inline std::string with_prefix(const std::string& prefix, const std::string& message) {
@@ -265,9 +292,11 @@ inline std::vector<branch_plan> plan_branches(const char* op, const dilated_opti
 // collective over the whole communicator: every rank creates them in the same order).
 class group_cache {
 public:
-    MPI_Comm get(MPI_Comm parent, const branch_plan& p, std::uint64_t& control_bytes) {
+    MPI_Comm get(MPI_Comm parent, const branch_plan& p, std::uint64_t& control_bytes, double* cpu_seconds = nullptr) {
         auto it = groups_.find(p.segment_length);
         if (it != groups_.end()) return it->second->get();
+        double unused = 0;
+        cpu_scope cpu(cpu_seconds ? *cpu_seconds : unused);
         int rank = 0;
         MPI_Comm_rank(parent, &rank);
         auto& slot = groups_[p.segment_length];

@@ -45,7 +45,10 @@ void all_gather_rows(MPI_Comm group, const E* send, E* recv, index_t bh, index_t
     const mpi_type send_type = strided_block_type(row, row_bytes, bh, c, c);
     const mpi_type recv_type = strided_block_type(row, row_bytes, bh, c, g * c);
     const auto t0 = clock::now();
-    mpi_check(MPI_Allgather(send, 1, send_type.get(), recv, 1, recv_type.get(), group), "MPI_Allgather (K/V rows)");
+    {
+        cpu_scope cpu(st.cpu_seconds_communication);
+        mpi_check(MPI_Allgather(send, 1, send_type.get(), recv, 1, recv_type.get(), group), "MPI_Allgather (K/V rows)");
+    }
     st.seconds_communication += seconds_since(t0);
     const auto bytes = static_cast<std::uint64_t>(g - 1) * static_cast<std::uint64_t>(bh * c) * row_bytes;
     st.bytes_sent += bytes;
@@ -133,7 +136,7 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
             continue;
         }
         ++st.long_branches;
-        gather_branch_kv<T>(groups.get(comm, p, st.control_bytes), k, v, opt.offsets, p, kg, vg, st);
+        gather_branch_kv<T>(groups.get(comm, p, st.control_bytes, &st.cpu_seconds_communication), k, v, opt.offsets, p, kg, vg, st);
         forward_long_branch<T, Arch>(q, kg.data(), vg.data(), out, lse, opt, p, scale);
     }
 }

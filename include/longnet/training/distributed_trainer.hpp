@@ -88,12 +88,20 @@ struct distributed_step_stats {
     double seconds_attention_communication = 0;  // inside the attention's collectives (includes waiting)
     double seconds_allreduce = 0;                // inside the gradient all-reduce (includes waiting)
     double seconds_total = 0;
-    double seconds_compute() const { return seconds_total - seconds_attention_communication - seconds_allreduce; }
+    // This rank's thread CPU time: in all, and inside collectives (polling while it waits for peers, which
+    // on an oversubscribed machine includes other ranks' turns); the difference is its compute.
+    double cpu_seconds_total = 0;
+    double cpu_seconds_communication = 0;
+    double cpu_seconds_compute() const { return cpu_seconds_total - cpu_seconds_communication; }
+    // The largest over the world's ranks (compute_gradients fills them: one small all-reduce).
+    double max_cpu_seconds_compute = 0;
+    std::uint64_t max_attention_bytes_sent = 0;
     void add(const distributed::comm_stats& s) {
         attention_bytes_sent += s.bytes_sent;
         attention_bytes_received += s.bytes_received;
         control_bytes += s.control_bytes;
         seconds_attention_communication += s.seconds_communication;
+        cpu_seconds_communication += s.cpu_seconds_communication;
     }
 };
 
@@ -271,12 +279,18 @@ double sequence_parallel_forward_backward(const nn::decoder<T, T>& model, const 
     MPI_Comm_size(comm, &size);
     distributed_step_stats local_stats;
     distributed_step_stats& st = stats ? *stats : local_stats;
-    detail::agree_or_throw(comm, detail::check_chunk(model, inputs, targets, rank, size));
+    {
+        longnet::detail::dist::cpu_scope cpu(st.cpu_seconds_communication);
+        detail::agree_or_throw(comm, detail::check_chunk(model, inputs, targets, rank, size));
+    }
     const index_t n = static_cast<index_t>(inputs.size());
     const index_t first = static_cast<index_t>(rank) * n, total = n * static_cast<index_t>(size);
     // the loss divides by the sequence's scored targets, on all ranks
     long long scored_local = static_cast<long long>(nn::scored_targets(targets.data(), n)), scored = 0;
-    detail::mpi_ok(MPI_Allreduce(&scored_local, &scored, 1, MPI_LONG_LONG, MPI_SUM, comm), "MPI_Allreduce (scored targets)");
+    {
+        longnet::detail::dist::cpu_scope cpu(st.cpu_seconds_communication);
+        detail::mpi_ok(MPI_Allreduce(&scored_local, &scored, 1, MPI_LONG_LONG, MPI_SUM, comm), "MPI_Allreduce (scored targets)");
+    }
     st.control_bytes += sizeof(long long);
     if (scored == 0)
         throw collective_error("longnet::training: every target of the sequence is ignore_target (-1); nothing to score");
@@ -329,7 +343,10 @@ double sequence_parallel_forward_backward(const nn::decoder<T, T>& model, const 
     }
     nn::embedding_backward<T>(inputs, model.config.embed_scale(), x, grad.embed_tokens);
     double loss = 0;
-    detail::mpi_ok(MPI_Allreduce(&loss_local, &loss, 1, MPI_DOUBLE, MPI_SUM, comm), "MPI_Allreduce (loss)");
+    {
+        longnet::detail::dist::cpu_scope cpu(st.cpu_seconds_communication);
+        detail::mpi_ok(MPI_Allreduce(&loss_local, &loss, 1, MPI_DOUBLE, MPI_SUM, comm), "MPI_Allreduce (loss)");
+    }
     st.control_bytes += sizeof(double);
     return loss / static_cast<double>(scored);
 }
@@ -360,8 +377,12 @@ void allreduce_gradients(const std::vector<named_tensor<T>>& grads, MPI_Comm com
             offset += take;
             if (offset == grads[tensor].size()) ++tensor, offset = 0;
         }
-        detail::mpi_ok(MPI_Allreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(used), detail::mpi_datatype<T>(), MPI_SUM, comm),
-                       "MPI_Allreduce (gradients)");
+        {
+            double unused = 0;
+            longnet::detail::dist::cpu_scope cpu(stats ? stats->cpu_seconds_communication : unused);
+            detail::mpi_ok(MPI_Allreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(used), detail::mpi_datatype<T>(), MPI_SUM, comm),
+                           "MPI_Allreduce (gradients)");
+        }
         // unpack the same pieces
         std::int64_t pos = 0;
         std::size_t t = first_tensor;
@@ -472,6 +493,7 @@ public:
         if (!distributed()) return base_.compute_gradients(batch);
         const auto t0 = std::chrono::steady_clock::now();
         stats_ = {};
+        const double cpu0 = longnet::detail::dist::thread_cpu_seconds();
         std::vector<sequence> mine;
         std::string error;
         try {
@@ -483,8 +505,11 @@ public:
         } catch (const std::exception& e) {
             error = std::string("longnet::training: ") + e.what();
         }
-        detail::agree_or_throw(world_, error);  // nobody enters a blocking collective while another rank failed
-        return run_local(mine, static_cast<double>(batch.size()), t0);
+        {
+            longnet::detail::dist::cpu_scope cpu(stats_.cpu_seconds_communication);
+            detail::agree_or_throw(world_, error);  // nobody enters a blocking collective while another rank failed
+        }
+        return run_local(mine, static_cast<double>(batch.size()), t0, cpu0);
     }
 
     // As compute_gradients, from this rank's chunks of its group's sequences only (batch_size: the global
@@ -493,11 +518,15 @@ public:
         if (!distributed()) throw std::logic_error("compute_gradients_local needs an MPI communicator");
         const auto t0 = std::chrono::steady_clock::now();
         stats_ = {};
+        const double cpu0 = longnet::detail::dist::thread_cpu_seconds();
         std::string error;
         for (const auto& c : chunks)
             if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
-        detail::agree_or_throw(world_, error);
-        return run_local(chunks, static_cast<double>(batch_size), t0);
+        {
+            longnet::detail::dist::cpu_scope cpu(stats_.cpu_seconds_communication);
+            detail::agree_or_throw(world_, error);
+        }
+        return run_local(chunks, static_cast<double>(batch_size), t0, cpu0);
     }
 
     step_stats apply(double loss) {
@@ -611,7 +640,8 @@ public:
     }
 
 private:
-    double run_local(const std::vector<sequence>& chunks, double batch_size, std::chrono::steady_clock::time_point t0) {
+    double run_local(const std::vector<sequence>& chunks, double batch_size, std::chrono::steady_clock::time_point t0,
+                     double cpu0) {
         base_.gradients().set_zero();
         const double weight = 1.0 / batch_size;
         double loss = 0;
@@ -620,10 +650,19 @@ private:
                                                        options().pass, weight, &workspace_, &stats_);
         // each sequence's loss is known to all P ranks of its group: count it once
         double mine = seq_rank_ == 0 ? loss * weight : 0.0, total = 0;
-        detail::mpi_ok(MPI_Allreduce(&mine, &total, 1, MPI_DOUBLE, MPI_SUM, world_), "MPI_Allreduce (batch loss)");
+        {
+            longnet::detail::dist::cpu_scope cpu(stats_.cpu_seconds_communication);
+            detail::mpi_ok(MPI_Allreduce(&mine, &total, 1, MPI_DOUBLE, MPI_SUM, world_), "MPI_Allreduce (batch loss)");
+        }
         stats_.control_bytes += sizeof(double);
         allreduce_gradients(base_.named_grads(), world_, &stats_);
         stats_.seconds_total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        stats_.cpu_seconds_total = longnet::detail::dist::thread_cpu_seconds() - cpu0;
+        double local_max[2] = {stats_.cpu_seconds_compute(), static_cast<double>(stats_.attention_bytes_sent)}, world_max[2];
+        detail::mpi_ok(MPI_Allreduce(local_max, world_max, 2, MPI_DOUBLE, MPI_MAX, world_), "MPI_Allreduce (step statistics)");
+        stats_.control_bytes += sizeof local_max;
+        stats_.max_cpu_seconds_compute = world_max[0];
+        stats_.max_attention_bytes_sent = static_cast<std::uint64_t>(world_max[1]);
         return total;
     }
 
