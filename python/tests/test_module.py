@@ -96,3 +96,23 @@ def test_train_00_gradients(grad_mode, reference):
     assert set(ref) - {n for n in ref if n.endswith("xpos.scale")} == set(params)
     worst = max(rel_err(params[name].grad, ref[name]) for name in params)
     assert worst <= 1e-9, worst
+
+
+# (float16 modules: torch 1.13's CPU nn.Linear has no Half matmul; the attention op itself is tested in
+# float16 in test_api.py)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 5e-2)], ids=["float32", "bfloat16"])
+def test_module_dtypes_and_parameter_gradients(dtype, tol):
+    """The module in a narrow dtype agrees with its float64 copy; every parameter gets a finite gradient."""
+    torch.manual_seed(11)
+    ref = longnet_torch.MultiheadDilatedAttention(64, 4, [16, 32], [1, 2], dtype=torch.float64)
+    m = longnet_torch.MultiheadDilatedAttention(64, 4, [16, 32], [1, 2], dtype=dtype)
+    m.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
+    x = torch.randn(2, 50, 64, dtype=torch.float64)
+    want = ref(x)[0]
+    got = m(x.to(dtype))[0]
+    assert got.dtype == dtype
+    assert rel_err(got, want) <= tol
+    got.float().pow(2).sum().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.dtype == dtype and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().max() > 0, name
