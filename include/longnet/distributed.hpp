@@ -53,6 +53,7 @@ void dilated_attention_backward(Args&&...) {
 #include "longnet/detail/distributed_backward.hpp"
 #include "longnet/detail/distributed_common.hpp"
 #include "longnet/detail/distributed_forward.hpp"
+#include "longnet/detail/distributed_kernels.hpp"
 #include "longnet/detail/validate.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/options.hpp"
@@ -87,7 +88,7 @@ void dilated_attention(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<TV> v, 
     const auto plans = detail::dist::agree_and_plan<T>(comm, "dilated_attention", error, q.batch(), q.seq_len(),
                                                        q.heads(), q.head_dim(), opt, 0, st.control_bytes);
     st.cpu_seconds_communication += detail::dist::thread_cpu_seconds() - cpu0;
-    detail::dist::forward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v), out, opt, lse,
+    detail::run_dist_forward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v), out, opt, lse,
                              comm, plans, st);
     st.seconds_total = detail::dist::seconds_since(t0);
     if (stats) *stats = st;
@@ -131,7 +132,7 @@ void dilated_attention_backward(tensor_view<TQ> q, tensor_view<TK> k, tensor_vie
                                                        q.seq_len(), q.heads(), q.head_dim(), opt,
                                                        1 + static_cast<long long>(mode), st.control_bytes);
     st.cpu_seconds_communication += detail::dist::thread_cpu_seconds() - cpu0;
-    detail::dist::backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
+    detail::run_dist_backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
                               tensor_view<const T>(out), lse_view<const A>(lse), tensor_view<const T>(dout), dq, dk, dv,
                               opt, mode, comm, plans, st);
     st.seconds_total = detail::dist::seconds_since(t0);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#pragma once
+// Kernel body: compiled once per instruction-set path (detail/distributed_kernels.hpp includes it in
+// each path's namespace and target region), so no #pragma once; the toggle guard admits it once per path.
 // The distributed backward (SPEC §6, §7), built on the single-process backward (detail/backward.hpp,
 // detail/backward_kernel.hpp). Branches run in the forward's order and add into [B, n, H, D]
 // accumulators in accum_t, exactly as the single-process backward accumulates:
@@ -19,6 +20,8 @@
 // grad_mode::exact uses Δ = dO·O with the merged output; stop_grad_weights uses Δ_i = dO·o_i with each
 // branch's own output o_i, recomputed by the forward kernel against the gathered keys.
 
+#include "longnet/detail/distributed_kernels.hpp"  // first: the per-path passes (includes this file)
+
 #include <algorithm>
 #include <limits>
 #include <vector>
@@ -31,7 +34,17 @@
 #include "longnet/detail/pack.hpp"
 #include "longnet/detail/threading.hpp"
 
-namespace longnet::detail::dist {
+#if defined(LONGNET_DETAIL_DISTRIBUTED_BACKWARD_BODY) == defined(LONGNET_DIST_ISA_TOGGLE)
+#ifdef LONGNET_DETAIL_DISTRIBUTED_BACKWARD_BODY
+#undef LONGNET_DETAIL_DISTRIBUTED_BACKWARD_BODY
+#else
+#define LONGNET_DETAIL_DISTRIBUTED_BACKWARD_BODY
+#endif
+
+namespace longnet::detail {
+LONGNET_ISA_BEGIN
+namespace dist_kernels {
+using namespace ::longnet::detail::dist;  // plans, groups, MPI helpers (distributed_common.hpp)
 
 // Δ and L of this rank's selected queries of a long branch: [B·H][c] each.
 template <class T, class Arch>
@@ -117,7 +130,7 @@ void backward_call(backward_workspace<accum_t<T>, Arch>& ws, const tensor_view<c
     for (index_t i = 0; i < nq; ++i) dq_sink(i, static_cast<const A*>(dq_rows + i * dvp));
 }
 
-template <class T, class Arch = simd::native>
+template <class T, class Arch = isa_arch>
 void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<const T> out,
               lse_view<const accum_t<T>> lse, tensor_view<const T> dout, tensor_view<T> dq, tensor_view<T> dk,
               tensor_view<T> dv, const dilated_options& opt, grad_mode mode, MPI_Comm comm,
@@ -205,4 +218,7 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
         });
 }
 
-}  // namespace longnet::detail::dist
+}  // namespace dist_kernels
+LONGNET_ISA_END
+}  // namespace longnet::detail
+#endif  // LONGNET_DETAIL_DISTRIBUTED_BACKWARD_BODY

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#pragma once
+// Kernel body: compiled once per instruction-set path (detail/distributed_kernels.hpp includes it in
+// each path's namespace and target region), so no #pragma once; the toggle guard admits it once per path.
 // The distributed forward (SPEC §7): the single-process forward of forward.hpp, branch by branch in
 // the same order, where a long branch attends this rank's selected queries to the selected K/V rows of
 // its whole segment, all-gathered within the segment's group of ranks.
@@ -8,6 +9,8 @@
 // segment's selected rows in sequence order, so attend_packed sees the same key blocks (blocked from
 // the segment's first selected row), the same causal limits (causal_shift counts the selected rows of
 // the earlier ranks) and the same zero_pad keys, and branches merge into out/lse in the same order.
+
+#include "longnet/detail/distributed_kernels.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 #include <limits>
@@ -19,7 +22,17 @@
 #include "longnet/detail/segment_kernel.hpp"
 #include "longnet/detail/threading.hpp"
 
-namespace longnet::detail::dist {
+#if defined(LONGNET_DETAIL_DISTRIBUTED_FORWARD_BODY) == defined(LONGNET_DIST_ISA_TOGGLE)
+#ifdef LONGNET_DETAIL_DISTRIBUTED_FORWARD_BODY
+#undef LONGNET_DETAIL_DISTRIBUTED_FORWARD_BODY
+#else
+#define LONGNET_DETAIL_DISTRIBUTED_FORWARD_BODY
+#endif
+
+namespace longnet::detail {
+LONGNET_ISA_BEGIN
+namespace dist_kernels {
+using namespace ::longnet::detail::dist;  // plans, groups, MPI helpers (distributed_common.hpp)
 
 // dst[b·H + h][t][:] = x[b, o_h + t·r, h, :] for t < c: this rank's selected rows of a long branch
 // (the chunk starts at a multiple of r, so the in-segment residue o_h is the in-chunk residue).
@@ -111,7 +124,7 @@ void gather_branch_kv(MPI_Comm group, const tensor_view<const T>& k, const tenso
     all_gather_rows<T>(group, send.data(), vg.data(), B * H, c, g, D, st);
 }
 
-template <class T, class Arch = simd::native>
+template <class T, class Arch = isa_arch>
 void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<T> out,
              const dilated_options& opt, lse_view<accum_t<T>> lse_user, MPI_Comm comm,
              const std::vector<branch_plan>& plans, distributed::comm_stats& st) {
@@ -141,4 +154,7 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
     }
 }
 
-}  // namespace longnet::detail::dist
+}  // namespace dist_kernels
+LONGNET_ISA_END
+}  // namespace longnet::detail
+#endif  // LONGNET_DETAIL_DISTRIBUTED_FORWARD_BODY
