@@ -40,8 +40,8 @@ class XPos(nn.Module):
         self.scale_base = scale_base
         self.register_buffer("scale", (torch.arange(0, head_dim, 2) + 0.4 * head_dim) / (1.4 * head_dim))
 
-    def factors(self, length, dtype, device=None):
-        """cos and sin (times the XPos scale) [T, 1, head_dim/2] for q; k uses the same with 1/scale."""
+    def factors(self, length, device=None):
+        """float64 cos, sin of the rotation angles and the q scale factors, each [T, head_dim/2] (k: 1/scale)."""
         pos = torch.arange(length, dtype=torch.float64, device=device)
         centre = (length + 1) // 2
         power = (pos - centre) / self.scale_base
@@ -55,7 +55,7 @@ class XPos(nn.Module):
     def forward(self, x, downscale=False):
         if x.dim() != 4 or x.shape[-1] != self.head_dim:
             raise ValueError(f"longnet_torch.XPos: expected [B, T, H, {self.head_dim}], got {list(x.shape)}")
-        cos, sin, scale = self.factors(x.shape[1], x.dtype, x.device)
+        cos, sin, scale = self.factors(x.shape[1], x.device)
         if downscale:
             scale = 1.0 / scale
         cos = (cos * scale).to(x.dtype)[:, None, :]
