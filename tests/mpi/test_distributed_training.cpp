@@ -14,6 +14,8 @@
 //     parameters, so the second step's gradients are again compared at the same parameters;
 //   - traffic: a long branch sends K/V rows (bytes > 0 when P > 1, 0 when P = 1); the gradient
 //     all-reduce covers every parameter once;
+//   - held-out evaluation (loss and accuracy) as the single process's;
+//   - one rank (W = 1): bitwise the single process;
 //   - bad data on one rank (a token outside the vocabulary in the last rank's chunk): every rank throws
 //     collective_error with the same message naming that rank, then a good step still works;
 //   - parameters changed on one rank: check_parameters throws on every rank.
@@ -140,6 +142,8 @@ void run_case(int data_parallel, longnet::grad_mode mode, bool checkpointing) {
         check(nonzero, name + ": the reference gradients are all zero");
         check(worst <= tol_grad, name + ": step " + std::to_string(step) + " gradient " + worst_name + " differs by " +
                                      std::to_string(worst) + " (relative, max-norm) from the single process");
+        if (g_size == 1)  // one rank: the same sums in the same order
+            check(worst == 0 && loss == ref_loss, name + ": one rank is not bitwise the single process");
         const auto& st = trainer.last_stats();
         const bool spans = g_size / data_parallel > 1;
         check(spans ? st.attention_bytes_sent > 0 : st.attention_bytes_sent == 0,
@@ -164,6 +168,14 @@ void run_case(int data_parallel, longnet::grad_mode mode, bool checkpointing) {
         for (std::size_t i = 0; i < p.size(); ++i) std::copy(p[i].data, p[i].data + p[i].size(), pr[i].data);
         worst_seen = std::max(worst_seen, worst);
         worst_param_seen = std::max(worst_param_seen, worst_param);
+    }
+    {  // held-out evaluation (forward only) on a fresh batch
+        const auto batch = make_batch(200);
+        const auto e = trainer.evaluate(batch);
+        const auto er = reference.evaluate(batch);
+        check(std::fabs(e.loss - er.loss) <= tol_grad * std::fabs(er.loss) && e.accuracy == er.accuracy,
+              name + ": evaluation " + std::to_string(e.loss) + "/" + std::to_string(e.accuracy) + " vs single process " +
+                  std::to_string(er.loss) + "/" + std::to_string(er.accuracy));
     }
     if (g_rank == 0) std::printf("ok: %s (gradients within %.2g, parameters after a step within %.2g)\n", name.c_str(), worst_seen, worst_param_seen);
 }
