@@ -456,6 +456,10 @@ int train(arguments a) {
     if (!a.resume.empty()) {
         try {
             trainer.load_checkpoint(a.resume, rng);
+#if LONGNET_TRAIN_MPI
+        } catch (const tr::collective_error&) {  // every rank failed to load it: one message, exit 1
+            throw;
+#endif
         } catch (const longnet::io::safetensors_error& e) {
             throw cli::data_error(e.what());
         } catch (const std::runtime_error& e) {

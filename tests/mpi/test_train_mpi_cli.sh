@@ -9,7 +9,8 @@
 #   3. --resume with the same ranks: the final model is bitwise the uninterrupted run's;
 #   4. an error all ranks agree on (sequence length that does not split): exit 1, one clear message;
 #   5. a failure on rank 0 alone (--out cannot be created): the job ends with a non-zero exit, no hang;
-#   6. a rank killed (SIGKILL) mid-run: mpirun ends non-zero, no hang; the last checkpoint resumes.
+#   6. a rank killed (SIGKILL) mid-run: mpirun ends non-zero, no hang; the last checkpoint resumes;
+#   7. a damaged checkpoint: every rank refuses it, exit 1, one message.
 set -u
 MPIEXEC=$1
 PREFLAGS=$2
@@ -81,6 +82,13 @@ rc=$?
 [ $rc != 0 ] && [ $rc != 124 ] || fail "killed rank: mpirun exit $rc (0: not noticed, 124: hang)"
 step=$(sed -n 's/.*"step": *\([0-9]*\).*/\1/p' killed/checkpoint.json | head -1)
 mpi 2 --resume killed --steps $((step + 2)) > killed_resume.txt 2>&1 || fail "resume after a killed rank: $(tail -3 killed_resume.txt)"
+
+# 7. a damaged checkpoint: every rank fails to load it, exit 1, one message
+cp -r resumed damaged && for f in damaged/state-*.safetensors; do head -c 100 "$f" > "$f.cut" && mv "$f.cut" "$f"; done
+mpi 2 --resume damaged --steps 6 > damaged.txt 2>&1
+rc=$?
+[ $rc = 1 ] || fail "damaged checkpoint: exit $rc, expected 1 ($(tail -3 damaged.txt))"
+[ "$(grep -c '^longnet_train: .*\[rank 0 of 2\]' damaged.txt)" = 1 ] || fail "damaged checkpoint: expected one message: $(cat damaged.txt)"
 
 if [ $failures = 0 ]; then echo "test_train_mpi_cli: all checks passed"; fi
 exit $((failures > 0))
