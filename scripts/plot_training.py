@@ -3,10 +3,12 @@
 """Plot longnet_train runs (their DIR/log.jsonl) against steps.
 
     plot_training.py LABEL=run_dir/log.jsonl [LABEL=other/log.jsonl ...] out.png [--title TEXT]
+                     [--chance-loss NATS] [--chance-accuracy P]
 
 Left panel: training loss per step (thin) and held-out loss where evaluated (markers); right panel:
 held-out accuracy (next-token argmax; for --task recall, the answer token). Prints a markdown table of
-the evaluated points to stdout. Needs matplotlib (Debian: python3-matplotlib).
+the evaluated points to stdout. --chance-loss / --chance-accuracy draw a dashed "chance" line (e.g.
+log 16 and 1/16 for a uniform guess among 16 values). Needs matplotlib (Debian: python3-matplotlib).
 """
 
 import json
@@ -24,11 +26,21 @@ def read(path):
 
 
 def main(argv):
-    title = None
-    if "--title" in argv:
-        i = argv.index("--title")
-        title = argv[i + 1]
+    def option(name):
+        nonlocal argv
+        if name not in argv:
+            return None
+        i = argv.index(name)
+        if i + 1 >= len(argv):
+            print(f"{name} needs a value", file=sys.stderr)
+            sys.exit(2)
+        value = argv[i + 1]
         argv = argv[:i] + argv[i + 2:]
+        return value
+
+    title = option("--title")
+    chance_loss = option("--chance-loss")
+    chance_accuracy = option("--chance-accuracy")
     runs = [a for a in argv[1:] if "=" in a]
     outs = [a for a in argv[1:] if a.endswith(".png")]
     if not runs or len(outs) != 1:
@@ -58,6 +70,10 @@ def main(argv):
         ev = [r for r in rows if "heldout_loss" in r]
         ax_loss.plot([r["step"] for r in ev], [r["heldout_loss"] for r in ev], "o-", color=color, label=f"{label} (held-out)")
         ax_acc.plot([r["step"] for r in ev], [r["heldout_accuracy"] for r in ev], "o-", color=color, label=label)
+    if chance_loss is not None:
+        ax_loss.axhline(float(chance_loss), color="grey", ls="--", lw=1, label="chance")
+    if chance_accuracy is not None:
+        ax_acc.axhline(float(chance_accuracy), color="grey", ls="--", lw=1, label="chance")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("loss (nats; thin: training, per step)")
     ax_loss.grid(alpha=0.3)
