@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: Apache-2.0
+// Training speed of the paper's base model (issue 11 item 7): 12 layers, hidden 768, 12 heads, FFN 3072,
+// vocabulary 32000, segments 2048..32768, dilations 1, 2, 4, 6, 12, float, torchscale initialisation
+// (seed 1), one sequence of T tokens per step, every position scored, grad_mode exact. The FMA peak is
+// measured by this binary at startup (bench/fma_peak.hpp), as in longnet_bench.
+//
+//   BM_train_step/T/C/W   one optimizer step: zero grads, forward + backward (training/trainer.hpp),
+//                         global-norm clipping, AdamW. C = 1: activation checkpointing. W = 1: a forward
+//                         is timed, then a first step (allocating the workspace) runs before the timed
+//                         loop; W = 0 (32K, 64K: minutes per step): the one timed step includes them.
+//                         Counters: tokens_per_s, model_gflops and mfu (model FLOPs per step ÷ seconds,
+//                         ÷ the FMA peak), forward_s (one forward of the same sequence timed before the
+//                         step: the logits and loss of all T positions, no activations kept),
+//                         step_over_forward (step seconds ÷ forward_s; W = 1 only), peak_rss_bytes (getrusage
+//                         high-water mark of the whole process so far: run one benchmark per process to
+//                         read it for that size).
+//   BM_train_profile/T    where a step's time goes (seconds per step): the forward and backward of the
+//                         attention blocks, the FFN blocks, the LayerNorms and residuals, the loss head
+//                         (output projection + softmax cross-entropy, both directions), clipping + AdamW.
+//
+// Model FLOPs (the usual MFU convention: 3 × the forward's matmul flops, recomputation not counted):
+//   forward = T·L·(8·D² + 4·D·F) + 2·T·V·D + L·dilated_attention_flops(T) (causal, longnet/options.hpp)
+//
+//   bench_training --benchmark_filter='BM_train_step/8192/0/1'     # 8K without checkpointing
+//   bench_training --benchmark_filter='BM_train_step/65536/1/0'    # peak RSS at 64K, alone in its process
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "bench_common.hpp"
+#include "fma_peak.hpp"
+#include "longnet/isa.hpp"
+#include "longnet/nn/nn.hpp"
+#include "longnet/training/training.hpp"
+#include "longnet/version.hpp"
+
+namespace {
+
+namespace nn = longnet::nn;
+namespace tr = longnet::training;
+using longnet::index_t;
+using clock_type = std::chrono::steady_clock;
+
+nn::decoder<float>& base_model() {
+    static nn::decoder<float> model = [] {
+        nn::decoder<float> m(nn::decoder_config::base(32000));
+        tr::torchscale_init(m, 1);
+        return m;
+    }();
+    return model;
+}
+
+tr::sequence random_sequence(std::size_t n, std::uint64_t seed) {
+    tr::sequence s;
+    s.inputs.resize(n);
+    s.targets.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        s.inputs[i] = static_cast<std::int64_t>((seed >> 33) % 32000);
+    }
+    for (std::size_t i = 0; i + 1 < n; ++i) s.targets[i] = s.inputs[i + 1];
+    s.targets[n - 1] = 7;
+    return s;
+}
+
+// Forward flops of the model on T tokens (matmuls and attention; see the header comment).
+double forward_flops(const nn::decoder<float>& model, index_t seq) {
+    const auto& c = model.config;
+    const double t = static_cast<double>(seq), d = static_cast<double>(c.embed_dim), f = static_cast<double>(c.ffn_dim),
+                 v = static_cast<double>(c.vocab_size), layers = static_cast<double>(c.layers);
+    const longnet::dilated_options opt = longnet::dilated_options::from_lists(c.segment_length, c.dilated_ratio, true);
+    const double attention = longnet::dilated_attention_flops(1, seq, c.heads, c.head_dim(), opt);
+    return t * layers * (8 * d * d + 4 * d * f) + 2 * t * v * d + layers * attention;
+}
+
+double seconds_since(clock_type::time_point t0) {
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+long long peak_rss_bytes() {
+    rusage usage{};
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
+    return static_cast<long long>(usage.ru_maxrss) * 1024;  // Linux: KiB
+}
+
+tr::trainer_options step_options(bool checkpoint) {
+    tr::trainer_options opt;
+    opt.adamw.weight_decay = 0.01;
+    opt.schedule.kind = tr::schedule_kind::constant;
+    opt.schedule.lr = 1e-4;
+    opt.clip_norm = 1.0;
+    opt.pass.checkpoint_activations = checkpoint;
+    return opt;
+}
+
+void BM_train_step(benchmark::State& state) {
+    const index_t seq = state.range(0);
+    const bool checkpoint = state.range(1) != 0;
+    nn::decoder<float>& model = base_model();
+    const std::vector<tr::sequence> batch{random_sequence(static_cast<std::size_t>(seq), 3)};
+
+    const bool warm = state.range(2) != 0;
+    auto t0 = clock_type::now();
+    double forward_seconds = 0;
+    if (warm) {
+        const double loss = model.loss(batch[0].inputs, batch[0].targets);
+        forward_seconds = seconds_since(t0);
+        benchmark::DoNotOptimize(loss);
+    }
+    tr::trainer<float> trainer(model, step_options(checkpoint));
+    if (warm) trainer.step(batch);  // warm-up: allocates the activations and gradient workspace
+
+    double seconds = 0;
+    for (auto _ : state) {
+        t0 = clock_type::now();
+        const tr::step_stats st = trainer.step(batch);
+        seconds += seconds_since(t0);
+        benchmark::DoNotOptimize(st.loss);
+    }
+    const double per_step = seconds / static_cast<double>(state.iterations());
+    const double model_flops = 3 * forward_flops(model, seq);
+    const double peak = longnet_bench::measured_peak_gflops();
+    state.counters["tokens_per_s"] = static_cast<double>(seq) / per_step;
+    state.counters["model_gflops"] = model_flops / per_step * 1e-9;
+    state.counters["peak_gflops"] = peak;
+    if (peak > 0) state.counters["mfu"] = model_flops / per_step * 1e-9 / peak;
+    if (warm) {
+        state.counters["forward_s"] = forward_seconds;
+        state.counters["step_over_forward"] = per_step / forward_seconds;
+    }
+    state.counters["peak_rss_bytes"] = static_cast<double>(peak_rss_bytes());
+    state.counters["model_tflop_per_step"] = model_flops * 1e-12;
+}
+
+// One step written out with timers around its parts (the same calls as decoder::forward_backward
+// and trainer::step, without checkpointing).
+void BM_train_profile(benchmark::State& state) {
+    const index_t seq = state.range(0);
+    nn::decoder<float>& model = base_model();
+    const tr::sequence s = random_sequence(static_cast<std::size_t>(seq), 5);
+    nn::decoder_grad<float> grad = model.make_grad();
+    auto params = tr::named_parameters(model);
+    auto grads = tr::named_gradients(grad);
+    tr::adamw<float> optimizer(params, tr::adamw_options{});
+    std::vector<nn::decoder_layer_activations<float>> acts(model.layers.size());
+    struct parts {
+        double attention_fwd = 0, attention_bwd = 0, ffn_fwd = 0, ffn_bwd = 0, norms_residuals = 0, head = 0, optimizer = 0;
+    } p;
+    for (auto _ : state) {
+        grad.set_zero();
+        nn::matrix<float> x;
+        auto t0 = clock_type::now();
+        nn::embedding_forward(model.embed_tokens, s.inputs, model.config.embed_scale(), x);
+        p.norms_residuals += seconds_since(t0);
+        for (std::size_t l = 0; l < model.layers.size(); ++l) {
+            const auto& layer = model.layers[l];
+            auto& act = acts[l];
+            t0 = clock_type::now();
+            act.input = x;
+            act.ln1_out.resize(x.rows(), x.cols());
+            layer.self_attn_layer_norm.forward_train(x, act.ln1_out, act.ln1_mean, act.ln1_rstd);
+            nn::matrix<float> y(x.rows(), x.cols());
+            p.norms_residuals += seconds_since(t0);
+            t0 = clock_type::now();
+            layer.self_attn.forward_train(act.ln1_out, y, act.attn);
+            p.attention_fwd += seconds_since(t0);
+            t0 = clock_type::now();
+            x += y;
+            act.mid = x;
+            act.ln2_out.resize(x.rows(), x.cols());
+            layer.final_layer_norm.forward_train(x, act.ln2_out, act.ln2_mean, act.ln2_rstd);
+            p.norms_residuals += seconds_since(t0);
+            t0 = clock_type::now();
+            layer.ffn.forward_train(act.ln2_out, y, act.ffn);
+            p.ffn_fwd += seconds_since(t0);
+            t0 = clock_type::now();
+            x += y;
+            p.norms_residuals += seconds_since(t0);
+        }
+        t0 = clock_type::now();
+        nn::matrix<float> final_input = x, hidden(seq, model.embed_dim());
+        nn::vector<float> mean, rstd;
+        model.final_norm.forward_train(final_input, hidden, mean, rstd);
+        p.norms_residuals += seconds_since(t0);
+        t0 = clock_type::now();
+        nn::matrix<float> d_hidden = nn::matrix<float>::Zero(seq, model.embed_dim());
+        const index_t block = 1024;
+        nn::matrix<float> logits(std::min(seq, block), model.vocab_size());
+        double total = 0;
+        for (index_t r0 = 0; r0 < seq; r0 += block) {
+            const index_t n = std::min(block, seq - r0);
+            auto z = logits.topRows(n);
+            model.output_projection.forward(hidden.middleRows(r0, n), z);
+            total += nn::cross_entropy_backward<float>(z, s.targets.data() + r0, 1.0 / static_cast<double>(seq));
+            model.output_projection.backward(hidden.middleRows(r0, n), z, d_hidden.middleRows(r0, n), grad.output_projection);
+        }
+        benchmark::DoNotOptimize(total);
+        p.head += seconds_since(t0);
+        t0 = clock_type::now();
+        x.setZero();
+        model.final_norm.backward(final_input, d_hidden, mean, rstd, x, grad.layer_norm);
+        p.norms_residuals += seconds_since(t0);
+        for (std::size_t l = model.layers.size(); l-- > 0;) {
+            const auto& layer = model.layers[l];
+            const auto& act = acts[l];
+            auto& g = grad.layers[l];
+            t0 = clock_type::now();
+            nn::matrix<float> dh = nn::matrix<float>::Zero(seq, model.embed_dim());
+            p.norms_residuals += seconds_since(t0);
+            t0 = clock_type::now();
+            layer.ffn.backward(act.ln2_out, x, act.ffn, dh, g.ffn);
+            p.ffn_bwd += seconds_since(t0);
+            t0 = clock_type::now();
+            layer.final_layer_norm.backward(act.mid, dh, act.ln2_mean, act.ln2_rstd, x, g.final_layer_norm);
+            dh.setZero();
+            p.norms_residuals += seconds_since(t0);
+            t0 = clock_type::now();
+            layer.self_attn.backward(act.ln1_out, x, act.attn, dh, g.self_attn, longnet::grad_mode::exact);
+            p.attention_bwd += seconds_since(t0);
+            t0 = clock_type::now();
+            layer.self_attn_layer_norm.backward(act.input, dh, act.ln1_mean, act.ln1_rstd, x, g.self_attn_layer_norm);
+            p.norms_residuals += seconds_since(t0);
+        }
+        t0 = clock_type::now();
+        nn::embedding_backward<float>(s.inputs, model.config.embed_scale(), x, grad.embed_tokens);
+        p.norms_residuals += seconds_since(t0);
+        t0 = clock_type::now();
+        tr::clip_grad_norm(grads, 1.0);
+        optimizer.step(params, grads, 1e-4);
+        p.optimizer += seconds_since(t0);
+    }
+    const double n = static_cast<double>(state.iterations());
+    state.counters["attention_fwd_s"] = p.attention_fwd / n;
+    state.counters["attention_bwd_s"] = p.attention_bwd / n;
+    state.counters["ffn_fwd_s"] = p.ffn_fwd / n;
+    state.counters["ffn_bwd_s"] = p.ffn_bwd / n;
+    state.counters["norms_residuals_s"] = p.norms_residuals / n;
+    state.counters["head_s"] = p.head / n;
+    state.counters["optimizer_s"] = p.optimizer / n;
+}
+
+constexpr std::int64_t K = 1024;
+
+// {T, checkpointing, warm-up}: the long ones take minutes per step, so they time their first step
+// (workspace allocation included) and skip the forward.
+BENCHMARK(BM_train_step)->Args({8 * K, 0, 1})->Iterations(2)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_step)->Args({8 * K, 1, 1})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_step)->Args({32 * K, 1, 0})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_step)->Args({64 * K, 1, 0})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_profile)->Arg(8 * K)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    const double peak = longnet_bench::measure_fma_peak_gflops();
+    longnet_bench::measured_peak_gflops() = peak;
+    std::fprintf(stderr, "bench_training: FMA peak %.1f GFLOP/s (%s, %d threads); kernels use %s\n", peak,
+                 longnet_bench::fma_isa, longnet_bench::bench_threads(), longnet::simd_isa());
+    benchmark::AddCustomContext("longnet_version", LONGNET_VERSION_STRING);
+    benchmark::AddCustomContext("longnet_peak_gflops", std::to_string(peak));
+    benchmark::AddCustomContext("longnet_fma_isa", longnet_bench::fma_isa);
+    benchmark::AddCustomContext("longnet_simd_isa", longnet::simd_isa());
+    benchmark::AddCustomContext("longnet_threads", std::to_string(longnet_bench::bench_threads()));
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
