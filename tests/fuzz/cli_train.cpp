@@ -52,7 +52,8 @@ bool only_resume_and_steps(const arguments& a) {
            a.dilated_ratio == d.dilated_ratio && a.seed == d.seed && a.schedule == d.schedule &&
            a.adamw.beta1 == d.adamw.beta1 && a.adamw.beta2 == d.adamw.beta2 && a.adamw.eps == d.adamw.eps &&
            a.adamw.weight_decay == d.adamw.weight_decay && a.pass.mode == d.pass.mode &&
-           a.pass.checkpoint_activations == d.pass.checkpoint_activations && a.angles == d.angles;
+           a.pass.checkpoint_activations == d.pass.checkpoint_activations && a.angles == d.angles &&
+           a.data_parallel == d.data_parallel;
 }
 
 }  // namespace
@@ -94,7 +95,8 @@ int fuzz_cli::train(int argc, char** argv) {
     if (a.save_every > 0) FUZZ_CHECK(!a.out.empty(), "--save-every without --out:" + shown);
     FUZZ_CHECK(in(a.batch, 1, 1 << 20) && in(a.warmup, 0, big) && in(a.vocab, 0, std::int64_t(1) << 31) &&
                    in(a.eval_every, 0, big) && in(a.eval_batches, 1, 1 << 20) && in(a.save_every, 0, big) &&
-                   in(a.recall_pairs, 1, 16) && in(a.recall_copies, 1, 1 << 20) && in(a.recall_queries, 1, 1 << 20),
+                   in(a.recall_pairs, 1, 16) && in(a.recall_copies, 1, 1 << 20) && in(a.recall_queries, 1, 1 << 20) &&
+                   in(a.data_parallel, 1, 1 << 20),
                "an integer out of its range:" + shown);
     FUZZ_CHECK(std::isfinite(a.lr) && a.lr >= 0, "--lr of" + shown);
     FUZZ_CHECK(std::isfinite(a.min_lr) && a.min_lr >= 0 && a.min_lr <= a.lr, "--min-lr of" + shown);

@@ -185,6 +185,8 @@ def cli_seeds():
                                    "--save-dtype", "float64", "--schedule=constant"))
     write(out, "train_text", argv(4, "--random-config", "small", "--text", "book.txt", "--vocab", "300"))
     write(out, "train_resume", argv(4, "--resume", "run", "--steps", "20"))
+    write(out, "train_data_parallel", argv(4, "--random-config", "tiny", "--task", "recall", "--seq-len", "512",
+                                           "--batch", "4", "--data-parallel", "2"))
     # longnet_distributed (selector 5)
     write(out, "distributed_default", argv(5, "--tokens", "16M", "--heads", "1", "--dim", "64"))
     write(out, "distributed_branches", argv(5, "--tokens", "64K", "--branches", "2048:1,4096:2,8192:4", "--causal",
