@@ -11,7 +11,9 @@
 //                         Counters: tokens_per_s, model_gflops and mfu (model FLOPs per step ÷ seconds,
 //                         ÷ the FMA peak), forward_s (one forward of the same sequence timed before the
 //                         step: the logits and loss of all T positions, no activations kept),
-//                         step_over_forward (step seconds ÷ forward_s; W = 1 only), peak_rss_bytes (getrusage
+//                         step_over_forward (step seconds ÷ forward_s; W = 1 only), step_cpu_s and
+//                         step_over_forward_cpu (the same in CPU seconds of the whole process: robust
+//                         on a shared machine; with OMP_NUM_THREADS=1 free of spin-waiting), peak_rss_bytes (getrusage
 //                         high-water mark of the whole process so far: run one benchmark per process to
 //                         read it for that size).
 //   BM_train_profile/T    where a step's time goes (seconds per step): the forward and backward of the
@@ -25,6 +27,7 @@
 //   bench_training --benchmark_filter='BM_train_step/65536/1/0'    # peak RSS at 64K, alone in its process
 
 #include <sys/resource.h>
+#include <time.h>
 
 #include <chrono>
 #include <cstdint>
@@ -84,6 +87,13 @@ double seconds_since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
+// CPU seconds of the whole process (all threads): robust against other processes on a shared machine.
+double process_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 long long peak_rss_bytes() {
     rusage usage{};
     if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
@@ -108,23 +118,28 @@ void BM_train_step(benchmark::State& state) {
 
     const bool warm = state.range(2) != 0;
     auto t0 = clock_type::now();
-    double forward_seconds = 0;
+    double forward_seconds = 0, forward_cpu = 0;
     if (warm) {
+        const double c0 = process_cpu_seconds();
         const double loss = model.loss(batch[0].inputs, batch[0].targets);
         forward_seconds = seconds_since(t0);
+        forward_cpu = process_cpu_seconds() - c0;
         benchmark::DoNotOptimize(loss);
     }
     tr::trainer<float> trainer(model, step_options(checkpoint));
     if (warm) trainer.step(batch);  // warm-up: allocates the activations and gradient workspace
 
-    double seconds = 0;
+    double seconds = 0, cpu = 0;
     for (auto _ : state) {
         t0 = clock_type::now();
+        const double c0 = process_cpu_seconds();
         const tr::step_stats st = trainer.step(batch);
         seconds += seconds_since(t0);
+        cpu += process_cpu_seconds() - c0;
         benchmark::DoNotOptimize(st.loss);
     }
     const double per_step = seconds / static_cast<double>(state.iterations());
+    const double per_step_cpu = cpu / static_cast<double>(state.iterations());
     const double model_flops = 3 * forward_flops(model, seq);
     const double peak = longnet_bench::measured_peak_gflops();
     state.counters["tokens_per_s"] = static_cast<double>(seq) / per_step;
@@ -134,7 +149,10 @@ void BM_train_step(benchmark::State& state) {
     if (warm) {
         state.counters["forward_s"] = forward_seconds;
         state.counters["step_over_forward"] = per_step / forward_seconds;
+        state.counters["forward_cpu_s"] = forward_cpu;
+        state.counters["step_over_forward_cpu"] = per_step_cpu / forward_cpu;
     }
+    state.counters["step_cpu_s"] = per_step_cpu;
     state.counters["peak_rss_bytes"] = static_cast<double>(peak_rss_bytes());
     state.counters["model_tflop_per_step"] = model_flops * 1e-12;
 }
