@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -279,14 +280,21 @@ BENCHMARK(BM_train_profile)->Arg(8 * K)->Iterations(1)->Unit(benchmark::kSecond)
 int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    const char* kernel_isa = nullptr;  // an unusable LONGNET_ISA is an error here, not an abort later
+    try {
+        kernel_isa = longnet::simd_isa();
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "bench_training: error: %s\n", e.what());
+        return 2;
+    }
     const double peak = longnet_bench::measure_fma_peak_gflops();
     longnet_bench::measured_peak_gflops() = peak;
     std::fprintf(stderr, "bench_training: FMA peak %.1f GFLOP/s (%s, %d threads); kernels use %s\n", peak,
-                 longnet_bench::fma_isa, longnet_bench::bench_threads(), longnet::simd_isa());
+                 longnet_bench::fma_isa, longnet_bench::bench_threads(), kernel_isa);
     benchmark::AddCustomContext("longnet_version", LONGNET_VERSION_STRING);
     benchmark::AddCustomContext("longnet_peak_gflops", std::to_string(peak));
     benchmark::AddCustomContext("longnet_fma_isa", longnet_bench::fma_isa);
-    benchmark::AddCustomContext("longnet_simd_isa", longnet::simd_isa());
+    benchmark::AddCustomContext("longnet_simd_isa", kernel_isa);
     benchmark::AddCustomContext("longnet_threads", std::to_string(longnet_bench::bench_threads()));
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,15 @@ int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
+    // The kernels' instruction-set path first: an unusable LONGNET_ISA is an error, not an abort later.
+    const char* kernel_isa = nullptr;
+    try {
+        kernel_isa = longnet::simd_isa();
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "longnet_bench: error: %s\n", e.what());
+        return 2;
+    }
+
     // The efficiency denominator: best of 5 rounds of independent FMA chains on every thread.
     const double peak = longnet_bench::measure_fma_peak_gflops();
     longnet_bench::measured_peak_gflops() = peak;
@@ -67,14 +77,14 @@ int main(int argc, char** argv) {
     if (bf16_peak > 0)
         std::fprintf(stderr, "longnet_bench: bf16 dot peak %.1f GFLOP/s (avx512bf16, %.2fx the FMA peak)\n", bf16_peak,
                      bf16_peak / peak);
-    std::fprintf(stderr, "longnet_bench: kernels use %s; bf16 dot products %s\n", longnet::simd_isa(),
+    std::fprintf(stderr, "longnet_bench: kernels use %s; bf16 dot products %s\n", kernel_isa,
                  longnet::bf16_dot_products() ? "on" : "off");
 
     benchmark::AddCustomContext("longnet_version", LONGNET_VERSION_STRING);
     benchmark::AddCustomContext("longnet_peak_gflops", std::to_string(peak));
     benchmark::AddCustomContext("longnet_fma_isa", longnet_bench::fma_isa);
     benchmark::AddCustomContext("longnet_bf16_dot_peak_gflops", std::to_string(bf16_peak));
-    benchmark::AddCustomContext("longnet_simd_isa", longnet::simd_isa());
+    benchmark::AddCustomContext("longnet_simd_isa", kernel_isa);
     benchmark::AddCustomContext("longnet_bf16_dot", longnet::bf16_dot_products() ? "on" : "off");
     benchmark::AddCustomContext("longnet_threads", std::to_string(longnet_bench::bench_threads()));
     benchmark::AddCustomContext("longnet_head_dim", std::to_string(config.head_dim));
