@@ -9,7 +9,7 @@
 # amount) would send per rank, and the gradient all-reduce (measured buffer; a ring sends 2(W-1)/W of it).
 #
 #   bench/bench_distributed_training.sh                  # BUILD_DIR=build, PER_RANK=4096, RANKS="1 2 4 8"
-#   BUILD_DIR=/work/build-dist PER_RANK=2048 STEPS=4 bench/bench_distributed_training.sh
+#   BUILD_DIR=build-dist PER_RANK=2048 STEPS=4 bench/bench_distributed_training.sh
 #
 # Variables: BUILD_DIR, PER_RANK (tokens per rank), RANKS, STEPS (the first is a warm-up, not counted),
 # CONFIG (--random-config size, default small: D = 256, 4 heads, FFN 1024, 4 layers), SEGMENTS/DILATIONS
