@@ -190,6 +190,50 @@ TEST_CASE("bfloat16 and half gradients match the oracle within 2e-2", "[backward
         }
 }
 
+// bfloat16 storage on the bf16 dot-product backward (detail/backward_kernel.hpp, backward_bf16) where this
+// process has it, else on the float path, against the double oracle: every shape, mask, offset policy and
+// both grad modes. The gradients are rounded to bf16 (2^-9) and the dot path rounds P and dS to bf16 for
+// dV, dK and dQ (2^-9 per term), on top of the bf16 output the exact mode's Δ reads: 2e-2 of the
+// largest gradient, the bound of the float path on bf16 storage.
+TEST_CASE("bfloat16 backward on the bf16 dot-product path: every shape within 2e-2", "[backward][bf16]") {
+    const bool saved = longnet::bf16_dot_products();
+    for (bool dot : {false, true}) {
+        CHECK(longnet::set_bf16_dot_products(dot) == (dot && bf16_dot_expected()));
+        INFO("bf16 dot-product kernels: " << (longnet::bf16_dot_products() ? "on" : "off") << ", path "
+                                          << longnet::simd_isa());
+        std::uint64_t seed = 9000;
+        for (config c : shapes())
+            for (bool causal : {false, true}) {
+                c.causal = causal, c.zero_pad = !causal, c.policy = oracle::offsets::torchscale;
+                check_against_oracle<longnet::bfloat16>(c, seed += 5, longnet::grad_mode::exact, 2e-2);
+                c.zero_pad = false, c.policy = oracle::offsets::paper;
+                check_against_oracle<longnet::bfloat16>(c, seed += 5, longnet::grad_mode::stop_grad_weights, 2e-2);
+            }
+    }
+    longnet::set_bf16_dot_products(saved);
+}
+
+// The dot path against the float path on the same bf16 inputs: only the bf16 rounding of P and dS (and
+// of the float sums' order) separates them, well inside the oracle bound; and it is not the float path.
+TEST_CASE("bf16 dot-product gradients differ from the float path's by bf16 rounding only", "[backward][bf16]") {
+    if (!bf16_dot_expected()) {
+        WARN("this process has no bf16 dot-product path (no AVX512-BF16 kernels or CPU): compared nothing");
+        return;
+    }
+    const bool saved = longnet::bf16_dot_products();
+    const config c = make_config(1, 600, 2, 64, {128, 600}, {1, 2}, true);
+    const inputs in = rounded_inputs<longnet::bfloat16>(random_inputs(c, 91));
+    longnet::set_bf16_dot_products(false);
+    const grads fma = run_backward<longnet::bfloat16>(c, in, longnet::grad_mode::exact);
+    REQUIRE(longnet::set_bf16_dot_products(true));
+    const grads dot = run_backward<longnet::bfloat16>(c, in, longnet::grad_mode::exact);
+    longnet::set_bf16_dot_products(saved);
+    CHECK(rel_error(dot.dq, fma.dq) <= 1e-2);
+    CHECK(rel_error(dot.dk, fma.dk) <= 1e-2);
+    CHECK(rel_error(dot.dv, fma.dv) <= 1e-2);
+    CHECK(dot.dq != fma.dq);  // the dot path ran: P and dS rounded to bf16 change some bits
+}
+
 TEST_CASE("a custom scale is honoured", "[backward]") {
     config c = make_config(1, 60, 2, 16, {20, 60}, {1, 2});
     c.scale = 0.3;
@@ -358,6 +402,26 @@ TEST_CASE("gradients are bitwise identical for 1 and 2 threads", "[backward][thr
             CHECK(one.dk == two.dk);
             CHECK(one.dv == two.dv);
         }
+    // bfloat16 storage on the bf16 dot-product path where this process has it
+    {
+        const bool saved = longnet::bf16_dot_products();
+        longnet::set_bf16_dot_products(true);
+        // many segments; then one segment and one head (2 threads split it into key and query parts)
+        for (const config& c : {make_config(1, 600, 2, 64, {128, 600}, {1, 2}, true),
+                                make_config(1, 700, 1, 64, {700}, {1}, true)}) {
+            const inputs in = random_inputs(c, 72);
+            const int threads = omp_get_max_threads();
+            omp_set_num_threads(1);
+            const grads one = run_backward<longnet::bfloat16>(c, in, longnet::grad_mode::exact);
+            omp_set_num_threads(2);
+            const grads two = run_backward<longnet::bfloat16>(c, in, longnet::grad_mode::exact);
+            omp_set_num_threads(threads);
+            CHECK(one.dq == two.dq);
+            CHECK(one.dk == two.dk);
+            CHECK(one.dv == two.dv);
+        }
+        longnet::set_bf16_dot_products(saved);
+    }
     // one segment, one head: 2 threads split the segment into key parts (dK, dV) and query parts (dQ)
     for (bool causal : {false, true}) {
         const config c = make_config(1, 700, 1, 32, {700}, {1}, causal);

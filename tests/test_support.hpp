@@ -73,6 +73,19 @@ run_result run_dilated(const oracle::config& c, const std::vector<double>& q, co
     return {widen(out), widen(lse)};
 }
 
+// Can this process run the bf16 dot-product path now? Compiled in (an AVX512-BF16 target, or the
+// dispatched AVX-512 path while it is the active one) and, decided independently of the library, the
+// CPU has AVX512-BF16.
+inline bool bf16_dot_expected() {
+#if LONGNET_BF16_TILES && defined(__GNUC__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    const bool on_path = LONGNET_HAS_BF16_DOT || std::string(longnet::simd_isa()) == "avx512bw";
+    return on_path && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+#else
+    return false;
+#endif
+}
+
 // max |a − b| / max(|b|, tiny), with NaN counted as an infinite error.
 inline double rel_error(const std::vector<double>& a, const std::vector<double>& b) {
     double err = 0, scale = 1e-30;

@@ -71,3 +71,19 @@
 #else
 #define LONGNET_DISPATCH_AVX512 0
 #endif
+
+//   LONGNET_DISPATCH_BF16 1 when the dispatched AVX-512 path carries the bf16 dot-product tiles
+//                        (detail/bf16_tiles.hpp, compiled in their own AVX512-BF16 target region and
+//                        called only where the CPU reports AVX512-BF16). Off with LONGNET_NO_BF16_DOT.
+//   LONGNET_BF16_TILES   1 when the bf16 dot-product tiles are compiled in at all: the target has them
+//                        (LONGNET_HAS_BF16_DOT) or the dispatched AVX-512 path does (LONGNET_DISPATCH_BF16).
+#if LONGNET_DISPATCH_AVX512 && !LONGNET_NO_BF16_DOT && !LONGNET_HAS_BF16_DOT
+#define LONGNET_DISPATCH_BF16 1
+#else
+#define LONGNET_DISPATCH_BF16 0
+#endif
+#if LONGNET_HAS_BF16_DOT || LONGNET_DISPATCH_BF16
+#define LONGNET_BF16_TILES 1
+#else
+#define LONGNET_BF16_TILES 0
+#endif

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// What the kernels compute with: the instruction-set path, and the bf16 dot-product forward.
+// What the kernels compute with: the instruction-set path, and the bf16 dot-product path.
 //
 // Paths (see also README, "Runtime ISA dispatch"). A build for a target with AVX2 + FMA (-march=native on
 // any recent x86 machine, -march=x86-64-v3 or -v4) has one path: the kernels are compiled for that
@@ -50,24 +50,33 @@ inline void set_simd_isa(const std::string& path) {
     s.invalid.store(false, std::memory_order_release);
 }
 
-// The bf16 dot-product forward (detail/bf16_dot.hpp): bfloat16 storage computes QKᵀ and PV with
-// AVX512-BF16 dot products (vdpbf16ps; P rounded to bf16 for PV) instead of widening to float.
+// The bf16 dot-product path (detail/bf16_dot.hpp): bfloat16 storage computes the attention's products
+// with AVX512-BF16 dot products (vdpbf16ps, float accumulation) instead of widening to float: QKᵀ and
+// PV in the forward (P rounded to bf16 for PV), and in the backward the scores, dP, dV, dK and dQ (P and
+// dS rounded to bf16 for the last three), as flash-attention does in half precision.
 //
-// Compiled in where the target has AVX512-BF16 (LONGNET_HAS_BF16_DOT, config.hpp). Whether it runs is
-// decided once per process, because it pays only where vdpbf16ps issues as fast as an FMA: AMD Zen 4
-// and later run it at the FMA rate (twice the multiply-adds: measured 458 vs 230 GFLOP/s on 2 threads);
-// on an Intel Sapphire Rapids-class Xeon its flop peak measured 0.54x the FMA peak, and the float path
-// is faster (bf16 on the dot path: 0.69x float). Default: on for AuthenticAMD, off for other vendors.
-// The environment variable LONGNET_BF16_DOT=1 or =0 overrides the default; set_bf16_dot_products()
-// changes it at run time (not while a forward runs on another thread).
+// Available where it is compiled in and the CPU has AVX512-BF16: a build whose target has it
+// (LONGNET_HAS_BF16_DOT, config.hpp: -march=native on Zen 4, Sapphire Rapids, Cooper Lake), or a
+// portable build with runtime dispatch, whose AVX-512 path carries it (LONGNET_DISPATCH_BF16; it runs
+// when that path is the active one). Whether it runs is decided once per process, because it pays only
+// where vdpbf16ps issues as fast as an FMA: AMD Zen 4 and later run it at the FMA rate (twice the
+// multiply-adds: measured 458 vs 230 GFLOP/s on 2 threads); on an Intel Sapphire Rapids-class Xeon its
+// flop peak measured 0.54x the FMA peak, and the float path is faster (bf16 forward on the dot path:
+// 0.69x float). Default: on for AuthenticAMD, off for other vendors. The environment variable
+// LONGNET_BF16_DOT=1 or =0 overrides the default; set_bf16_dot_products() changes it at run time (not
+// while an attention call runs on another thread).
 
-// True when the bf16 dot-product forward runs (compiled in and enabled).
-inline bool bf16_dot_products() noexcept { return detail::bf16_dot_switch().load(std::memory_order_relaxed); }
+// True when bfloat16 storage takes the bf16 dot-product path now: available, enabled, and (in a
+// dispatched build) the AVX-512 path is the active one.
+inline bool bf16_dot_products() noexcept {
+    return detail::bf16_dot_switch().load(std::memory_order_relaxed) && detail::bf16_dot_on_active_path();
+}
 
-// Enable or disable the bf16 dot-product forward; returns what is now in force (false when it is not
-// compiled in).
+// Enable or disable the bf16 dot-product path; returns what is now in force (bf16_dot_products(): false
+// when it is not available, i.e. not compiled in or the CPU lacks AVX512-BF16, or when the active path
+// of a dispatched build is not AVX-512; the switch stays on for when it is).
 inline bool set_bf16_dot_products(bool on) noexcept {
-    detail::bf16_dot_switch().store(on && LONGNET_HAS_BF16_DOT, std::memory_order_relaxed);
+    detail::bf16_dot_switch().store(on && detail::bf16_dot_available(), std::memory_order_relaxed);
     return bf16_dot_products();
 }
 

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "longnet/detail/backward_kernel.hpp"
+#include "longnet/detail/bf16_dot.hpp"
 #include "longnet/detail/forward.hpp"
 #include "longnet/detail/pack.hpp"
 #include "longnet/detail/segment_kernel.hpp"
@@ -52,11 +53,31 @@ struct backward_workspace {
     using S = backward_shape<A, Arch>;
     using K = kernel_shape<A, Arch>;
     aligned_buffer<A> q_t, q, dout_t, dout, k, v, lse, delta, dq;
+    // bf16 products (backward_bf16): the pair layouts of backward_operands_bf16 instead of q_t .. v
+    aligned_buffer<std::uint32_t> k_rows, v_rows, q_t_pairs, dout_t_pairs, q_pairs, dout_pairs, k_pairs;
     backward_scratch_buffers<A, Arch> tiles;
     std::optional<forward_workspace<A, Arch>> forward;  // branch outputs (merge weights held constant only)
 
-    backward_workspace(index_t max_rows, index_t dim, bool need_forward) : tiles(dim) {
+    backward_workspace(index_t max_rows, index_t dim, bool need_forward, bool bf16 = false) : tiles(dim, bf16) {
         const index_t dvp = K::padded_dim(dim);
+        lse.reserve(static_cast<std::size_t>(max_rows));
+        delta.reserve(static_cast<std::size_t>(max_rows));
+        dq.reserve(static_cast<std::size_t>(S::dq_rows(max_rows) * dvp));
+        if (need_forward) forward.emplace(max_rows, max_rows, dim, bf16);
+        if (bf16) {
+            using P = bf16_shape<Arch>;
+            const auto rows = static_cast<std::size_t>(P::query_words(max_rows, dim));
+            const auto transposed = static_cast<std::size_t>(P::key_words(max_rows, dim));
+            const auto pairs = static_cast<std::size_t>(P::value_words(max_rows, dim));
+            k_rows.reserve(rows);
+            v_rows.reserve(rows);
+            q_t_pairs.reserve(transposed);
+            dout_t_pairs.reserve(transposed);
+            q_pairs.reserve(pairs);
+            dout_pairs.reserve(pairs);
+            k_pairs.reserve(pairs);
+            return;
+        }
         const auto transposed = static_cast<std::size_t>(K::key_blocks(max_rows) * K::key_block * dim);
         q_t.reserve(transposed);
         dout_t.reserve(transposed);
@@ -64,10 +85,6 @@ struct backward_workspace {
         dout.reserve(static_cast<std::size_t>(S::query_buffer_rows(max_rows) * dvp));
         k.reserve(static_cast<std::size_t>(S::key_buffer_rows(max_rows) * dvp));
         v.reserve(static_cast<std::size_t>(S::key_buffer_rows(max_rows) * dvp));
-        lse.reserve(static_cast<std::size_t>(max_rows));
-        delta.reserve(static_cast<std::size_t>(max_rows));
-        dq.reserve(static_cast<std::size_t>(S::dq_rows(max_rows) * dvp));
-        if (need_forward) forward.emplace(max_rows, max_rows, dim);
     }
 };
 
@@ -102,6 +119,8 @@ void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_
     const index_t dvp = S::K::padded_dim(D);
     const bool own_output = delta_kind == backward_delta::branch_output;
 
+    // bfloat16 storage on the bf16 dot-product path (bf16_dot.hpp): read once, so one call never mixes paths
+    const bool bf16_path = bf16_dot_active<T, Arch>();
     const int threads = max_threads();
     for (const branch& br : opt.branches) {
         const branch_geometry geo(br, N);
@@ -120,7 +139,7 @@ void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_
         const index_t tasks_per_segment = splits == 1 ? 1 : 2 * splits;  // key parts, then query parts
         parallel_tasks(
             segment_tasks * tasks_per_segment,
-            [&] { return backward_workspace<A, Arch>(geo.max_selected, D, own_output); },
+            [&] { return backward_workspace<A, Arch>(geo.max_selected, D, own_output, bf16_path); },
             [&](backward_workspace<A, Arch>& ws, index_t task) {
                 const index_t part_index = task % tasks_per_segment;
                 const index_t t = task / tasks_per_segment;
@@ -143,53 +162,88 @@ void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_
                     if (key_part) part.key_begin = begin, part.key_end = end, part.with_dq = false;
                     else part.query_begin = begin, part.query_end = end, part.with_dkdv = false;
                 }
-                pack_keys<A, Arch>(q, b, h, sel, n, ws.q_t.data());
-                pack_values<A, Arch>(q, b, h, sel, n, ws.q.data());
-                pack_keys<A, Arch>(dout, b, h, sel, n, ws.dout_t.data());
-                pack_values<A, Arch>(dout, b, h, sel, n, ws.dout.data());
-                pack_values<A, Arch>(k, b, h, sel, n, ws.k.data());
-                pack_values<A, Arch>(v, b, h, sel, n, ws.v.data());
-                zero_key_tail<A, Arch>(ws.k.data(), S::key_buffer_rows(n), n, D);
-                zero_key_tail<A, Arch>(ws.v.data(), S::key_buffer_rows(n), n, D);
                 A* lse_rows = ws.lse.data();
                 A* delta = ws.delta.data();
                 for (index_t i = 0; i < n; ++i) lse_rows[i] = lse(b, sel.position(i), h);
-                if (!own_output) {
-                    // Δ_i = dO_i · O_i with the merged output
-                    for (index_t i = 0; i < n; ++i) {
-                        const T* o_row = out.row(b, sel.position(i), h);
-                        const A* g_row = ws.dout.data() + i * dvp;
-                        A s = 0;
-                        for (index_t d = 0; d < D; ++d) s += g_row[d] * to_accum<A>(o_row[d]);
-                        delta[i] = s;
-                    }
-                } else {
-                    // Δ_i = dO_i · o_i with the branch's own output o_i, recomputed by the forward kernel
-                    forward_workspace<A, Arch>& fw = *ws.forward;
-                    const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - n : 0;
-                    pack_queries<A, Arch>(q, b, h, sel, 0, n, scale, fw.q.data());
-                    pack_keys<A, Arch>(k, b, h, sel, n, fw.kt.data());
-                    attend_packed<A, Arch>(fw.q.data(), n, fw.kt.data(), ws.v.data(), n, D, opt.causal, 0, pad_keys,
-                                           fw.scratch(), [&](index_t i, const A* o_row, A) {
-                                               delta[i] = dot(ws.dout.data() + i * dvp, o_row, D);
-                                           });
-                }
                 A* dq_rows = ws.dq.data();
                 std::fill(dq_rows, dq_rows + S::dq_rows(n) * dvp, A(0));
-                const backward_operands<A> operands{ws.q_t.data(), ws.q.data(), ws.dout_t.data(), ws.dout.data(),
-                                                    ws.k.data(),   ws.v.data(), lse_rows,          delta};
-                attend_backward_packed_part<A, Arch>(
-                    operands, n, n, D, scale, opt.causal, 0, ws.tiles.scratch(), dq_rows,
-                    [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
-                        for (index_t j = 0; j < count; ++j) {  // scatter-add to the rows they came from
-                            const index_t p = sel.position(j0 + j);
-                            A* dk_out = dk.row(b, p, h);
-                            A* dv_out = dv.row(b, p, h);
-                            for (index_t d = 0; d < D; ++d) dk_out[d] += dk_rows[j * dvp + d];
-                            for (index_t d = 0; d < D; ++d) dv_out[d] += dv_rows[j * dvp + d];
+                const auto key_sink = [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
+                    for (index_t j = 0; j < count; ++j) {  // scatter-add to the rows they came from
+                        const index_t p = sel.position(j0 + j);
+                        A* dk_out = dk.row(b, p, h);
+                        A* dv_out = dv.row(b, p, h);
+                        for (index_t d = 0; d < D; ++d) dk_out[d] += dk_rows[j * dvp + d];
+                        for (index_t d = 0; d < D; ++d) dv_out[d] += dv_rows[j * dvp + d];
+                    }
+                };
+                const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - n : 0;
+                bool done = false;
+#if LONGNET_BF16_TILES
+                if constexpr (use_bf16_dot<T, Arch>()) {
+                    if (bf16_path) {
+                        pack_queries_bf16<Arch>(k, b, h, sel, 0, n, ws.k_rows.data());
+                        pack_queries_bf16<Arch>(v, b, h, sel, 0, n, ws.v_rows.data());
+                        pack_keys_bf16<Arch>(q, b, h, sel, n, ws.q_t_pairs.data());
+                        pack_keys_bf16<Arch>(dout, b, h, sel, n, ws.dout_t_pairs.data());
+                        pack_values_bf16<Arch>(q, b, h, sel, n, ws.q_pairs.data());
+                        pack_values_bf16<Arch>(dout, b, h, sel, n, ws.dout_pairs.data());
+                        pack_values_bf16<Arch>(k, b, h, sel, n, ws.k_pairs.data());
+                        const auto dout_dot = [&](index_t i, const auto* o_row) {  // dO_i · o
+                            const T* g_row = dout.row(b, sel.position(i), h);
+                            A s = 0;
+                            for (index_t d = 0; d < D; ++d) s += to_accum<A>(g_row[d]) * to_accum<A>(o_row[d]);
+                            return s;
+                        };
+                        if (!own_output) {
+                            for (index_t i = 0; i < n; ++i) delta[i] = dout_dot(i, out.row(b, sel.position(i), h));
+                        } else {
+                            attend_selection<T, Arch>(*ws.forward, q, k, v, b, h, sel, 0, n, sel, n, scale, opt.causal, 0,
+                                                      pad_keys, true,
+                                                      [&](index_t i, const A* o_row, A) { delta[i] = dout_dot(i, o_row); });
                         }
-                    },
-                    part);
+                        const backward_operands_bf16 operands{
+                            ws.k_rows.data(),  ws.v_rows.data(),     ws.q_t_pairs.data(), ws.dout_t_pairs.data(),
+                            ws.q_pairs.data(), ws.dout_pairs.data(), ws.k_pairs.data(),   lse_rows,
+                            delta};
+                        attend_backward_products<A, Arch>(backward_bf16<Arch>(operands), n, n, D, scale, opt.causal, 0,
+                                                          ws.tiles.scratch(), dq_rows, key_sink, part);
+                        done = true;
+                    }
+                }
+#endif
+                if (!done) {
+                    pack_keys<A, Arch>(q, b, h, sel, n, ws.q_t.data());
+                    pack_values<A, Arch>(q, b, h, sel, n, ws.q.data());
+                    pack_keys<A, Arch>(dout, b, h, sel, n, ws.dout_t.data());
+                    pack_values<A, Arch>(dout, b, h, sel, n, ws.dout.data());
+                    pack_values<A, Arch>(k, b, h, sel, n, ws.k.data());
+                    pack_values<A, Arch>(v, b, h, sel, n, ws.v.data());
+                    zero_key_tail<A, Arch>(ws.k.data(), S::key_buffer_rows(n), n, D);
+                    zero_key_tail<A, Arch>(ws.v.data(), S::key_buffer_rows(n), n, D);
+                    if (!own_output) {
+                        // Δ_i = dO_i · O_i with the merged output
+                        for (index_t i = 0; i < n; ++i) {
+                            const T* o_row = out.row(b, sel.position(i), h);
+                            const A* g_row = ws.dout.data() + i * dvp;
+                            A s = 0;
+                            for (index_t d = 0; d < D; ++d) s += g_row[d] * to_accum<A>(o_row[d]);
+                            delta[i] = s;
+                        }
+                    } else {
+                        // Δ_i = dO_i · o_i with the branch's own output o_i, recomputed by the forward kernel
+                        forward_workspace<A, Arch>& fw = *ws.forward;
+                        pack_queries<A, Arch>(q, b, h, sel, 0, n, scale, fw.q.data());
+                        pack_keys<A, Arch>(k, b, h, sel, n, fw.kt.data());
+                        attend_packed<A, Arch>(fw.q.data(), n, fw.kt.data(), ws.v.data(), n, D, opt.causal, 0, pad_keys,
+                                               fw.scratch(), [&](index_t i, const A* o_row, A) {
+                                                   delta[i] = dot(ws.dout.data() + i * dvp, o_row, D);
+                                               });
+                    }
+                    const backward_operands<A> operands{ws.q_t.data(), ws.q.data(), ws.dout_t.data(), ws.dout.data(),
+                                                        ws.k.data(),   ws.v.data(), lse_rows,          delta};
+                    attend_backward_packed_part<A, Arch>(operands, n, n, D, scale, opt.causal, 0, ws.tiles.scratch(),
+                                                         dq_rows, key_sink, part);
+                }
                 if (!part.with_dq) return;
                 for (index_t i = part.query_begin; i < part.query_end; ++i) {
                     A* dq_out = dq.row(b, sel.position(i), h);

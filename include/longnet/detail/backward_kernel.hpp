@@ -28,8 +28,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <cstdint>
 #include <utility>
 
+#include "longnet/detail/bf16_tiles.hpp"
 #include "longnet/detail/segment_kernel.hpp"
 #include "longnet/detail/simd.hpp"
 #include "longnet/detail/workspace.hpp"
@@ -120,6 +122,9 @@ struct backward_scratch {
     A* delta;   // [QC]  Δ_i of the query block
     A* dk;      // [KR][Dv] dK of the key block
     A* dv;      // [KR][Dv] dV of the key block
+    std::uint16_t* p16 = nullptr;    // [KR][QC] Pᵀ rounded to bf16     (bf16 products only)
+    std::uint16_t* ds16 = nullptr;   // [KR][QC] dSᵀ rounded to bf16
+    std::uint16_t* ds16t = nullptr;  // [QC][KR] dS  rounded to bf16 (transposed: pairs of keys for dQ)
 };
 
 // Owns a backward_scratch for head dim `dim`.
@@ -127,7 +132,8 @@ template <class A, class Arch>
 struct backward_scratch_buffers {
     using S = backward_shape<A, Arch>;
     aligned_buffer<A> p_t, ds_t, tail, bias, delta, dk, dv;
-    explicit backward_scratch_buffers(index_t dim) {
+    aligned_buffer<std::uint16_t> p16, ds16, ds16t;
+    explicit backward_scratch_buffers(index_t dim, bool bf16 = false) {
         const index_t dvp = S::K::padded_dim(dim);
         const auto tile = static_cast<std::size_t>(S::key_rows * S::query_cols);
         std::fill_n(p_t.reserve(tile), tile, A(0));  // finite from the start: skipped tiles are read, then zeroed
@@ -137,9 +143,15 @@ struct backward_scratch_buffers {
         delta.reserve(static_cast<std::size_t>(S::query_cols));
         dk.reserve(static_cast<std::size_t>(S::key_rows * dvp));
         dv.reserve(static_cast<std::size_t>(S::key_rows * dvp));
+        if (bf16) {
+            p16.reserve(tile);
+            ds16.reserve(tile);
+            ds16t.reserve(tile);
+        }
     }
     backward_scratch<A> scratch() const noexcept {
-        return {p_t.data(), ds_t.data(), tail.data(), bias.data(), delta.data(), dk.data(), dv.data()};
+        return {p_t.data(), ds_t.data(),  tail.data(),  bias.data(), delta.data(),
+                dk.data(),  dv.data(),    p16.data(),   ds16.data(), ds16t.data()};
     }
 };
 
@@ -153,17 +165,68 @@ struct backward_part {
     bool with_dq = true, with_dkdv = true;
 };
 
-template <class A, class Arch, class KeySink>
-void attend_backward_packed_part(const backward_operands<A>& in, index_t nq, index_t nk, index_t dim, A scale,
-                                 bool causal, index_t causal_shift, const backward_scratch<A>& scratch, A* dq,
-                                 KeySink&& key_sink, const backward_part& part) {
+// The five products of attend_backward_packed_part, as a policy (like attend_packed's, segment_kernel.hpp):
+// backward_fma (here) multiplies packed accumulator-type operands with FMAs, backward_bf16 (below) bf16
+// pairs with vdpbf16ps. A policy holds the packed operands and provides
+//   lse, delta                           L_i and Δ_i of the queries
+//   scores(j, i0, c, dim, s, dp, ld)     Sᵀ (unscaled) and dPᵀ of key rows j .. j + TR − 1 and the TC
+//                                        query columns from column c of the query block at i0
+//   round(scratch, key_rows, cols, dkdv, dq)  after Pᵀ and dSᵀ are final: anything the products below
+//                                        read besides them (the bf16 copies)
+//   dkdv(scratch, jj, i0, f, rows, dim)  dV and dK of key rows jj .. jj + TR − 1 of the block += the
+//                                        products with query columns f .. rows − 1 of the query block
+//   dq(scratch, ii, rows, j0, keys, dim, dq_tile)  dQ of query rows ii .. ii + TR − 1 of the block (the
+//                                        rows at dq_tile, Dv apart) += dS · K over keys j0 .. j0 + keys − 1
+template <class A, class Arch>
+struct backward_fma {
+    using S = backward_shape<A, Arch>;
+    static constexpr index_t QC = S::query_cols, TR = S::tile_rows;
+    backward_operands<A> in;
+    const A* lse;
+    const A* delta;
+    explicit backward_fma(const backward_operands<A>& operands) noexcept
+        : in(operands), lse(operands.lse), delta(operands.delta) {}
+
+    void scores(index_t j, index_t i0, index_t c, index_t dim, A* st, A* dpt, index_t ld) const noexcept {
+        const index_t dvp = S::K::padded_dim(dim);
+        const index_t block = (i0 / QC) * dim * QC;
+        qk_tile<A, Arch, TR>(in.k + j * dvp, dvp, in.q_t + block + c, QC, dim, st, ld);
+        qk_tile<A, Arch, TR>(in.v + j * dvp, dvp, in.dout_t + block + c, QC, dim, dpt, ld);
+    }
+    static void round(const backward_scratch<A>&, index_t, index_t, bool, bool) noexcept {}
+    void dkdv(const backward_scratch<A>& scr, index_t jj, index_t i0, index_t f, index_t rows, index_t dim) const noexcept {
+        const index_t dvp = S::K::padded_dim(dim), regs = dvp / S::width;
+        pv_rows<A, Arch, TR>(scr.p_t + jj * QC + f, QC, in.dout + (i0 + f) * dvp, dvp, rows - f, scr.dv + jj * dvp, dvp,
+                             regs);
+        pv_rows<A, Arch, TR>(scr.ds_t + jj * QC + f, QC, in.q + (i0 + f) * dvp, dvp, rows - f, scr.dk + jj * dvp, dvp,
+                             regs);
+    }
+    // a partial last tile reads a zero-padded copy of its columns
+    void dq(const backward_scratch<A>& scr, index_t ii, index_t rows, index_t j0, index_t keys, index_t dim,
+            A* dq_tile) const noexcept {
+        const index_t dvp = S::K::padded_dim(dim);
+        const A* coefficients = scr.ds_t + ii;
+        index_t ld = QC;
+        if (ii + TR > rows) {
+            for (index_t j = 0; j < keys; ++j)
+                for (index_t r = 0; r < TR; ++r) scr.tail[j * TR + r] = ii + r < rows ? scr.ds_t[j * QC + ii + r] : A(0);
+            coefficients = scr.tail;
+            ld = TR;
+        }
+        pv_rows_transposed<A, Arch, TR>(coefficients, ld, in.k + j0 * dvp, dvp, keys, dq_tile, dvp, dvp / S::width);
+    }
+};
+
+template <class A, class Arch, class Products, class KeySink>
+void attend_backward_products(const Products& in, index_t nq, index_t nk, index_t dim, A scale, bool causal,
+                              index_t causal_shift, const backward_scratch<A>& scratch, A* dq, KeySink&& key_sink,
+                              const backward_part& part) {
     using S = backward_shape<A, Arch>;
     using O = simd::ops<A, Arch>;
     using reg = typename O::reg;
     constexpr index_t W = S::width, QC = S::query_cols, KR = S::key_rows, TR = S::tile_rows, TC = S::tile_cols;
     constexpr A neg_inf = -std::numeric_limits<A>::infinity();
     const index_t dvp = S::K::padded_dim(dim);
-    const index_t dv_regs = dvp / W;
     const reg tau = O::broadcast(scale);
 
     const index_t key_end = std::min(nk, part.key_end), query_end = std::min(nq, part.query_end);
@@ -187,14 +250,11 @@ void attend_backward_packed_part(const backward_operands<A>& in, index_t nq, ind
                 scratch.bias[i] = l == neg_inf ? A(0) : -l;
                 scratch.delta[i] = i < rows ? in.delta[i0 + i] : A(0);
             }
-            const A* q_t = in.q_t + (i0 / QC) * dim * QC;
-            const A* dout_t = in.dout_t + (i0 / QC) * dim * QC;
             // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ over register tiles; tiles wholly above the diagonal are skipped
             for (index_t jj = 0; jj < kb_pad; jj += TR)
                 for (index_t ii = 0; ii < cols; ii += TC) {
                     if (causal && i0 + ii + TC - 1 + causal_shift < j0 + jj) continue;
-                    qk_tile<A, Arch, TR>(in.k + (j0 + jj) * dvp, dvp, q_t + ii, QC, dim, scratch.p_t + jj * QC + ii, QC);
-                    qk_tile<A, Arch, TR>(in.v + (j0 + jj) * dvp, dvp, dout_t + ii, QC, dim, scratch.ds_t + jj * QC + ii, QC);
+                    in.scores(j0 + jj, i0, ii, dim, scratch.p_t + jj * QC + ii, scratch.ds_t + jj * QC + ii, QC);
                 }
             // Pᵀ = exp(τ·Sᵀ − L), dSᵀ = τ·Pᵀ·(dPᵀ − Δ); masked entries exactly 0
             for (index_t j = 0; j < kb_pad; ++j) {
@@ -216,37 +276,35 @@ void attend_backward_packed_part(const backward_operands<A>& in, index_t nq, ind
                     for (index_t i = 0; i < rows; ++i)
                         if (in.lse[i0 + i] == neg_inf) prow[i] = dsrow[i] = A(0);
             }
+            in.round(scratch, kb_pad, cols, part.with_dkdv, part.with_dq);
             // dV += Pᵀ·dO and dK += dSᵀ·Q for the key block
             for (index_t jj = 0; part.with_dkdv && jj < kb_pad; jj += TR) {
                 // causal: columns before the tile's first row's diagonal are zero in every row of the tile
                 const index_t f = causal ? std::clamp<index_t>(j0 + jj - causal_shift - i0, 0, rows) : 0;
                 if (f == rows) continue;
-                pv_rows<A, Arch, TR>(scratch.p_t + jj * QC + f, QC, in.dout + (i0 + f) * dvp, dvp, rows - f,
-                                     scratch.dv + jj * dvp, dvp, dv_regs);
-                pv_rows<A, Arch, TR>(scratch.ds_t + jj * QC + f, QC, in.q + (i0 + f) * dvp, dvp, rows - f,
-                                     scratch.dk + jj * dvp, dvp, dv_regs);
+                in.dkdv(scratch, jj, i0, f, rows, dim);
             }
-            // dQ += dS·K, read from dSᵀ; a partial last tile reads a zero-padded copy of its columns
+            // dQ += dS·K, read from dSᵀ
             if (!part.with_dq) continue;
             for (index_t ii = 0; ii < rows; ii += TR) {
                 // causal: the tile's last query sees no key past its diagonal, dS is zero there
                 const index_t keys = causal ? std::clamp<index_t>(i0 + ii + TR - 1 + causal_shift - j0 + 1, 0, kb) : kb;
                 if (keys == 0) continue;
-                const A* coefficients = scratch.ds_t + ii;
-                index_t ld = QC;
-                if (ii + TR > rows) {
-                    for (index_t j = 0; j < keys; ++j)
-                        for (index_t r = 0; r < TR; ++r)
-                            scratch.tail[j * TR + r] = ii + r < rows ? scratch.ds_t[j * QC + ii + r] : A(0);
-                    coefficients = scratch.tail;
-                    ld = TR;
-                }
-                pv_rows_transposed<A, Arch, TR>(coefficients, ld, in.k + j0 * dvp, dvp, keys, dq + (i0 + ii) * dvp, dvp,
-                                                dv_regs);
+                in.dq(scratch, ii, rows, j0, keys, dim, dq + (i0 + ii) * dvp);
             }
         }
         if (part.with_dkdv) key_sink(j0, kb, static_cast<const A*>(scratch.dk), static_cast<const A*>(scratch.dv));
     }
+}
+
+// The fma products over backward_operands (the float and double path, and bfloat16 / half storage
+// widened to float).
+template <class A, class Arch, class KeySink>
+void attend_backward_packed_part(const backward_operands<A>& in, index_t nq, index_t nk, index_t dim, A scale,
+                                 bool causal, index_t causal_shift, const backward_scratch<A>& scratch, A* dq,
+                                 KeySink&& key_sink, const backward_part& part) {
+    attend_backward_products<A, Arch>(backward_fma<A, Arch>(in), nq, nk, dim, scale, causal, causal_shift, scratch, dq,
+                                      std::forward<KeySink>(key_sink), part);
 }
 
 // Backward of nq packed queries against nk packed keys. Adds the queries' gradient to dq
@@ -262,6 +320,77 @@ void attend_backward_packed(const backward_operands<A>& in, index_t nq, index_t 
     attend_backward_packed_part<A, Arch>(in, nq, nk, dim, scale, causal, causal_shift, scratch, dq,
                                          std::forward<KeySink>(key_sink), whole);
 }
+
+#if LONGNET_BF16_TILES
+// ---- bf16 products (bfloat16 storage where use_bf16_dot<bfloat16, Arch>(), bf16_dot.hpp) ----------------
+// The operands packed as bf16 pairs (bf16_dot.hpp's packers; one 32-bit word holds two bf16):
+//   k_rows, v_rows        [rows][D2]           pairs over d     (pack_queries_bf16)   for Sᵀ and dPᵀ
+//   q_t, dout_t           [blocks][D2][QC]     pairs over d     (pack_keys_bf16)      for Sᵀ and dPᵀ
+//   q_pairs, dout_pairs   [rows/2][Dv]         pairs of queries (pack_values_bf16)    for dK and dV
+//   k_pairs               [rows/2][Dv]         pairs of keys    (pack_values_bf16)    for dQ
+// Sᵀ and dPᵀ come from exact bf16 inputs with float accumulation; Pᵀ and dSᵀ (float, as in the fma path)
+// are rounded to bf16 for dV = Pᵀ·dO, dK = dSᵀ·Q and dQ = dS·K: a relative error of at most 2⁻⁹ per
+// term, as flash-attention's half-precision backward. A product summing over queries starts on an even
+// query (the causal zeros before it are exact zeros), one summing over an odd count of keys or queries
+// masks the last pair's second value (bf16_tiles::pair_tile).
+struct backward_operands_bf16 {
+    const std::uint32_t* k_rows;
+    const std::uint32_t* v_rows;
+    const std::uint32_t* q_t;
+    const std::uint32_t* dout_t;
+    const std::uint32_t* q_pairs;
+    const std::uint32_t* dout_pairs;
+    const std::uint32_t* k_pairs;
+    const float* lse;
+    const float* delta;
+};
+
+template <class Arch>
+struct backward_bf16 {
+    using S = backward_shape<float, Arch>;
+    static constexpr index_t QC = S::query_cols, KR = S::key_rows, TR = S::tile_rows;
+    static_assert(S::tile_cols == 32 && S::width == 16, "backward_bf16: AVX-512 float tiles expected");
+    // a dQ tile of TR query rows never reaches past the columns computed (a multiple of tile_cols)
+    static_assert(S::tile_cols % TR == 0, "backward_bf16: query tiles must divide the score tile");
+    backward_operands_bf16 in;
+    const float* lse;
+    const float* delta;
+    explicit backward_bf16(const backward_operands_bf16& operands) noexcept
+        : in(operands), lse(operands.lse), delta(operands.delta) {}
+
+    void scores(index_t j, index_t i0, index_t c, index_t dim, float* st, float* dpt, index_t ld) const noexcept {
+        const index_t d2 = (dim + 1) / 2, block = (i0 / QC) * d2 * QC;
+        bf16_tiles::dot_tile<TR>(in.k_rows + j * d2, d2, in.q_t + block + c, QC, 1.0f, st, ld);
+        bf16_tiles::dot_tile<TR>(in.v_rows + j * d2, d2, in.dout_t + block + c, QC, 1.0f, dpt, ld);
+    }
+    // Pᵀ and dSᵀ to bf16 (columns 0 .. cols − 1, a multiple of 32); dS transposed for dQ's key pairs
+    static void round(const backward_scratch<float>& scr, index_t key_rows, index_t cols, bool dkdv, bool dq) noexcept {
+        for (index_t j = 0; j < key_rows; ++j) {
+            if (dkdv) bf16_tiles::round_rows(scr.p_t + j * QC, cols, scr.p16 + j * QC);
+            bf16_tiles::round_rows(scr.ds_t + j * QC, cols, scr.ds16 + j * QC);
+        }
+        if (!dq) return;
+        for (index_t i = 0; i < cols; ++i)
+            for (index_t j = 0; j < key_rows; ++j) scr.ds16t[i * KR + j] = scr.ds16[j * QC + i];
+    }
+    void dkdv(const backward_scratch<float>& scr, index_t jj, index_t i0, index_t f, index_t rows,
+              index_t dim) const noexcept {
+        const index_t dvp = S::K::padded_dim(dim), regs = dvp / 16;
+        f -= f % 2;  // start on a pair of queries (i0 is even)
+        bf16_tiles::pair_rows<TR>(scr.p16 + jj * QC + f, QC, in.dout_pairs + (i0 + f) / 2 * dvp, dvp, rows - f,
+                                  scr.dv + jj * dvp, dvp, regs);
+        bf16_tiles::pair_rows<TR>(scr.ds16 + jj * QC + f, QC, in.q_pairs + (i0 + f) / 2 * dvp, dvp, rows - f,
+                                  scr.dk + jj * dvp, dvp, regs);
+    }
+    // rows of a partial last tile past the queries read dS of padding columns (finite: 0 unless an input
+    // is not) and write only dq's scratch rows
+    void dq(const backward_scratch<float>& scr, index_t ii, index_t, index_t j0, index_t keys, index_t dim,
+            float* dq_tile) const noexcept {
+        const index_t dvp = S::K::padded_dim(dim);
+        bf16_tiles::pair_rows<TR>(scr.ds16t + ii * KR, KR, in.k_pairs + j0 / 2 * dvp, dvp, keys, dq_tile, dvp, dvp / 16);
+    }
+};
+#endif
 
 LONGNET_ISA_END
 }  // namespace longnet::detail

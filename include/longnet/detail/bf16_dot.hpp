@@ -35,6 +35,7 @@
 #endif
 
 #include "longnet/config.hpp"
+#include "longnet/detail/bf16_tiles.hpp"
 #include "longnet/detail/pack.hpp"
 #include "longnet/detail/segment_kernel.hpp"
 #include "longnet/numeric.hpp"
@@ -56,6 +57,8 @@ template <class T, class Arch>
 constexpr bool use_bf16_dot() noexcept {
 #if LONGNET_HAS_BF16_DOT
     return std::is_same<T, bfloat16>::value && simd::prim::is_avx512<Arch>();
+#elif LONGNET_DISPATCH_BF16
+    return std::is_same<T, bfloat16>::value && std::is_same<Arch, simd::x86_avx512>::value;
 #else
     return false;
 #endif
@@ -134,54 +137,7 @@ void pack_values_bf16(const tensor_view<const bfloat16>& v, index_t b, index_t h
     }
 }
 
-#if LONGNET_HAS_BF16_DOT
-// S[0..R)[0..32) = τ·Q[0..R)·Kt[·][0..32): two registers of 16 keys, one vdpbf16ps per row and register
-// per pair of dimensions.
-template <int R>
-inline void qk_tile_bf16(const std::uint32_t* q, index_t d2, const std::uint32_t* kt, index_t ldk, float scale, float* s,
-                         index_t lds) noexcept {
-    __m512 acc0[R], acc1[R];
-    for (int i = 0; i < R; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
-    for (index_t m = 0; m < d2; ++m) {
-        const __m512bh k0 = (__m512bh)_mm512_loadu_si512(kt + m * ldk);
-        const __m512bh k1 = (__m512bh)_mm512_loadu_si512(kt + m * ldk + 16);
-        for (int i = 0; i < R; ++i) {
-            const __m512bh qb = (__m512bh)_mm512_set1_epi32(static_cast<int>(q[i * d2 + m]));
-            acc0[i] = _mm512_dpbf16_ps(acc0[i], qb, k0);
-            acc1[i] = _mm512_dpbf16_ps(acc1[i], qb, k1);
-        }
-    }
-    const __m512 tau = _mm512_set1_ps(scale);
-    for (int i = 0; i < R; ++i) {
-        _mm512_storeu_ps(s + i * lds, _mm512_mul_ps(acc0[i], tau));
-        _mm512_storeu_ps(s + i * lds + 16, _mm512_mul_ps(acc1[i], tau));
-    }
-}
-
-// O[0..R)[C registers] += P[0..R)[0..nk) · V[0..nk)[cols], P as bf16 rows (ldp apart), V as key pairs.
-template <int R, int C>
-inline void pv_tile_bf16(const std::uint16_t* p, index_t ldp, const std::uint32_t* v, index_t ldv, index_t nk, float* o,
-                         index_t ldo) noexcept {
-    __m512 acc[R][C];
-    for (int i = 0; i < R; ++i)
-        for (int c = 0; c < C; ++c) acc[i][c] = _mm512_loadu_ps(o + i * ldo + c * 16);
-    const index_t pairs = (nk + 1) / 2;
-    for (index_t jp = 0; jp < pairs; ++jp) {
-        __m512i vr[C];
-        for (int c = 0; c < C; ++c) vr[c] = _mm512_loadu_si512(v + jp * ldv + c * 16);
-        if (2 * jp + 1 == nk)  // odd count: the pair's second key is seen by no row here; drop its values
-            for (int c = 0; c < C; ++c) vr[c] = _mm512_maskz_mov_epi16(static_cast<__mmask32>(0x55555555u), vr[c]);
-        for (int i = 0; i < R; ++i) {
-            std::uint32_t pair;
-            std::memcpy(&pair, p + i * ldp + 2 * jp, sizeof pair);
-            const __m512bh pb = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
-            for (int c = 0; c < C; ++c) acc[i][c] = _mm512_dpbf16_ps(acc[i][c], pb, (__m512bh)vr[c]);
-        }
-    }
-    for (int i = 0; i < R; ++i)
-        for (int c = 0; c < C; ++c) _mm512_storeu_ps(o + i * ldo + c * 16, acc[i][c]);
-}
-
+#if LONGNET_BF16_TILES
 // The attend_packed policy (segment_kernel.hpp) for the bf16 layouts; needs scratch.p16.
 template <class Arch>
 struct bf16_dot {
@@ -199,25 +155,20 @@ struct bf16_dot {
         return v + j0 / 2 * K::padded_dim(dim);
     }
     void qk(const std::uint32_t* q, const std::uint32_t* ktb, index_t dim, float* s) const noexcept {
-        qk_tile_bf16<K::qk_rows>(q, bf16_shape<Arch>::pairs(dim), ktb, K::key_block, scale, s, K::key_block);
+        bf16_tiles::dot_tile<K::qk_rows>(q, bf16_shape<Arch>::pairs(dim), ktb, K::key_block, scale, s, K::key_block);
     }
     // P row i (cols a multiple of 32, zero past the visible keys) rounded to bf16 into scratch.p16
     static void round_p(const float* srow, index_t cols, index_t i, const attend_scratch<float>& scr) noexcept {
-        std::uint16_t* dst = scr.p16 + i * K::key_block;
-        for (index_t c = 0; c < cols; c += 16)
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(srow + c)));
+        bf16_tiles::round_rows(srow, cols, scr.p16 + i * K::key_block);
     }
     static constexpr index_t key_granule = 2;
     // k0 even (key_granule): P[.][k0] and V pair k0/2 start together
     template <int R>
     static void pv(const attend_scratch<float>& scr, index_t i, const std::uint32_t* vb, index_t dim, index_t k0,
                    index_t k1, float* o) noexcept {
-        const index_t dv = K::padded_dim(dim), regs = dv / 16, nk = k1 - k0;
-        const std::uint16_t* p = scr.p16 + i * K::key_block + k0;
-        const std::uint32_t* v = vb + k0 / 2 * dv;
-        index_t c = 0;
-        for (; c + 2 <= regs; c += 2) pv_tile_bf16<R, 2>(p, K::key_block, v + c * 16, dv, nk, o + c * 16, dv);
-        if (c < regs) pv_tile_bf16<R, 1>(p, K::key_block, v + c * 16, dv, nk, o + c * 16, dv);
+        const index_t dv = K::padded_dim(dim);
+        bf16_tiles::pair_rows<R>(scr.p16 + i * K::key_block + k0, K::key_block, vb + k0 / 2 * dv, dv, k1 - k0, o, dv,
+                                 dv / 16);
     }
 };
 #endif

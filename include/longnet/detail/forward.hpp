@@ -105,7 +105,7 @@ void attend_selection(forward_workspace<accum_t<T>, Arch>& ws, const tensor_view
     using A = accum_t<T>;
     const index_t D = q.head_dim();
     (void)bf16_dot_path;
-#if LONGNET_HAS_BF16_DOT
+#if LONGNET_BF16_TILES
     if constexpr (use_bf16_dot<T, Arch>()) {
         if (bf16_dot_path) {
             pack_queries_bf16<Arch>(q, b, h, sel_q, q_begin, nq, ws.q_pairs.data());

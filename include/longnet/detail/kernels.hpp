@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "longnet/config.hpp"
+#include "longnet/detail/bf16_tiles.hpp"
 #include "longnet/detail/runtime_isa.hpp"
 #include "longnet/detail/simd.hpp"
 #include "longnet/detail/simd_x86.hpp"

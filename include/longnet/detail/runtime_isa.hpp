@@ -19,15 +19,30 @@
 
 namespace longnet::detail {
 
-// The process-wide switch behind longnet::bf16_dot_products() (isa.hpp): initialised once from
-// LONGNET_BF16_DOT (0 or 1) if set, else from the CPU vendor (on for AuthenticAMD).
+// Does this CPU run the bf16 dot-product tiles (AVX512-BF16 with AVX512BW; the compiler's CPU detection
+// also checks that the operating system saves the AVX-512 registers)?
+inline bool bf16_dot_cpu() noexcept {
+#if LONGNET_BF16_TILES && defined(__GNUC__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+#else
+    return false;
+#endif
+}
+
+// Can the bf16 dot-product path run in this process (compiled in and supported by the CPU)?
+inline bool bf16_dot_available() noexcept { return LONGNET_BF16_TILES && bf16_dot_cpu(); }
+
+// The process-wide switch behind longnet::bf16_dot_products() (isa.hpp): initialised once, where the
+// path is available, from LONGNET_BF16_DOT (0 or 1) if set, else from the CPU vendor (on for
+// AuthenticAMD); off where it is not available.
 inline bool bf16_dot_default() noexcept {
-#if LONGNET_HAS_BF16_DOT
+    if (!bf16_dot_available()) return false;
     if (const char* env = std::getenv("LONGNET_BF16_DOT")) {
         if (std::strcmp(env, "1") == 0) return true;
         if (std::strcmp(env, "0") == 0) return false;
     }
-#if defined(__GNUC__)
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
     if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
     char vendor[13];
@@ -36,9 +51,6 @@ inline bool bf16_dot_default() noexcept {
     std::memcpy(vendor + 8, &ecx, 4);
     vendor[12] = '\0';
     return std::strcmp(vendor, "AuthenticAMD") == 0;
-#else
-    return false;
-#endif
 #else
     return false;
 #endif
@@ -161,6 +173,20 @@ inline isa_path active_isa() {
     isa_selection& s = isa_state();
     if (s.invalid.load(std::memory_order_acquire)) throw std::invalid_argument("longnet: " + s.error);
     return static_cast<isa_path>(s.path.load(std::memory_order_relaxed));
+}
+
+// Does bfloat16 storage take the bf16 dot-product path on the active path when the switch is on? Always
+// in a build whose target has AVX512-BF16; in a dispatched build, on the AVX-512 path only.
+inline bool bf16_dot_on_active_path() noexcept {
+#if LONGNET_HAS_BF16_DOT
+    return true;
+#elif LONGNET_DISPATCH_BF16
+    isa_selection& s = isa_state();
+    return !s.invalid.load(std::memory_order_acquire) &&
+           static_cast<isa_path>(s.path.load(std::memory_order_relaxed)) == isa_path::avx512;
+#else
+    return false;
+#endif
 }
 
 }  // namespace longnet::detail

@@ -31,9 +31,13 @@ using native = scalar;
 template <class A, class Arch>
 struct ops;
 
-// Architectural vector registers the micro-kernels may plan for: 32 with AVX-512, else 16.
+struct x86_avx512;  // the dispatched AVX-512 path's architecture (simd_x86.hpp)
+
+// Architectural vector registers the micro-kernels may plan for: 32 with AVX-512 (xsimd's or the
+// dispatched path's), else 16.
 template <class Arch>
 constexpr int register_count() noexcept {
+    if constexpr (std::is_same<Arch, x86_avx512>::value) return 32;
 #if LONGNET_HAS_XSIMD
     if constexpr (std::is_base_of<xsimd::avx512f, Arch>::value) return 32;
 #endif
