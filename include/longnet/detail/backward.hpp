@@ -97,10 +97,64 @@ inline void zero_key_tail(A* rows, index_t packed_rows, index_t nk, index_t dim)
     std::fill(rows + written * dvp, rows + packed_rows * dvp, A(0));
 }
 
-template <class A>
-inline A dot(const A* a, const A* b, index_t n) noexcept {
+// One call of the backward kernel: packs the queries (rows sel_q of xq, with their output gradients in xg;
+// batch bq, head hq) and the keys (rows sel_k of xk, xv; batch bk, head hk) in the layout of the products,
+// bf16 pairs for backward_bf16 when bf16_path (bfloat16 storage where use_bf16_dot holds), accumulator
+// rows for backward_fma otherwise, zeroes ws.dq and runs attend_backward_products over `part`: ws.dq gets
+// the queries' dQ rows (Dv apart), key_sink(j0, count, dk_rows, dv_rows) each key block's dK and dV.
+// lse and delta: L_i and Δ_i of the sel_q.count queries. Shared by the single-process and the distributed
+// backward, so both run the same packing and the same products.
+template <class T, class Arch, class KeySink>
+void backward_segment(backward_workspace<accum_t<T>, Arch>& ws, bool bf16_path, const tensor_view<const T>& xq,
+                      const tensor_view<const T>& xg, index_t bq, index_t hq, const row_selection& sel_q,
+                      const tensor_view<const T>& xk, const tensor_view<const T>& xv, index_t bk, index_t hk,
+                      const row_selection& sel_k, const accum_t<T>* lse, const accum_t<T>* delta, index_t dim,
+                      accum_t<T> scale, bool causal, index_t shift, KeySink&& key_sink, const backward_part& part) {
+    using A = accum_t<T>;
+    using S = backward_shape<A, Arch>;
+    const index_t nq = sel_q.count, nk = sel_k.count, dvp = S::K::padded_dim(dim);
+    A* dq_rows = ws.dq.data();
+    std::fill(dq_rows, dq_rows + S::dq_rows(nq) * dvp, A(0));
+    (void)bf16_path;
+#if LONGNET_BF16_TILES
+    if constexpr (use_bf16_dot<T, Arch>()) {
+        if (bf16_path) {
+            pack_queries_bf16<Arch>(xk, bk, hk, sel_k, 0, nk, ws.k_rows.data());
+            pack_queries_bf16<Arch>(xv, bk, hk, sel_k, 0, nk, ws.v_rows.data());
+            pack_keys_bf16<Arch>(xq, bq, hq, sel_q, nq, ws.q_t_pairs.data());
+            pack_keys_bf16<Arch>(xg, bq, hq, sel_q, nq, ws.dout_t_pairs.data());
+            pack_values_bf16<Arch>(xq, bq, hq, sel_q, nq, ws.q_pairs.data());
+            pack_values_bf16<Arch>(xg, bq, hq, sel_q, nq, ws.dout_pairs.data());
+            pack_values_bf16<Arch>(xk, bk, hk, sel_k, nk, ws.k_pairs.data());
+            const backward_operands_bf16 operands{ws.k_rows.data(),  ws.v_rows.data(),     ws.q_t_pairs.data(),
+                                                  ws.dout_t_pairs.data(), ws.q_pairs.data(), ws.dout_pairs.data(),
+                                                  ws.k_pairs.data(), lse,                  delta};
+            attend_backward_products<A, Arch>(backward_bf16<Arch>(operands), nq, nk, dim, scale, causal, shift,
+                                              ws.tiles.scratch(), dq_rows, std::forward<KeySink>(key_sink), part);
+            return;
+        }
+    }
+#endif
+    pack_keys<A, Arch>(xq, bq, hq, sel_q, nq, ws.q_t.data());
+    pack_values<A, Arch>(xq, bq, hq, sel_q, nq, ws.q.data());
+    pack_keys<A, Arch>(xg, bq, hq, sel_q, nq, ws.dout_t.data());
+    pack_values<A, Arch>(xg, bq, hq, sel_q, nq, ws.dout.data());
+    pack_values<A, Arch>(xk, bk, hk, sel_k, nk, ws.k.data());
+    pack_values<A, Arch>(xv, bk, hk, sel_k, nk, ws.v.data());
+    zero_key_tail<A, Arch>(ws.k.data(), S::key_buffer_rows(nk), nk, dim);
+    zero_key_tail<A, Arch>(ws.v.data(), S::key_buffer_rows(nk), nk, dim);
+    const backward_operands<A> operands{ws.q_t.data(), ws.q.data(), ws.dout_t.data(), ws.dout.data(),
+                                        ws.k.data(),   ws.v.data(), lse,               delta};
+    attend_backward_packed_part<A, Arch>(operands, nq, nk, dim, scale, causal, shift, ws.tiles.scratch(), dq_rows,
+                                         std::forward<KeySink>(key_sink), part);
+}
+
+// Δ_i = dO_i · o (o: the merged output row, or a branch's own output row from the forward kernel), in the
+// order every backward uses: dO widened to A, times o widened to A, summed from 0 over d.
+template <class A, class T, class O>
+inline A output_delta(const T* dout_row, const O* o_row, index_t dim) noexcept {
     A s = 0;
-    for (index_t d = 0; d < n; ++d) s += a[d] * b[d];
+    for (index_t d = 0; d < dim; ++d) s += to_accum<A>(dout_row[d]) * to_accum<A>(o_row[d]);
     return s;
 }
 
@@ -165,85 +219,32 @@ void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_
                 A* lse_rows = ws.lse.data();
                 A* delta = ws.delta.data();
                 for (index_t i = 0; i < n; ++i) lse_rows[i] = lse(b, sel.position(i), h);
-                A* dq_rows = ws.dq.data();
-                std::fill(dq_rows, dq_rows + S::dq_rows(n) * dvp, A(0));
-                const auto key_sink = [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
-                    for (index_t j = 0; j < count; ++j) {  // scatter-add to the rows they came from
-                        const index_t p = sel.position(j0 + j);
-                        A* dk_out = dk.row(b, p, h);
-                        A* dv_out = dv.row(b, p, h);
-                        for (index_t d = 0; d < D; ++d) dk_out[d] += dk_rows[j * dvp + d];
-                        for (index_t d = 0; d < D; ++d) dv_out[d] += dv_rows[j * dvp + d];
-                    }
-                };
-                const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - n : 0;
-                bool done = false;
-#if LONGNET_BF16_TILES
-                if constexpr (use_bf16_dot<T, Arch>()) {
-                    if (bf16_path) {
-                        pack_queries_bf16<Arch>(k, b, h, sel, 0, n, ws.k_rows.data());
-                        pack_queries_bf16<Arch>(v, b, h, sel, 0, n, ws.v_rows.data());
-                        pack_keys_bf16<Arch>(q, b, h, sel, n, ws.q_t_pairs.data());
-                        pack_keys_bf16<Arch>(dout, b, h, sel, n, ws.dout_t_pairs.data());
-                        pack_values_bf16<Arch>(q, b, h, sel, n, ws.q_pairs.data());
-                        pack_values_bf16<Arch>(dout, b, h, sel, n, ws.dout_pairs.data());
-                        pack_values_bf16<Arch>(k, b, h, sel, n, ws.k_pairs.data());
-                        const auto dout_dot = [&](index_t i, const auto* o_row) {  // dO_i · o
-                            const T* g_row = dout.row(b, sel.position(i), h);
-                            A s = 0;
-                            for (index_t d = 0; d < D; ++d) s += to_accum<A>(g_row[d]) * to_accum<A>(o_row[d]);
-                            return s;
-                        };
-                        if (!own_output) {
-                            for (index_t i = 0; i < n; ++i) delta[i] = dout_dot(i, out.row(b, sel.position(i), h));
-                        } else {
-                            attend_selection<T, Arch>(*ws.forward, q, k, v, b, h, sel, 0, n, sel, n, scale, opt.causal, 0,
-                                                      pad_keys, true,
-                                                      [&](index_t i, const A* o_row, A) { delta[i] = dout_dot(i, o_row); });
-                        }
-                        const backward_operands_bf16 operands{
-                            ws.k_rows.data(),  ws.v_rows.data(),     ws.q_t_pairs.data(), ws.dout_t_pairs.data(),
-                            ws.q_pairs.data(), ws.dout_pairs.data(), ws.k_pairs.data(),   lse_rows,
-                            delta};
-                        attend_backward_products<A, Arch>(backward_bf16<Arch>(operands), n, n, D, scale, opt.causal, 0,
-                                                          ws.tiles.scratch(), dq_rows, key_sink, part);
-                        done = true;
-                    }
+                if (!own_output) {
+                    // Δ_i = dO_i · O_i with the merged output
+                    for (index_t i = 0; i < n; ++i)
+                        delta[i] = output_delta<A>(dout.row(b, sel.position(i), h), out.row(b, sel.position(i), h), D);
+                } else {
+                    // Δ_i = dO_i · o_i with the branch's own output o_i, recomputed by the forward kernel (on the
+                    // products the backward uses)
+                    const index_t pad_keys = pad_keys_full > 0 ? pad_keys_full - n : 0;
+                    attend_selection<T, Arch>(*ws.forward, q, k, v, b, h, sel, 0, n, sel, n, scale, opt.causal, 0,
+                                              pad_keys, bf16_path, [&](index_t i, const A* o_row, A) {
+                                                  delta[i] = output_delta<A>(dout.row(b, sel.position(i), h), o_row, D);
+                                              });
                 }
-#endif
-                if (!done) {
-                    pack_keys<A, Arch>(q, b, h, sel, n, ws.q_t.data());
-                    pack_values<A, Arch>(q, b, h, sel, n, ws.q.data());
-                    pack_keys<A, Arch>(dout, b, h, sel, n, ws.dout_t.data());
-                    pack_values<A, Arch>(dout, b, h, sel, n, ws.dout.data());
-                    pack_values<A, Arch>(k, b, h, sel, n, ws.k.data());
-                    pack_values<A, Arch>(v, b, h, sel, n, ws.v.data());
-                    zero_key_tail<A, Arch>(ws.k.data(), S::key_buffer_rows(n), n, D);
-                    zero_key_tail<A, Arch>(ws.v.data(), S::key_buffer_rows(n), n, D);
-                    if (!own_output) {
-                        // Δ_i = dO_i · O_i with the merged output
-                        for (index_t i = 0; i < n; ++i) {
-                            const T* o_row = out.row(b, sel.position(i), h);
-                            const A* g_row = ws.dout.data() + i * dvp;
-                            A s = 0;
-                            for (index_t d = 0; d < D; ++d) s += g_row[d] * to_accum<A>(o_row[d]);
-                            delta[i] = s;
+                backward_segment<T, Arch>(
+                    ws, bf16_path, q, dout, b, h, sel, k, v, b, h, sel, lse_rows, delta, D, scale, opt.causal, 0,
+                    [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
+                        for (index_t j = 0; j < count; ++j) {  // scatter-add to the rows they came from
+                            const index_t p = sel.position(j0 + j);
+                            A* dk_out = dk.row(b, p, h);
+                            A* dv_out = dv.row(b, p, h);
+                            for (index_t d = 0; d < D; ++d) dk_out[d] += dk_rows[j * dvp + d];
+                            for (index_t d = 0; d < D; ++d) dv_out[d] += dv_rows[j * dvp + d];
                         }
-                    } else {
-                        // Δ_i = dO_i · o_i with the branch's own output o_i, recomputed by the forward kernel
-                        forward_workspace<A, Arch>& fw = *ws.forward;
-                        pack_queries<A, Arch>(q, b, h, sel, 0, n, scale, fw.q.data());
-                        pack_keys<A, Arch>(k, b, h, sel, n, fw.kt.data());
-                        attend_packed<A, Arch>(fw.q.data(), n, fw.kt.data(), ws.v.data(), n, D, opt.causal, 0, pad_keys,
-                                               fw.scratch(), [&](index_t i, const A* o_row, A) {
-                                                   delta[i] = dot(ws.dout.data() + i * dvp, o_row, D);
-                                               });
-                    }
-                    const backward_operands<A> operands{ws.q_t.data(), ws.q.data(), ws.dout_t.data(), ws.dout.data(),
-                                                        ws.k.data(),   ws.v.data(), lse_rows,          delta};
-                    attend_backward_packed_part<A, Arch>(operands, n, n, D, scale, opt.causal, 0, ws.tiles.scratch(),
-                                                         dq_rows, key_sink, part);
-                }
+                    },
+                    part);
+                const A* dq_rows = ws.dq.data();
                 if (!part.with_dq) return;
                 for (index_t i = part.query_begin; i < part.query_end; ++i) {
                     A* dq_out = dq.row(b, sel.position(i), h);

@@ -50,7 +50,7 @@ using namespace ::longnet::detail::dist;  // plans, groups, MPI helpers (distrib
 template <class T, class Arch>
 void query_terms(const tensor_view<const T>& q, const tensor_view<const T>& out, const lse_view<const accum_t<T>>& lse,
                  const tensor_view<const T>& dout, const T* kg, const T* vg, const dilated_options& opt,
-                 const branch_plan& p, grad_mode mode, std::vector<accum_t<T>>& lse_rows,
+                 const branch_plan& p, grad_mode mode, bool bf16_path, std::vector<accum_t<T>>& lse_rows,
                  std::vector<accum_t<T>>& delta_rows) {
     using A = accum_t<T>;
     const index_t B = q.batch(), H = q.heads(), D = q.head_dim();
@@ -64,7 +64,7 @@ void query_terms(const tensor_view<const T>& q, const tensor_view<const T>& out,
     const index_t nk = opt.causal ? rows_before + c : total;
     const index_t pad_keys = (opt.tail == tail_mode::zero_pad && !opt.causal) ? p.max_selected - total : 0;
     parallel_tasks(
-        B * H, [&] { return forward_workspace<A, Arch>(own_output ? c : 0, own_output ? nk : 0, D); },
+        B * H, [&] { return forward_workspace<A, Arch>(own_output ? c : 0, own_output ? nk : 0, D, bf16_path); },
         [&](forward_workspace<A, Arch>& ws, index_t t) {
             const index_t h = t % H, b = t / H;
             const row_selection sel{head_offset(opt.offsets, h, H, p.dilation), p.dilation, c};
@@ -72,62 +72,42 @@ void query_terms(const tensor_view<const T>& q, const tensor_view<const T>& out,
             A* d_out = delta_rows.data() + t * c;
             for (index_t i = 0; i < c; ++i) l_out[i] = lse(b, sel.position(i), h);
             if (!own_output) {
-                // Δ_i = dO_i · O_i with the merged output (the order of backward.hpp: dO in A times O)
-                for (index_t i = 0; i < c; ++i) {
-                    const T* o_row = out.row(b, sel.position(i), h);
-                    const T* g_row = dout.row(b, sel.position(i), h);
-                    A s = 0;
-                    for (index_t d = 0; d < D; ++d) s += to_accum<A>(g_row[d]) * to_accum<A>(o_row[d]);
-                    d_out[i] = s;
-                }
+                // Δ_i = dO_i · O_i with the merged output
+                for (index_t i = 0; i < c; ++i)
+                    d_out[i] = output_delta<A>(dout.row(b, sel.position(i), h), out.row(b, sel.position(i), h), D);
                 return;
             }
-            // Δ_i = dO_i · o_i with this branch's own output, recomputed against the gathered keys
-            const row_selection sel_k{0, 1, nk};
-            pack_queries<A, Arch>(q, b, h, sel, 0, c, scale, ws.q.data());
-            pack_keys<A, Arch>(kv_k, b, h, sel_k, nk, ws.kt.data());
-            pack_values<A, Arch>(kv_v, b, h, sel_k, nk, ws.v.data());
-            attend_packed<A, Arch>(ws.q.data(), c, ws.kt.data(), ws.v.data(), nk, D, opt.causal, rows_before, pad_keys,
-                                   ws.scratch(), [&](index_t i, const A* o_row, A) {
-                                       const T* g_row = dout.row(b, sel.position(i), h);
-                                       A s = 0;
-                                       for (index_t d = 0; d < D; ++d) s += to_accum<A>(g_row[d]) * o_row[d];
-                                       d_out[i] = s;
-                                   });
+            // Δ_i = dO_i · o_i with this branch's own output, recomputed against the gathered keys (on the
+            // products the backward uses, as the single-process backward)
+            attend_selection<T, Arch>(ws, q, kv_k, kv_v, b, h, sel, 0, c, row_selection{0, 1, nk}, nk, scale,
+                                      opt.causal, rows_before, pad_keys, bf16_path, [&](index_t i, const A* o_row, A) {
+                                          d_out[i] = output_delta<A>(dout.row(b, sel.position(i), h), o_row, D);
+                                      });
         });
 }
 
-// One attend_backward_packed call: queries (rows sel_q of xq/xg, with L and Δ) against keys (rows
-// sel_k of xk/xv). dq_sink(i, row) gets each query's dQ row, key_sink(j, dk_row, dv_row) each key's.
+// One backward_segment call (detail/backward.hpp): queries (rows sel_q of xq/xg, with L and Δ) against keys
+// (rows sel_k of xk/xv). dq_sink(i, row) gets each query's dQ row, key_sink(j, dk_row, dv_row) each key's.
 template <class T, class Arch, class QuerySink, class KeySink>
-void backward_call(backward_workspace<accum_t<T>, Arch>& ws, const tensor_view<const T>& xq,
+void backward_call(backward_workspace<accum_t<T>, Arch>& ws, bool bf16_path, const tensor_view<const T>& xq,
                    const tensor_view<const T>& xg, index_t bq, index_t hq, const row_selection& sel_q, const accum_t<T>* l,
                    const accum_t<T>* delta, const tensor_view<const T>& xk, const tensor_view<const T>& xv, index_t bk,
                    index_t hk, const row_selection& sel_k, index_t dim, accum_t<T> scale, bool causal, index_t shift,
                    QuerySink&& dq_sink, KeySink&& key_sink) {
     using A = accum_t<T>;
-    using S = backward_shape<A, Arch>;
-    const index_t nq = sel_q.count, nk = sel_k.count, dvp = S::K::padded_dim(dim);
-    pack_keys<A, Arch>(xq, bq, hq, sel_q, nq, ws.q_t.data());
-    pack_values<A, Arch>(xq, bq, hq, sel_q, nq, ws.q.data());
-    pack_keys<A, Arch>(xg, bq, hq, sel_q, nq, ws.dout_t.data());
-    pack_values<A, Arch>(xg, bq, hq, sel_q, nq, ws.dout.data());
-    pack_values<A, Arch>(xk, bk, hk, sel_k, nk, ws.k.data());
-    pack_values<A, Arch>(xv, bk, hk, sel_k, nk, ws.v.data());
-    zero_key_tail<A, Arch>(ws.k.data(), S::key_buffer_rows(nk), nk, dim);
-    zero_key_tail<A, Arch>(ws.v.data(), S::key_buffer_rows(nk), nk, dim);
-    std::copy_n(l, nq, ws.lse.data());
-    std::copy_n(delta, nq, ws.delta.data());
-    A* dq_rows = ws.dq.data();
-    std::fill(dq_rows, dq_rows + S::dq_rows(nq) * dvp, A(0));
-    const backward_operands<A> operands{ws.q_t.data(), ws.q.data(), ws.dout_t.data(), ws.dout.data(),
-                                        ws.k.data(),   ws.v.data(), ws.lse.data(),     ws.delta.data()};
-    attend_backward_packed<A, Arch>(operands, nq, nk, dim, scale, causal, shift, ws.tiles.scratch(), dq_rows,
-                                    [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
-                                        for (index_t j = 0; j < count; ++j)
-                                            key_sink(j0 + j, dk_rows + j * dvp, dv_rows + j * dvp);
-                                    });
-    for (index_t i = 0; i < nq; ++i) dq_sink(i, static_cast<const A*>(dq_rows + i * dvp));
+    const index_t nq = sel_q.count, dvp = backward_shape<A, Arch>::K::padded_dim(dim);
+    backward_part whole;
+    whole.key_end = sel_k.count;
+    whole.query_end = nq;
+    backward_segment<T, Arch>(ws, bf16_path, xq, xg, bq, hq, sel_q, xk, xv, bk, hk, sel_k, l, delta, dim, scale, causal,
+                              shift,
+                              [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
+                                  for (index_t j = 0; j < count; ++j)
+                                      key_sink(j0 + j, dk_rows + j * dvp, dv_rows + j * dvp);
+                              },
+                              whole);
+    const A* dq_rows = ws.dq.data();
+    for (index_t i = 0; i < nq; ++i) dq_sink(i, dq_rows + i * dvp);
 }
 
 template <class T, class Arch = isa_arch>
@@ -141,6 +121,9 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
     const A scale = static_cast<A>(effective_scale(opt.scale, D));
     const backward_delta delta_kind =
         mode == grad_mode::exact ? backward_delta::merged_output : backward_delta::branch_output;
+    // bfloat16 storage on the bf16 dot-product path: read once (the local branches' backward_accumulate
+    // reads the same switch), so one call never mixes paths
+    const bool bf16_path = bf16_dot_active<T, Arch>();
     // gradients accumulate here in branch order, as the single-process backward accumulates
     const auto size = static_cast<std::size_t>(B * N * H * D);
     std::vector<A> acc_q(size, A(0)), acc_k(size, A(0)), acc_v(size, A(0));
@@ -164,7 +147,7 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
         // the segment's selected K, V (for dQ and Δ) and Q, dO, L, Δ (for dK, dV) from every group rank
         gather_branch_kv<T>(group, k, v, opt.offsets, p, kg, vg, st);
         gather_branch_kv<T>(group, q, dout, opt.offsets, p, qg, dog, st);
-        query_terms<T, Arch>(q, out, lse, dout, kg.data(), vg.data(), opt, p, mode, lse_rows, delta_rows);
+        query_terms<T, Arch>(q, out, lse, dout, kg.data(), vg.data(), opt, p, mode, bf16_path, lse_rows, delta_rows);
         lse_g.resize(static_cast<std::size_t>(B * H * total));
         delta_g.resize(lse_g.size());
         all_gather_rows<A>(group, lse_rows.data(), lse_g.data(), B * H, c, g, 1, st);
@@ -177,13 +160,13 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
         const index_t nk_visible = opt.causal ? rows_before + c : total;  // later ranks' keys: invisible
         // task 2t: dQ of this rank's queries; task 2t + 1: dK, dV of this rank's keys (disjoint rows)
         parallel_tasks(
-            2 * B * H, [&] { return backward_workspace<A, Arch>(total, D, false); },
+            2 * B * H, [&] { return backward_workspace<A, Arch>(total, D, false, bf16_path); },
             [&](backward_workspace<A, Arch>& ws, index_t task) {
                 const index_t t = task / 2, h = t % H, b = t / H;
                 const row_selection own{head_offset(opt.offsets, h, H, p.dilation), p.dilation, c};
                 if (task % 2 == 0) {
                     backward_call<T, Arch>(
-                        ws, q, dout, b, h, own, lse_rows.data() + t * c, delta_rows.data() + t * c, gk_view, gv_view, b,
+                        ws, bf16_path, q, dout, b, h, own, lse_rows.data() + t * c, delta_rows.data() + t * c, gk_view, gv_view, b,
                         h, row_selection{0, 1, nk_visible}, D, scale, opt.causal, rows_before,
                         [&](index_t i, const A* row) {
                             A* dst = gq.row(b, own.position(i), h);
@@ -192,7 +175,7 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
                         [](index_t, const A*, const A*) {});
                 } else {
                     backward_call<T, Arch>(
-                        ws, gq_view, gdo_view, b, h, row_selection{0, 1, total}, lse_g.data() + t * total,
+                        ws, bf16_path, gq_view, gdo_view, b, h, row_selection{0, 1, total}, lse_g.data() + t * total,
                         delta_g.data() + t * total, k, v, b, h, own, D, scale, opt.causal, -rows_before,
                         [](index_t, const A*) {},
                         [&](index_t j, const A* dk_row, const A* dv_row) {
