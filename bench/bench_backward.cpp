@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Backward of dilated attention (paper configuration) next to its forward, in longnet_bench.
 //
-// Names: BM_DilatedBackward/<storage>/<causal|noncausal>/H:<heads>/N:<sequence length>; B = 1, D = 64.
+// Names: BM_DilatedBackward/<storage: float or bf16>/<causal|noncausal>/H:<heads>/N:<sequence length>; B = 1, D = 64.
 // Each iteration runs the forward (out, lse) and then the exact backward on the same inputs; the
 // reported time is the backward's (manual time). Counters:
 //   forward_seconds, backward_seconds  medians over the iterations
@@ -62,8 +62,8 @@ double median(std::vector<double> x) {
     return x.empty() ? 0 : x[x.size() / 2];
 }
 
+template <class T>
 void bm_dilated_backward(benchmark::State& state, bool causal, index_t heads, index_t dim) {
-    using T = float;
     const index_t seq = state.range(0);
     attention_inputs<T>& in = cached_inputs<T>(1, seq, heads, dim);
     const auto count = static_cast<std::size_t>(seq * heads * dim);
@@ -109,19 +109,24 @@ void bm_dilated_backward(benchmark::State& state, bool causal, index_t heads, in
 const bool registered = [] {
     const backward_flags flags = read_backward_flags();
     const index_t dim = 64;
+    const auto add = [&](const char* storage, bool causal, index_t heads, auto run) {
+        const index_t n = flags.smoke ? 1024 : (heads == 1 ? 1048576 : 262144);
+        if (n > flags.max_seq) return;
+        const std::string name = std::string("BM_DilatedBackward/") + storage + "/" +
+                                 (causal ? "causal" : "noncausal") + "/H:" + std::to_string(heads);
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run(s, causal, heads, dim); })
+            ->ArgName("N")
+            ->Arg(n)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond)
+            ->Iterations(flags.smoke ? 1 : 3);
+    };
     for (bool causal : {false, true})
         for (index_t heads : {index_t(1), index_t(4)}) {
-            const index_t n = flags.smoke ? 1024 : (heads == 1 ? 1048576 : 262144);
-            if (n > flags.max_seq) continue;
-            const std::string name = std::string("BM_DilatedBackward/float/") + (causal ? "causal" : "noncausal") +
-                                     "/H:" + std::to_string(heads);
-            benchmark::RegisterBenchmark(name.c_str(),
-                                         [=](benchmark::State& s) { bm_dilated_backward(s, causal, heads, dim); })
-                ->ArgName("N")
-                ->Arg(n)
-                ->UseManualTime()
-                ->Unit(benchmark::kMillisecond)
-                ->Iterations(flags.smoke ? 1 : 3);
+            add("float", causal, heads, bm_dilated_backward<float>);
+            // bfloat16 storage: the bf16 dot-product backward where it runs (longnet_bf16_dot in the
+            // context; LONGNET_BF16_DOT=1/0 forces it), else the float products on widened rows
+            add("bf16", causal, heads, bm_dilated_backward<longnet::bfloat16>);
         }
     return true;
 }();

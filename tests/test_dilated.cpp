@@ -52,6 +52,8 @@ std::vector<config> shapes() {
         make_config(1, 23, 3, 5, {1, 2, 3}, {1, 3, 2}),     // tiny segments, r > w
         make_config(1, 700, 2, 64, {300, 700}, {1, 2}),     // several query and key blocks per segment
         make_config(2, 300, 3, 33, {256, 100}, {1, 3}),
+        make_config(1, 150, 3, 32, {48, 150}, {1, 3}),      // D = 32, 96: whole AMX tile rows, ragged blocks
+        make_config(1, 90, 2, 96, {40, 90}, {2, 1}),
     };
 }
 
@@ -93,12 +95,15 @@ TEST_CASE("bfloat16 and half storage match the oracle within 1e-2", "[dilated][b
 // 2^-9) and P is rounded to bf16 for PV (2^-9 per weight): 1e-2 of the largest output. The LSE depends
 // on S = τ·q·k only, computed in float from exact bf16 inputs: 1e-5 of max(1, |LSE|).
 TEST_CASE("bfloat16 storage on every shape: output within 1e-2, LSE within 1e-5", "[dilated][bf16]") {
-    const bool saved = longnet::bf16_dot_products();
-    for (bool dot : {false, true}) {
-        // the bf16 dot path runs where this process has it (compiled in, CPU with AVX512-BF16), whatever
-        // the default
+    const bool saved = longnet::bf16_dot_products(), saved_amx = longnet::bf16_amx_tiles();
+    // the float path, the vdpbf16ps tiles, the AMX tiles (head dims a multiple of 32; others keep vdpbf16ps)
+    for (int products = 0; products < 3; ++products) {
+        const bool dot = products > 0, amx = products == 2;
+        // each path runs where this process has it (compiled in, CPU support), whatever the default
         CHECK(longnet::set_bf16_dot_products(dot) == (dot && bf16_dot_expected()));
-        INFO("bf16 dot-product kernel: " << (longnet::bf16_dot_products() ? "on" : "off"));
+        CHECK(longnet::set_bf16_amx_tiles(amx) == (amx && amx_expected()));  // used when the dot path runs
+        INFO("bf16 dot-product kernel: " << (longnet::bf16_dot_products() ? "on" : "off")
+                                         << ", AMX: " << (longnet::bf16_amx_tiles() ? "enabled" : "off"));
         std::uint64_t seed = 400;
         for (config c : shapes())
             for (bool causal : {false, true})
@@ -115,6 +120,36 @@ TEST_CASE("bfloat16 storage on every shape: output within 1e-2, LSE within 1e-5"
                 }
     }
     longnet::set_bf16_dot_products(saved);
+    longnet::set_bf16_amx_tiles(saved_amx);
+}
+
+// The AMX tiles against the vdpbf16ps tiles on the same bf16 inputs: the same pair products and the same P
+// rounding, summed in another order (float accumulation either way), so the outputs agree to float
+// rounding of the sums, far inside the bf16 bound; and AMX did run (not the same bits everywhere).
+TEST_CASE("AMX tiles agree with the vdpbf16ps tiles", "[dilated][bf16][amx]") {
+    if (!amx_expected()) {
+        WARN("this process has no AMX tiles (not compiled in, no AMX-BF16, or no tile permission): compared nothing");
+        return;
+    }
+    const bool saved = longnet::bf16_dot_products(), saved_amx = longnet::bf16_amx_tiles();
+    if (!longnet::set_bf16_dot_products(true)) {
+        WARN("the bf16 dot-product path does not run on this path (" << longnet::simd_isa() << "): compared nothing");
+        return;
+    }
+    for (bool causal : {false, true}) {
+        const config c = make_config(1, 1100, 2, 64, {256, 1100}, {1, 2}, causal);
+        const inputs in = random_inputs(c, 97);
+        REQUIRE_FALSE(longnet::set_bf16_amx_tiles(false));
+        const run_result vdp = run_dilated<longnet::bfloat16>(c, in.q, in.k, in.v);
+        REQUIRE(longnet::set_bf16_amx_tiles(true));
+        const run_result amx = run_dilated<longnet::bfloat16>(c, in.q, in.k, in.v);
+        INFO(describe(c));
+        CHECK(rel_error(amx.out, vdp.out) <= 1e-2);
+        CHECK(lse_error(amx.lse, vdp.lse) <= 1e-5);
+        CHECK(amx.lse != vdp.lse);
+    }
+    longnet::set_bf16_dot_products(saved);
+    longnet::set_bf16_amx_tiles(saved_amx);
 }
 
 TEST_CASE("a custom scale is honoured", "[dilated]") {
@@ -260,16 +295,20 @@ void check_nan_reach(const config& c, bool in_values, std::uint64_t seed) {
 TEST_CASE("NaN inputs make NaN only in the rows that attend to them", "[dilated][nan]") {
     check_nan_reach<float>(make_config(1, 64, 2, 8, {16, 32}, {1, 2}, false), false, 61);
     // causal, NaN in a value: rows before it never see it (odd key counts included: bf16 pairs keys)
-    const bool saved = longnet::bf16_dot_products();
+    const bool saved = longnet::bf16_dot_products(), saved_amx = longnet::bf16_amx_tiles();
     for (bool values : {false, true}) {
         check_nan_reach<float>(make_config(1, 64, 2, 8, {16, 32}, {1, 2}, true), values, 62);
-        for (bool dot : {false, true}) {
-            longnet::set_bf16_dot_products(dot);
+        for (int products = 0; products < 3; ++products) {  // float, vdpbf16ps, AMX (D a multiple of 32)
+            longnet::set_bf16_dot_products(products > 0);
+            longnet::set_bf16_amx_tiles(products == 2);
             check_nan_reach<longnet::bfloat16>(make_config(1, 64, 2, 8, {16, 32}, {1, 2}, true), values, 63);
             check_nan_reach<longnet::bfloat16>(make_config(1, 64, 2, 9, {16, 64}, {1, 3}, false), values, 64);
+            check_nan_reach<longnet::bfloat16>(make_config(1, 300, 2, 32, {100, 300}, {1, 2}, true), values, 65);
+            check_nan_reach<longnet::bfloat16>(make_config(1, 200, 2, 64, {64, 200}, {1, 2}, false), values, 66);
         }
     }
     longnet::set_bf16_dot_products(saved);
+    longnet::set_bf16_amx_tiles(saved_amx);
 }
 
 #if LONGNET_HAS_OPENMP

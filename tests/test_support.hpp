@@ -9,6 +9,12 @@
 
 #include <longnet/longnet.hpp>
 
+#if LONGNET_AMX_TILES
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "oracle.hpp"
 
 namespace test_support {
@@ -81,6 +87,21 @@ inline bool bf16_dot_expected() {
     __builtin_cpu_init();
     const bool on_path = LONGNET_HAS_BF16_DOT || std::string(longnet::simd_isa()) == "avx512bw";
     return on_path && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+#else
+    return false;
+#endif
+}
+
+// Are AMX tiles available to the bf16 dot-product forward? Compiled in and, decided independently of the
+// library, the CPU has AVX512-BF16, CPUID reports AMX-TILE and AMX-BF16, and Linux grants the tile state.
+inline bool amx_expected() {
+#if LONGNET_AMX_TILES
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512bw")) return false;
+    unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    if (((edx >> 22) & 1u) == 0 || ((edx >> 24) & 1u) == 0) return false;
+    return syscall(SYS_arch_prctl, 0x1023L, 18L) == 0;  // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
 #else
     return false;
 #endif

@@ -87,3 +87,18 @@
 #else
 #define LONGNET_BF16_TILES 0
 #endif
+
+//   LONGNET_AMX_TILES    1 when the bf16 dot-product path also carries AMX tiles (detail/bf16_tiles.hpp:
+//                        TDPBF16PS on 16×16 float tiles, Intel Sapphire Rapids and later), used at run time
+//                        where the CPU has AMX-BF16 and Linux grants the tile state (bf16_amx_available(),
+//                        runtime_isa.hpp). Linux, x86-64, GCC >= 11 or clang >= 12. Define LONGNET_NO_AMX=1
+//                        to leave them out.
+#ifndef LONGNET_NO_AMX
+#define LONGNET_NO_AMX 0
+#endif
+#if LONGNET_BF16_TILES && !LONGNET_NO_AMX && defined(__linux__) && defined(__x86_64__) && \
+    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define LONGNET_AMX_TILES 1
+#else
+#define LONGNET_AMX_TILES 0
+#endif

@@ -59,12 +59,12 @@ inline void set_simd_isa(const std::string& path) {
 // (LONGNET_HAS_BF16_DOT, config.hpp: -march=native on Zen 4, Sapphire Rapids, Cooper Lake), or a
 // portable build with runtime dispatch, whose AVX-512 path carries it (LONGNET_DISPATCH_BF16; it runs
 // when that path is the active one). Whether it runs is decided once per process, because it pays only
-// where vdpbf16ps issues as fast as an FMA: AMD Zen 4 and later run it at the FMA rate (twice the
-// multiply-adds: measured 458 vs 230 GFLOP/s on 2 threads); on an Intel Sapphire Rapids-class Xeon its
-// flop peak measured 0.54x the FMA peak, and the float path is faster (bf16 forward on the dot path:
-// 0.69x float). Default: on for AuthenticAMD, off for other vendors. The environment variable
-// LONGNET_BF16_DOT=1 or =0 overrides the default; set_bf16_dot_products() changes it at run time (not
-// while an attention call runs on another thread).
+// where its products are faster than the float FMAs: AMD Zen 4 and later run vdpbf16ps at the FMA rate
+// (twice the multiply-adds: measured 458 vs 230 GFLOP/s on 2 threads); an Intel Sapphire Rapids-class
+// Xeon runs vdpbf16ps at half its FMA flop rate (measured 0.50-0.54x), but has AMX: there the forward's
+// QKᵀ and PV run on the tile unit (TDPBF16PS, bf16_amx_tiles() below). Default: on with AMX or on
+// AuthenticAMD, off otherwise. The environment variable LONGNET_BF16_DOT=1 or =0 overrides the default;
+// set_bf16_dot_products() changes it at run time (not while an attention call runs on another thread).
 
 // True when bfloat16 storage takes the bf16 dot-product path now: available, enabled, and (in a
 // dispatched build) the AVX-512 path is the active one.
@@ -78,6 +78,21 @@ inline bool bf16_dot_products() noexcept {
 inline bool set_bf16_dot_products(bool on) noexcept {
     detail::bf16_dot_switch().store(on && detail::bf16_dot_available(), std::memory_order_relaxed);
     return bf16_dot_products();
+}
+
+// AMX tiles for the bf16 dot-product forward (detail/bf16_tiles.hpp): where the CPU has AMX-BF16 (Intel
+// Sapphire Rapids and later) and Linux grants the tile state, QKᵀ and PV of head dims that are a multiple
+// of 32 run as TDPBF16PS on 16×16 tiles (same pair layouts, same P rounding, float accumulation); other
+// head dims and the backward keep vdpbf16ps. LONGNET_AMX=0 turns it off for the process.
+
+// True when AMX tiles are available and enabled: the bf16 dot-product forward uses them whenever it runs
+// (bf16_dot_products()) on a head dim that is a multiple of 32.
+inline bool bf16_amx_tiles() noexcept { return detail::bf16_amx_switch().load(std::memory_order_relaxed); }
+
+// Enable or disable the AMX tiles; returns what is now in force (false where AMX is not available).
+inline bool set_bf16_amx_tiles(bool on) noexcept {
+    detail::bf16_amx_switch().store(on && detail::bf16_amx_available(), std::memory_order_relaxed);
+    return bf16_amx_tiles();
 }
 
 }  // namespace longnet

@@ -75,7 +75,9 @@ template <class Arch>
 struct bf16_shape {
     using K = kernel_shape<float, Arch>;
     static index_t pairs(index_t dim) noexcept { return (dim + 1) / 2; }
-    static index_t query_words(index_t nq, index_t dim) noexcept { return K::padded_queries(nq) * pairs(dim); }
+    // query rows: whole register tiles and whole 16-row AMX groups
+    static index_t query_rows(index_t nq) noexcept { return (K::padded_queries(nq) + 15) / 16 * 16; }
+    static index_t query_words(index_t nq, index_t dim) noexcept { return query_rows(nq) * pairs(dim); }
     static index_t key_words(index_t nk, index_t dim) noexcept { return K::key_blocks(nk) * pairs(dim) * K::key_block; }
     static index_t value_words(index_t nk, index_t dim) noexcept {
         return K::key_blocks(nk) * K::key_block / 2 * K::padded_dim(dim);
@@ -88,17 +90,16 @@ inline std::uint32_t bf16_pair(const bfloat16* row, index_t d, index_t dim) noex
     return lo | (hi << 16);
 }
 
-// Q[i][m] = pair m of q[b, sel(begin + i), h] for i < n; zero rows up to padded_queries(n). Unscaled.
+// Q[i][m] = pair m of q[b, sel(begin + i), h] for i < n; zero rows up to bf16_shape::query_rows(n). Unscaled.
 template <class Arch>
 void pack_queries_bf16(const tensor_view<const bfloat16>& q, index_t b, index_t h, const row_selection& sel,
                        index_t begin, index_t n, std::uint32_t* dst) {
-    using K = kernel_shape<float, Arch>;
     const index_t dim = q.head_dim(), d2 = bf16_shape<Arch>::pairs(dim);
     for (index_t i = 0; i < n; ++i) {
         const bfloat16* src = q.row(b, sel.position(begin + i), h);
         for (index_t m = 0; m < d2; ++m) dst[i * d2 + m] = bf16_pair(src, 2 * m, dim);
     }
-    std::fill(dst + n * d2, dst + K::padded_queries(n) * d2, 0u);
+    std::fill(dst + n * d2, dst + bf16_shape<Arch>::query_rows(n) * d2, 0u);
 }
 
 // Kt[blk][m][j] = pair m of k[b, sel(blk·KB + j), h] for keys < n; zero beyond.
@@ -162,6 +163,7 @@ struct bf16_dot {
         bf16_tiles::round_rows(srow, cols, scr.p16 + i * K::key_block);
     }
     static constexpr index_t key_granule = 2;
+    static constexpr index_t group_rows = 0;
     // k0 even (key_granule): P[.][k0] and V pair k0/2 start together
     template <int R>
     static void pv(const attend_scratch<float>& scr, index_t i, const std::uint32_t* vb, index_t dim, index_t k0,
@@ -169,6 +171,29 @@ struct bf16_dot {
         const index_t dv = K::padded_dim(dim);
         bf16_tiles::pair_rows<R>(scr.p16 + i * K::key_block + k0, K::key_block, vb + k0 / 2 * dv, dv, k1 - k0, o, dv,
                                  dv / 16);
+    }
+};
+#endif
+
+#if LONGNET_AMX_TILES
+// The attend_packed policy on Intel's tile unit (bf16_tiles.hpp, AMX): the layouts and the P rounding of
+// bf16_dot; S for the whole query block and PV for groups of 16 rows with TDPBF16PS; the causal diagonal's
+// last keys of each row with bf16_dot's vdpbf16ps tiles. Head dims a multiple of 32 (whole 64-byte tile
+// rows); the caller brackets the call with bf16_tiles::amx_begin() / amx_end().
+template <class Arch>
+struct amx_dot : bf16_dot<Arch> {
+    using K = kernel_shape<float, Arch>;
+    static constexpr index_t group_rows = 16, group_key_granule = 32;
+    static bool fits(index_t dim) noexcept { return dim % 32 == 0; }
+    void scores(const std::uint32_t* q, index_t rows, const std::uint32_t* ktb, index_t cols, index_t dim,
+                float* s) const noexcept {
+        bf16_tiles::amx_scores(q, bf16_shape<Arch>::pairs(dim), rows, ktb, K::key_block, cols, this->scale, s,
+                               K::key_block);
+    }
+    static void pv_group(const attend_scratch<float>& scr, index_t i, const std::uint32_t* vb, index_t dim, index_t n,
+                         float* o) noexcept {
+        const index_t dv = K::padded_dim(dim);
+        bf16_tiles::amx_pv(scr.p16 + i * K::key_block, K::key_block, vb, dv, n, o, dv, dv);
     }
 };
 #endif

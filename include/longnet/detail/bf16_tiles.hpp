@@ -15,6 +15,7 @@
 // inline code of a wider target) only when bf16_dot_cpu() (runtime_isa.hpp) saw AVX512-BF16 on the CPU,
 // so a CPU without it never executes one of their instructions.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -111,4 +112,154 @@ inline void round_rows(const float* src, index_t n, std::uint16_t* dst) noexcept
 #pragma GCC pop_options
 #endif
 #endif
+#if LONGNET_AMX_TILES
+// ---- AMX (AMX-TILE + AMX-BF16: TDPBF16PS) --------------------------------------------------------------
+// The same pair layouts feed Intel's tile unit: TDPBF16PS C[16][16] += A[16][32 bf16] · B[16 pairs][16],
+// float accumulation, where a row of B is one pair word per column: exactly the Kt layout (pairs over d,
+// one word per key) and the V layout (pairs of keys, one word per column) above. One configuration: all
+// eight tiles 16 rows × 64 bytes; tmm0..3 accumulate (16×16 floats), tmm4 holds A, tmm6/tmm7 B.
+// Tiles are loaded with explicit byte strides, so the operands stay in the scratch buffers they are in.
+// Where the translation unit's target lacks AMX they are compiled in their own region, like the AVX512-BF16
+// tiles, and called only where bf16_amx_available() (runtime_isa.hpp) found the CPU's AMX-BF16 and the
+// operating system's permission for the tile state.
+#if !(defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__))
+#define LONGNET_DETAIL_AMX_REGION_ 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx,avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx,avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")
+#endif
+#endif
+
+namespace longnet::detail::bf16_tiles {
+
+// The 64-byte tile configuration of LDTILECFG (palette 1).
+struct amx_config {
+    std::uint8_t palette = 1, start_row = 0;
+    std::uint8_t reserved[14] = {};
+    std::uint16_t colsb[16] = {};
+    std::uint8_t rows[16] = {};
+};
+
+// Configure this thread's tiles (every tile 16 rows × 64 bytes); once per call of the products that use
+// them, since other code on the thread may configure its own.
+inline void amx_begin() noexcept {
+    amx_config cfg;
+    for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+#if defined(__clang__)
+    _tile_loadconfig(&cfg);
+#else
+    // GCC 12's _tile_loadconfig tells the compiler it reads 8 bytes of the configuration, so the stores of
+    // the rest may be dropped: name the whole 64-byte object as the operand instead
+    __asm__ __volatile__("ldtilecfg %0" ::"m"(cfg));
+#endif
+}
+// Return the tile state to its initial state (cheaper context switches).
+inline void amx_end() noexcept { _tile_release(); }
+
+// GCC's tile loads are asm statements that do not say they read memory: order the stores before them.
+inline void amx_fence() noexcept { __asm__ __volatile__("" ::: "memory"); }
+
+// S[g..g+16)[c0..c0+16n) = scale·A·B for the 16 rows of A from a (d2 pair words per row, d2 a multiple
+// of 16) and n ≤ 4 column tiles of B from b (pair rows ldb words apart).
+inline void amx_score_tiles(const std::uint32_t* a, index_t d2, const std::uint32_t* b, index_t ldb, int n, float scale,
+                            float* s, index_t lds) noexcept {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const long sa = static_cast<long>(d2 * 4), sb = static_cast<long>(ldb * 4), ss = static_cast<long>(lds * 4);
+    for (index_t m = 0; m < d2; m += 16) {
+        _tile_loadd(4, a + m, sa);
+        const std::uint32_t* bm = b + m * ldb;
+        _tile_loadd(6, bm, sb);
+        _tile_dpbf16ps(0, 4, 6);
+        if (n > 1) {
+            _tile_loadd(7, bm + 16, sb);
+            _tile_dpbf16ps(1, 4, 7);
+        }
+        if (n > 2) {
+            _tile_loadd(6, bm + 32, sb);
+            _tile_dpbf16ps(2, 4, 6);
+        }
+        if (n > 3) {
+            _tile_loadd(7, bm + 48, sb);
+            _tile_dpbf16ps(3, 4, 7);
+        }
+    }
+    _tile_stored(0, s, ss);
+    if (n > 1) _tile_stored(1, s + 16, ss);
+    if (n > 2) _tile_stored(2, s + 32, ss);
+    if (n > 3) _tile_stored(3, s + 48, ss);
+    if (scale != 1.0f) {
+        const __m512 f = _mm512_set1_ps(scale);
+        for (index_t i = 0; i < 16; ++i)
+            for (int c = 0; c < n; ++c) {
+                float* x = s + i * lds + c * 16;
+                _mm512_storeu_ps(x, _mm512_mul_ps(_mm512_loadu_ps(x), f));
+            }
+    }
+}
+
+// S[0..rows)[0..cols) = scale·A·B: rows a multiple of 16 (A rows d2 pair words apart, d2 a multiple of
+// 16), cols a multiple of 16 (B: d2 pair rows of at least cols words, ldb apart).
+inline void amx_scores(const std::uint32_t* a, index_t d2, index_t rows, const std::uint32_t* b, index_t ldb, index_t cols,
+                       float scale, float* s, index_t lds) noexcept {
+    amx_fence();
+    for (index_t g = 0; g < rows; g += 16)
+        for (index_t c0 = 0; c0 < cols; c0 += 64)
+            amx_score_tiles(a + g * d2, d2, b + c0, ldb, static_cast<int>(std::min<index_t>(4, (cols - c0) / 16)), scale,
+                            s + g * lds + c0, lds);
+}
+
+// O[0..16)[0..cols) += P[0..16)[0..n) · V[0..n)[0..cols): P as bf16 rows (ldp elements apart), V as pair
+// rows (ldv words apart), n a multiple of 32 and cols of 16; every P and V entry read must be finite.
+inline void amx_pv(const std::uint16_t* p, index_t ldp, const std::uint32_t* v, index_t ldv, index_t n, float* o,
+                   index_t ldo, index_t cols) noexcept {
+    amx_fence();
+    const long sp = static_cast<long>(ldp * 2), sv = static_cast<long>(ldv * 4), so = static_cast<long>(ldo * 4);
+    for (index_t c0 = 0; c0 < cols; c0 += 64) {
+        const int tiles = static_cast<int>(std::min<index_t>(4, (cols - c0) / 16));
+        float* oc = o + c0;
+        _tile_loadd(0, oc, so);
+        if (tiles > 1) _tile_loadd(1, oc + 16, so);
+        if (tiles > 2) _tile_loadd(2, oc + 32, so);
+        if (tiles > 3) _tile_loadd(3, oc + 48, so);
+        for (index_t k = 0; k < n; k += 32) {
+            _tile_loadd(4, p + k, sp);
+            const std::uint32_t* vk = v + k / 2 * ldv + c0;
+            _tile_loadd(6, vk, sv);
+            _tile_dpbf16ps(0, 4, 6);
+            if (tiles > 1) {
+                _tile_loadd(7, vk + 16, sv);
+                _tile_dpbf16ps(1, 4, 7);
+            }
+            if (tiles > 2) {
+                _tile_loadd(6, vk + 32, sv);
+                _tile_dpbf16ps(2, 4, 6);
+            }
+            if (tiles > 3) {
+                _tile_loadd(7, vk + 48, sv);
+                _tile_dpbf16ps(3, 4, 7);
+            }
+        }
+        _tile_stored(0, oc, so);
+        if (tiles > 1) _tile_stored(1, oc + 16, so);
+        if (tiles > 2) _tile_stored(2, oc + 32, so);
+        if (tiles > 3) _tile_stored(3, oc + 48, so);
+    }
+}
+
+}  // namespace longnet::detail::bf16_tiles
+
+#ifdef LONGNET_DETAIL_AMX_REGION_
+#undef LONGNET_DETAIL_AMX_REGION_
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+#endif  // LONGNET_AMX_TILES
 #endif  // LONGNET_BF16_TILES

@@ -76,14 +76,16 @@ struct forward_workspace {
             q_pairs.reserve(static_cast<std::size_t>(P::query_words(max_queries, dim)));
             kt_pairs.reserve(static_cast<std::size_t>(P::key_words(max_keys, dim)));
             v_pairs.reserve(static_cast<std::size_t>(P::value_words(max_keys, dim)));
-            p_bf16.reserve(static_cast<std::size_t>(K::query_block * K::key_block));
+            // zero: AMX groups read whole 16-row groups of P and O, rows past a block's own included
+            const auto p_size = static_cast<std::size_t>(K::query_block * K::key_block);
+            std::fill_n(p_bf16.reserve(p_size), p_size, std::uint16_t(0));
         } else {
             q.reserve(static_cast<std::size_t>(K::padded_queries(max_queries) * dim));
             kt.reserve(static_cast<std::size_t>(keys_pad * dim));
             v.reserve(static_cast<std::size_t>(keys_pad * dv));
         }
         s.reserve(static_cast<std::size_t>(K::query_block * K::key_block));
-        o.reserve(static_cast<std::size_t>(K::query_block * dv));
+        std::fill_n(o.reserve(static_cast<std::size_t>(K::query_block * dv)), K::query_block * dv, A(0));
         stats.reserve(static_cast<std::size_t>(2 * K::query_block));
     }
     attend_scratch<A> scratch() const noexcept {
@@ -111,6 +113,17 @@ void attend_selection(forward_workspace<accum_t<T>, Arch>& ws, const tensor_view
             pack_queries_bf16<Arch>(q, b, h, sel_q, q_begin, nq, ws.q_pairs.data());
             pack_keys_bf16<Arch>(k, b, h, sel_k, nk, ws.kt_pairs.data());
             pack_values_bf16<Arch>(v, b, h, sel_k, nk, ws.v_pairs.data());
+#if LONGNET_AMX_TILES
+            if (amx_dot<Arch>::fits(D) && bf16_amx_switch().load(std::memory_order_relaxed)) {
+                amx_dot<Arch> dot;
+                dot.scale = scale;
+                bf16_tiles::amx_begin();
+                attend_packed<A, Arch, amx_dot<Arch>>(ws.q_pairs.data(), nq, ws.kt_pairs.data(), ws.v_pairs.data(), nk,
+                                                      D, causal, causal_shift, pad_keys, ws.scratch(), sink, dot);
+                bf16_tiles::amx_end();
+                return;
+            }
+#endif
             bf16_dot<Arch> dot;
             dot.scale = scale;
             attend_packed<A, Arch, bf16_dot<Arch>>(ws.q_pairs.data(), nq, ws.kt_pairs.data(), ws.v_pairs.data(), nk,

@@ -15,6 +15,10 @@
 #endif
 
 #include "longnet/config.hpp"
+#if LONGNET_AMX_TILES
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include "longnet/detail/simd.hpp"
 
 namespace longnet::detail {
@@ -33,15 +37,54 @@ inline bool bf16_dot_cpu() noexcept {
 // Can the bf16 dot-product path run in this process (compiled in and supported by the CPU)?
 inline bool bf16_dot_available() noexcept { return LONGNET_BF16_TILES && bf16_dot_cpu(); }
 
+// Can the bf16 dot-product path use AMX tiles here (bf16_tiles.hpp)? Compiled in (LONGNET_AMX_TILES), the
+// CPU has AMX-TILE, AMX-BF16 and AVX512-BF16, and Linux grants this process the tile state (the
+// arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) request every AMX program makes once; refused, e.g.
+// by a seccomp policy, the path is simply not used). Decided once per process.
+inline bool bf16_amx_available() noexcept {
+#if LONGNET_AMX_TILES
+    static const bool available = [] {
+        if (!bf16_dot_cpu()) return false;
+        unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+        if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+        const bool amx_bf16 = (edx >> 22) & 1u, amx_tile = (edx >> 24) & 1u;
+        if (!amx_bf16 || !amx_tile) return false;
+        constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+        return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+    }();
+    return available;
+#else
+    return false;
+#endif
+}
+
+// 0 or 1 from the environment variable `name`, else `fallback`.
+inline bool env_switch(const char* name, bool fallback) noexcept {
+    if (const char* env = std::getenv(name)) {
+        if (std::strcmp(env, "1") == 0) return true;
+        if (std::strcmp(env, "0") == 0) return false;
+    }
+    return fallback;
+}
+
+// The process-wide switch behind longnet::bf16_amx_tiles() (isa.hpp): where AMX is available, on unless
+// LONGNET_AMX=0.
+inline std::atomic<bool>& bf16_amx_switch() noexcept {
+    static std::atomic<bool> on{bf16_amx_available() && env_switch("LONGNET_AMX", true)};
+    return on;
+}
+
 // The process-wide switch behind longnet::bf16_dot_products() (isa.hpp): initialised once, where the
-// path is available, from LONGNET_BF16_DOT (0 or 1) if set, else from the CPU vendor (on for
-// AuthenticAMD); off where it is not available.
+// path is available, from LONGNET_BF16_DOT (0 or 1) if set, else on where it is faster than the float
+// path: with AMX tiles (bf16_amx_available and not LONGNET_AMX=0), or on an AuthenticAMD CPU (vdpbf16ps at
+// the FMA rate); off where it is not available.
 inline bool bf16_dot_default() noexcept {
     if (!bf16_dot_available()) return false;
     if (const char* env = std::getenv("LONGNET_BF16_DOT")) {
         if (std::strcmp(env, "1") == 0) return true;
         if (std::strcmp(env, "0") == 0) return false;
     }
+    if (bf16_amx_switch().load(std::memory_order_relaxed)) return true;
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
     if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;

@@ -124,6 +124,11 @@ struct attend_scratch {
 //   round_p(srow, cols, i, scr)    after the softmax of row i: P row ready for pv (bf16: rounded copy)
 //   pv<R>(scr, i, vb, dim, k0, k1, o)   O[i..i+R) += P[i..i+R)[k0..k1) · V[k0..k1)
 //   key_granule                    k0 of pv is a multiple of it (bf16: keys come in pairs)
+//   group_rows                     0, or the rows of a tile unit's group (AMX: 16), whose policy also has
+//     scores(q_rows, rows, ktb, cols, dim, s)   S[0..rows)[0..cols) (rows a multiple of group_rows, cols of
+//                                               qk_cols) in one call, every tile (the softmax masks), and
+//     pv_group(scr, i, vb, dim, n, o)           O[i..i+group_rows) += P·V over keys 0 .. n − 1 (n a multiple
+//                                               of group_key_granule; P and V finite there)
 template <class A, class Arch>
 struct fma_dot {
     using K = kernel_shape<A, Arch>;
@@ -137,6 +142,7 @@ struct fma_dot {
     }
     static void round_p(A*, index_t, index_t, const attend_scratch<A>&) noexcept {}
     static constexpr index_t key_granule = 1;
+    static constexpr index_t group_rows = 0;
     template <int R>
     static void pv(const attend_scratch<A>& scr, index_t i, const A* vb, index_t dim, index_t k0, index_t k1,
                    A* o) noexcept {
@@ -177,11 +183,16 @@ void attend_packed(const typename Dot::packed* q, index_t nq, const typename Dot
             const index_t kb_cols = (kb + K::qk_cols - 1) / K::qk_cols * K::qk_cols;
             const auto* ktb = dot.key_block(kt, j0 / KB, dim);
             // S = Q·Kᵀ over register tiles; causal tiles wholly above the diagonal are skipped
-            for (index_t ii = 0; ii < rows_pad; ii += K::qk_rows) {
-                const index_t last_visible = i0 + ii + K::qk_rows - 1 + causal_shift;  // for the tile's last row
-                for (index_t jj = 0; jj < kb_cols; jj += K::qk_cols) {
-                    if (causal && j0 + jj > last_visible) break;
-                    dot.qk(dot.query_row(q, i0 + ii, dim), ktb + jj, dim, s + ii * KB + jj);
+            if constexpr (Dot::group_rows > 0) {
+                dot.scores(dot.query_row(q, i0, dim), (rows_pad + Dot::group_rows - 1) / Dot::group_rows * Dot::group_rows,
+                           ktb, kb_cols, dim, s);
+            } else {
+                for (index_t ii = 0; ii < rows_pad; ii += K::qk_rows) {
+                    const index_t last_visible = i0 + ii + K::qk_rows - 1 + causal_shift;  // for the tile's last row
+                    for (index_t jj = 0; jj < kb_cols; jj += K::qk_cols) {
+                        if (causal && j0 + jj > last_visible) break;
+                        dot.qk(dot.query_row(q, i0 + ii, dim), ktb + jj, dim, s + ii * KB + jj);
+                    }
                 }
             }
             // online softmax per row: mask, new max, rescale, P = exp(S − max)
@@ -222,6 +233,24 @@ void attend_packed(const typename Dot::packed* q, index_t nq, const typename Dot
             }
             // O += P·V
             const auto* vb = dot.value_rows(v, j0, dim);
+            if constexpr (Dot::group_rows > 0) {
+                // groups of group_rows rows on the tile unit: the keys every row of the group sees, rounded
+                // down to the unit's key granule (all kb keys, rounded up, without causal: P is 0 and V is
+                // packed as 0 past them), then the rest of each row's keys row by row
+                constexpr index_t G = Dot::group_rows, KG = Dot::group_key_granule;
+                for (index_t ii = 0; ii < rows_pad; ii += G) {
+                    const index_t shared =
+                        causal ? std::clamp<index_t>(i0 + ii + causal_shift - j0 + 1, 0, kb) / KG * KG
+                               : (kb + KG - 1) / KG * KG;
+                    if (shared > 0) dot.pv_group(scratch, ii, vb, dim, shared, o + ii * dv);
+                    if (!causal) continue;
+                    for (index_t r = ii; r < std::min(ii + G, rows); ++r) {
+                        const index_t own = std::clamp<index_t>(i0 + r + causal_shift - j0 + 1, 0, kb);
+                        if (own > shared) dot.template pv<1>(scratch, r, vb, dim, shared, own, o + r * dv);
+                    }
+                }
+                continue;
+            }
             for (index_t ii = 0; ii < rows_pad; ii += K::pv_rows) {
                 if (!causal) {
                     dot.template pv<K::pv_rows>(scratch, ii, vb, dim, 0, kb, o + ii * dv);
