@@ -85,6 +85,9 @@ std::vector<config> shapes() {
         make_config(1, 77, 3, 80, {64, 128}, {2, 4}),
         make_config(1, 23, 3, 5, {1, 2, 3}, {1, 3, 2}),
         make_config(1, 300, 2, 33, {256, 100}, {1, 3}),  // several key and query blocks per segment
+        make_config(1, 300, 2, 64, {128, 300}, {1, 2}),  // D = 64, 32, 96: whole AMX tile rows
+        make_config(1, 150, 3, 32, {48, 150}, {1, 3}),
+        make_config(1, 90, 2, 96, {40, 90}, {2, 1}),
     };
 }
 
@@ -196,10 +199,14 @@ TEST_CASE("bfloat16 and half gradients match the oracle within 2e-2", "[backward
 // dV, dK and dQ (2^-9 per term), on top of the bf16 output the exact mode's Δ reads: 2e-2 of the
 // largest gradient, the bound of the float path on bf16 storage.
 TEST_CASE("bfloat16 backward on the bf16 dot-product path: every shape within 2e-2", "[backward][bf16]") {
-    const bool saved = longnet::bf16_dot_products();
-    for (bool dot : {false, true}) {
+    const bool saved = longnet::bf16_dot_products(), saved_amx = longnet::bf16_amx_tiles();
+    // the float path, the vdpbf16ps tiles, the AMX tiles (head dims a multiple of 32; others keep vdpbf16ps)
+    for (int products = 0; products < 3; ++products) {
+        const bool dot = products > 0, amx = products == 2;
         CHECK(longnet::set_bf16_dot_products(dot) == (dot && bf16_dot_expected()));
-        INFO("bf16 dot-product kernels: " << (longnet::bf16_dot_products() ? "on" : "off") << ", path "
+        CHECK(longnet::set_bf16_amx_tiles(amx) == (amx && amx_expected()));
+        INFO("bf16 dot-product kernels: " << (longnet::bf16_dot_products() ? "on" : "off") << ", AMX "
+                                          << (longnet::bf16_amx_tiles() ? "enabled" : "off") << ", path "
                                           << longnet::simd_isa());
         std::uint64_t seed = 9000;
         for (config c : shapes())
@@ -211,27 +218,37 @@ TEST_CASE("bfloat16 backward on the bf16 dot-product path: every shape within 2e
             }
     }
     longnet::set_bf16_dot_products(saved);
+    longnet::set_bf16_amx_tiles(saved_amx);
 }
 
-// The dot path against the float path on the same bf16 inputs: only the bf16 rounding of P and dS (and
-// of the float sums' order) separates them, well inside the oracle bound; and it is not the float path.
+// The dot-product paths against the float path on the same bf16 inputs: only the bf16 rounding of P and
+// dS (and the float sums' order) separates them, well inside the oracle bound; and each did run (some
+// bits differ). vdpbf16ps and, where available, AMX.
 TEST_CASE("bf16 dot-product gradients differ from the float path's by bf16 rounding only", "[backward][bf16]") {
     if (!bf16_dot_expected()) {
-        WARN("this process has no bf16 dot-product path (no AVX512-BF16 kernels or CPU): compared nothing");
+        WARN("this process has no bf16 dot-product path (no AVX512-BF16 kernels or CPU, or another dispatch "
+             "path): compared nothing");
         return;
     }
-    const bool saved = longnet::bf16_dot_products();
-    const config c = make_config(1, 600, 2, 64, {128, 600}, {1, 2}, true);
-    const inputs in = rounded_inputs<longnet::bfloat16>(random_inputs(c, 91));
-    longnet::set_bf16_dot_products(false);
-    const grads fma = run_backward<longnet::bfloat16>(c, in, longnet::grad_mode::exact);
-    REQUIRE(longnet::set_bf16_dot_products(true));
-    const grads dot = run_backward<longnet::bfloat16>(c, in, longnet::grad_mode::exact);
+    const bool saved = longnet::bf16_dot_products(), saved_amx = longnet::bf16_amx_tiles();
+    for (bool causal : {false, true}) {
+        const config c = make_config(1, 600, 2, 64, {128, 600}, {1, 2}, causal);
+        const inputs in = rounded_inputs<longnet::bfloat16>(random_inputs(c, 91));
+        longnet::set_bf16_dot_products(false);
+        const grads fma = run_backward<longnet::bfloat16>(c, in, longnet::grad_mode::exact);
+        REQUIRE(longnet::set_bf16_dot_products(true));
+        for (bool amx : {false, true}) {
+            if (longnet::set_bf16_amx_tiles(amx) != amx) continue;  // no AMX here: the vdpbf16ps tiles only
+            const grads dot = run_backward<longnet::bfloat16>(c, in, longnet::grad_mode::exact);
+            INFO(describe(c) << (amx ? " AMX" : " vdpbf16ps"));
+            CHECK(rel_error(dot.dq, fma.dq) <= 1e-2);
+            CHECK(rel_error(dot.dk, fma.dk) <= 1e-2);
+            CHECK(rel_error(dot.dv, fma.dv) <= 1e-2);
+            CHECK(dot.dq != fma.dq);  // the dot path ran: P and dS rounded to bf16 change some bits
+        }
+    }
     longnet::set_bf16_dot_products(saved);
-    CHECK(rel_error(dot.dq, fma.dq) <= 1e-2);
-    CHECK(rel_error(dot.dk, fma.dk) <= 1e-2);
-    CHECK(rel_error(dot.dv, fma.dv) <= 1e-2);
-    CHECK(dot.dq != fma.dq);  // the dot path ran: P and dS rounded to bf16 change some bits
+    longnet::set_bf16_amx_tiles(saved_amx);
 }
 
 TEST_CASE("a custom scale is honoured", "[backward]") {
@@ -404,11 +421,14 @@ TEST_CASE("gradients are bitwise identical for 1 and 2 threads", "[backward][thr
         }
     // bfloat16 storage on the bf16 dot-product path where this process has it
     {
-        const bool saved = longnet::bf16_dot_products();
+        const bool saved = longnet::bf16_dot_products(), saved_amx = longnet::bf16_amx_tiles();
         longnet::set_bf16_dot_products(true);
-        // many segments; then one segment and one head (2 threads split it into key and query parts)
+        // many segments; then one segment and one head (2 threads split it into key and query parts); on
+        // the vdpbf16ps tiles, then on AMX where available
+        for (bool amx : {false, true})
         for (const config& c : {make_config(1, 600, 2, 64, {128, 600}, {1, 2}, true),
                                 make_config(1, 700, 1, 64, {700}, {1}, true)}) {
+            longnet::set_bf16_amx_tiles(amx);
             const inputs in = random_inputs(c, 72);
             const int threads = omp_get_max_threads();
             omp_set_num_threads(1);
@@ -421,6 +441,7 @@ TEST_CASE("gradients are bitwise identical for 1 and 2 threads", "[backward][thr
             CHECK(one.dv == two.dv);
         }
         longnet::set_bf16_dot_products(saved);
+        longnet::set_bf16_amx_tiles(saved_amx);
     }
     // one segment, one head: 2 threads split the segment into key parts (dK, dV) and query parts (dQ)
     for (bool causal : {false, true}) {

@@ -129,6 +129,15 @@ void backward_segment(backward_workspace<accum_t<T>, Arch>& ws, bool bf16_path, 
             const backward_operands_bf16 operands{ws.k_rows.data(),  ws.v_rows.data(),     ws.q_t_pairs.data(),
                                                   ws.dout_t_pairs.data(), ws.q_pairs.data(), ws.dout_pairs.data(),
                                                   ws.k_pairs.data(), lse,                  delta};
+#if LONGNET_AMX_TILES
+            if (backward_amx<Arch>::fits(dim) && bf16_amx_switch().load(std::memory_order_relaxed)) {
+                bf16_tiles::amx_begin();
+                attend_backward_products<A, Arch>(backward_amx<Arch>(operands), nq, nk, dim, scale, causal, shift,
+                                                  ws.tiles.scratch(), dq_rows, std::forward<KeySink>(key_sink), part);
+                bf16_tiles::amx_end();
+                return;
+            }
+#endif
             attend_backward_products<A, Arch>(backward_bf16<Arch>(operands), nq, nk, dim, scale, causal, shift,
                                               ws.tiles.scratch(), dq_rows, std::forward<KeySink>(key_sink), part);
             return;

@@ -144,9 +144,9 @@ struct backward_scratch_buffers {
         dk.reserve(static_cast<std::size_t>(S::key_rows * dvp));
         dv.reserve(static_cast<std::size_t>(S::key_rows * dvp));
         if (bf16) {
-            p16.reserve(tile);
-            ds16.reserve(tile);
-            ds16t.reserve(tile);
+            std::fill_n(p16.reserve(tile), tile, std::uint16_t(0));  // finite everywhere a 32-wide tile row reads
+            std::fill_n(ds16.reserve(tile), tile, std::uint16_t(0));
+            std::fill_n(ds16t.reserve(tile), tile, std::uint16_t(0));
         }
     }
     backward_scratch<A> scratch() const noexcept {
@@ -177,6 +177,9 @@ struct backward_part {
 //                                        products with query columns f .. rows − 1 of the query block
 //   dq(scratch, ii, rows, j0, keys, dim, dq_tile)  dQ of query rows ii .. ii + TR − 1 of the block (the
 //                                        rows at dq_tile, Dv apart) += dS · K over keys j0 .. j0 + keys − 1
+//   group_rows                           0 (TR = the register tile's rows), or the rows of a tile unit's
+//                                        group (AMX: 16; TR = group_rows), whose policy computes whole rows
+//                                        of scores: score_rows(j, i0, cols, dim, s, dp, ld)
 template <class A, class Arch>
 struct backward_fma {
     using S = backward_shape<A, Arch>;
@@ -184,6 +187,7 @@ struct backward_fma {
     backward_operands<A> in;
     const A* lse;
     const A* delta;
+    static constexpr index_t group_rows = 0;
     explicit backward_fma(const backward_operands<A>& operands) noexcept
         : in(operands), lse(operands.lse), delta(operands.delta) {}
 
@@ -224,7 +228,10 @@ void attend_backward_products(const Products& in, index_t nq, index_t nk, index_
     using S = backward_shape<A, Arch>;
     using O = simd::ops<A, Arch>;
     using reg = typename O::reg;
-    constexpr index_t W = S::width, QC = S::query_cols, KR = S::key_rows, TR = S::tile_rows, TC = S::tile_cols;
+    constexpr index_t W = S::width, QC = S::query_cols, KR = S::key_rows, TC = S::tile_cols;
+    // rows of one products call: a register tile, or a tile unit's group (Products::group_rows, AMX: 16)
+    constexpr index_t TR = Products::group_rows > 0 ? Products::group_rows : S::tile_rows;
+    static_assert(KR % TR == 0 && TC % TR == 0, "key blocks and score tiles must hold whole row groups");
     constexpr A neg_inf = -std::numeric_limits<A>::infinity();
     const index_t dvp = S::K::padded_dim(dim);
     const reg tau = O::broadcast(scale);
@@ -250,12 +257,18 @@ void attend_backward_products(const Products& in, index_t nq, index_t nk, index_
                 scratch.bias[i] = l == neg_inf ? A(0) : -l;
                 scratch.delta[i] = i < rows ? in.delta[i0 + i] : A(0);
             }
-            // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ over register tiles; tiles wholly above the diagonal are skipped
-            for (index_t jj = 0; jj < kb_pad; jj += TR)
+            // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ over register tiles; tiles wholly above the diagonal are skipped (a
+            // tile unit computes whole rows: the masking below zeroes what no query sees)
+            for (index_t jj = 0; jj < kb_pad; jj += TR) {
+                if constexpr (Products::group_rows > 0) {
+                    in.score_rows(j0 + jj, i0, cols, dim, scratch.p_t + jj * QC, scratch.ds_t + jj * QC, QC);
+                    continue;
+                }
                 for (index_t ii = 0; ii < cols; ii += TC) {
                     if (causal && i0 + ii + TC - 1 + causal_shift < j0 + jj) continue;
                     in.scores(j0 + jj, i0, ii, dim, scratch.p_t + jj * QC + ii, scratch.ds_t + jj * QC + ii, QC);
                 }
+            }
             // Pᵀ = exp(τ·Sᵀ − L), dSᵀ = τ·Pᵀ·(dPᵀ − Δ); masked entries exactly 0
             for (index_t j = 0; j < kb_pad; ++j) {
                 A* prow = scratch.p_t + j * QC;
@@ -355,6 +368,7 @@ struct backward_bf16 {
     backward_operands_bf16 in;
     const float* lse;
     const float* delta;
+    static constexpr index_t group_rows = 0;
     explicit backward_bf16(const backward_operands_bf16& operands) noexcept
         : in(operands), lse(operands.lse), delta(operands.delta) {}
 
@@ -388,6 +402,52 @@ struct backward_bf16 {
             float* dq_tile) const noexcept {
         const index_t dvp = S::K::padded_dim(dim);
         bf16_tiles::pair_rows<TR>(scr.ds16t + ii * KR, KR, in.k_pairs + j0 / 2 * dvp, dvp, keys, dq_tile, dvp, dvp / 16);
+    }
+};
+#endif
+
+#if LONGNET_AMX_TILES
+// The bf16 products on Intel's tile unit (bf16_tiles.hpp, AMX): backward_bf16's layouts and roundings, in
+// groups of 16 rows with TDPBF16PS. A product over queries runs over whole 32-query tile rows from the
+// group's first visible query rounded down (the causal zeros before a row's first query are exact zeros,
+// and queries past the segment are packed as zero rows); dQ over the group's keys rounded up to 32 (dS
+// is exactly 0 for keys a query does not see; the transposed dS is zeroed up to whole 32-key rows). Head
+// dims a multiple of 32; the caller brackets the call with bf16_tiles::amx_begin() / amx_end().
+template <class Arch>
+struct backward_amx : backward_bf16<Arch> {
+    using base = backward_bf16<Arch>;
+    using S = typename base::S;
+    static constexpr index_t QC = base::QC, KR = base::KR, group_rows = 16;
+    static_assert(KR % 32 == 0, "backward_amx: key blocks of whole 32-key tile rows");
+    using base::base;
+    static bool fits(index_t dim) noexcept { return dim % 32 == 0; }
+
+    void score_rows(index_t j, index_t i0, index_t cols, index_t dim, float* st, float* dpt, index_t ld) const noexcept {
+        const index_t d2 = (dim + 1) / 2, block = (i0 / QC) * d2 * QC;
+        bf16_tiles::amx_scores(this->in.k_rows + j * d2, d2, 16, this->in.q_t + block, QC, cols, 1.0f, st, ld);
+        bf16_tiles::amx_scores(this->in.v_rows + j * d2, d2, 16, this->in.dout_t + block, QC, cols, 1.0f, dpt, ld);
+    }
+    static void round(const backward_scratch<float>& scr, index_t key_rows, index_t cols, bool dkdv, bool dq) noexcept {
+        base::round(scr, key_rows, cols, dkdv, dq);
+        if (!dq) return;
+        const index_t keys32 = (key_rows + 31) / 32 * 32;
+        for (index_t i = 0; i < cols; ++i) std::fill(scr.ds16t + i * KR + key_rows, scr.ds16t + i * KR + keys32, std::uint16_t(0));
+    }
+    void dkdv(const backward_scratch<float>& scr, index_t jj, index_t i0, index_t f, index_t rows,
+              index_t dim) const noexcept {
+        const index_t dvp = S::K::padded_dim(dim);
+        f -= f % 32;
+        const index_t n = (rows + 31) / 32 * 32 - f;  // columns up to cols (a multiple of 32): computed
+        bf16_tiles::amx_pv(scr.p16 + jj * QC + f, QC, this->in.dout_pairs + (i0 + f) / 2 * dvp, dvp, n, scr.dv + jj * dvp,
+                           dvp, dvp);
+        bf16_tiles::amx_pv(scr.ds16 + jj * QC + f, QC, this->in.q_pairs + (i0 + f) / 2 * dvp, dvp, n, scr.dk + jj * dvp,
+                           dvp, dvp);
+    }
+    void dq(const backward_scratch<float>& scr, index_t ii, index_t, index_t j0, index_t keys, index_t dim,
+            float* dq_tile) const noexcept {
+        const index_t dvp = S::K::padded_dim(dim);
+        bf16_tiles::amx_pv(scr.ds16t + ii * KR, KR, this->in.k_pairs + j0 / 2 * dvp, dvp, (keys + 31) / 32 * 32, dq_tile,
+                           dvp, dvp);
     }
 };
 #endif
