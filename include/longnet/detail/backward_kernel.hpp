@@ -231,7 +231,8 @@ void attend_backward_products(const Products& in, index_t nq, index_t nk, index_
     constexpr index_t W = S::width, QC = S::query_cols, KR = S::key_rows, TC = S::tile_cols;
     // rows of one products call: a register tile, or a tile unit's group (Products::group_rows, AMX: 16)
     constexpr index_t TR = Products::group_rows > 0 ? Products::group_rows : S::tile_rows;
-    static_assert(KR % TR == 0 && TC % TR == 0, "key blocks and score tiles must hold whole row groups");
+    static_assert(Products::group_rows == 0 || (KR % TR == 0 && TC % TR == 0),
+                  "key blocks and score tiles must hold whole row groups");
     constexpr A neg_inf = -std::numeric_limits<A>::infinity();
     const index_t dvp = S::K::padded_dim(dim);
     const reg tau = O::broadcast(scale);
