@@ -378,15 +378,14 @@ struct backward_bf16 {
         bf16_tiles::dot_tile<TR>(in.k_rows + j * d2, d2, in.q_t + block + c, QC, 1.0f, st, ld);
         bf16_tiles::dot_tile<TR>(in.v_rows + j * d2, d2, in.dout_t + block + c, QC, 1.0f, dpt, ld);
     }
-    // Pᵀ and dSᵀ to bf16 (columns 0 .. cols − 1, a multiple of 32); dS transposed for dQ's key pairs
+    // Pᵀ and dSᵀ to bf16 (columns 0 .. cols − 1, a multiple of 32) for dV and dK; dS transposed for dQ's
+    // key pairs (whole 16-key blocks: keys past key_rows up to the block's end get 0)
     static void round(const backward_scratch<float>& scr, index_t key_rows, index_t cols, bool dkdv, bool dq) noexcept {
-        for (index_t j = 0; j < key_rows; ++j) {
-            if (dkdv) bf16_tiles::round_rows(scr.p_t + j * QC, cols, scr.p16 + j * QC);
+        for (index_t j = 0; dkdv && j < key_rows; ++j) {
+            bf16_tiles::round_rows(scr.p_t + j * QC, cols, scr.p16 + j * QC);
             bf16_tiles::round_rows(scr.ds_t + j * QC, cols, scr.ds16 + j * QC);
         }
-        if (!dq) return;
-        for (index_t i = 0; i < cols; ++i)
-            for (index_t j = 0; j < key_rows; ++j) scr.ds16t[i * KR + j] = scr.ds16[j * QC + i];
+        if (dq) bf16_tiles::transpose_round(scr.ds_t, QC, key_rows, cols, scr.ds16t, KR);
     }
     void dkdv(const backward_scratch<float>& scr, index_t jj, index_t i0, index_t f, index_t rows,
               index_t dim) const noexcept {

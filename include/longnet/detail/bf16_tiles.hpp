@@ -103,6 +103,44 @@ inline void round_rows(const float* src, index_t n, std::uint16_t* dst) noexcept
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + c)));
 }
 
+// dst[i][j] = src[j][i] rounded to bf16 (as round_rows) for i < cols (a multiple of 16) and j < rows
+// (whole blocks of 16 rows; rows past `rows` of a block read as 0): src rows lds floats apart, dst rows
+// ldd elements apart. 16×16 blocks transposed in registers (64 shuffles each).
+inline void transpose_round(const float* src, index_t lds, index_t rows, index_t cols, std::uint16_t* dst,
+                            index_t ldd) noexcept {
+    for (index_t j0 = 0; j0 < rows; j0 += 16)
+        for (index_t i0 = 0; i0 < cols; i0 += 16) {
+            __m512 a[16], t[16];
+            for (int k = 0; k < 16; ++k)
+                a[k] = j0 + k < rows ? _mm512_loadu_ps(src + (j0 + k) * lds + i0) : _mm512_setzero_ps();
+            for (int k = 0; k < 16; k += 2) {
+                t[k] = _mm512_unpacklo_ps(a[k], a[k + 1]);
+                t[k + 1] = _mm512_unpackhi_ps(a[k], a[k + 1]);
+            }
+            // u[4g + c]: lane L holds column 4L + c of rows 4g .. 4g + 3
+            __m512 u[16];
+            for (int g = 0; g < 4; ++g) {
+                const __m512d t0 = _mm512_castps_pd(t[4 * g]), t1 = _mm512_castps_pd(t[4 * g + 1]);
+                const __m512d t2 = _mm512_castps_pd(t[4 * g + 2]), t3 = _mm512_castps_pd(t[4 * g + 3]);
+                u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+                u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+                u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+                u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+            }
+            for (int c = 0; c < 4; ++c) {
+                const __m512 x01_lo = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);  // lanes 0, 2 of each
+                const __m512 x01_hi = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);  // lanes 1, 3 of each
+                const __m512 x23_lo = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+                const __m512 x23_hi = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+                const __m512 out[4] = {_mm512_shuffle_f32x4(x01_lo, x23_lo, 0x88), _mm512_shuffle_f32x4(x01_hi, x23_hi, 0x88),
+                                       _mm512_shuffle_f32x4(x01_lo, x23_lo, 0xDD), _mm512_shuffle_f32x4(x01_hi, x23_hi, 0xDD)};
+                for (int l = 0; l < 4; ++l)  // column 4L + c of the block
+                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (i0 + 4 * l + c) * ldd + j0),
+                                        (__m256i)_mm512_cvtneps_pbh(out[l]));
+            }
+        }
+}
+
 }  // namespace longnet::detail::bf16_tiles
 
 #if LONGNET_DISPATCH_BF16
