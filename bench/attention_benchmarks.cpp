@@ -16,7 +16,8 @@
 namespace longnet_bench {
 namespace {
 
-// Peak benchmarks: `round` (fma_peak_round or bf16_dot_peak_round) on every thread, counter peak_gflops.
+// Peak benchmarks: `round` (fma_peak_round, bf16_dot_peak_round, amx_peak_round) on every thread, counter
+// peak_gflops.
 void bm_peak(benchmark::State& state, double (*round)(std::int64_t, volatile float*), const char* label) {
     const std::int64_t steps = std::int64_t(1) << 20;
     volatile float sink = 0;
@@ -116,6 +117,10 @@ void register_peak_benchmark() {
         ->Unit(benchmark::kMillisecond);
     if (has_bf16_dot_peak)
         benchmark::RegisterBenchmark("BM_Bf16DotPeak", bm_peak, bf16_dot_peak_round, "avx512bf16")
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+    if (has_amx_peak())
+        benchmark::RegisterBenchmark("BM_AmxBf16Peak", bm_peak, amx_peak_round, "amx-bf16")
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
 }

@@ -16,6 +16,11 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <cstring>
+#endif
 
 namespace longnet_bench {
 
@@ -144,6 +149,57 @@ inline double bf16_dot_peak_round(std::int64_t steps, volatile float* sink) noex
     return 2.0 * fma_chains_flops(steps) * on_every_thread(bf16_dot_chains_run, steps, sink);
 }
 
+// AMX bf16 peak (Intel's tile unit, TDPBF16PS): four independent 16×16 float accumulator tiles, each
+// instruction 16·16·32 multiply-adds = 16384 flops. The denominator of the bf16 path where it runs on AMX
+// (longnet::bf16_amx_tiles()). Needs an AMX target and Linux's permission for the tile state (asked here
+// as the library asks it); 0 otherwise.
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__)
+inline bool amx_permitted() noexcept {
+    static const bool ok = syscall(SYS_arch_prctl, 0x1023L, 18L) == 0;  // ARCH_REQ_XCOMP_PERM, XTILEDATA
+    return ok;
+}
+inline float amx_chains_run(std::int64_t steps) noexcept {
+    struct {
+        std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
+        std::uint16_t colsb[16] = {};
+        std::uint8_t rows[16] = {};
+    } cfg;
+    for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    __asm__ __volatile__("ldtilecfg %0" ::"m"(cfg));
+    alignas(64) static const std::uint16_t ones[16 * 32] = {};  // bf16 zeros: the sums stay finite
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, ones, 64);
+    _tile_loadd(5, ones, 64);
+    _tile_loadd(6, ones, 64);
+    _tile_loadd(7, ones, 64);
+    for (std::int64_t s = 0; s < steps; ++s) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    alignas(64) float out[16 * 16];
+    _tile_stored(0, out, 64);
+    _tile_release();
+    return out[0];
+}
+inline bool has_amx_peak() noexcept { return amx_permitted(); }
+#else
+inline bool has_amx_peak() noexcept { return false; }
+inline float amx_chains_run(std::int64_t) noexcept { return 0; }
+#endif
+
+// Every thread runs amx_chains_run(steps / 16) once (a tile instruction does 16× a vector's work); returns
+// the flops of all threads together (0 without AMX).
+inline double amx_peak_round(std::int64_t steps, volatile float* sink) noexcept {
+    if (!has_amx_peak()) return 0;
+    const std::int64_t tile_steps = steps / 16;
+    return 4.0 * 16384.0 * static_cast<double>(tile_steps) * on_every_thread(amx_chains_run, tile_steps, sink);
+}
+
 // Best GFLOP/s of `rounds` timed rounds of `round` (after one warm-up round that also wakes the thread
 // pool and lets the clock ramp up).
 template <class Round>
@@ -167,6 +223,11 @@ inline double measure_fma_peak_gflops(int rounds = 5, std::int64_t steps = std::
 // 0 where the CPU target has no AVX512-BF16.
 inline double measure_bf16_dot_peak_gflops(int rounds = 5, std::int64_t steps = std::int64_t(1) << 23) {
     return has_bf16_dot_peak ? measure_peak_gflops(bf16_dot_peak_round, rounds, steps) : 0.0;
+}
+
+// 0 where the target has no AMX or the tile state is not granted.
+inline double measure_amx_peak_gflops(int rounds = 5, std::int64_t steps = std::int64_t(1) << 23) {
+    return has_amx_peak() ? measure_peak_gflops(amx_peak_round, rounds, steps) : 0.0;
 }
 
 }  // namespace longnet_bench

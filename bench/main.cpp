@@ -77,8 +77,13 @@ int main(int argc, char** argv) {
     if (bf16_peak > 0)
         std::fprintf(stderr, "longnet_bench: bf16 dot peak %.1f GFLOP/s (avx512bf16, %.2fx the FMA peak)\n", bf16_peak,
                      bf16_peak / peak);
-    std::fprintf(stderr, "longnet_bench: kernels use %s; bf16 dot products %s\n", kernel_isa,
-                 longnet::bf16_dot_products() ? "on" : "off");
+    // The AMX bf16 peak (TDPBF16PS) where the target has AMX and Linux grants the tile state, else 0.
+    const double amx_peak = longnet_bench::measure_amx_peak_gflops();
+    if (amx_peak > 0)
+        std::fprintf(stderr, "longnet_bench: AMX bf16 peak %.1f GFLOP/s (amx-bf16, %.2fx the FMA peak)\n", amx_peak,
+                     amx_peak / peak);
+    std::fprintf(stderr, "longnet_bench: kernels use %s; bf16 dot products %s; AMX tiles %s\n", kernel_isa,
+                 longnet::bf16_dot_products() ? "on" : "off", longnet::bf16_amx_tiles() ? "on" : "off");
 
     benchmark::AddCustomContext("longnet_version", LONGNET_VERSION_STRING);
     benchmark::AddCustomContext("longnet_peak_gflops", std::to_string(peak));
@@ -86,6 +91,8 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("longnet_bf16_dot_peak_gflops", std::to_string(bf16_peak));
     benchmark::AddCustomContext("longnet_simd_isa", kernel_isa);
     benchmark::AddCustomContext("longnet_bf16_dot", longnet::bf16_dot_products() ? "on" : "off");
+    benchmark::AddCustomContext("longnet_amx_peak_gflops", std::to_string(amx_peak));
+    benchmark::AddCustomContext("longnet_bf16_amx", longnet::bf16_amx_tiles() ? "on" : "off");
     benchmark::AddCustomContext("longnet_threads", std::to_string(longnet_bench::bench_threads()));
     benchmark::AddCustomContext("longnet_head_dim", std::to_string(config.head_dim));
     benchmark::AddCustomContext("longnet_onednn", LONGNET_BENCH_HAS_ONEDNN ? "yes" : "no");

@@ -404,7 +404,12 @@ int compute_random(const arguments& a, const longnet::dilated_options& opt, cons
     json += ",\"simd\":\"" + std::string(longnet::simd_isa()) + "\"";
     // true: a build without -march whose kernels were picked at run time (LONGNET_ISA, isa.hpp)
     json += std::string(",\"dispatch\":") + (LONGNET_DISPATCH ? "true" : "false");
-    if (dtype == "bfloat16") json += std::string(",\"bf16_dot\":") + (longnet::bf16_dot_products() ? "true" : "false");
+    if (dtype == "bfloat16") {
+        json += std::string(",\"bf16_dot\":") + (longnet::bf16_dot_products() ? "true" : "false");
+        // AMX tiles for the bf16 dot products (head dims a multiple of 32; isa.hpp)
+        json += std::string(",\"bf16_amx\":") +
+                (longnet::bf16_dot_products() && longnet::bf16_amx_tiles() && dims[3] % 32 == 0 ? "true" : "false");
+    }
     json += ",\"seed\":" + std::to_string(seed);
     json += ",\"repeat\":" + std::to_string(repeat);
     json += ",\"seconds\":" + cli::json_number(median);

@@ -7,8 +7,9 @@
 //   LONGNET_FORCE_SCALAR define to 1 (or CMake option LONGNET_FORCE_SCALAR) to select the portable
 //                        scalar kernels, e.g. to test them against the SIMD ones.
 //   LONGNET_HAS_BF16_DOT 1 when the SIMD kernels are on and the target has AVX512-BF16 (with AVX512BW,
-//                        e.g. -march=native on Zen 4, Sapphire Rapids, Cooper Lake): the forward of
-//                        bfloat16 storage computes QKᵀ and PV with vdpbf16ps (detail/bf16_dot.hpp).
+//                        e.g. -march=native on Zen 4, Sapphire Rapids, Cooper Lake): bfloat16 storage
+//                        computes the attention's products, forward and backward, with vdpbf16ps
+//                        (detail/bf16_dot.hpp, detail/backward_kernel.hpp).
 //                        Define LONGNET_NO_BF16_DOT=1 to keep the float path there.
 
 #if defined(_OPENMP)
@@ -89,7 +90,8 @@
 #endif
 
 //   LONGNET_AMX_TILES    1 when the bf16 dot-product path also carries AMX tiles (detail/bf16_tiles.hpp:
-//                        TDPBF16PS on 16×16 float tiles, Intel Sapphire Rapids and later), used at run time
+//                        TDPBF16PS on 16×16 float tiles, Intel Sapphire Rapids and later; forward and
+//                        backward, head dims a multiple of 32), used at run time
 //                        where the CPU has AMX-BF16 and Linux grants the tile state (bf16_amx_available(),
 //                        runtime_isa.hpp). Linux, x86-64, GCC >= 11 or clang >= 12. Define LONGNET_NO_AMX=1
 //                        to leave them out.

@@ -80,12 +80,14 @@ inline bool set_bf16_dot_products(bool on) noexcept {
     return bf16_dot_products();
 }
 
-// AMX tiles for the bf16 dot-product forward (detail/bf16_tiles.hpp): where the CPU has AMX-BF16 (Intel
-// Sapphire Rapids and later) and Linux grants the tile state, QKᵀ and PV of head dims that are a multiple
-// of 32 run as TDPBF16PS on 16×16 tiles (same pair layouts, same P rounding, float accumulation); other
-// head dims and the backward keep vdpbf16ps. LONGNET_AMX=0 turns it off for the process.
+// AMX tiles for the bf16 dot-product path (detail/bf16_tiles.hpp): where the CPU has AMX-BF16 (Intel
+// Sapphire Rapids and later) and Linux grants the tile state (the arch_prctl request every AMX program
+// makes, once per process), the products of head dims that are a multiple of 32 run as TDPBF16PS on
+// 16×16 tiles, forward (QKᵀ, PV) and backward (scores, dP, dV, dK, dQ): the same pair layouts, the same
+// bf16 roundings of P and dS, float accumulation. Other head dims keep vdpbf16ps; the causal diagonal's
+// last keys of a row in the forward too. LONGNET_AMX=0 turns AMX off for the process.
 
-// True when AMX tiles are available and enabled: the bf16 dot-product forward uses them whenever it runs
+// True when AMX tiles are available and enabled: the bf16 dot-product path uses them whenever it runs
 // (bf16_dot_products()) on a head dim that is a multiple of 32.
 inline bool bf16_amx_tiles() noexcept { return detail::bf16_amx_switch().load(std::memory_order_relaxed); }
 

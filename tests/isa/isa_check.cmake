@@ -3,7 +3,8 @@
 # kernel, with -O3 -Wall -Wextra -Wpedantic -Werror -fopenmp for each -march target in
 # LONGNET_ISA_CHECK_TARGETS (default x86-64 = the baseline, whose build compiles the runtime-dispatch
 # regions for AVX2+FMA and AVX-512 (detail/kernels.hpp), x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512, cooperlake = AVX-512 with
-# AVX512-BF16: the bf16 dot-product path of detail/bf16_dot.hpp), with the project
+# AVX512-BF16: the bf16 dot-product path of detail/bf16_dot.hpp, with the AMX tiles in their own target
+# region; sapphirerapids = AVX512-BF16 and AMX in the target itself), with the project
 # compiler and with clang++ when found. Compiling needs no such CPU, so every machine checks that a
 # user's -Werror build is clean on AVX2 and AVX-512 targets alike (GCC 12 once failed on AVX-512 only).
 # One CTest test per compiler and target: test_isa_<compiler>_<target>.
@@ -12,7 +13,7 @@ if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" OR MSVC)
   message(STATUS "longnet: not an x86-64 GCC/clang build; the ISA warning check is skipped")
   return()
 endif()
-set(LONGNET_ISA_CHECK_TARGETS "x86-64;x86-64-v3;x86-64-v4;cooperlake" CACHE STRING
+set(LONGNET_ISA_CHECK_TARGETS "x86-64;x86-64-v3;x86-64-v4;cooperlake;sapphirerapids" CACHE STRING
     "-march targets the ISA warning check compiles every kernel for (tests/isa)")
 
 set(_isa_source "${CMAKE_CURRENT_LIST_DIR}/instantiate_kernels.cpp")

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
 // namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
-// bf16 dot products for bfloat16 storage (AVX512-BF16: vdpbf16ps), the forward's QKᵀ and PV.
+// bf16 dot products for bfloat16 storage (AVX512-BF16: vdpbf16ps; AMX: TDPBF16PS), the forward's QKᵀ and
+// PV; the pair packers the backward uses too. The instructions themselves are in bf16_tiles.hpp.
 //
 // vdpbf16ps multiplies 32 pairs of bf16 and adds each pair's two products into one of 16 float lanes:
 // acc[l] += a[2l]·b[2l] + a[2l+1]·b[2l+1], float accumulation. Per instruction that is twice the
@@ -17,10 +18,13 @@
 // key with one the row does not see, whose value lanes are masked to 0 (so a NaN or inf there cannot
 // reach rows it must not reach: 0·NaN would be NaN).
 //
-// Used by the forward (forward_branch, the distributed forward) when bf16_dot_active<T, Arch>() holds: T
-// is bfloat16, the translation unit targets AVX512-BF16 (LONGNET_HAS_BF16_DOT, config.hpp), Arch is an
-// AVX-512 architecture, and the process-wide switch is on (longnet::bf16_dot_products(), isa.hpp: on
-// by default where vdpbf16ps is as fast as an FMA). Everything else keeps the fma path.
+// Used by the forward (forward_branch, the distributed forward) and, through the same packers, by the
+// backward (backward_kernel.hpp: backward_bf16, backward_amx) when bf16_dot_active<T, Arch>() holds: T is
+// bfloat16, the tiles are compiled in (the translation unit targets AVX512-BF16, LONGNET_HAS_BF16_DOT, or
+// Arch is the dispatched AVX-512 path, LONGNET_DISPATCH_BF16; config.hpp), and the process-wide switch
+// is on (longnet::bf16_dot_products(), isa.hpp: on by default where the products beat the float FMAs;
+// it is only ever on where the CPU has AVX512-BF16). amx_dot (below) runs the same layouts on AMX tiles
+// where bf16_amx_switch() is on. Everything else keeps the fma path.
 
 #include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
 

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Process-wide choices of the kernels made at run time: which instruction set the dispatched kernels run
-// (runtime ISA dispatch, detail/kernels.hpp; LONGNET_DISPATCH in config.hpp) and whether bfloat16
-// storage takes the bf16 dot-product forward (bf16_dot.hpp). Public interface: longnet/isa.hpp.
+// (runtime ISA dispatch, detail/kernels.hpp; LONGNET_DISPATCH in config.hpp), whether bfloat16 storage
+// takes the bf16 dot-product path (bf16_dot.hpp) and whether that path uses AMX tiles. Public interface:
+// longnet/isa.hpp.
 
 #include <atomic>
 #include <cstdlib>
