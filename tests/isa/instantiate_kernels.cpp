@@ -4,6 +4,13 @@
 // CTest (tests/isa/isa_check.cmake) with -O3 -Wall -Wextra -Wpedantic -Werror for several -march
 // targets and with both g++ and clang++: what a user's -Werror build would see on such a machine.
 // Compile only: nothing here runs (the test suites run the kernels against the oracle).
+// LONGNET_ISA_CHECK_IMMINTRIN_FIRST: <immintrin.h> comes before longnet, as in a translation unit that
+// includes another SIMD library first (torch, for python/): longnet's own code must stay clean of GCC 12's
+// undefined-merge-source warnings then too (PR 105593; detail/x86_intrinsics.hpp). Without the nn decoder:
+// Eigen's AVX-512 code is not ours to change.
+#if LONGNET_ISA_CHECK_IMMINTRIN_FIRST
+#include <immintrin.h>
+#endif
 #include <longnet/longnet.hpp>
 #if LONGNET_ISA_CHECK_NN
 #include <longnet/nn/nn.hpp>

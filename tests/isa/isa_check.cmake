@@ -61,4 +61,15 @@ foreach(ci RANGE ${_isa_last})
     math(EXPR _isa_count "${_isa_count} + 1")
   endforeach()
 endforeach()
+# The kernels once more with <immintrin.h> included before longnet (what python/'s torch headers do), for
+# an AVX-512 target with AVX512-BF16 and AMX, with the project compiler (GCC 12's warnings are the point).
+if("sapphirerapids" IN_LIST LONGNET_ISA_CHECK_TARGETS AND TEST test_isa_${_isa_cxx_id}_sapphirerapids)
+  set(_isa_first_flags ${_isa_flags})
+  list(REMOVE_ITEM _isa_first_flags -DLONGNET_ISA_CHECK_NN=1)
+  add_test(NAME test_isa_${_isa_cxx_id}_sapphirerapids_immintrin_first
+           COMMAND "${CMAKE_CXX_COMPILER}" ${_isa_first_flags} -DLONGNET_ISA_CHECK_IMMINTRIN_FIRST=1
+                   -march=sapphirerapids -c "${_isa_source}" -o "${_isa_out}/immintrin_first.o")
+  set_tests_properties(test_isa_${_isa_cxx_id}_sapphirerapids_immintrin_first PROPERTIES LABELS "isa" TIMEOUT 600)
+  math(EXPR _isa_count "${_isa_count} + 1")
+endif()
 message(STATUS "longnet: ISA warning check: ${_isa_count} compiles (${LONGNET_ISA_CHECK_TARGETS})")

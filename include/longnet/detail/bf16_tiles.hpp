@@ -108,32 +108,40 @@ inline void round_rows(const float* src, index_t n, std::uint16_t* dst) noexcept
 // ldd elements apart. 16×16 blocks transposed in registers (64 shuffles each).
 inline void transpose_round(const float* src, index_t lds, index_t rows, index_t cols, std::uint16_t* dst,
                             index_t ldd) noexcept {
+    // masked forms with a defined merge source and a full mask: the same instructions as the unmasked
+    // ones, which GCC 12 implements with an undefined merge source and then warns about (PR 105593) where
+    // <immintrin.h> came before longnet's headers (x86_intrinsics.hpp)
+    constexpr __mmask16 all16 = 0xFFFF;
+    constexpr __mmask8 all8 = 0xFF;
     for (index_t j0 = 0; j0 < rows; j0 += 16)
         for (index_t i0 = 0; i0 < cols; i0 += 16) {
             __m512 a[16], t[16];
             for (int k = 0; k < 16; ++k)
                 a[k] = j0 + k < rows ? _mm512_loadu_ps(src + (j0 + k) * lds + i0) : _mm512_setzero_ps();
             for (int k = 0; k < 16; k += 2) {
-                t[k] = _mm512_unpacklo_ps(a[k], a[k + 1]);
-                t[k + 1] = _mm512_unpackhi_ps(a[k], a[k + 1]);
+                t[k] = _mm512_mask_unpacklo_ps(a[k], all16, a[k], a[k + 1]);
+                t[k + 1] = _mm512_mask_unpackhi_ps(a[k], all16, a[k], a[k + 1]);
             }
             // u[4g + c]: lane L holds column 4L + c of rows 4g .. 4g + 3
             __m512 u[16];
             for (int g = 0; g < 4; ++g) {
                 const __m512d t0 = _mm512_castps_pd(t[4 * g]), t1 = _mm512_castps_pd(t[4 * g + 1]);
                 const __m512d t2 = _mm512_castps_pd(t[4 * g + 2]), t3 = _mm512_castps_pd(t[4 * g + 3]);
-                u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-                u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-                u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-                u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+                u[4 * g + 0] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(t0, all8, t0, t2));
+                u[4 * g + 1] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(t0, all8, t0, t2));
+                u[4 * g + 2] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(t1, all8, t1, t3));
+                u[4 * g + 3] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(t1, all8, t1, t3));
             }
             for (int c = 0; c < 4; ++c) {
-                const __m512 x01_lo = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);  // lanes 0, 2 of each
-                const __m512 x01_hi = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);  // lanes 1, 3 of each
-                const __m512 x23_lo = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-                const __m512 x23_hi = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
-                const __m512 out[4] = {_mm512_shuffle_f32x4(x01_lo, x23_lo, 0x88), _mm512_shuffle_f32x4(x01_hi, x23_hi, 0x88),
-                                       _mm512_shuffle_f32x4(x01_lo, x23_lo, 0xDD), _mm512_shuffle_f32x4(x01_hi, x23_hi, 0xDD)};
+                // lanes 0, 2 of each (0x88), lanes 1, 3 of each (0xDD)
+                const __m512 x01_lo = _mm512_mask_shuffle_f32x4(u[c], all16, u[c], u[4 + c], 0x88);
+                const __m512 x01_hi = _mm512_mask_shuffle_f32x4(u[c], all16, u[c], u[4 + c], 0xDD);
+                const __m512 x23_lo = _mm512_mask_shuffle_f32x4(u[8 + c], all16, u[8 + c], u[12 + c], 0x88);
+                const __m512 x23_hi = _mm512_mask_shuffle_f32x4(u[8 + c], all16, u[8 + c], u[12 + c], 0xDD);
+                const __m512 out[4] = {_mm512_mask_shuffle_f32x4(x01_lo, all16, x01_lo, x23_lo, 0x88),
+                                       _mm512_mask_shuffle_f32x4(x01_hi, all16, x01_hi, x23_hi, 0x88),
+                                       _mm512_mask_shuffle_f32x4(x01_lo, all16, x01_lo, x23_lo, 0xDD),
+                                       _mm512_mask_shuffle_f32x4(x01_hi, all16, x01_hi, x23_hi, 0xDD)};
                 for (int l = 0; l < 4; ++l)  // column 4L + c of the block
                     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (i0 + 4 * l + c) * ldd + j0),
                                         (__m256i)_mm512_cvtneps_pbh(out[l]));
@@ -199,37 +207,51 @@ inline void amx_end() noexcept { _tile_release(); }
 // GCC's tile loads are asm statements that do not say they read memory: order the stores before them.
 inline void amx_fence() noexcept { __asm__ __volatile__("" ::: "memory"); }
 
-// S[g..g+16)[c0..c0+16n) = scale·A·B for the 16 rows of A from a (d2 pair words per row, d2 a multiple
-// of 16) and n ≤ 4 column tiles of B from b (pair rows ldb words apart).
+// tmm0 .. tmm(n−1) += A · B_t for n ≤ 4 column tiles: A (16 rows of 64 bytes, sa bytes apart) into tmm4,
+// B_t the 16 pair rows (sb bytes apart) from b + 16·t, alternating tmm6 and tmm7.
+inline void amx_accumulate(const void* a, long sa, const std::uint32_t* b, long sb, int n) noexcept {
+    _tile_loadd(4, a, sa);
+    _tile_loadd(6, b, sb);
+    _tile_dpbf16ps(0, 4, 6);
+    if (n > 1) {
+        _tile_loadd(7, b + 16, sb);
+        _tile_dpbf16ps(1, 4, 7);
+    }
+    if (n > 2) {
+        _tile_loadd(6, b + 32, sb);
+        _tile_dpbf16ps(2, 4, 6);
+    }
+    if (n > 3) {
+        _tile_loadd(7, b + 48, sb);
+        _tile_dpbf16ps(3, 4, 7);
+    }
+}
+
+// Load / store the accumulators tmm0 .. tmm(n−1): 16×16 floats each, side by side from c (rows sc bytes apart).
+inline void amx_load_accumulators(const float* c, long sc, int n) noexcept {
+    _tile_loadd(0, c, sc);
+    if (n > 1) _tile_loadd(1, c + 16, sc);
+    if (n > 2) _tile_loadd(2, c + 32, sc);
+    if (n > 3) _tile_loadd(3, c + 48, sc);
+}
+inline void amx_store_accumulators(float* c, long sc, int n) noexcept {
+    _tile_stored(0, c, sc);
+    if (n > 1) _tile_stored(1, c + 16, sc);
+    if (n > 2) _tile_stored(2, c + 32, sc);
+    if (n > 3) _tile_stored(3, c + 48, sc);
+}
+
+// S[0..16)[0..16n) = scale·A·B for the 16 rows of A from a (d2 pair words per row, d2 a multiple of 16)
+// and n ≤ 4 column tiles of B from b (pair rows ldb words apart).
 inline void amx_score_tiles(const std::uint32_t* a, index_t d2, const std::uint32_t* b, index_t ldb, int n, float scale,
                             float* s, index_t lds) noexcept {
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
-    const long sa = static_cast<long>(d2 * 4), sb = static_cast<long>(ldb * 4), ss = static_cast<long>(lds * 4);
-    for (index_t m = 0; m < d2; m += 16) {
-        _tile_loadd(4, a + m, sa);
-        const std::uint32_t* bm = b + m * ldb;
-        _tile_loadd(6, bm, sb);
-        _tile_dpbf16ps(0, 4, 6);
-        if (n > 1) {
-            _tile_loadd(7, bm + 16, sb);
-            _tile_dpbf16ps(1, 4, 7);
-        }
-        if (n > 2) {
-            _tile_loadd(6, bm + 32, sb);
-            _tile_dpbf16ps(2, 4, 6);
-        }
-        if (n > 3) {
-            _tile_loadd(7, bm + 48, sb);
-            _tile_dpbf16ps(3, 4, 7);
-        }
-    }
-    _tile_stored(0, s, ss);
-    if (n > 1) _tile_stored(1, s + 16, ss);
-    if (n > 2) _tile_stored(2, s + 32, ss);
-    if (n > 3) _tile_stored(3, s + 48, ss);
+    const long sa = static_cast<long>(d2 * 4), sb = static_cast<long>(ldb * 4);
+    for (index_t m = 0; m < d2; m += 16) amx_accumulate(a + m, sa, b + m * ldb, sb, n);
+    amx_store_accumulators(s, static_cast<long>(lds * 4), n);
     if (scale != 1.0f) {
         const __m512 f = _mm512_set1_ps(scale);
         for (index_t i = 0; i < 16; ++i)
@@ -259,33 +281,9 @@ inline void amx_pv(const std::uint16_t* p, index_t ldp, const std::uint32_t* v, 
     const long sp = static_cast<long>(ldp * 2), sv = static_cast<long>(ldv * 4), so = static_cast<long>(ldo * 4);
     for (index_t c0 = 0; c0 < cols; c0 += 64) {
         const int tiles = static_cast<int>(std::min<index_t>(4, (cols - c0) / 16));
-        float* oc = o + c0;
-        _tile_loadd(0, oc, so);
-        if (tiles > 1) _tile_loadd(1, oc + 16, so);
-        if (tiles > 2) _tile_loadd(2, oc + 32, so);
-        if (tiles > 3) _tile_loadd(3, oc + 48, so);
-        for (index_t k = 0; k < n; k += 32) {
-            _tile_loadd(4, p + k, sp);
-            const std::uint32_t* vk = v + k / 2 * ldv + c0;
-            _tile_loadd(6, vk, sv);
-            _tile_dpbf16ps(0, 4, 6);
-            if (tiles > 1) {
-                _tile_loadd(7, vk + 16, sv);
-                _tile_dpbf16ps(1, 4, 7);
-            }
-            if (tiles > 2) {
-                _tile_loadd(6, vk + 32, sv);
-                _tile_dpbf16ps(2, 4, 6);
-            }
-            if (tiles > 3) {
-                _tile_loadd(7, vk + 48, sv);
-                _tile_dpbf16ps(3, 4, 7);
-            }
-        }
-        _tile_stored(0, oc, so);
-        if (tiles > 1) _tile_stored(1, oc + 16, so);
-        if (tiles > 2) _tile_stored(2, oc + 32, so);
-        if (tiles > 3) _tile_stored(3, oc + 48, so);
+        amx_load_accumulators(o + c0, so, tiles);
+        for (index_t k = 0; k < n; k += 32) amx_accumulate(p + k, sp, v + k / 2 * ldv + c0, sv, tiles);
+        amx_store_accumulators(o + c0, so, tiles);
     }
 }
 
