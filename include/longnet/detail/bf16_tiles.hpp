@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// The AVX512-BF16 register tiles of the bf16 dot-product path (bf16_dot.hpp: the forward's QKᵀ and PV,
-// the backward's five products). Compiled once, not once per path: they depend on no SIMD architecture
-// template, only on the instruction set.
+// The instructions of the bf16 dot-product path (bf16_dot.hpp: the forward's QKᵀ and PV; backward_kernel.hpp:
+// the backward's five products): AVX512-BF16 register tiles (vdpbf16ps), the rounding and transposition
+// of P and dS to bf16, and, further down, the AMX tiles (TDPBF16PS). Compiled once, not once per path:
+// they depend on no SIMD architecture template, only on the instruction set.
 //
 // vdpbf16ps multiplies 32 pairs of bf16 and adds each pair's two products into one of 16 float lanes:
 // acc[l] += a[2l]·b[2l] + a[2l+1]·b[2l+1], float accumulation. Operands are packed as pairs, one 32-bit
