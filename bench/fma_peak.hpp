@@ -166,15 +166,15 @@ inline float amx_chains_run(std::int64_t steps) noexcept {
     } cfg;
     for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
     __asm__ __volatile__("ldtilecfg %0" ::"m"(cfg));
-    alignas(64) static const std::uint16_t ones[16 * 32] = {};  // bf16 zeros: the sums stay finite
+    alignas(64) static const std::uint16_t zeros[16 * 32] = {};  // bf16 zero operands: the sums stay 0
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
-    _tile_loadd(4, ones, 64);
-    _tile_loadd(5, ones, 64);
-    _tile_loadd(6, ones, 64);
-    _tile_loadd(7, ones, 64);
+    _tile_loadd(4, zeros, 64);
+    _tile_loadd(5, zeros, 64);
+    _tile_loadd(6, zeros, 64);
+    _tile_loadd(7, zeros, 64);
     for (std::int64_t s = 0; s < steps; ++s) {
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
