@@ -3,6 +3,7 @@
 #
 #   longnet_apply_project_options(<target> [NO_NATIVE] [NO_WARNINGS])
 #
+# links longnet::onednn where it exists (the nn GEMMs on oneDNN: cmake/longnet_onednn.cmake), and
 # adds -Wall -Wextra -Wpedantic, -Werror when LONGNET_WERROR, the sanitizers of LONGNET_SANITIZE
 # (e.g. "address,undefined") to compile and link, and -march=native when LONGNET_NATIVE
 # (unless NO_NATIVE); LONGNET_MARCH=<isa> (e.g. x86-64-v3, x86-64-v4) replaces native by -march=<isa>,
@@ -24,6 +25,9 @@ endif()
 
 function(longnet_apply_project_options target)
   cmake_parse_arguments(PARSE_ARGV 1 ARG "NO_NATIVE;NO_WARNINGS" "" "")
+  if(COMMAND longnet_link_onednn)
+    longnet_link_onednn(${target})
+  endif()
   if(MSVC)
     if(NOT ARG_NO_WARNINGS)
       target_compile_options(${target} PRIVATE /W4 $<$<BOOL:${LONGNET_WERROR}>:/WX>)

@@ -10,6 +10,12 @@ if(LONGNET_WITH_EIGEN AND TARGET nlohmann_json::nlohmann_json)
 else()
   set(_longnet_consumer_expect_nn OFF)
 endif()
+# With oneDNN in this build (longnet::onednn), each route must also offer longnet::onednn and build
+# consumer_training_onednn (the nn GEMMs on oneDNN).
+set(_longnet_consumer_expect_onednn OFF)
+if(TARGET longnet::onednn AND _longnet_consumer_expect_nn)
+  set(_longnet_consumer_expect_onednn ON)
+endif()
 foreach(mode IN ITEMS subdirectory fetchcontent find_package build_tree)
   add_test(NAME consumer_${mode}
            COMMAND "${CMAKE_COMMAND}"
@@ -21,6 +27,7 @@ foreach(mode IN ITEMS subdirectory fetchcontent find_package build_tree)
                    "-DCXX_COMPILER=${CMAKE_CXX_COMPILER}"
                    "-DLONGNET_BUILD_DIR=${PROJECT_BINARY_DIR}"
                    "-DEXPECT_NN=${_longnet_consumer_expect_nn}"
+                   "-DEXPECT_ONEDNN=${_longnet_consumer_expect_onednn}"
                    -P "${CMAKE_CURRENT_LIST_DIR}/run_consumer.cmake")
   set_tests_properties(consumer_${mode} PROPERTIES LABELS "consumer" TIMEOUT 600)
 endforeach()

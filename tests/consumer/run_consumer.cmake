@@ -2,7 +2,8 @@
 # Configure, build and run the consumer project in one mode, from scratch:
 #   cmake -DMODE=<subdirectory|fetchcontent|find_package|build_tree> -DSOURCE_DIR=<longnet source>
 #         -DCONSUMER_DIR=<tests/consumer> -DWORK_DIR=<scratch dir> -DGENERATOR=<generator>
-#         -DCXX_COMPILER=<c++> [-DLONGNET_BUILD_DIR=<configured longnet build dir>] -P run_consumer.cmake
+#         -DCXX_COMPILER=<c++> [-DLONGNET_BUILD_DIR=<configured longnet build dir>] [-DEXPECT_NN=ON]
+#         [-DEXPECT_ONEDNN=ON] -P run_consumer.cmake
 # find_package installs LONGNET_BUILD_DIR into WORK_DIR/prefix first; build_tree points longnet_DIR at
 # LONGNET_BUILD_DIR (the build-tree export).
 foreach(var MODE SOURCE_DIR CONSUMER_DIR WORK_DIR GENERATOR CXX_COMPILER)
@@ -26,6 +27,9 @@ set(args -S "${CONSUMER_DIR}" -B "${build}" -G "${GENERATOR}" "-DCMAKE_CXX_COMPI
          -DCMAKE_BUILD_TYPE=Release "-DLONGNET_CONSUMER_MODE=${MODE}")
 if(EXPECT_NN)
   list(APPEND args -DLONGNET_CONSUMER_EXPECT_NN=ON)
+endif()
+if(EXPECT_ONEDNN)
+  list(APPEND args -DLONGNET_CONSUMER_EXPECT_ONEDNN=ON)
 endif()
 
 if(MODE STREQUAL "subdirectory")
@@ -75,6 +79,16 @@ foreach(candidate "${build}/consumer_training" "${build}/Release/consumer_traini
 endforeach()
 if(EXPECT_NN AND NOT ran_training)
   message(FATAL_ERROR "[${MODE}] consumer_training was not built")
+endif()
+# the same through longnet::onednn (built when the consumer sees longnet::onednn)
+foreach(candidate "${build}/consumer_training_onednn" "${build}/Release/consumer_training_onednn.exe")
+  if(EXISTS "${candidate}")
+    run(run_training_onednn "${candidate}")
+    set(ran_training_onednn ON)
+  endif()
+endforeach()
+if(EXPECT_ONEDNN AND NOT ran_training_onednn)
+  message(FATAL_ERROR "[${MODE}] consumer_training_onednn was not built")
 endif()
 # longnet/training/distributed_trainer.hpp through longnet::mpi (built when the consumer sees longnet::mpi)
 foreach(candidate "${build}/consumer_distributed_training" "${build}/Release/consumer_distributed_training.exe")

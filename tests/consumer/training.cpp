@@ -2,10 +2,15 @@
 // Consumer check of longnet/training (built when Eigen and nlohmann/json are available): a tiny LongNet
 // decoder, torchscale-initialised, takes AdamW steps on one fixed sequence through longnet::training's
 // trainer; its loss must fall, every gradient and parameter stay finite, and the named parameters carry
-// torchscale's names. Exit code 0 only if so.
+// torchscale's names. Exit code 0 only if so. Built a second time through longnet::onednn
+// (consumer_training_onednn, LONGNET_CONSUMER_EXPECT_ONEDNN): then the nn GEMMs must be oneDNN's.
 #include <longnet/nn/nn.hpp>
 #include <longnet/training/training.hpp>
 #include <longnet/version.hpp>
+
+#if defined(LONGNET_CONSUMER_EXPECT_ONEDNN) && !LONGNET_NN_GEMM_ONEDNN
+#error "consumer_training_onednn: linked longnet::onednn, but longnet/nn/gemm.hpp does not use oneDNN"
+#endif
 
 #include <cmath>
 #include <cstdio>
@@ -42,7 +47,8 @@ int main() {
         for (std::int64_t i = 0; i < p.size(); ++i) finite = finite && std::isfinite(p.data[i]);
     const bool named = trainer.named_params().front().name == "embed_tokens.weight" &&
                        trainer.named_params().back().name == "output_projection.weight";
-    std::printf("longnet %s training consumer: loss %.4f -> %.4f over 10 AdamW steps, %zu tensors%s\n", LONGNET_VERSION_STRING,
-                first, last, trainer.named_params().size(), finite ? "" : ", NON-FINITE values");
+    std::printf("longnet %s training consumer (%s GEMMs): loss %.4f -> %.4f over 10 AdamW steps, %zu tensors%s\n",
+                LONGNET_VERSION_STRING, nn::gemm_backend, first, last, trainer.named_params().size(),
+                finite ? "" : ", NON-FINITE values");
     return (finite && named && last < 0.7 * first) ? 0 : 1;
 }

@@ -6,9 +6,10 @@
 // on the whole batch itself (the reference), then the distributed trainer over MPI_COMM_WORLD for every
 // data-parallel split K that divides the world (P = W/K ranks per sequence: with 4 ranks 4×1, 2×2 and
 // 1×4), in float and double, both grad modes, with and without activation checkpointing:
-//   - loss and every gradient tensor against the reference: ≤ 1e-6 (float) / 1e-12 (double) relative to
+//   - loss and every gradient tensor against the reference: ≤ 1e-6 (float; 3e-6 with oneDNN's GEMMs, see
+//     run_case) / 1e-12 (double) relative to
 //     the tensor's largest reference value (max-norm), the loss relative to itself;
-//   - two AdamW steps: the parameters against the reference trainer's (float 1e-5 of the tensor's
+//   - two AdamW steps: the parameters against the reference trainer's (float 1e-5, 1e-4 with oneDNN, of the tensor's
 //     largest value: the step divides by sqrt(v), rounding of tiny gradients shows; double 1e-10), and
 //     the same on every rank (the checksum check); the reference then takes the distributed run's
 //     parameters, so the second step's gradients are again compared at the same parameters;
@@ -101,8 +102,12 @@ double relative_difference(const T* a, const T* b, std::int64_t n) {
 
 template <class T>
 void run_case(int data_parallel, longnet::grad_mode mode, bool checkpointing) {
-    const double tol_grad = std::is_same_v<T, float> ? 1e-6 : 1e-12;
-    const double tol_param = std::is_same_v<T, float> ? 1e-5 : 1e-10;
+    // float with oneDNN's GEMMs (nn/gemm.hpp): its small-row kernels round a row differently depending on
+    // how many rows share the product, so splitting a sequence over ranks moves float rounding (measured
+    // 1.3e-6 gradients, 3.5e-5 parameters at 4 ranks; Eigen's row-invariant GEMM: 6.4e-7 and 2.5e-6).
+    const bool onednn = std::string(nn::gemm_backend) == "onednn";
+    const double tol_grad = std::is_same_v<T, float> ? (onednn ? 3e-6 : 1e-6) : 1e-12;
+    const double tol_param = std::is_same_v<T, float> ? (onednn ? 1e-4 : 1e-5) : 1e-10;
     const std::string name = std::string(std::is_same_v<T, float> ? "float" : "double") + " K=" + std::to_string(data_parallel) +
                              " P=" + std::to_string(g_size / data_parallel) + " " + longnet::to_string(mode) +
                              (checkpointing ? " checkpointing" : "");

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Linear layer y = x·Wᵀ + b (PyTorch nn.Linear): W [out, in], b [out] (optional), x [T, in], y [T, out].
-// One Eigen GEMM (multithreaded under OpenMP); bf16/narrow weights are widened to T first.
-// Backward (training): dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy — three Eigen GEMMs/reductions that
+// One GEMM (nn/gemm.hpp: oneDNN's runtime-dispatched sgemm with longnet::onednn, else Eigen's; multithreaded
+// under OpenMP); bf16/narrow weights are widened to T first.
+// Backward (training): dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy — two GEMMs and a reduction that
 // accumulate, so a tensor read by several layers sums its gradients for free.
 
 #include <stdexcept>
 #include <string>
 
 #include "longnet/nn/common.hpp"
+#include "longnet/nn/gemm.hpp"
 
 namespace longnet::nn {
 
@@ -49,10 +51,10 @@ public:
                                         std::to_string(y.cols()) + "] do not fit weight [" +
                                         std::to_string(out_features()) + ", " + std::to_string(in_features()) + "]");
         if constexpr (std::is_same_v<W, T>) {
-            y.noalias() = x * weight.transpose();
+            detail::gemm_x_wt<T>(x, weight, y);
         } else {
             const matrix<T> widened = weight.template cast<T>();  // [out, in]: small next to the GEMM
-            y.noalias() = x * widened.transpose();
+            detail::gemm_x_wt<T>(x, widened, y);
         }
         if (has_bias()) y.rowwise() += bias.transpose();
     }
@@ -79,10 +81,10 @@ public:
                                         std::to_string(dx.cols()) + "] do not fit weight [" +
                                         std::to_string(out_features()) + ", " + std::to_string(in_features()) + "]");
         if constexpr (std::is_same_v<W, T>) {
-            dx.noalias() += dy * weight;
+            detail::gemm_dy_w<T>(dy, weight, dx);
         } else {
             const matrix<T> widened = weight.template cast<T>();
-            dx.noalias() += dy * widened;
+            detail::gemm_dy_w<T>(dy, widened, dx);
         }
     }
     // grad.weight += dyᵀ·x, grad.bias += Σ_rows dy only.
@@ -94,7 +96,7 @@ public:
                                         std::to_string(x.cols()) + "], dy [" + std::to_string(dy.rows()) + ", " +
                                         std::to_string(dy.cols()) + "] or the gradient buffers do not fit weight [" +
                                         std::to_string(out_features()) + ", " + std::to_string(in_features()) + "]");
-        grad.weight.noalias() += dy.transpose() * x;
+        detail::gemm_dyt_x<T>(dy, x, grad.weight);
         if (has_bias()) grad.bias.noalias() += dy.colwise().sum().transpose();
     }
 
