@@ -20,7 +20,9 @@ required=(
   python3-numpy libopenmpi-dev openmpi-bin openssh-client
   python3-dev pybind11-dev python3-torch libtorch-dev python3-pytest
 )
-# Optional: oneDNN, the dense-attention baseline the benchmarks compare against; OpenBLAS (OpenMP build):
+# Optional: oneDNN (longnet::onednn: the float GEMMs of longnet/nn on its runtime-dispatched kernels, 1.6x
+# Eigen's at -march=native and 5x in a build without -march; also the dense-attention baseline of the
+# benchmarks; without it the nn GEMMs are Eigen's); OpenBLAS (OpenMP build):
 # torch's and numpy's matmuls otherwise run on the reference BLAS (python/bench's PyTorch baseline).
 optional=(libdnnl-dev libopenblas0-openmp)
 
