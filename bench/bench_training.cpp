@@ -23,6 +23,9 @@
 // Model FLOPs (the usual MFU convention: 3 × the forward's matmul flops, recomputation not counted):
 //   forward = T·L·(8·D² + 4·D·F) + 2·T·V·D + L·dilated_attention_flops(T) (causal, longnet/options.hpp)
 //
+// The nn GEMMs are oneDNN's where the build links longnet::onednn (context longnet_nn_gemm), and the
+// binary keeps freed memory for reuse (longnet/allocator.hpp; LONGNET_KEEP_FREED_MEMORY=0: glibc's default).
+//
 //   bench_training --benchmark_filter='BM_train_step/8192/0/1'     # 8K without checkpointing
 //   bench_training --benchmark_filter='BM_train_step/65536/1/0'    # peak RSS at 64K, alone in its process
 
@@ -31,6 +34,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -40,6 +44,7 @@
 
 #include "bench_common.hpp"
 #include "fma_peak.hpp"
+#include "longnet/allocator.hpp"
 #include "longnet/isa.hpp"
 #include "longnet/nn/nn.hpp"
 #include "longnet/training/training.hpp"
@@ -280,6 +285,9 @@ BENCHMARK(BM_train_profile)->Arg(8 * K)->Iterations(1)->Unit(benchmark::kSecond)
 int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    // As longnet's tools do (longnet/allocator.hpp); LONGNET_KEEP_FREED_MEMORY=0 measures glibc's default.
+    const char* keep_env = std::getenv("LONGNET_KEEP_FREED_MEMORY");
+    const bool keep = !(keep_env && std::string(keep_env) == "0") && longnet::keep_freed_memory();
     const char* kernel_isa = nullptr;  // an unusable LONGNET_ISA is an error here, not an abort later
     try {
         kernel_isa = longnet::simd_isa();
@@ -289,13 +297,16 @@ int main(int argc, char** argv) {
     }
     const double peak = longnet_bench::measure_fma_peak_gflops();
     longnet_bench::measured_peak_gflops() = peak;
-    std::fprintf(stderr, "bench_training: FMA peak %.1f GFLOP/s (%s, %d threads); kernels use %s\n", peak,
-                 longnet_bench::fma_isa, longnet_bench::bench_threads(), kernel_isa);
+    std::fprintf(stderr, "bench_training: FMA peak %.1f GFLOP/s (%s, %d threads); kernels use %s; nn GEMMs: %s; "
+                 "freed memory kept: %s\n", peak, longnet_bench::fma_isa, longnet_bench::bench_threads(), kernel_isa,
+                 nn::gemm_backend, keep ? "yes" : "no");
     benchmark::AddCustomContext("longnet_version", LONGNET_VERSION_STRING);
     benchmark::AddCustomContext("longnet_peak_gflops", std::to_string(peak));
     benchmark::AddCustomContext("longnet_fma_isa", longnet_bench::fma_isa);
     benchmark::AddCustomContext("longnet_simd_isa", kernel_isa);
     benchmark::AddCustomContext("longnet_threads", std::to_string(longnet_bench::bench_threads()));
+    benchmark::AddCustomContext("longnet_nn_gemm", nn::gemm_backend);
+    benchmark::AddCustomContext("longnet_keep_freed_memory", keep ? "yes" : "no");
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // LayerNorm over the last dim (PyTorch nn.LayerNorm): y = (x − mean) / sqrt(var + eps) · weight + bias,
-// biased variance (divide by the feature count), two-pass in T. In place allowed (y may alias x).
+// biased variance (divide by the feature count), two-pass in T. In place allowed (y may alias x). Each row's
+// sums are Eigen's vectorized reductions (a tree over SIMD lanes, not a left-to-right sum).
 // Training: forward_train also saves each row's mean and rstd = 1/sqrt(var + eps); backward (llm.c's):
 //   x̂ = (x − mean)·rstd, g = dy ∘ weight,  dx += rstd·(g − mean(g) − x̂·mean(g ∘ x̂)),
 //   dweight += Σ_rows dy ∘ x̂,  dbias += Σ_rows dy.
@@ -61,25 +62,17 @@ public:
                                         std::to_string(n) + "], dy, dx, saved statistics or gradient buffers do not fit " +
                                         std::to_string(features()) + " features");
         const T inv_n = T(1) / static_cast<T>(n);
-        const T* w = weight.data();
+        const row_map w(weight.data(), n);
         LONGNET_NN_PARALLEL_FOR
         for (index_t i = 0; i < rows; ++i) {
-            const T* xi = x.data() + i * x.outerStride();
-            const T* gi = dy.data() + i * dy.outerStride();
-            T* di = dx.data() + i * dx.outerStride();
+            const row_map xi(x.data() + i * x.outerStride(), n), gi(dy.data() + i * dy.outerStride(), n);
+            mutable_row_map di(dx.data() + i * dx.outerStride(), n);
             const T mu = mean[i], rs = rstd[i];
-            T mean_g = 0, mean_gx = 0;  // mean(dy∘w), mean(dy∘w∘x̂)
-            for (index_t j = 0; j < n; ++j) {
-                const T g = gi[j] * w[j];
-                mean_g += g;
-                mean_gx += g * ((xi[j] - mu) * rs);
-            }
-            mean_g *= inv_n;
-            mean_gx *= inv_n;
-            for (index_t j = 0; j < n; ++j) {
-                const T xhat = (xi[j] - mu) * rs;
-                di[j] += rs * (gi[j] * w[j] - mean_g - xhat * mean_gx);
-            }
+            const auto g = gi * w;               // dy∘w
+            const auto xhat = (xi - mu) * rs;    // x̂
+            const T mean_g = g.sum() * inv_n;                // mean(dy∘w)
+            const T mean_gx = (g * xhat).sum() * inv_n;      // mean(dy∘w∘x̂)
+            di += rs * (g - mean_g - xhat * mean_gx);
         }
         // parameter gradients: serial over rows (fixed summation order, any thread count)
         T* dw = grad.weight.data();
@@ -103,6 +96,10 @@ public:
     }
 
 private:
+    // One row as an Eigen array: the sums and elementwise expressions vectorize at the build's ISA.
+    using row_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+    using mutable_row_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+
     void run(const_matrix_ref<T> x, matrix_ref<T> y, T* mean_out, T* rstd_out) const {
         if (x.cols() != features() || y.rows() != x.rows() || y.cols() != x.cols())
             throw std::invalid_argument("longnet::nn::layer_norm: input [" + std::to_string(x.rows()) + ", " +
@@ -112,23 +109,18 @@ private:
         const index_t rows = x.rows(), n = x.cols();
         const T inv_n = T(1) / static_cast<T>(n);
         const T epsilon = static_cast<T>(eps);
-        const T* w = weight.data();
-        const T* b = bias.data();
+        const row_map w(weight.data(), n), b(bias.data(), n);
         LONGNET_NN_PARALLEL_FOR
         for (index_t i = 0; i < rows; ++i) {
-            const T* xi = x.data() + i * x.outerStride();
-            T* yi = y.data() + i * y.outerStride();
-            T sum = 0;
-            for (index_t j = 0; j < n; ++j) sum += xi[j];
-            const T mean = sum * inv_n;
-            T sq = 0;
-            for (index_t j = 0; j < n; ++j) sq += (xi[j] - mean) * (xi[j] - mean);
-            const T inv_std = T(1) / std::sqrt(sq * inv_n + epsilon);  // biased variance
+            const row_map xi(x.data() + i * x.outerStride(), n);
+            mutable_row_map yi(y.data() + i * y.outerStride(), n);
+            const T mean = xi.sum() * inv_n;
+            const T inv_std = T(1) / std::sqrt((xi - mean).square().sum() * inv_n + epsilon);  // biased variance
             if (mean_out) {
                 mean_out[i] = mean;
                 rstd_out[i] = inv_std;
             }
-            for (index_t j = 0; j < n; ++j) yi[j] = (xi[j] - mean) * inv_std * w[j] + b[j];
+            yi = (xi - mean) * inv_std * w + b;
         }
     }
 };
