@@ -261,6 +261,48 @@ TEST_CASE("nn::linear against the oracle", "[nn]") {
     check_linear<float, Eigen::bfloat16>();  // oracle sees the bf16-rounded weights
 }
 
+// nn/gemm.hpp (oneDNN's sgemm in a build that links longnet::onednn, else Eigen) through Linear: operands
+// that are column blocks of wider matrices (row stride ≠ columns), accumulation into what is there, and
+// empty products, against the double oracle.
+template <class T>
+void check_linear_strided() {
+    nn::linear<T> l(13, 7);
+    randomize_linear(l, 21);
+    const dmat xw = random_matrix(17, 20, 22), dyw = random_matrix(17, 11, 23);
+    const nn::matrix<T> x_wide = xw.cast<T>(), dy_wide = dyw.cast<T>();
+    const dmat x = widen<T>(x_wide.middleCols(4, 13)), dy = widen<T>(dy_wide.middleCols(2, 7));
+    // forward into a column block: the columns around it stay
+    nn::matrix<T> y_wide = nn::matrix<T>::Constant(17, 10, T(5));
+    l.forward(x_wide.middleCols(4, 13), y_wide.middleCols(1, 7));
+    CHECK(rel_error(widen<T>(y_wide.middleCols(1, 7)), linear_ref(x, l)) < tolerance<T>(1e-6));
+    CHECK((y_wide.col(0).array() == T(5)).all());
+    CHECK((y_wide.rightCols(2).array() == T(5)).all());
+    // backward: dx += dy·W and dW += dyᵀ·x accumulate onto non-zero buffers
+    const dmat dx0 = random_matrix(17, 13, 24), dw0 = random_matrix(7, 13, 25);
+    nn::matrix<T> dx_wide = nn::matrix<T>::Constant(17, 15, T(-3));
+    dx_wide.middleCols(1, 13) = dx0.cast<T>();
+    nn::linear_grad<T> g = l.make_grad();
+    g.weight = dw0.cast<T>();
+    l.backward(x_wide.middleCols(4, 13), dy_wide.middleCols(2, 7), dx_wide.middleCols(1, 13), g);
+    const dmat w = weight_of(l);
+    CHECK(rel_error(widen<T>(dx_wide.middleCols(1, 13)), widen<T>(dx0.cast<T>()) + dy * w) < tolerance<T>(1e-6));
+    CHECK(rel_error(widen<T>(g.weight), widen<T>(dw0.cast<T>()) + dy.transpose() * x) < tolerance<T>(1e-6));
+    CHECK((dx_wide.col(0).array() == T(-3)).all());
+    CHECK((dx_wide.col(14).array() == T(-3)).all());
+    // no rows: nothing to write, the weight gradient keeps what it had
+    nn::matrix<T> none_x(0, 13), none_y(0, 7);
+    l.forward(none_x, none_y);
+    const nn::matrix<T> before = g.weight;
+    l.backward(none_x, none_y, none_x, g);
+    CHECK(widen<T>(g.weight) == widen<T>(before));
+}
+
+TEST_CASE("nn::linear on column blocks, accumulating, and with no rows (the nn GEMM backend)", "[nn]") {
+    INFO("nn GEMM backend: " << nn::gemm_backend);
+    check_linear_strided<float>();
+    check_linear_strided<double>();
+}
+
 TEST_CASE("nn::layer_norm against the oracle (biased variance, eps, gain, bias)", "[nn]") {
     auto run = [](auto tag, double eps, double offset) {
         using T = decltype(tag);
