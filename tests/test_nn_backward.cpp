@@ -173,6 +173,36 @@ TEST_CASE("embedding backward against finite differences (repeated tokens)", "[n
     CHECK_THROWS_WITH(nn::embedding_forward(table, std::vector<std::int64_t>{1, 5}, 1.0, x), Catch::Contains("token 5"));
 }
 
+TEST_CASE("softmax cross-entropy in float (vectorized rows, tails, chunked sums) against the double formula", "[nn][backward]") {
+    // vocabularies: shorter than a SIMD batch, a batch plus a tail, and longer than one 256-batch partial sum
+    for (index_t vocab : {index_t(3), index_t(37), index_t(5003)}) {
+        const mat zd = random_matrix(6, vocab, 4.0);
+        const nn::matrix<float> zf = zd.cast<float>();
+        const mat z = zf.cast<double>();  // the oracle sees the float inputs
+        std::vector<std::int64_t> targets;
+        for (index_t i = 0; i < z.rows(); ++i) targets.push_back((7 * i + 1) % vocab);
+        targets[3] = nn::ignore_target;
+        double expect = 0;
+        mat grad = mat::Zero(z.rows(), vocab);
+        for (index_t i = 0; i < z.rows(); ++i) {
+            if (targets[std::size_t(i)] == nn::ignore_target) continue;
+            const double m = z.row(i).maxCoeff();
+            const double lse = m + std::log((z.row(i).array() - m).exp().sum());
+            expect += lse - z(i, targets[std::size_t(i)]);
+            grad.row(i) = 0.25 * (z.row(i).array() - lse).exp().matrix();
+            grad(i, targets[std::size_t(i)]) -= 0.25;
+        }
+        CHECK(std::fabs(nn::cross_entropy_forward<float>(zf, targets.data()) - expect) < 1e-6 * std::fabs(expect));
+        nn::matrix<float> g = zf;
+        const double loss = nn::cross_entropy_backward<float>(g, targets.data(), 0.25);
+        CHECK(std::fabs(loss - expect) < 1e-6 * std::fabs(expect));
+        const double err = (g.cast<double>() - grad).cwiseAbs().maxCoeff() / grad.cwiseAbs().maxCoeff();
+        INFO("vocab " << vocab << ": gradient error " << err);
+        CHECK(err < 2e-6);
+        CHECK(g.row(3).cwiseAbs().maxCoeff() == 0.0f);
+    }
+}
+
 TEST_CASE("softmax cross-entropy: loss and gradient against a plain formula and finite differences", "[nn][backward]") {
     mat z = random_matrix(5, 7, 3.0);
     const std::vector<std::int64_t> targets{6, 0, 3, 3, 1};

@@ -7,6 +7,9 @@
 // over blocks of rows (decoder: loss_row_block) so the [T, V] logits never exist at once.
 // Every target must be in [0, V) or ignore_target (−1: the row is not scored, its gradient is 0);
 // checked: std::out_of_range naming the row and value.
+// float rows: the max, Σ exp(z − max) and the softmax run on xsimd batches at the build's ISA (xsimd::exp,
+// within an ulp or two of std::exp; partial sums of at most 256 terms per lane in float, added in double);
+// the loss is summed in double either way. double rows: scalar, in double.
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +19,9 @@
 #include <vector>
 
 #include "longnet/nn/common.hpp"
+#if LONGNET_HAS_XSIMD
+#include <xsimd/xsimd.hpp>
+#endif
 
 namespace longnet::nn {
 
@@ -35,15 +41,65 @@ inline void check_targets(const std::int64_t* targets, index_t rows, index_t voc
             throw std::out_of_range("longnet::nn::cross_entropy: target " + std::to_string(targets[i]) + " at row " +
                                     std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
 }
-// log Σ exp over one row, max-shifted, in double.
+#if LONGNET_HAS_XSIMD
+using float_batch = xsimd::batch<float>;
+inline constexpr index_t float_lanes = static_cast<index_t>(float_batch::size);
+// The lanes of a batch, added in double (no horizontal-add instruction: the same on every ISA).
+inline double lane_sum(const float_batch& x) noexcept {
+    alignas(64) float lanes[float_batch::size];
+    x.store_aligned(lanes);
+    double s = 0;
+    for (float l : lanes) s += static_cast<double>(l);
+    return s;
+}
+#endif
+// log Σ exp over one row, max-shifted; the sum in double (see the header comment for float rows).
 template <class T>
 double row_log_sum_exp(const T* z, index_t vocab, double& max_out) {
     double m = -INFINITY;
-    for (index_t v = 0; v < vocab; ++v) m = std::max(m, static_cast<double>(z[v]));
+    index_t v = 0;
+#if LONGNET_HAS_XSIMD
+    if constexpr (std::is_same_v<T, float>) {
+        if (vocab >= float_lanes) {
+            float_batch bm = float_batch::load_unaligned(z);
+            for (v = float_lanes; v + float_lanes <= vocab; v += float_lanes)
+                bm = xsimd::max(bm, float_batch::load_unaligned(z + v));
+            alignas(64) float lanes[float_batch::size];
+            bm.store_aligned(lanes);
+            for (float l : lanes) m = std::max(m, static_cast<double>(l));
+        }
+    }
+#endif
+    for (; v < vocab; ++v) m = std::max(m, static_cast<double>(z[v]));
     double sum = 0;
-    for (index_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(z[v]) - m);
+    v = 0;
+#if LONGNET_HAS_XSIMD
+    if constexpr (std::is_same_v<T, float>) {
+        const float_batch shift(static_cast<float>(m));
+        while (v + float_lanes <= vocab) {
+            const index_t end = std::min(v + 256 * float_lanes, vocab - (vocab - v) % float_lanes);
+            float_batch acc(0.0f);
+            for (; v < end; v += float_lanes) acc += xsimd::exp(float_batch::load_unaligned(z + v) - shift);
+            sum += lane_sum(acc);
+        }
+    }
+#endif
+    for (; v < vocab; ++v) sum += std::exp(static_cast<double>(z[v]) - m);
     max_out = m;
     return m + std::log(sum);
+}
+// z[v] ← exp(z[v] − lse)·scale for every v.
+template <class T>
+void softmax_scaled(T* z, index_t vocab, double lse, double scale) {
+    index_t v = 0;
+#if LONGNET_HAS_XSIMD
+    if constexpr (std::is_same_v<T, float>) {
+        const float_batch shift(static_cast<float>(lse)), s(static_cast<float>(scale));
+        for (; v + float_lanes <= vocab; v += float_lanes)
+            (xsimd::exp(float_batch::load_unaligned(z + v) - shift) * s).store_unaligned(z + v);
+    }
+#endif
+    for (; v < vocab; ++v) z[v] = static_cast<T>(std::exp(static_cast<double>(z[v]) - lse) * scale);
 }
 }  // namespace detail
 
@@ -82,7 +138,7 @@ double cross_entropy_backward(matrix_ref<T> logits, const std::int64_t* targets,
         }
         const double lse = detail::row_log_sum_exp(z, vocab, m);
         loss[static_cast<std::size_t>(i)] = lse - static_cast<double>(z[targets[i]]);
-        for (index_t v = 0; v < vocab; ++v) z[v] = static_cast<T>(std::exp(static_cast<double>(z[v]) - lse) * grad_scale);
+        detail::softmax_scaled(z, vocab, lse, grad_scale);
         z[targets[i]] = static_cast<T>(static_cast<double>(z[targets[i]]) - grad_scale);
     }
     double total = 0;
