@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "longnet/nn/common.hpp"  // LONGNET_NN_PARALLEL_FOR
 #include "longnet/training/parameters.hpp"
 
 namespace longnet::training {
@@ -97,6 +98,8 @@ public:
             T* m = exp_avg_[t].data();
             T* v = exp_avg_sq_[t].data();
             const std::int64_t n = p.size();
+            // elementwise: the same values for any thread count
+            LONGNET_NN_PARALLEL_FOR
             for (std::int64_t i = 0; i < n; ++i) {
                 x[i] *= decay;
                 m[i] = static_cast<T>(b1 * m[i] + (1 - b1) * d[i]);
