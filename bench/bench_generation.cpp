@@ -19,9 +19,18 @@
 //                          cache) vs the plain full forward with the last row's logits (longnet_lm's
 //                          --random-config path); tokens_per_second.
 //
+// Decoding one token reads every weight matrix once (the embedding: one row), so a step is bound by memory
+// bandwidth: BM_decode_step also reports weight_bytes and over_weight_stream = step seconds ÷ (weight_bytes
+// ÷ the read bandwidth this binary measures at startup, every thread reading its share of a 1 GiB buffer,
+// best of 5; printed first and in the context as longnet_read_gb_per_s).
+//
 //   bench_generation --benchmark_filter='BM_decode_step/'   # the four positions only
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -38,6 +47,45 @@ using longnet::index_t;
 const nn::decoder<float>& base_model() {
     static const nn::decoder<float> model = nn::random_decoder<float>(nn::decoder_config::base(32000), 1);
     return model;
+}
+
+// Bytes a decoding step streams: every Linear weight of every layer and the output projection.
+double weight_bytes(const nn::decoder<float>& m) {
+    double n = static_cast<double>(m.output_projection.weight.size());
+    for (const auto& l : m.layers)
+        for (const auto* lin : {&l.self_attn.q_proj, &l.self_attn.k_proj, &l.self_attn.v_proj, &l.self_attn.out_proj,
+                                &l.ffn.fc1, &l.ffn.fc2})
+            n += static_cast<double>(lin->weight.size());
+    return n * sizeof(float);
+}
+
+// Read bandwidth in bytes/s: all threads sum their share of a 1 GiB float buffer, best of 5.
+double measure_read_bandwidth() {
+    const std::int64_t n = std::int64_t(1) << 28;
+    std::vector<float> buf(static_cast<std::size_t>(n), 1.0f);
+    double best = 0, sink = 0;
+    for (int rep = 0; rep < 5; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        double total = 0;
+#if LONGNET_HAS_OPENMP
+#pragma omp parallel for reduction(+ : total) schedule(static)
+#endif
+        for (std::int64_t b = 0; b < n; b += 4096) {
+            float acc[16] = {};
+            for (std::int64_t i = b; i < b + 4096; i += 16)
+                for (int j = 0; j < 16; ++j) acc[j] += buf[static_cast<std::size_t>(i + j)];
+            for (float a : acc) total += a;
+        }
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        sink += total;
+        best = std::max(best, static_cast<double>(n) * sizeof(float) / s);
+    }
+    benchmark::DoNotOptimize(sink);
+    return best;
+}
+double& read_bandwidth() {
+    static double bw = 0;
+    return bw;
 }
 
 std::vector<std::int64_t> tokens(std::size_t n, std::uint64_t seed) {
@@ -65,6 +113,13 @@ void decode_at(benchmark::State& st, index_t position, index_t phase) {
     st.counters["cache_bytes"] = static_cast<double>(state.bytes());
     st.counters["cache_bound_bytes"] = static_cast<double>(state.max_bytes());
     st.counters["tokens_per_second"] = benchmark::Counter(static_cast<double>(st.iterations()), benchmark::Counter::kIsRate);
+    st.counters["weight_bytes"] = weight_bytes(model);
+    st.counters["seconds_per_token"] = benchmark::Counter(static_cast<double>(st.iterations()),
+                                                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+    if (read_bandwidth() > 0)
+        st.counters["over_weight_stream"] =
+            benchmark::Counter(static_cast<double>(st.iterations()) * weight_bytes(model) / read_bandwidth(),
+                               benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 void BM_decode_step(benchmark::State& st) { decode_at(st, st.range(0), 1024); }
@@ -136,4 +191,15 @@ BENCHMARK(BM_forward)->Arg(4096)->Unit(benchmark::kMillisecond)->Iterations(3)->
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    read_bandwidth() = measure_read_bandwidth();
+    std::fprintf(stderr, "bench_generation: read bandwidth %.1f GB/s; nn GEMMs: %s\n", read_bandwidth() * 1e-9,
+                 nn::gemm_backend);
+    benchmark::AddCustomContext("longnet_read_gb_per_s", std::to_string(read_bandwidth() * 1e-9));
+    benchmark::AddCustomContext("longnet_nn_gemm", nn::gemm_backend);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
