@@ -392,21 +392,9 @@ public:
         const auto t0 = std::chrono::steady_clock::now();
         stats_ = {};
         const double cpu0 = longnet::detail::dist::thread_cpu_seconds();
-        std::vector<sequence> mine;
         std::string error;
-        try {
-            if (batch.empty()) throw std::invalid_argument("empty batch");
-            for (std::size_t i = static_cast<std::size_t>(group_); i < batch.size(); i += static_cast<std::size_t>(dopt_.data_parallel))
-                mine.push_back(chunk(batch[i]));
-            for (const auto& c : mine)
-                if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
-        } catch (const std::exception& e) {
-            error = std::string("longnet::training: ") + e.what();
-        }
-        {
-            longnet::detail::dist::cpu_scope cpu(stats_.cpu_seconds_communication);
-            detail::agree_or_throw(world_, error);  // nobody enters a blocking collective while another rank failed
-        }
+        const std::vector<sequence> mine = my_chunks(batch, "empty batch", error);
+        agree_on_chunks(mine, error);
         return run_local(mine, static_cast<double>(batch.size()), t0, cpu0);
     }
 
@@ -417,13 +405,7 @@ public:
         const auto t0 = std::chrono::steady_clock::now();
         stats_ = {};
         const double cpu0 = longnet::detail::dist::thread_cpu_seconds();
-        std::string error;
-        for (const auto& c : chunks)
-            if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
-        {
-            longnet::detail::dist::cpu_scope cpu(stats_.cpu_seconds_communication);
-            detail::agree_or_throw(world_, error);
-        }
+        agree_on_chunks(chunks, {});
         return run_local(chunks, static_cast<double>(batch_size), t0, cpu0);
     }
 
@@ -432,14 +414,7 @@ public:
         if (distributed() && dopt_.verify_parameters) check_parameters();
         return st;
     }
-    step_stats step(const std::vector<sequence>& batch) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const double loss = compute_gradients(batch);
-        step_stats st = apply(loss);
-        st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
-        return st;
-    }
+    step_stats step(const std::vector<sequence>& batch) { return detail::timed_step(*this, batch); }
 
     // Throws collective_error on every rank unless every parameter is bitwise the same on all ranks.
     void check_parameters() {
@@ -457,18 +432,9 @@ public:
     // Held-out loss and accuracy (forward only), as trainer::evaluate; every rank gets the same numbers.
     typename trainer<T>::evaluation evaluate(const std::vector<sequence>& batch) {
         if (!distributed()) return base_.evaluate(batch);
-        std::vector<sequence> mine;
         std::string error;
-        try {
-            if (batch.empty()) throw std::invalid_argument("empty evaluation batch");
-            for (std::size_t i = static_cast<std::size_t>(group_); i < batch.size(); i += static_cast<std::size_t>(dopt_.data_parallel))
-                mine.push_back(chunk(batch[i]));
-            for (const auto& c : mine)
-                if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
-        } catch (const std::exception& e) {
-            error = std::string("longnet::training: ") + e.what();
-        }
-        detail::agree_or_throw(world_, error);
+        const std::vector<sequence> mine = my_chunks(batch, "empty evaluation batch", error);
+        agree_on_chunks(mine, error);
         const MPI_Comm comm = sequence_comm();
         sequence_parallel_attention<T> attention(comm, stats_);
         double sums[3] = {0, 0, 0};  // Σ sequence losses, correct, scored (group totals, counted on ρ = 0)
@@ -526,6 +492,26 @@ public:
     }
 
 private:
+    // This rank's chunks of its group's sequences of batch; a failure goes to error.
+    std::vector<sequence> my_chunks(const std::vector<sequence>& batch, const char* empty_message, std::string& error) const {
+        std::vector<sequence> mine;
+        try {
+            if (batch.empty()) throw std::invalid_argument(empty_message);
+            for (std::size_t i = static_cast<std::size_t>(group_); i < batch.size(); i += static_cast<std::size_t>(dopt_.data_parallel))
+                mine.push_back(chunk(batch[i]));
+        } catch (const std::exception& e) {
+            error = std::string("longnet::training: ") + e.what();
+        }
+        return mine;
+    }
+    // Checks the chunks (unless error already says what failed) and agrees over the world: every rank
+    // throws collective_error when any failed, so nobody enters a blocking collective while another failed.
+    void agree_on_chunks(const std::vector<sequence>& chunks, std::string error) {
+        for (const auto& c : chunks)
+            if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
+        longnet::detail::dist::cpu_scope cpu(stats_.cpu_seconds_communication);
+        detail::agree_or_throw(world_, error);
+    }
     double run_local(const std::vector<sequence>& chunks, double batch_size, std::chrono::steady_clock::time_point t0,
                      double cpu0) {
         base_.gradients().set_zero();

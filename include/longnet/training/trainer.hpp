@@ -39,6 +39,15 @@ struct trainer_options {
     nn::train_options pass;  // grad mode, activation checkpointing, logit block
 };
 
+struct step_stats {
+    std::int64_t step = 0;  // 1-based: the step just taken
+    double loss = 0;        // mean over the batch, before the update
+    double grad_norm = 0;   // global L2 norm before clipping
+    double lr = 0;
+    double seconds = 0;
+    std::int64_t tokens = 0;
+};
+
 namespace detail {
 
 // Evaluation sums over rows of one sequence (all of it, or one rank's slice): the cross-entropies of the
@@ -67,16 +76,18 @@ score_sums score_rows(const nn::decoder<T, T>& model, const nn::matrix<T>& hidde
     return r;
 }
 
-}  // namespace detail
+// trainer::step and distributed_trainer::step: compute_gradients, then apply, timed, tokens counted.
+template <class Trainer>
+step_stats timed_step(Trainer& t, const std::vector<sequence>& batch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double loss = t.compute_gradients(batch);
+    step_stats st = t.apply(loss);
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
+    return st;
+}
 
-struct step_stats {
-    std::int64_t step = 0;  // 1-based: the step just taken
-    double loss = 0;        // mean over the batch, before the update
-    double grad_norm = 0;   // global L2 norm before clipping
-    double lr = 0;
-    double seconds = 0;
-    std::int64_t tokens = 0;
-};
+}  // namespace detail
 
 template <class T>
 class trainer {
@@ -118,14 +129,7 @@ public:
         st.loss = loss;
         return st;
     }
-    step_stats step(const std::vector<sequence>& batch) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const double loss = compute_gradients(batch);
-        step_stats st = apply(loss);
-        st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
-        return st;
-    }
+    step_stats step(const std::vector<sequence>& batch) { return detail::timed_step(*this, batch); }
 
     // Mean loss over sequences (forward only) and the fraction of scored targets predicted exactly (argmax).
     struct evaluation {
