@@ -4,8 +4,10 @@
 // (and dense) attention with XPos, the Sub-LN feed-forward (several row blocks), the decoder layer and
 // the whole decoder (loss over several logit blocks). Each check perturbs entries by ±h and compares
 // (L(p+h) − L(p−h)) / 2h with the analytic gradient, where L = Σ y ∘ R for a fixed random R.
-// Also: accumulation (+=) semantics, activation checkpointing bitwise, bad-input errors.
+// Also: accumulation (+=) semantics, activation checkpointing bitwise, bad-input errors, and the pass on
+// two slices of a sequence through an attention backend (forward_backward_sum) against the whole pass.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -455,4 +457,87 @@ TEST_CASE("decoder forward_backward: every parameter against finite differences 
         bad[4] = 11;
         CHECK_THROWS_WITH(model.forward_backward(inputs, bad, g), Catch::Contains("target 11 at row 4"));
     }
+}
+
+namespace {
+// An attention backend that holds rows [first, first + n) of a sequence of `total` rows, for a first
+// row that is a multiple of every segment length: no earlier row is visible to these rows, so the
+// local op on them is their attention over the whole sequence. Counts the calls it serves.
+struct aligned_slice final : nn::attention_backend<double> {
+    using base = nn::attention_backend<double>;
+    index_t first = 0, total = 0;
+    int forwards = 0, backwards = 0;
+    nn::row_slice slice(index_t) const override { return {first, total}; }
+    void forward(nn::attention_kind kind, const longnet::dilated_options& opt, longnet::tensor_view<const double> q,
+                 longnet::tensor_view<const double> k, longnet::tensor_view<const double> v,
+                 longnet::tensor_view<double> out, longnet::lse_view<double> lse) override {
+        ++forwards;
+        base::forward(kind, opt, q, k, v, out, lse);
+    }
+    void backward(nn::attention_kind kind, const longnet::dilated_options& opt, longnet::tensor_view<const double> q,
+                  longnet::tensor_view<const double> k, longnet::tensor_view<const double> v,
+                  longnet::tensor_view<const double> out, longnet::lse_view<const double> lse,
+                  longnet::tensor_view<const double> dout, longnet::tensor_view<double> dq, longnet::tensor_view<double> dk,
+                  longnet::tensor_view<double> dv, longnet::grad_mode mode) override {
+        ++backwards;
+        base::backward(kind, opt, q, k, v, out, lse, dout, dq, dk, dv, mode);
+    }
+};
+}  // namespace
+
+TEST_CASE("decoder forward_backward_sum: a sequence in two slices through an attention backend is the whole pass",
+          "[nn][backward]") {
+    auto model = nn::random_decoder<double>(tiny_config(), 78);  // segments 4, 8
+    const index_t n = 8, total = 2 * n;
+    const auto inputs = random_tokens(total, 11);
+    auto targets = random_tokens(total, 11);
+    targets[3] = targets[10] = nn::ignore_target;
+    const index_t scored = nn::scored_targets(targets.data(), total);
+    REQUIRE(scored == total - 2);
+    for (const bool checkpointing : {false, true})
+        for (const auto mode : {longnet::grad_mode::exact, longnet::grad_mode::stop_grad_weights}) {
+            INFO("checkpointing " << checkpointing << ", " << longnet::to_string(mode));
+            nn::train_options opt;
+            opt.loss_row_block = 3;
+            opt.checkpoint_activations = checkpointing;
+            opt.mode = mode;
+            auto whole = model.make_grad();
+            const double loss = model.forward_backward(inputs, targets, whole, opt, 0.5);
+            auto gw = longnet::training::named_gradients(whole);
+
+            auto sliced = model.make_grad();
+            double sum = 0;
+            for (index_t part = 0; part < 2; ++part) {  // XPos rotates each slice's rows at their global positions
+                aligned_slice backend;
+                backend.first = part * n, backend.total = total;
+                const auto first = static_cast<std::ptrdiff_t>(part * n);
+                const std::vector<std::int64_t> in(inputs.begin() + first, inputs.begin() + first + n),
+                    tg(targets.begin() + first, targets.begin() + first + n);
+                sum += model.forward_backward_sum(in, tg, scored, sliced, opt, 0.5, nullptr, backend);
+                CHECK(backend.forwards == (checkpointing ? 4 : 2));  // every layer's attention ran through it
+                CHECK(backend.backwards == 2);
+            }
+            CHECK(std::fabs(sum / static_cast<double>(scored) - loss) <= 1e-13 * std::fabs(loss));
+            auto gs = longnet::training::named_gradients(sliced);
+            for (std::size_t i = 0; i < gw.size(); ++i) {
+                INFO(gw[i].name);
+                double diff = 0, scale = 0;
+                for (std::int64_t j = 0; j < gw[i].size(); ++j) {
+                    diff = std::max(diff, std::fabs(gw[i].data[j] - gs[i].data[j]));
+                    scale = std::max(scale, std::fabs(gw[i].data[j]));
+                }
+                CHECK(scale > 0);
+                CHECK(diff <= 1e-12 * scale);
+            }
+
+            // the supplied count divides: twice the count, exactly half of every gradient, the same sum
+            auto twice = model.make_grad();
+            CHECK(model.forward_backward_sum(inputs, targets, 2 * scored, twice, opt, 0.5) / static_cast<double>(scored) == loss);
+            auto gt = longnet::training::named_gradients(twice);
+            bool halved = true;
+            for (std::size_t i = 0; i < gw.size(); ++i)
+                for (std::int64_t j = 0; j < gw[i].size(); ++j) halved = halved && gt[i].data[j] * 2 == gw[i].data[j];
+            CHECK(halved);
+            CHECK_THROWS_WITH(model.forward_backward_sum(inputs, targets, 0, twice), Catch::Contains("0 scored"));
+        }
 }

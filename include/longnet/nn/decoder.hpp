@@ -16,6 +16,9 @@
 // cross-entropy and its backward fused per block). checkpoint_activations keeps only each layer's input
 // and recomputes the layer in the backward: bitwise the same gradients, memory ≈ layers·T·D plus one
 // layer's activations. The training pass uses XPos's centred form (see multihead_attention.hpp).
+// forward_backward_sum is the same pass on rows that may be one slice of a longer sequence (sequence
+// parallelism, training/distributed_trainer.hpp): an attention backend (attention_backend.hpp) computes
+// the rows' attention over the whole sequence, and the caller supplies the sequence's scored count.
 
 #include <algorithm>
 #include <cstdint>
@@ -25,6 +28,7 @@
 #include <vector>
 
 #include "longnet/backward.hpp"
+#include "longnet/nn/attention_backend.hpp"
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/cross_entropy.hpp"
 #include "longnet/nn/embedding.hpp"
@@ -211,6 +215,23 @@ public:
                             decoder_grad<T>& grad, const train_options& opt = {}, double loss_weight = 1.0,
                             decoder_activations<T>* workspace = nullptr) const {
         check_targets(inputs, targets);
+        const index_t scored = scored_targets(targets.data(), static_cast<index_t>(targets.size()));
+        return forward_backward_sum(inputs, targets, scored, grad, opt, loss_weight, workspace) / static_cast<double>(scored);
+    }
+
+    // forward_backward on rows [first, first + n) of a sequence (attention.slice(n); the whole sequence
+    // with the default backend). scored: the whole sequence's count of scored targets (every slice's).
+    // Returns the sum of these rows' cross-entropies (the sequence's loss is the sum over its slices ÷
+    // scored) and adds loss_weight / scored · ∂(that sum)/∂parameter to grad.
+    double forward_backward_sum(const std::vector<std::int64_t>& inputs, const std::vector<std::int64_t>& targets,
+                                index_t scored, decoder_grad<T>& grad, const train_options& opt = {},
+                                double loss_weight = 1.0, decoder_activations<T>* workspace = nullptr,
+                                attention_backend<T>& attention = local_attention<T>()) const {
+        if (inputs.empty() || inputs.size() != targets.size() || scored < 1)
+            throw std::invalid_argument("longnet::nn::decoder::forward_backward: " + std::to_string(inputs.size()) +
+                                        " input tokens, " + std::to_string(targets.size()) + " targets, " +
+                                        std::to_string(scored) + " scored in the sequence; they must be equally many "
+                                        "and none of the three zero");
         if (grad.layers.size() != layers.size() || grad.embed_tokens.rows() != embed_tokens.rows() ||
             grad.embed_tokens.cols() != embed_tokens.cols())
             throw std::invalid_argument("longnet::nn::decoder::forward_backward: the gradient buffers do not fit the "
@@ -226,12 +247,12 @@ public:
             ws.layer_inputs.resize(count);
             for (std::size_t l = 0; l < count; ++l) {
                 ws.layer_inputs[l] = x;
-                layers[l].forward_train(x, ws.layers[0]);
+                layers[l].forward_train(x, ws.layers[0], attention);
             }
         } else {
             ws.layers.resize(count);
             ws.layer_inputs.clear();
-            for (std::size_t l = 0; l < count; ++l) layers[l].forward_train(x, ws.layers[l]);
+            for (std::size_t l = 0; l < count; ++l) layers[l].forward_train(x, ws.layers[l], attention);
         }
         ws.final_input = x;
         ws.hidden.resize(seq, embed_dim());
@@ -241,7 +262,6 @@ public:
         matrix<T> d_hidden = matrix<T>::Zero(seq, embed_dim());
         const index_t block = std::max<index_t>(1, opt.loss_row_block);
         matrix<T> logits(std::min(seq, block), vocab_size());
-        const index_t scored = scored_targets(targets.data(), seq);
         const double scale = loss_weight / static_cast<double>(scored);
         double total = 0;
         for (index_t r0 = 0; r0 < seq; r0 += block) {
@@ -257,14 +277,14 @@ public:
         for (std::size_t l = count; l-- > 0;) {
             if (opt.checkpoint_activations) {
                 matrix<T> xin = ws.layer_inputs[l];
-                layers[l].forward_train(xin, ws.layers[0]);  // recompute: the same code on the same input
-                layers[l].backward(x, ws.layers[0], grad.layers[l], opt.mode);
+                layers[l].forward_train(xin, ws.layers[0], attention);  // recompute: the same code on the same input
+                layers[l].backward(x, ws.layers[0], grad.layers[l], opt.mode, attention);
             } else {
-                layers[l].backward(x, ws.layers[l], grad.layers[l], opt.mode);
+                layers[l].backward(x, ws.layers[l], grad.layers[l], opt.mode, attention);
             }
         }
         embedding_backward<T>(inputs, config.embed_scale(), x, grad.embed_tokens);
-        return total / static_cast<double>(scored);
+        return total;
     }
 
     // Parameter count (weights, biases, gains; not the XPos buffers).

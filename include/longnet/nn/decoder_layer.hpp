@@ -8,8 +8,10 @@
 // Training: forward_train saves the layer input, both pre-LN outputs and statistics, the residual stream
 // between the sublayers and the sublayers' own activations; backward takes the gradient of the layer's
 // output and turns it, in place, into the gradient of its input (the residuals pass it through and the
-// sublayers add theirs).
+// sublayers add theirs). Both take the attention backend of the pass (attention_backend.hpp; local by
+// default).
 
+#include "longnet/nn/attention_backend.hpp"
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/feed_forward.hpp"
 #include "longnet/nn/layer_norm.hpp"
@@ -96,12 +98,13 @@ public:
     }
 
     // The residual stream x [T, D] is updated in place; act receives what backward needs.
-    void forward_train(matrix<T>& x, decoder_layer_activations<T>& act) const {
+    void forward_train(matrix<T>& x, decoder_layer_activations<T>& act,
+                       attention_backend<T>& attention = local_attention<T>()) const {
         act.input = x;
         act.ln1_out.resize(x.rows(), x.cols());
         self_attn_layer_norm.forward_train(x, act.ln1_out, act.ln1_mean, act.ln1_rstd);
         matrix<T> y(x.rows(), x.cols());
-        self_attn.forward_train(act.ln1_out, y, act.attn);
+        self_attn.forward_train(act.ln1_out, y, act.attn, attention);
         x += y;
         act.mid = x;
         act.ln2_out.resize(x.rows(), x.cols());
@@ -112,13 +115,13 @@ public:
 
     // dx: on entry ∂loss/∂(layer output), on return ∂loss/∂(layer input). grad += parameter gradients.
     void backward(matrix<T>& dx, const decoder_layer_activations<T>& act, decoder_layer_grad<T>& grad,
-                  grad_mode mode = grad_mode::exact) const {
+                  grad_mode mode = grad_mode::exact, attention_backend<T>& attention = local_attention<T>()) const {
         const index_t rows = dx.rows(), dim = dx.cols();
         matrix<T> dh = matrix<T>::Zero(rows, dim);
         ffn.backward(act.ln2_out, dx, act.ffn, dh, grad.ffn);                                   // x_out = mid + FFN(LN2(mid))
         final_layer_norm.backward(act.mid, dh, act.ln2_mean, act.ln2_rstd, dx, grad.final_layer_norm);
         dh.setZero();
-        self_attn.backward(act.ln1_out, dx, act.attn, dh, grad.self_attn, mode);               // mid = in + Attn(LN1(in))
+        self_attn.backward(act.ln1_out, dx, act.attn, dh, grad.self_attn, mode, attention);    // mid = in + Attn(LN1(in))
         self_attn_layer_norm.backward(act.input, dh, act.ln1_mean, act.ln1_rstd, dx, grad.self_attn_layer_norm);
     }
 };

@@ -9,7 +9,8 @@
 // Training: forward_train saves q, k (rotated), v, the attention output a, its log-sum-exp and the Sub-LN
 // statistics and output; backward runs out_proj, Sub-LN, the attention backward kernels (grad_mode exact
 // or stop_grad_weights), the transposed XPos rotation and the three projections' backward. The training
-// pass uses XPos's centred form (coefficients()), so it reaches the sequence lengths that form reaches
+// pass computes the attention through an attention_backend (attention_backend.hpp): by default over the
+// whole sequence here; the MPI trainer's backend holds one rank's rows of it. The training pass uses XPos's centred form (coefficients()), so it reaches the sequence lengths that form reaches
 // (float ≈ 66K tokens, double ≈ 570K for hd = 64; past that std::overflow_error).
 //
 // Dilated attention with XPos uses the anchored form (xpos.hpp): q and k are rotated once, then for each
@@ -30,6 +31,7 @@
 #include "longnet/attention.hpp"
 #include "longnet/backward.hpp"
 #include "longnet/dilated_attention.hpp"
+#include "longnet/nn/attention_backend.hpp"
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/layer_norm.hpp"
 #include "longnet/nn/linear.hpp"
@@ -37,10 +39,6 @@
 #include "longnet/options.hpp"
 
 namespace longnet::nn {
-
-enum class attention_kind { dilated, dense };
-
-inline const char* to_string(attention_kind k) noexcept { return k == attention_kind::dilated ? "dilated" : "dense"; }
 
 struct attention_config {
     index_t embed_dim = 0;
@@ -154,10 +152,7 @@ public:
             } else if (config.kind == attention_kind::dilated) {
                 dilated_attention(qv, kv, vv, ov, config.dilated);
             } else {
-                attention_options dense;
-                dense.causal = config.dilated.causal;
-                dense.scale = config.dilated.scale;
-                dense_attention(qv, kv, vv, ov, dense);
+                dense_attention(qv, kv, vv, ov, attention_backend<T>::dense_options(config.dilated));
             }
         }
         {
@@ -179,9 +174,11 @@ public:
         return {q_proj.make_grad(), k_proj.make_grad(), v_proj.make_grad(), out_proj.make_grad(), inner_attn_ln.make_grad()};
     }
 
-    // Training forward: y = Attn(x) (XPos in its centred form, whole sequence from position 0), saving
-    // what backward needs in act. x, y [T, D], may not alias.
-    void forward_train(const_matrix_ref<T> x, matrix_ref<T> y, attention_activations<T>& act) const {
+    // Training forward: y = Attn(x) (XPos in its centred form), saving what backward needs in act. x, y
+    // [T, D], may not alias. attention: the whole sequence here (default), or these rows of a longer one
+    // (attention_backend.hpp; the rows are rotated at their positions in it).
+    void forward_train(const_matrix_ref<T> x, matrix_ref<T> y, attention_activations<T>& act,
+                       attention_backend<T>& attention = local_attention<T>()) const {
         const index_t seq = x.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
         if (x.cols() != dim || y.rows() != seq || y.cols() != dim)
             throw std::invalid_argument("longnet::nn::multihead_attention::forward_train: input [" +
@@ -196,9 +193,10 @@ public:
         q_proj.forward(x, act.q);
         k_proj.forward(x, act.k);
         v_proj.forward(x, act.v);
+        const row_slice rows = attention.slice(seq);
         if (config.rotary.kind != position_encoding::none) {
-            rotary.apply(act.q, rotary.coefficients(seq, false));
-            rotary.apply(act.k, rotary.coefficients(seq, true));
+            rotary.apply(act.q, rotary.coefficients(rows.total, false, rows.first, seq));
+            rotary.apply(act.k, rotary.coefficients(rows.total, true, rows.first, seq));
         }
         using CT = const T;
         auto qv = make_bnhd<CT>(act.q.data(), 1, seq, heads, hd);
@@ -206,17 +204,16 @@ public:
         auto vv = make_bnhd<CT>(act.v.data(), 1, seq, heads, hd);
         auto ov = make_bnhd<T>(act.a.data(), 1, seq, heads, hd);
         auto lv = make_lse_bnh<accum_t<T>>(act.lse.data(), 1, seq, heads);
-        if (config.kind == attention_kind::dilated)
-            dilated_attention(qv, kv, vv, ov, config.dilated, lv);
-        else
-            dense_attention(qv, kv, vv, ov, train_dense_options(), lv);
+        attention.forward(config.kind, config.dilated, qv, kv, vv, ov, lv);
         inner_attn_ln.forward_train(act.a, act.a_ln, act.ln_mean, act.ln_rstd);
         out_proj.forward(act.a_ln, y);
     }
 
-    // Backward of forward_train(x, ...): dx += ∂/∂x (dx [T, D]), grad += parameter gradients.
+    // Backward of forward_train(x, ...): dx += ∂/∂x (dx [T, D]), grad += parameter gradients. attention:
+    // the forward's backend.
     void backward(const_matrix_ref<T> x, const_matrix_ref<T> dy, const attention_activations<T>& act,
-                  matrix_ref<T> dx, attention_grad<T>& grad, grad_mode mode = grad_mode::exact) const {
+                  matrix_ref<T> dx, attention_grad<T>& grad, grad_mode mode = grad_mode::exact,
+                  attention_backend<T>& attention = local_attention<T>()) const {
         const index_t seq = x.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
         if (x.cols() != dim || dy.rows() != seq || dy.cols() != dim || dx.rows() != seq || dx.cols() != dim ||
             act.a.rows() != seq)
@@ -238,13 +235,11 @@ public:
         auto dqv = make_bnhd<T>(dq.data(), 1, seq, heads, hd);
         auto dkv = make_bnhd<T>(dk.data(), 1, seq, heads, hd);
         auto dvv = make_bnhd<T>(dv.data(), 1, seq, heads, hd);
-        if (config.kind == attention_kind::dilated)
-            dilated_attention_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, config.dilated, mode);
-        else
-            dense_attention_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, train_dense_options());
+        attention.backward(config.kind, config.dilated, qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mode);
+        const row_slice rows = attention.slice(seq);
         if (config.rotary.kind != position_encoding::none) {  // XPos backward: the rotation's transpose
-            rotary.apply(dq, transposed_coefficients(rotary.coefficients(seq, false)));
-            rotary.apply(dk, transposed_coefficients(rotary.coefficients(seq, true)));
+            rotary.apply(dq, transposed_coefficients(rotary.coefficients(rows.total, false, rows.first, seq)));
+            rotary.apply(dk, transposed_coefficients(rotary.coefficients(rows.total, true, rows.first, seq)));
         }
         q_proj.backward(x, dq, dx, grad.q_proj);
         k_proj.backward(x, dk, dx, grad.k_proj);
@@ -293,13 +288,6 @@ private:
         }
     }
 
-    // Training pass helpers.
-    attention_options train_dense_options() const {
-        attention_options dense;
-        dense.causal = config.dilated.causal;
-        dense.scale = config.dilated.scale;
-        return dense;
-    }
     // The transposed rotation's coefficient table: same cos·s, negated sin·s.
     static matrix<T> transposed_coefficients(matrix<T> table) {
         for (index_t i = 0; i < table.rows(); ++i)

@@ -2,6 +2,7 @@
 #pragma once
 // longnet::nn umbrella: the LongNet decoder and its layers (needs Eigen 3.4 and nlohmann/json).
 
+#include "longnet/nn/attention_backend.hpp"
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/cross_entropy.hpp"
 #include "longnet/nn/decoder.hpp"

@@ -9,7 +9,10 @@
 // alone, so embedding, LayerNorms, projections, XPos (global positions: the rows of the whole sequence's
 // centred table, nn::rotary_embedding::coefficients(T, .., ρ·n, n)), feed-forward, the output projection
 // and the loss run on the chunk; the dilated attention is longnet::distributed's forward and backward
-// over the group's communicator (only the long branches exchange their sparse keys and values).
+// over the group's communicator (only the long branches exchange their sparse keys and values). That is
+// the only difference from the single process, and nn's one model pass takes it as its attention
+// backend (sequence_parallel_attention below): this file adds the data and sequence split, the scored
+// count and loss summed over the group, the gradient all-reduce and the checks.
 // Loss: the mean over all ranks' scored positions of a sequence (the scored count is summed over the group
 // first), averaged over the batch as the single-process trainer does. Gradients: each rank accumulates its
 // chunks' contributions, then one in-place MPI_Allreduce (sum) over the whole world per fused buffer of
@@ -137,105 +140,6 @@ inline void agree_or_throw(MPI_Comm comm, const std::string& local_error) {
     if (!message.empty()) throw collective_error(message);
 }
 
-// XPos backward uses the rotation's transpose: the same cos·s, negated sin·s.
-template <class T>
-nn::matrix<T> transposed(nn::matrix<T> table) {
-    for (index_t i = 0; i < table.rows(); ++i)
-        for (index_t c = 1; c < table.cols(); c += 2) table(i, c) = -table(i, c);
-    return table;
-}
-
-// multihead_attention::forward_train on this rank's rows [first, first + n) of a sequence of `total`.
-template <class T>
-void attention_forward(const nn::multihead_attention<T, T>& attn, nn::const_matrix_ref<T> x, nn::matrix_ref<T> y,
-                       nn::attention_activations<T>& act, index_t first, index_t total, MPI_Comm comm,
-                       distributed_step_stats& stats) {
-    const index_t seq = x.rows(), dim = attn.config.embed_dim, heads = attn.config.heads, hd = attn.config.head_dim();
-    act.q.resize(seq, dim);
-    act.k.resize(seq, dim);
-    act.v.resize(seq, dim);
-    act.a.resize(seq, dim);
-    act.a_ln.resize(seq, dim);
-    act.lse.assign(static_cast<std::size_t>(seq * heads), accum_t<T>(0));
-    attn.q_proj.forward(x, act.q);
-    attn.k_proj.forward(x, act.k);
-    attn.v_proj.forward(x, act.v);
-    if (attn.config.rotary.kind != nn::position_encoding::none) {
-        attn.rotary.apply(act.q, attn.rotary.coefficients(total, false, first, seq));
-        attn.rotary.apply(act.k, attn.rotary.coefficients(total, true, first, seq));
-    }
-    using CT = const T;
-    distributed::comm_stats cs;
-    distributed::dilated_attention(make_bnhd<CT>(act.q.data(), 1, seq, heads, hd),
-                                   make_bnhd<CT>(act.k.data(), 1, seq, heads, hd),
-                                   make_bnhd<CT>(act.v.data(), 1, seq, heads, hd),
-                                   make_bnhd<T>(act.a.data(), 1, seq, heads, hd), attn.config.dilated, comm,
-                                   make_lse_bnh<accum_t<T>>(act.lse.data(), 1, seq, heads), &cs);
-    stats.add(cs);
-    attn.inner_attn_ln.forward_train(act.a, act.a_ln, act.ln_mean, act.ln_rstd);
-    attn.out_proj.forward(act.a_ln, y);
-}
-
-// multihead_attention::backward with the distributed attention backward.
-template <class T>
-void attention_backward(const nn::multihead_attention<T, T>& attn, nn::const_matrix_ref<T> x,
-                        nn::const_matrix_ref<T> dy, const nn::attention_activations<T>& act, nn::matrix_ref<T> dx,
-                        nn::attention_grad<T>& grad, grad_mode mode, index_t first, index_t total, MPI_Comm comm,
-                        distributed_step_stats& stats) {
-    const index_t seq = x.rows(), dim = attn.config.embed_dim, heads = attn.config.heads, hd = attn.config.head_dim();
-    nn::matrix<T> d_ln = nn::matrix<T>::Zero(seq, dim);
-    attn.out_proj.backward(act.a_ln, dy, d_ln, grad.out_proj);
-    nn::matrix<T> da = nn::matrix<T>::Zero(seq, dim);
-    attn.inner_attn_ln.backward(act.a, d_ln, act.ln_mean, act.ln_rstd, da, grad.inner_attn_ln);
-    d_ln.resize(0, 0);
-    nn::matrix<T> dq(seq, dim), dk(seq, dim), dv(seq, dim);
-    using CT = const T;
-    distributed::comm_stats cs;
-    distributed::dilated_attention_backward(
-        make_bnhd<CT>(act.q.data(), 1, seq, heads, hd), make_bnhd<CT>(act.k.data(), 1, seq, heads, hd),
-        make_bnhd<CT>(act.v.data(), 1, seq, heads, hd), make_bnhd<CT>(act.a.data(), 1, seq, heads, hd),
-        make_lse_bnh<const accum_t<T>>(act.lse.data(), 1, seq, heads), make_bnhd<CT>(da.data(), 1, seq, heads, hd),
-        make_bnhd<T>(dq.data(), 1, seq, heads, hd), make_bnhd<T>(dk.data(), 1, seq, heads, hd),
-        make_bnhd<T>(dv.data(), 1, seq, heads, hd), attn.config.dilated, comm, mode, &cs);
-    stats.add(cs);
-    if (attn.config.rotary.kind != nn::position_encoding::none) {
-        attn.rotary.apply(dq, transposed(attn.rotary.coefficients(total, false, first, seq)));
-        attn.rotary.apply(dk, transposed(attn.rotary.coefficients(total, true, first, seq)));
-    }
-    attn.q_proj.backward(x, dq, dx, grad.q_proj);
-    attn.k_proj.backward(x, dk, dx, grad.k_proj);
-    attn.v_proj.backward(x, dv, dx, grad.v_proj);
-}
-
-// decoder_layer::forward_train / backward with the distributed attention (same steps, same order).
-template <class T>
-void layer_forward(const nn::decoder_layer<T, T>& layer, nn::matrix<T>& x, nn::decoder_layer_activations<T>& act,
-                   index_t first, index_t total, MPI_Comm comm, distributed_step_stats& stats) {
-    act.input = x;
-    act.ln1_out.resize(x.rows(), x.cols());
-    layer.self_attn_layer_norm.forward_train(x, act.ln1_out, act.ln1_mean, act.ln1_rstd);
-    nn::matrix<T> y(x.rows(), x.cols());
-    attention_forward<T>(layer.self_attn, act.ln1_out, y, act.attn, first, total, comm, stats);
-    x += y;
-    act.mid = x;
-    act.ln2_out.resize(x.rows(), x.cols());
-    layer.final_layer_norm.forward_train(x, act.ln2_out, act.ln2_mean, act.ln2_rstd);
-    layer.ffn.forward_train(act.ln2_out, y, act.ffn);
-    x += y;
-}
-template <class T>
-void layer_backward(const nn::decoder_layer<T, T>& layer, nn::matrix<T>& dx, const nn::decoder_layer_activations<T>& act,
-                    nn::decoder_layer_grad<T>& grad, grad_mode mode, index_t first, index_t total, MPI_Comm comm,
-                    distributed_step_stats& stats) {
-    const index_t rows = dx.rows(), dim = dx.cols();
-    nn::matrix<T> dh = nn::matrix<T>::Zero(rows, dim);
-    layer.ffn.backward(act.ln2_out, dx, act.ffn, dh, grad.ffn);
-    layer.final_layer_norm.backward(act.mid, dh, act.ln2_mean, act.ln2_rstd, dx, grad.final_layer_norm);
-    dh.setZero();
-    attention_backward<T>(layer.self_attn, act.ln1_out, dx, act.attn, dh, grad.self_attn, mode, first, total, comm, stats);
-    layer.self_attn_layer_norm.backward(act.input, dh, act.ln1_mean, act.ln1_rstd, dx, grad.self_attn_layer_norm);
-}
-
 // The checks of one rank's chunk that need no communication; "" when fine.
 template <class T>
 std::string check_chunk(const nn::decoder<T, T>& model, const std::vector<std::int64_t>& inputs,
@@ -262,6 +166,46 @@ std::string check_chunk(const nn::decoder<T, T>& model, const std::vector<std::i
 
 }  // namespace detail
 
+// The attention backend of sequence parallelism (nn/attention_backend.hpp): this rank holds rows
+// [ρ·n, (ρ+1)·n) of a sequence spread over the P ranks of comm (ρ, P: rank and size of comm) and their
+// dilated attention is longnet::distributed's over comm (bitwise those rows of the single-process op),
+// its traffic added to stats. The nn pass runs on it unchanged (decoder::forward_backward_sum).
+template <class T>
+class sequence_parallel_attention final : public nn::attention_backend<T> {
+public:
+    using A = accum_t<T>;
+    sequence_parallel_attention(MPI_Comm comm, distributed_step_stats& stats) : comm_(comm), stats_(stats) {
+        MPI_Comm_rank(comm, &rank_);
+        MPI_Comm_size(comm, &size_);
+    }
+    nn::row_slice slice(index_t rows) const override { return {rows * rank_, rows * size_}; }
+    void forward(nn::attention_kind kind, const dilated_options& opt, tensor_view<const T> q, tensor_view<const T> k,
+                 tensor_view<const T> v, tensor_view<T> out, lse_view<A> lse) override {
+        require_dilated(kind);
+        distributed::comm_stats cs;
+        distributed::dilated_attention(q, k, v, out, opt, comm_, lse, &cs);
+        stats_.add(cs);
+    }
+    void backward(nn::attention_kind kind, const dilated_options& opt, tensor_view<const T> q, tensor_view<const T> k,
+                  tensor_view<const T> v, tensor_view<const T> out, lse_view<const A> lse, tensor_view<const T> dout,
+                  tensor_view<T> dq, tensor_view<T> dk, tensor_view<T> dv, grad_mode mode) override {
+        require_dilated(kind);
+        distributed::comm_stats cs;
+        distributed::dilated_attention_backward(q, k, v, out, lse, dout, dq, dk, dv, opt, comm_, mode, &cs);
+        stats_.add(cs);
+    }
+
+private:
+    static void require_dilated(nn::attention_kind kind) {
+        if (kind != nn::attention_kind::dilated)
+            throw std::invalid_argument("longnet::training::sequence_parallel_attention: " + std::string(nn::to_string(kind)) +
+                                        " attention sees every earlier token; sequence parallelism needs dilated attention");
+    }
+    MPI_Comm comm_;
+    distributed_step_stats& stats_;
+    int rank_ = 0, size_ = 1;
+};
+
 // One sequence-parallel training pass of one sequence: this rank holds inputs and targets at positions
 // [ρ·n, (ρ+1)·n) of a sequence of N = P·n (ρ, P: rank and size of comm; every rank of comm passes the
 // same n and calls this together). Returns the sequence's loss (the mean over the scored targets of all
@@ -283,9 +227,8 @@ double sequence_parallel_forward_backward(const nn::decoder<T, T>& model, const 
         longnet::detail::dist::cpu_scope cpu(st.cpu_seconds_communication);
         detail::agree_or_throw(comm, detail::check_chunk(model, inputs, targets, rank, size));
     }
-    const index_t n = static_cast<index_t>(inputs.size());
-    const index_t first = static_cast<index_t>(rank) * n, total = n * static_cast<index_t>(size);
     // the loss divides by the sequence's scored targets, on all ranks
+    const index_t n = static_cast<index_t>(inputs.size());
     long long scored_local = static_cast<long long>(nn::scored_targets(targets.data(), n)), scored = 0;
     {
         longnet::detail::dist::cpu_scope cpu(st.cpu_seconds_communication);
@@ -294,54 +237,9 @@ double sequence_parallel_forward_backward(const nn::decoder<T, T>& model, const 
     st.control_bytes += sizeof(long long);
     if (scored == 0)
         throw collective_error("longnet::training: every target of the sequence is ignore_target (-1); nothing to score");
-
-    nn::decoder_activations<T> local;
-    nn::decoder_activations<T>& ws = workspace ? *workspace : local;
-    const std::size_t count = model.layers.size();
-    nn::matrix<T> x;
-    nn::embedding_forward(model.embed_tokens, inputs, model.config.embed_scale(), x);
-    if (opt.checkpoint_activations) {
-        ws.layers.resize(1);
-        ws.layer_inputs.resize(count);
-        for (std::size_t l = 0; l < count; ++l) {
-            ws.layer_inputs[l] = x;
-            detail::layer_forward(model.layers[l], x, ws.layers[0], first, total, comm, st);
-        }
-    } else {
-        ws.layers.resize(count);
-        ws.layer_inputs.clear();
-        for (std::size_t l = 0; l < count; ++l) detail::layer_forward(model.layers[l], x, ws.layers[l], first, total, comm, st);
-    }
-    ws.final_input = x;
-    ws.hidden.resize(n, model.embed_dim());
-    model.final_norm.forward_train(ws.final_input, ws.hidden, ws.final_mean, ws.final_rstd);
-
-    nn::matrix<T> d_hidden = nn::matrix<T>::Zero(n, model.embed_dim());
-    const index_t block = std::max<index_t>(1, opt.loss_row_block);
-    nn::matrix<T> logits(std::min(n, block), model.vocab_size());
-    const double scale = loss_weight / static_cast<double>(scored);
-    double loss_local = 0;
-    for (index_t r0 = 0; r0 < n; r0 += block) {
-        const index_t rows = std::min(block, n - r0);
-        auto z = logits.topRows(rows);
-        model.output_projection.forward(ws.hidden.middleRows(r0, rows), z);
-        loss_local += nn::cross_entropy_backward<T>(z, targets.data() + r0, scale);
-        model.output_projection.backward(ws.hidden.middleRows(r0, rows), z, d_hidden.middleRows(r0, rows),
-                                         grad.output_projection);
-    }
-    x.setZero();
-    model.final_norm.backward(ws.final_input, d_hidden, ws.final_mean, ws.final_rstd, x, grad.layer_norm);
-    d_hidden.resize(0, 0);
-    for (std::size_t l = count; l-- > 0;) {
-        if (opt.checkpoint_activations) {
-            nn::matrix<T> xin = ws.layer_inputs[l];
-            detail::layer_forward(model.layers[l], xin, ws.layers[0], first, total, comm, st);
-            detail::layer_backward(model.layers[l], x, ws.layers[0], grad.layers[l], opt.mode, first, total, comm, st);
-        } else {
-            detail::layer_backward(model.layers[l], x, ws.layers[l], grad.layers[l], opt.mode, first, total, comm, st);
-        }
-    }
-    nn::embedding_backward<T>(inputs, model.config.embed_scale(), x, grad.embed_tokens);
+    sequence_parallel_attention<T> attention(comm, st);
+    const double loss_local = model.forward_backward_sum(inputs, targets, static_cast<index_t>(scored), grad, opt,
+                                                         loss_weight, workspace, attention);
     double loss = 0;
     {
         longnet::detail::dist::cpu_scope cpu(st.cpu_seconds_communication);
@@ -494,21 +392,9 @@ public:
         const auto t0 = std::chrono::steady_clock::now();
         stats_ = {};
         const double cpu0 = longnet::detail::dist::thread_cpu_seconds();
-        std::vector<sequence> mine;
         std::string error;
-        try {
-            if (batch.empty()) throw std::invalid_argument("empty batch");
-            for (std::size_t i = static_cast<std::size_t>(group_); i < batch.size(); i += static_cast<std::size_t>(dopt_.data_parallel))
-                mine.push_back(chunk(batch[i]));
-            for (const auto& c : mine)
-                if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
-        } catch (const std::exception& e) {
-            error = std::string("longnet::training: ") + e.what();
-        }
-        {
-            longnet::detail::dist::cpu_scope cpu(stats_.cpu_seconds_communication);
-            detail::agree_or_throw(world_, error);  // nobody enters a blocking collective while another rank failed
-        }
+        const std::vector<sequence> mine = my_chunks(batch, "empty batch", error);
+        agree_on_chunks(mine, error);
         return run_local(mine, static_cast<double>(batch.size()), t0, cpu0);
     }
 
@@ -519,13 +405,7 @@ public:
         const auto t0 = std::chrono::steady_clock::now();
         stats_ = {};
         const double cpu0 = longnet::detail::dist::thread_cpu_seconds();
-        std::string error;
-        for (const auto& c : chunks)
-            if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
-        {
-            longnet::detail::dist::cpu_scope cpu(stats_.cpu_seconds_communication);
-            detail::agree_or_throw(world_, error);
-        }
+        agree_on_chunks(chunks, {});
         return run_local(chunks, static_cast<double>(batch_size), t0, cpu0);
     }
 
@@ -534,14 +414,7 @@ public:
         if (distributed() && dopt_.verify_parameters) check_parameters();
         return st;
     }
-    step_stats step(const std::vector<sequence>& batch) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const double loss = compute_gradients(batch);
-        step_stats st = apply(loss);
-        st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
-        return st;
-    }
+    step_stats step(const std::vector<sequence>& batch) { return detail::timed_step(*this, batch); }
 
     // Throws collective_error on every rank unless every parameter is bitwise the same on all ranks.
     void check_parameters() {
@@ -559,41 +432,20 @@ public:
     // Held-out loss and accuracy (forward only), as trainer::evaluate; every rank gets the same numbers.
     typename trainer<T>::evaluation evaluate(const std::vector<sequence>& batch) {
         if (!distributed()) return base_.evaluate(batch);
-        std::vector<sequence> mine;
         std::string error;
-        try {
-            if (batch.empty()) throw std::invalid_argument("empty evaluation batch");
-            for (std::size_t i = static_cast<std::size_t>(group_); i < batch.size(); i += static_cast<std::size_t>(dopt_.data_parallel))
-                mine.push_back(chunk(batch[i]));
-            for (const auto& c : mine)
-                if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
-        } catch (const std::exception& e) {
-            error = std::string("longnet::training: ") + e.what();
-        }
-        detail::agree_or_throw(world_, error);
+        const std::vector<sequence> mine = my_chunks(batch, "empty evaluation batch", error);
+        agree_on_chunks(mine, error);
         const MPI_Comm comm = sequence_comm();
+        sequence_parallel_attention<T> attention(comm, stats_);
         double sums[3] = {0, 0, 0};  // Σ sequence losses, correct, scored (group totals, counted on ρ = 0)
         for (const auto& c : mine) {
-            const index_t n = static_cast<index_t>(c.inputs.size()), total = n * seq_size_, first = n * seq_rank_;
-            nn::matrix<T> x;
+            nn::matrix<T> x;  // the training forward on this rank's rows, keeping one layer's activations
             nn::embedding_forward(model_.embed_tokens, c.inputs, model_.config.embed_scale(), x);
             nn::decoder_layer_activations<T> act;
-            for (const auto& layer : model_.layers) detail::layer_forward(layer, x, act, first, total, comm, stats_);
+            for (const auto& layer : model_.layers) layer.forward_train(x, act, attention);
             model_.final_norm.forward(x, x);
-            const index_t block = std::max<index_t>(1, options().pass.loss_row_block);
-            double local[3] = {0, 0, static_cast<double>(nn::scored_targets(c.targets.data(), n))};
-            for (index_t r0 = 0; r0 < n; r0 += block) {
-                const index_t rows = std::min(block, n - r0);
-                const nn::matrix<T> logits = model_.project(x.middleRows(r0, rows));
-                local[0] += nn::cross_entropy_forward<T>(logits, c.targets.data() + r0);
-                for (index_t i = 0; i < rows; ++i) {
-                    const std::int64_t target = c.targets[static_cast<std::size_t>(r0 + i)];
-                    if (target == nn::ignore_target) continue;
-                    Eigen::Index best = 0;
-                    logits.row(i).maxCoeff(&best);
-                    local[1] += best == target;
-                }
-            }
+            const detail::score_sums r = detail::score_rows(model_, x, c.targets.data(), options().pass.loss_row_block);
+            double local[3] = {r.loss, r.correct, r.scored};
             double group_sum[3];
             detail::mpi_ok(MPI_Allreduce(local, group_sum, 3, MPI_DOUBLE, MPI_SUM, comm), "MPI_Allreduce (evaluation)");
             if (seq_rank_ == 0) {
@@ -640,6 +492,26 @@ public:
     }
 
 private:
+    // This rank's chunks of its group's sequences of batch; a failure goes to error.
+    std::vector<sequence> my_chunks(const std::vector<sequence>& batch, const char* empty_message, std::string& error) const {
+        std::vector<sequence> mine;
+        try {
+            if (batch.empty()) throw std::invalid_argument(empty_message);
+            for (std::size_t i = static_cast<std::size_t>(group_); i < batch.size(); i += static_cast<std::size_t>(dopt_.data_parallel))
+                mine.push_back(chunk(batch[i]));
+        } catch (const std::exception& e) {
+            error = std::string("longnet::training: ") + e.what();
+        }
+        return mine;
+    }
+    // Checks the chunks (unless error already says what failed) and agrees over the world: every rank
+    // throws collective_error when any failed, so nobody enters a blocking collective while another failed.
+    void agree_on_chunks(const std::vector<sequence>& chunks, std::string error) {
+        for (const auto& c : chunks)
+            if (error.empty()) error = detail::check_chunk(model_, c.inputs, c.targets, seq_rank_, seq_size_);
+        longnet::detail::dist::cpu_scope cpu(stats_.cpu_seconds_communication);
+        detail::agree_or_throw(world_, error);
+    }
     double run_local(const std::vector<sequence>& chunks, double batch_size, std::chrono::steady_clock::time_point t0,
                      double cpu0) {
         base_.gradients().set_zero();

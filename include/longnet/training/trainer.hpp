@@ -6,6 +6,7 @@
 // (save_checkpoint / load_checkpoint, see checkpoint.hpp) that makes a resumed run bitwise identical to
 // one never stopped.
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <climits>
@@ -47,6 +48,47 @@ struct step_stats {
     std::int64_t tokens = 0;
 };
 
+namespace detail {
+
+// Evaluation sums over rows of one sequence (all of it, or one rank's slice): the cross-entropies of the
+// scored targets, how many of them are the logits' argmax, how many are scored. hidden: the final
+// LayerNorm's output [n, D]; the logits exist row_block rows at a time.
+struct score_sums {
+    double loss = 0, correct = 0, scored = 0;
+};
+template <class T>
+score_sums score_rows(const nn::decoder<T, T>& model, const nn::matrix<T>& hidden, const std::int64_t* targets,
+                      index_t row_block) {
+    score_sums r;
+    const index_t seq = hidden.rows(), block = std::max<index_t>(1, row_block);
+    for (index_t r0 = 0; r0 < seq; r0 += block) {
+        const index_t n = std::min(block, seq - r0);
+        const nn::matrix<T> logits = model.project(hidden.middleRows(r0, n));
+        r.loss += nn::cross_entropy_forward<T>(logits, targets + r0);
+        for (index_t i = 0; i < n; ++i) {
+            if (targets[r0 + i] == nn::ignore_target) continue;
+            Eigen::Index best = 0;
+            logits.row(i).maxCoeff(&best);
+            r.correct += best == targets[r0 + i];
+            r.scored += 1;
+        }
+    }
+    return r;
+}
+
+// trainer::step and distributed_trainer::step: compute_gradients, then apply, timed, tokens counted.
+template <class Trainer>
+step_stats timed_step(Trainer& t, const std::vector<sequence>& batch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double loss = t.compute_gradients(batch);
+    step_stats st = t.apply(loss);
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
+    return st;
+}
+
+}  // namespace detail
+
 template <class T>
 class trainer {
 public:
@@ -87,14 +129,7 @@ public:
         st.loss = loss;
         return st;
     }
-    step_stats step(const std::vector<sequence>& batch) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const double loss = compute_gradients(batch);
-        step_stats st = apply(loss);
-        st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
-        return st;
-    }
+    step_stats step(const std::vector<sequence>& batch) { return detail::timed_step(*this, batch); }
 
     // Mean loss over sequences (forward only) and the fraction of scored targets predicted exactly (argmax).
     struct evaluation {
@@ -105,23 +140,11 @@ public:
         double scored = 0, correct = 0;
         for (const auto& s : batch) {
             model_.check_targets(s.inputs, s.targets);
-            const nn::matrix<T> hidden = model_.forward_hidden(s.inputs);
-            const index_t seq = hidden.rows(), block = std::max<index_t>(1, options_.pass.loss_row_block);
-            double total = 0;
-            for (index_t r0 = 0; r0 < seq; r0 += block) {
-                const index_t n = std::min(block, seq - r0);
-                const nn::matrix<T> logits = model_.project(hidden.middleRows(r0, n));
-                total += nn::cross_entropy_forward<T>(logits, s.targets.data() + r0);
-                for (index_t i = 0; i < n; ++i) {
-                    const std::int64_t target = s.targets[static_cast<std::size_t>(r0 + i)];
-                    if (target == nn::ignore_target) continue;
-                    Eigen::Index best = 0;
-                    logits.row(i).maxCoeff(&best);
-                    correct += best == target;
-                    scored += 1;
-                }
-            }
-            e.loss += total / static_cast<double>(nn::scored_targets(s.targets.data(), seq));
+            const detail::score_sums r =
+                detail::score_rows(model_, model_.forward_hidden(s.inputs), s.targets.data(), options_.pass.loss_row_block);
+            e.loss += r.loss / r.scored;
+            correct += r.correct;
+            scored += r.scored;
         }
         e.loss /= static_cast<double>(batch.size());
         e.accuracy = scored > 0 ? correct / scored : 0;
