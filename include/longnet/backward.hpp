@@ -36,20 +36,6 @@
 
 namespace longnet {
 
-enum class grad_mode {
-    exact,             // the true gradient of the merged output (default)
-    stop_grad_weights  // merge weights held constant, as torchscale's autograd does
-};
-
-inline const char* to_string(grad_mode m) noexcept { return m == grad_mode::exact ? "exact" : "stop_grad_weights"; }
-
-// Parse "exact" / "stop_grad_weights"; throws std::invalid_argument naming the bad value.
-inline grad_mode parse_grad_mode(const std::string& s) {
-    if (s == "exact") return grad_mode::exact;
-    if (s == "stop_grad_weights") return grad_mode::stop_grad_weights;
-    throw std::invalid_argument("longnet: unknown grad mode '" + s + "' (expected exact or stop_grad_weights)");
-}
-
 namespace detail {
 template <class TQ, class TO, class TL, class TD, class TGQ, class TGK, class TGV>
 void check_backward_shapes(const char* op, const tensor_view<TQ>& q, const tensor_view<TO>& out,
@@ -109,8 +95,7 @@ void dilated_attention_backward(tensor_view<TQ> q, tensor_view<TK> k, tensor_vie
     detail::run_backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
                         tensor_view<const T>(out), lse_view<const accum_t<T>>(lse), tensor_view<const T>(dout), dq, dk,
                         dv, opt,
-                        mode == grad_mode::exact ? detail::backward_delta::merged_output
-                                                 : detail::backward_delta::branch_output);
+                        mode);
 }
 
 // Dense attention's backward (one softmax per row: both grad modes coincide). Arguments as above.
@@ -133,7 +118,7 @@ void dense_attention_backward(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<
     as_dilated.scale = opt.scale;
     detail::run_backward<T>(tensor_view<const T>(q), tensor_view<const T>(k), tensor_view<const T>(v),
                         tensor_view<const T>(out), lse_view<const accum_t<T>>(lse), tensor_view<const T>(dout), dq, dk,
-                        dv, as_dilated, detail::backward_delta::merged_output);
+                        dv, as_dilated, grad_mode::exact);
 }
 
 }  // namespace longnet

@@ -13,6 +13,26 @@
 
 namespace longnet {
 
+// Which gradient the backward computes (backward.hpp, distributed.hpp; the kernels take it as it is):
+//   exact              the true gradient of the merged output: each branch's softmax backward uses the
+//                      merged output's Δ = rowsum(dO ∘ O) (default);
+//   stop_grad_weights  torchscale parity: the merge weights are held constant, each branch uses its own
+//                      output's Δ_i = rowsum(dO ∘ o_i).
+enum class grad_mode {
+    exact,             // the true gradient of the merged output (default)
+    stop_grad_weights  // merge weights held constant, as torchscale's autograd does
+};
+
+inline const char* to_string(grad_mode m) noexcept { return m == grad_mode::exact ? "exact" : "stop_grad_weights"; }
+
+// Parse "exact" / "stop_grad_weights"; throws std::invalid_argument naming the bad value.
+inline grad_mode parse_grad_mode(const std::string& s) {
+    if (s == "exact") return grad_mode::exact;
+    if (s == "stop_grad_weights") return grad_mode::stop_grad_weights;
+    throw std::invalid_argument("longnet: unknown grad mode '" + s + "' (expected exact or stop_grad_weights)");
+}
+
+
 // One dilated-attention branch: segments of `segment_length` rows, every `dilation`-th row kept.
 struct branch {
     index_t segment_length = 0;

@@ -45,7 +45,7 @@
 namespace longnet::detail {
 LONGNET_ISA_BEGIN
 
-// backward_delta (which Δ the backward uses) is declared in kernels.hpp: it crosses the dispatch.
+// grad_mode (which Δ the backward uses) is the public enum of options.hpp: it crosses the dispatch as is.
 
 // Per-thread state of the backward for segments of up to max_rows selected rows.
 template <class A, class Arch>
@@ -173,14 +173,14 @@ template <class T, class Arch = isa_arch>
 void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v,
                          tensor_view<const T> out, lse_view<const accum_t<T>> lse, tensor_view<const T> dout,
                          tensor_view<accum_t<T>> dq, tensor_view<accum_t<T>> dk, tensor_view<accum_t<T>> dv,
-                         const dilated_options& opt, backward_delta delta_kind) {
+                         const dilated_options& opt, grad_mode mode) {
     using A = accum_t<T>;
     using S = backward_shape<A, Arch>;
     const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
     if (B == 0 || N == 0 || H == 0) return;
     const A scale = static_cast<A>(effective_scale(opt.scale, D));
     const index_t dvp = S::K::padded_dim(D);
-    const bool own_output = delta_kind == backward_delta::branch_output;
+    const bool own_output = mode == grad_mode::stop_grad_weights;
 
     // bfloat16 storage on the bf16 dot-product path (bf16_dot.hpp): read once, so one call never mixes paths
     const bool bf16_path = bf16_dot_active<T, Arch>();
@@ -281,7 +281,7 @@ void fill_rows(tensor_view<T> x, T value) {
 template <class T, class Arch = isa_arch>
 void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<const T> out,
               lse_view<const accum_t<T>> lse, tensor_view<const T> dout, tensor_view<T> dq, tensor_view<T> dk,
-              tensor_view<T> dv, const dilated_options& opt, backward_delta delta_kind) {
+              tensor_view<T> dv, const dilated_options& opt, grad_mode mode) {
     using A = accum_t<T>;
     const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
     if (B == 0 || N == 0 || H == 0) return;
@@ -289,13 +289,13 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
         fill_rows<T>(dq, T(0));
         fill_rows<T>(dk, T(0));
         fill_rows<T>(dv, T(0));
-        backward_accumulate<T, Arch>(q, k, v, out, lse, dout, dq, dk, dv, opt, delta_kind);
+        backward_accumulate<T, Arch>(q, k, v, out, lse, dout, dq, dk, dv, opt, mode);
     } else {
         // 16-bit storage: accumulate the branches in float, round once
         const auto size = static_cast<std::size_t>(B * N * H * D);
         std::vector<A> acc_q(size, A(0)), acc_k(size, A(0)), acc_v(size, A(0));
         const auto view = [&](std::vector<A>& buf) { return tensor_view<A>(buf.data(), B, N, H, D); };
-        backward_accumulate<T, Arch>(q, k, v, out, lse, dout, view(acc_q), view(acc_k), view(acc_v), opt, delta_kind);
+        backward_accumulate<T, Arch>(q, k, v, out, lse, dout, view(acc_q), view(acc_k), view(acc_v), opt, mode);
         constexpr index_t rows_per_task = 4096;
         parallel_tasks(
             (B * N + rows_per_task - 1) / rows_per_task, [] { return 0; },

@@ -26,7 +26,7 @@
 #include <limits>
 #include <vector>
 
-#include "longnet/backward.hpp"
+#include "longnet/options.hpp"
 #include "longnet/detail/backward.hpp"
 #include "longnet/detail/backward_kernel.hpp"
 #include "longnet/detail/distributed_common.hpp"
@@ -119,8 +119,6 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
     const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
     if (B == 0 || N == 0 || H == 0) return;
     const A scale = static_cast<A>(effective_scale(opt.scale, D));
-    const backward_delta delta_kind =
-        mode == grad_mode::exact ? backward_delta::merged_output : backward_delta::branch_output;
     // bfloat16 storage on the bf16 dot-product path: read once (the local branches' backward_accumulate
     // reads the same switch), so one call never mixes paths
     const bool bf16_path = bf16_dot_active<T, Arch>();
@@ -138,7 +136,7 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
             ++st.local_branches;
             dilated_options one = opt;
             one.branches = {opt.branches[bi]};
-            backward_accumulate<T, Arch>(q, k, v, out, lse, dout, gq, gk, gv, one, delta_kind);
+            backward_accumulate<T, Arch>(q, k, v, out, lse, dout, gq, gk, gv, one, mode);
             continue;
         }
         ++st.long_branches;

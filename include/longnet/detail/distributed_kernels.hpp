@@ -21,7 +21,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "longnet/backward.hpp"
+#include "longnet/options.hpp"
 #include "longnet/detail/distributed_common.hpp"
 #include "longnet/detail/kernels.hpp"
 

@@ -47,15 +47,6 @@
 
 #define LONGNET_DETAIL_KERNEL_BODIES_ "longnet/detail/kernel_bodies.hpp"
 
-// Types that cross the dispatch live outside longnet::detail itself: argument-dependent lookup of a
-// type declared in longnet::detail would also search the inline namespace isa_native.
-namespace longnet::detail::kernel_types {
-// Which Δ the backward uses (see backward_kernel.hpp): the merged output's, or each branch's own.
-enum class backward_delta { merged_output, branch_output };
-}  // namespace longnet::detail::kernel_types
-namespace longnet::detail {
-using kernel_types::backward_delta;
-}  // namespace longnet::detail
 
 // ---- pass 1: the translation unit's own target --------------------------------------------------------
 namespace longnet::detail {
@@ -177,8 +168,8 @@ void run_forward_branch(const tensor_view<const T>& q, const tensor_view<const T
 template <class T>
 void run_backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<const T> out,
                   lse_view<const accum_t<T>> lse, tensor_view<const T> dout, tensor_view<T> dq, tensor_view<T> dk,
-                  tensor_view<T> dv, const dilated_options& opt, backward_delta delta_kind) {
-#define LONGNET_DETAIL_CALL_(ns) return ns::backward<T, ns::isa_arch>(q, k, v, out, lse, dout, dq, dk, dv, opt, delta_kind);
+                  tensor_view<T> dv, const dilated_options& opt, grad_mode mode) {
+#define LONGNET_DETAIL_CALL_(ns) return ns::backward<T, ns::isa_arch>(q, k, v, out, lse, dout, dq, dk, dv, opt, mode);
     LONGNET_DETAIL_DISPATCH_(LONGNET_DETAIL_CALL_)
 #undef LONGNET_DETAIL_CALL_
 }
