@@ -4,6 +4,7 @@
 // <= 3e-6 relative (two different float roundings), double <= 1e-12, both grad modes, both offset
 // policies, causal and not.
 #include <random>
+#include <stdexcept>
 
 #include <longnet/nn/nn.hpp>
 
@@ -117,4 +118,42 @@ TEST_CASE("anchored XPos training pass equals the centred form (float)", "[nn][x
 }
 TEST_CASE("anchored XPos training pass equals the centred form (double)", "[nn][xpos]") {
     check_anchored_equals_centred<double>(1e-12);
+}
+
+TEST_CASE("anchored XPos training pass past the centred range: float agrees with double at T = 2^17", "[nn][xpos]") {
+    std::mt19937 rng(17);
+    nn::attention_config cfg;
+    cfg.embed_dim = 8;
+    cfg.heads = 1;  // hd = 8; scale base 512: the centred form stops near 66K tokens in float
+    cfg.kind = nn::attention_kind::dilated;
+    cfg.dilated = longnet::dilated_options::from_lists({256, 2048}, {1, 8}, true);
+    cfg.rotary.kind = nn::position_encoding::xpos;
+    nn::multihead_attention<double> a64(cfg);
+    nn::multihead_attention<float> a32(cfg);
+    for (int i = 0; i < 4; ++i) {
+        auto& l = i == 0 ? a64.q_proj : i == 1 ? a64.k_proj : i == 2 ? a64.v_proj : a64.out_proj;
+        auto& m = i == 0 ? a32.q_proj : i == 1 ? a32.k_proj : i == 2 ? a32.v_proj : a32.out_proj;
+        l.weight = random_matrix<double>(8, 8, rng, 0.4);
+        l.bias = random_matrix<double>(8, 1, rng, 0.1);
+        m.weight = l.weight.cast<float>();
+        m.bias = l.bias.cast<float>();
+    }
+    const index_t seq = index_t(1) << 17;
+    const nn::matrix<double> x = random_matrix<double>(seq, 8, rng), dy = random_matrix<double>(seq, 8, rng);
+    CHECK_THROWS_AS(a32.rotary.coefficients(seq, false), std::overflow_error);  // the centred form cannot
+    nn::matrix<double> y(seq, 8), dx = nn::matrix<double>::Zero(seq, 8);
+    nn::matrix<float> y32(seq, 8), dx32 = nn::matrix<float>::Zero(seq, 8);
+    nn::attention_activations<double> act;
+    nn::attention_activations<float> act32;
+    a64.forward_train(x, y, act);
+    a32.forward_train(x.cast<float>(), y32, act32);
+    auto g = a64.make_grad();
+    auto g32 = a32.make_grad();
+    a64.backward(x, dy, act, dx, g);
+    a32.backward(x.cast<float>(), dy.cast<float>(), act32, dx32, g32);
+    REQUIRE(y32.allFinite());
+    REQUIRE(dx32.allFinite());
+    CHECK(rel<double>(y32.cast<double>(), y) <= 1e-5);
+    CHECK(rel<double>(dx32.cast<double>(), dx) <= 1e-4);
+    CHECK(rel<double>(g32.q_proj.weight.cast<double>(), g.q_proj.weight) <= 1e-4);
 }
