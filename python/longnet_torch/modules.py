@@ -25,11 +25,21 @@ class XPos(nn.Module):
     """XPos (Sun et al., 2022) as torchscale applies it to q and k of shape [B, T, H, head_dim].
 
     Pair c = (2c, 2c+1) of the vector at position i is rotated by i * 10000^(-c / (head_dim/2)) and scaled
-    by zeta_c^((i - ceil(T/2)) / scale_base) (q) or its inverse (k, ``downscale=True``), with
-    zeta_c = ``scale[c]`` = (2c + 0.4 head_dim) / (1.4 head_dim). The factors are computed in float64 and
-    cast to the input's dtype once. A score q_i . k_j carries zeta^((i - j) / scale_base): the centring
-    cancels, but the factors themselves grow as zeta_min^(-T / (2 scale_base)): float32 and bfloat16 reach
-    T of about 72K tokens (scale_base 512), float16 about 9K; past that this raises ValueError.
+    by zeta_c^((i - a) / scale_base) (q) or its inverse (k, ``downscale=True``), with
+    zeta_c = ``scale[c]`` = (2c + 0.4 head_dim) / (1.4 head_dim). A score q_i . k_j carries
+    zeta^((i - j) / scale_base) for any anchor a that q_j and k_j share. The factors are computed in
+    float64 and cast to the input's dtype once.
+
+    Two forms of the anchor a:
+
+    - centred (``forward(x)``, torchscale's): a = ceil(T/2) for every position. The factors grow as
+      zeta_min^(-T / (2 scale_base)): float32 and bfloat16 reach T of about 72K tokens (scale_base 512),
+      float16 about 9K; past that torchscale produces inf/NaN and this raises ValueError.
+    - anchored (``forward(x, segment_length=w)``, what ``MultiheadDilatedAttention`` uses, SPEC §10):
+      a = floor(i / w) w + min(w/2, reach), the centre of position i's segment of length w. Every factor
+      is bounded by zeta_min^(-w / (2 scale_base)) whatever T, so any sequence length works; a query and
+      a key of the same segment get exactly the centred form's score factor. Only pairs inside one
+      segment of length w are meaningful (what dilated attention scores).
     """
 
     def __init__(self, head_dim, scale_base=512):
@@ -40,29 +50,61 @@ class XPos(nn.Module):
         self.scale_base = scale_base
         self.register_buffer("scale", (torch.arange(0, head_dim, 2) + 0.4 * head_dim) / (1.4 * head_dim))
 
-    def factors(self, length, device=None):
-        """float64 cos, sin of the rotation angles and the q scale factors, each [T, head_dim/2] (k: 1/scale)."""
+    def _angles(self, length, device):
         pos = torch.arange(length, dtype=torch.float64, device=device)
-        centre = (length + 1) // 2
-        power = (pos - centre) / self.scale_base
-        zeta = self.scale.to(device=device, dtype=torch.float64)
-        scale = zeta[None, :] ** power[:, None]
         half = self.head_dim // 2
         inv_freq = 10000.0 ** (-torch.arange(half, dtype=torch.float64, device=device) / half)
         theta = pos[:, None] * inv_freq[None, :]
-        return torch.cos(theta), torch.sin(theta), scale
+        return pos, torch.cos(theta), torch.sin(theta)
 
-    def forward(self, x, downscale=False):
+    def factors(self, length, device=None):
+        """float64 cos, sin of the rotation angles and the centred q scale factors, each [T, head_dim/2]
+        (k: 1/scale)."""
+        pos, cos, sin = self._angles(length, device)
+        centre = (length + 1) // 2
+        zeta = self.scale.to(device=device, dtype=torch.float64)
+        return cos, sin, zeta[None, :] ** ((pos - centre) / self.scale_base)[:, None]
+
+    def reach(self, dtype):
+        """Largest distance from the anchor whose factor fits ``dtype`` with 1000x headroom (as longnet's
+        C++ rotary_embedding::reach())."""
+        log_zeta = float(torch.log(self.scale.to(torch.float64)).abs().max())
+        if not log_zeta > 0:
+            return 1 << 62
+        limit = math.log(torch.finfo(dtype).max) - math.log(1000.0)
+        return int(min(limit / log_zeta * self.scale_base, 1e15))
+
+    def anchored_factors(self, length, segment_length, dtype=torch.float32, device=None):
+        """float64 cos, sin and the anchored q scale factors [T, head_dim/2] for segments of
+        ``segment_length`` (k: 1/scale). Raises ValueError when a segment is too long for ``dtype``."""
+        if isinstance(segment_length, bool) or not isinstance(segment_length, int) or segment_length < 1:
+            raise ValueError(f"longnet_torch.XPos: segment_length must be an int >= 1, got {segment_length!r}")
+        pos, cos, sin = self._angles(length, device)
+        reach = self.reach(dtype)
+        offset_in_segment = torch.remainder(torch.arange(length, device=device), segment_length)
+        distance = offset_in_segment - min(segment_length // 2, reach)
+        if length > 0 and int(distance.abs().max()) > reach:
+            raise ValueError(f"longnet_torch.XPos: segment_length {segment_length} puts a position "
+                             f"{int(distance.abs().max())} from its anchor; {dtype} holds the XPos factor only up "
+                             f"to {reach} (use float64, a larger scale_base or shorter segments)")
+        zeta = self.scale.to(device=device, dtype=torch.float64)
+        return cos, sin, zeta[None, :] ** (distance.to(torch.float64) / self.scale_base)[:, None]
+
+    def forward(self, x, downscale=False, segment_length=None):
         if x.dim() != 4 or x.shape[-1] != self.head_dim:
             raise ValueError(f"longnet_torch.XPos: expected [B, T, H, {self.head_dim}], got {list(x.shape)}")
-        cos, sin, scale = self.factors(x.shape[1], x.device)
+        if segment_length is None:
+            cos, sin, scale = self.factors(x.shape[1], x.device)
+        else:
+            cos, sin, scale = self.anchored_factors(x.shape[1], segment_length, x.dtype, x.device)
         if downscale:
             scale = 1.0 / scale
         cos = (cos * scale).to(x.dtype)[:, None, :]
         sin = (sin * scale).to(x.dtype)[:, None, :]
         if not (torch.isfinite(cos).all() and torch.isfinite(sin).all()):
-            raise ValueError(f"longnet_torch.XPos: {x.shape[1]} positions overflow {x.dtype} "
-                             f"(factors up to zeta_min^(T/{2 * self.scale_base})); use float64 or shorter sequences")
+            raise ValueError(f"longnet_torch.XPos: {x.shape[1]} positions overflow {x.dtype} in the centred form "
+                             f"(factors up to zeta_min^(T/{2 * self.scale_base})); pass segment_length for the "
+                             f"anchored form, or use float64")
         x_even, x_odd = x[..., 0::2], x[..., 1::2]
         y_even = x_even * cos - x_odd * sin
         y_odd = x_odd * cos + x_even * sin
@@ -142,15 +184,41 @@ class MultiheadDilatedAttention(nn.Module):
         q = self.q_proj(query).view(B, T, self.num_heads, self.head_dim)
         k = self.k_proj(key).view(B, T, self.num_heads, self.head_dim)
         v = self.v_proj(value).view(B, T, self.num_heads, self.head_dim)
-        if self.xpos is not None:
-            q = self.xpos(q)
-            k = self.xpos(k, downscale=True)
-        attn = dilated_attention(q, k, v, self.segment_lengths, self.dilated_ratios, causal=bool(is_causal),
-                                 offsets=self.offsets, tail=self.tail, scale=self.scale, grad_mode=self.grad_mode)
-        attn = attn.reshape(B, T, self.embed_dim)
+        attn = self._attention(q, k, v, bool(is_causal)).reshape(B, T, self.embed_dim)
         if self.inner_attn_ln is not None:
             attn = self.inner_attn_ln(attn)
         return self.out_proj(attn), None
+
+    def _attention(self, q, k, v, causal):
+        """Dilated attention of q, k, v [B, T, H, hd] with the anchored XPos: the branches of one segment
+        length w run on q and k scaled by XPos anchored on segments of w (one kernel call); the calls of
+        different w merge through their log-sum-exps as the kernel merges branches (weights held
+        constant in the backward under grad_mode "stop_grad_weights")."""
+        options = dict(causal=causal, offsets=self.offsets, tail=self.tail, scale=self.scale)
+        if self.xpos is None:
+            return dilated_attention(q, k, v, self.segment_lengths, self.dilated_ratios, grad_mode=self.grad_mode,
+                                     **options)
+        groups = {}  # segment length -> indices of its branches, in first-appearance order
+        for i, w in enumerate(self.segment_lengths):
+            groups.setdefault(w, []).append(i)
+        outs, lses = [], []
+        for w, idx in groups.items():
+            qw = self.xpos(q, segment_length=w)
+            kw = self.xpos(k, downscale=True, segment_length=w)
+            out, lse = dilated_attention(qw, kw, v, [w] * len(idx), [self.dilated_ratios[i] for i in idx],
+                                         grad_mode=self.grad_mode, return_lse=True, **options)
+            if len(groups) == 1:
+                return out
+            outs.append(out)
+            lses.append(lse)
+        lse = torch.stack(lses)  # [G, B, T, H]
+        total = torch.logsumexp(lse, dim=0)
+        total = torch.where(torch.isfinite(total), total, torch.zeros_like(total))  # rows no branch keeps
+        weights = torch.exp(lse - total)
+        if self.grad_mode == "stop_grad_weights":
+            weights = weights.detach()
+        merged = sum(wt[..., None] * o.to(wt.dtype) for wt, o in zip(weights, outs))
+        return merged.to(q.dtype)
 
     def extra_repr(self):
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, segment_lengths={self.segment_lengths}, "

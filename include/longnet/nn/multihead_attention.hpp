@@ -10,8 +10,12 @@
 // statistics and output; backward runs out_proj, Sub-LN, the attention backward kernels (grad_mode exact
 // or stop_grad_weights), the transposed XPos rotation and the three projections' backward. The training
 // pass computes the attention through an attention_backend (attention_backend.hpp): by default over the
-// whole sequence here; the MPI trainer's backend holds one rank's rows of it. The training pass uses XPos's centred form (coefficients()), so it reaches the sequence lengths that form reaches
-// (float ≈ 66K tokens, double ≈ 570K for hd = 64; past that std::overflow_error).
+// whole sequence here; the MPI trainer's backend holds one rank's rows of it. When the pass holds the
+// whole sequence, dilated attention with XPos uses the anchored form as the inference forward does (no
+// length limit; backward: each segment-length group's kernel backward on its decayed copies, the decay
+// applied to its dq, dk). A pass on a slice of the sequence (the MPI trainer with more than one rank per
+// sequence) and dense attention use the centred form (coefficients()): float ≈ 66K tokens, double ≈ 570K
+// for hd = 64; past that std::overflow_error, since one vector scale per row cannot span a whole sequence.
 //
 // Dilated attention with XPos uses the anchored form (xpos.hpp): q and k are rotated once, then for each
 // branch scaled by the decay anchored on that branch's segments, and the branch runs on those copies
@@ -23,6 +27,7 @@
 // earlier token is visible to these rows (segments are aligned at position 0), and the result equals
 // the rows of the whole sequence's forward. Dense attention needs first_position = 0.
 
+#include <algorithm>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -77,7 +82,7 @@ struct attention_grad {
 // What multihead_attention::forward_train saves for backward.
 template <class T>
 struct attention_activations {
-    matrix<T> q, k, v;                // [T, D] as the attention op saw them (q, k after XPos)
+    matrix<T> q, k, v;                // [T, D] q, k after XPos (dilated: rotation only, decayed per branch)
     matrix<T> a;                      // [T, D] attention output (Sub-LN input)
     std::vector<accum_t<T>> lse;      // [T, H] merged log-sum-exp
     vector<T> ln_mean, ln_rstd;       // Sub-LN statistics
@@ -194,7 +199,12 @@ public:
         k_proj.forward(x, act.k);
         v_proj.forward(x, act.v);
         const row_slice rows = attention.slice(seq);
-        if (config.rotary.kind != position_encoding::none) {
+        const bool anchored = anchored_form(rows, seq);
+        if (anchored) {  // rotation only; act.q, act.k are saved before the per-branch decay
+            const matrix<T> table = rotary.rotation(0, seq);
+            rotary.apply(act.q, table);
+            rotary.apply(act.k, table);
+        } else if (config.rotary.kind != position_encoding::none) {
             rotary.apply(act.q, rotary.coefficients(rows.total, false, rows.first, seq));
             rotary.apply(act.k, rotary.coefficients(rows.total, true, rows.first, seq));
         }
@@ -204,7 +214,10 @@ public:
         auto vv = make_bnhd<CT>(act.v.data(), 1, seq, heads, hd);
         auto ov = make_bnhd<T>(act.a.data(), 1, seq, heads, hd);
         auto lv = make_lse_bnh<accum_t<T>>(act.lse.data(), 1, seq, heads);
-        attention.forward(config.kind, config.dilated, qv, kv, vv, ov, lv);
+        if (anchored)
+            anchored_dilated_attention(act.q, act.k, vv, ov, 0, &lv);
+        else
+            attention.forward(config.kind, config.dilated, qv, kv, vv, ov, lv);
         inner_attn_ln.forward_train(act.a, act.a_ln, act.ln_mean, act.ln_rstd);
         out_proj.forward(act.a_ln, y);
     }
@@ -235,9 +248,17 @@ public:
         auto dqv = make_bnhd<T>(dq.data(), 1, seq, heads, hd);
         auto dkv = make_bnhd<T>(dk.data(), 1, seq, heads, hd);
         auto dvv = make_bnhd<T>(dv.data(), 1, seq, heads, hd);
-        attention.backward(config.kind, config.dilated, qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mode);
         const row_slice rows = attention.slice(seq);
-        if (config.rotary.kind != position_encoding::none) {  // XPos backward: the rotation's transpose
+        const bool anchored = anchored_form(rows, seq);
+        if (anchored)
+            anchored_dilated_attention_backward(act, vv, ov, lv, dov, dq, dk, dv, mode);
+        else
+            attention.backward(config.kind, config.dilated, qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mode);
+        if (anchored) {  // the rotation's transpose (the decay was applied per group above)
+            const matrix<T> table = transposed_coefficients(rotary.rotation(0, seq));
+            rotary.apply(dq, table);
+            rotary.apply(dk, table);
+        } else if (config.rotary.kind != position_encoding::none) {  // XPos backward: the rotation's transpose
             rotary.apply(dq, transposed_coefficients(rotary.coefficients(rows.total, false, rows.first, seq)));
             rotary.apply(dk, transposed_coefficients(rotary.coefficients(rows.total, true, rows.first, seq)));
         }
@@ -262,13 +283,15 @@ public:
 private:
     // Dilated attention with the anchored XPos decay: each branch on its own decayed copies of q and k,
     // merged into out through the running log-sum-exp in branch order (as dilated_attention does).
+    // lse_out (optional): the merged log-sum-exp, for the training pass.
     void anchored_dilated_attention(const matrix<T>& q, const matrix<T>& k, const tensor_view<const T>& vv,
-                                    const tensor_view<T>& ov, index_t first_position) const {
+                                    const tensor_view<T>& ov, index_t first_position,
+                                    const lse_view<accum_t<T>>* lse_out = nullptr) const {
         using A = accum_t<T>;
         const index_t seq = q.rows(), heads = config.heads, hd = config.head_dim();
         if (seq == 0) return;
-        std::vector<A> lse_buffer(static_cast<std::size_t>(seq * heads));
-        const lse_view<A> lse(lse_buffer.data(), 1, seq, heads);
+        std::vector<A> lse_buffer(lse_out ? 0 : static_cast<std::size_t>(seq * heads));
+        const lse_view<A> lse = lse_out ? *lse_out : lse_view<A>(lse_buffer.data(), 1, seq, heads);
         longnet::detail::init_output<T, A>(ov, lse);
         const A scale = static_cast<A>(effective_scale(config.dilated.scale, hd));
         matrix<T> qb, kb;
@@ -286,6 +309,52 @@ private:
                 make_bnhd<CT>(qb.data(), 1, seq, heads, hd), make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, ov, lse,
                 config.dilated, br, scale);
         }
+    }
+
+    // Backward of the anchored form (first position 0): per group of branches sharing a segment length w,
+    // the kernel backward on q, k decayed for w with the merged output and lse (so each group's share of
+    // the exact or stop_grad_weights gradient); d(q·s)/dq = s, so the same decay turns dqb, dkb into the
+    // group's share of dq, dk (still before the rotation's transpose). dq, dk, dv are overwritten.
+    void anchored_dilated_attention_backward(const attention_activations<T>& act, const tensor_view<const T>& vv,
+                                             const tensor_view<const T>& ov, const lse_view<const accum_t<T>>& lv,
+                                             const tensor_view<const T>& dov, matrix<T>& dq, matrix<T>& dk,
+                                             matrix<T>& dv, grad_mode mode) const {
+        const index_t seq = act.q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        dq.setZero();
+        dk.setZero();
+        dv.setZero();
+        std::vector<index_t> done;
+        matrix<T> qb, kb, dqb(seq, dim), dkb(seq, dim), dvb(seq, dim);
+        using CT = const T;
+        for (const branch& br : config.dilated.branches) {
+            const index_t w = br.segment_length;
+            if (std::find(done.begin(), done.end(), w) != done.end()) continue;
+            done.push_back(w);
+            dilated_options group = config.dilated;
+            group.branches.clear();
+            for (const branch& b : config.dilated.branches)
+                if (b.segment_length == w) group.branches.push_back(b);
+            qb = act.q;
+            kb = act.k;
+            rotary.decay(qb, 0, w, false);
+            rotary.decay(kb, 0, w, true);
+            dilated_attention_backward(make_bnhd<CT>(qb.data(), 1, seq, heads, hd), make_bnhd<CT>(kb.data(), 1, seq, heads, hd),
+                                       vv, ov, lv, dov, make_bnhd<T>(dqb.data(), 1, seq, heads, hd),
+                                       make_bnhd<T>(dkb.data(), 1, seq, heads, hd), make_bnhd<T>(dvb.data(), 1, seq, heads, hd),
+                                       group, mode);
+            rotary.decay(dqb, 0, w, false);
+            rotary.decay(dkb, 0, w, true);
+            dq += dqb;
+            dk += dkb;
+            dv += dvb;
+        }
+    }
+
+    // The training pass uses the anchored XPos form when it holds the whole sequence (local attention, or
+    // one rank per sequence) and the attention is dilated with XPos; otherwise the centred form.
+    bool anchored_form(const row_slice& rows, index_t seq) const {
+        return config.kind == attention_kind::dilated && config.rotary.kind == position_encoding::xpos &&
+               rows.first == 0 && rows.total == seq;
     }
 
     // The transposed rotation's coefficient table: same cos·s, negated sin·s.

@@ -18,9 +18,10 @@
 // zeta^(±(i − ceil(T/2))/scale_base), so a long enough sequence overflows T (torchscale has the same
 // limit). With hd = 64 and scale_base 512 a float build reaches about 66K tokens, a double build about
 // 570K; past that coefficients() throws std::overflow_error instead of producing inf/NaN. Dense
-// attention uses this form. RoPE has no such limit.
+// attention (which scores every pair of the sequence, so no per-segment anchor fits it) and the
+// distributed trainer use this form. RoPE has no such limit.
 //
-// Anchored form (any position; what dilated attention and incremental decoding use):
+// Anchored form (any position; what dilated attention, its training pass and incremental decoding use):
 //   q_i ← R(i)·q_i · zeta^((i − a)/s),   k_j ← R(j)·k_j · zeta^(−(j − a)/s)
 // for any anchor a shared by the two: the score q_i·k_j still carries exactly zeta^((i − j)/s), so in
 // exact arithmetic the scores equal the centred form's (and torchscale's) for every anchor. Dilated
@@ -257,8 +258,10 @@ public:
             throw std::overflow_error("longnet::nn::rotary_embedding: XPos scale zeta^(" + std::to_string(distance) + "/" +
                                       std::to_string(options.scale_base) + ") overflows " +
                                       (sizeof(T) == 4 ? "float" : "double") + " for a sequence of " +
-                                      std::to_string(seq) + " tokens; use a double build, a larger xpos_scale_base "
-                                      "or RoPE");
+                                      std::to_string(seq) + " tokens; this centred form (one scale per row, spanning the "
+                                      "whole sequence) is what dense attention and the distributed trainer use, so they "
+                                      "cannot be exact past this length: use dilated attention (anchored XPos, no "
+                                      "length limit), a double build, a larger xpos_scale_base or RoPE");
     }
 
 private:
