@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Command-line tests of examples/longnet_data and `longnet_lm perplexity` (cmake -P script), registered
 # from tests/CMakeLists.txt as cli_data_perplexity.
-#   -DLM=<longnet_lm> -DDATA_TOOL=<longnet_data> -DDATA=<tests/data/decoder_00> -DWORK=<scratch folder>
+#   -DLM=<longnet_lm> -DDATA_TOOL=<longnet_data> -DTRAIN=<longnet_train> -DDATA=<tests/data/decoder_00> -DWORK=<scratch>
 # The fixture's 100 tokens written as 4 shards give the same perplexity as the .npy (ctx 16 and 32, with
 # the table); --save-logits then --kl-base on the same model: KL exactly 0; bf16 weights: KL > 0; bad
-# shards (magic, truncation, token >= vocab), too few tokens: exit 1 naming file/offset/value; usage: 2.
+# shards (magic, truncation, token >= vocab), too few tokens: exit 1 naming file/offset/value; usage: 2;
+# longnet_train --data: the losses of --text on the same bytes, --heldout shards, token >= vocab refused.
 
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
@@ -98,3 +99,28 @@ run(2 "${DATA_TOOL}" --text "${WORK}/text.txt")
 expect_message("--out")
 run(2 "${DATA_TOOL}" --text "${WORK}/text.txt" --out "${WORK}/x" --width 24)
 expect_message("--width")
+
+# longnet_train --data: the same windows (so the same losses) as --text on the same bytes; --heldout shards;
+# a token >= vocab refused before training with the file and offset
+file(READ "${DATA}/params.json" corpus)  # a few KB of text
+file(WRITE "${WORK}/corpus.txt" "${corpus}")
+run(0 "${DATA_TOOL}" --text "${WORK}/corpus.txt" --out "${WORK}/train" --shard-tokens 700)
+run(0 "${DATA_TOOL}" --text "${WORK}/text.txt" --out "${WORK}/heldout")
+set(tiny --random-config tiny --vocab 256 --seq-len 32 --batch 2 --steps 2 --seed 5)
+run(0 "${TRAIN}" ${tiny} --data "${WORK}/train_*.bin")
+string(REGEX MATCHALL "loss [0-9.]+" from_shards "${last_out}${last_err}")
+run(0 "${TRAIN}" ${tiny} --text "${WORK}/corpus.txt" --heldout 0)
+string(REGEX MATCHALL "loss [0-9.]+" from_text "${last_out}${last_err}")
+list(LENGTH from_shards n)
+if(NOT n EQUAL 2 OR NOT from_shards STREQUAL from_text)
+  message(FATAL_ERROR "longnet_train --data and --text differ: ${from_shards} vs ${from_text}")
+endif()
+run(0 "${TRAIN}" ${tiny} --data "${WORK}/train_*.bin" --heldout "${WORK}/heldout_*.bin" --eval-every 2 --eval-batches 2)
+string(FIND "${last_out}${last_err}" "held-out loss" at)
+if(at EQUAL -1)
+  message(FATAL_ERROR "no held-out loss with --heldout shards: ${last_out}${last_err}")
+endif()
+run(1 "${TRAIN}" --config "${WORK}/config.json" --data "${WORK}/train_*.bin" --seq-len 32 --steps 1)
+expect_message("train_000000.bin: offset 1024: token 123 at position 0 is not below the vocabulary size 97")
+run(2 "${TRAIN}" --random-config tiny --data "${WORK}/train_*.bin" --steps 1)
+expect_message("--data needs --seq-len")

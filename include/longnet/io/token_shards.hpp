@@ -320,6 +320,13 @@ public:
     void check_vocab(std::uint64_t vocab) const {
         for (const auto& s : shards_) s->check_vocab(vocab);
     }
+    // The largest token of the stream (0 when empty); reads every page once.
+    std::uint32_t max_token() const {
+        std::uint32_t m = 0;
+        for (const auto& s : shards_)
+            for (std::uint64_t i = 0; i < s->size(); ++i) m = std::max(m, (*s)[i]);
+        return m;
+    }
 
 private:
     std::vector<std::unique_ptr<token_shard>> shards_;

@@ -127,8 +127,7 @@ public:
         : train_(std::make_shared<io::token_shard_stream>(train_paths)), seq_len_(seq_len) {
         if (seq_len < 1) throw std::invalid_argument("training data: sequence length must be >= 1");
         if (!heldout_paths.empty()) heldout_ = std::make_shared<io::token_shard_stream>(heldout_paths);
-        train_->check_vocab(vocab);
-        if (heldout_) heldout_->check_vocab(vocab);
+        check_vocab(vocab);
         if (train_->size() < seq_len + 1)
             throw std::runtime_error("training data: the training shards hold " + std::to_string(train_->size()) +
                                      " tokens, too few for sequences of " + std::to_string(seq_len) + " tokens (need " +
@@ -141,6 +140,12 @@ public:
     std::size_t seq_len() const noexcept { return seq_len_; }
     std::uint64_t train_tokens() const noexcept { return train_ ? train_->size() : 0; }
     std::uint64_t heldout_tokens() const noexcept { return heldout_ ? heldout_->size() : 0; }
+    // Every token (training and held-out) below vocab, or io::token_shard_error naming the file and offset.
+    void check_vocab(std::uint64_t vocab) const {
+        train_->check_vocab(vocab);
+        if (heldout_) heldout_->check_vocab(vocab);
+    }
+    std::uint32_t max_token() const { return std::max(train_->max_token(), heldout_ ? heldout_->max_token() : 0u); }
 
     // A uniformly random window of the training stream (the draw of token_dataset::sample).
     sequence sample(rng_state& rng) const { return stream_window(*train_, rng.below(train_->size() - seq_len_)); }
