@@ -15,6 +15,8 @@
 #include <longnet/io/token_shards.hpp>
 #include <longnet/training/data.hpp>
 
+#include <unistd.h>
+
 #include "catch.hpp"
 
 namespace fs = std::filesystem;
@@ -198,4 +200,46 @@ TEST_CASE("shard dataset: the windows of token_dataset on the same tokens; resum
     REQUIRE_THROWS_WITH(tr::shard_dataset(io::glob_token_shards(d.file("train_*.bin")), {}, seq, 200),
                         Catch::Contains("train_00000") && Catch::Contains("vocabulary size 200"));
     REQUIRE_THROWS_WITH(tr::shard_dataset({d.file("val_000000.bin")}, {}, 400, 256), Catch::Contains("too few"));
+}
+
+namespace {
+// Anonymous resident memory of this process in bytes (RssAnon of /proc/self/status): the memory the
+// kernel cannot drop. The shards' pages are file-backed: mapped page cache the kernel reclaims under
+// pressure (their RSS share depends on fault-around and huge pages, so it is not what is measured).
+std::uint64_t resident_bytes() {
+    std::ifstream in("/proc/self/status");
+    std::string key;
+    std::uint64_t kb = 0;
+    while (in >> key) {
+        if (key == "RssAnon:") {
+            in >> kb;
+            return kb * 1024;
+        }
+        in.ignore(1 << 20, '\n');
+    }
+    FAIL("no RssAnon in /proc/self/status");
+    return 0;
+}
+}  // namespace
+
+TEST_CASE("shard dataset: anonymous memory does not grow with the corpus (48 MB of shards)", "[shards]") {
+    temp_dir d;
+    {
+        std::vector<std::int64_t> t(4u << 20);
+        std::uint64_t state = 9;
+        for (int s = 0; s < 6; ++s) {
+            for (auto& x : t) x = static_cast<std::int64_t>(longnet::nn::detail::splitmix64(state) % 50000);
+            io::write_token_shard(d.file("big_00000" + std::to_string(s) + ".bin"), t, io::token_width::u16);
+        }
+    }
+    const std::uint64_t before = resident_bytes();
+    REQUIRE(before > 0);
+    tr::shard_dataset data(io::glob_token_shards(d.file("big_*.bin")), {}, 256, 50000);  // scans all 48 MB
+    REQUIRE(data.train_tokens() == 6u * (4u << 20));
+    tr::rng_state rng{1};
+    std::uint64_t sum = 0;
+    for (int i = 0; i < 200; ++i) sum += static_cast<std::uint64_t>(data.sample(rng).inputs[7]);
+    const std::uint64_t after = resident_bytes();
+    INFO("resident before " << before << " after " << after << " (sum " << sum << ")");
+    CHECK(after < before + (4u << 20));  // the corpus is never copied: only the windows (a few KB) are allocated
 }

@@ -253,9 +253,39 @@ public:
     const token_shard_view& view() const noexcept { return view_; }
     std::uint64_t size() const noexcept { return view_.count; }
     std::uint32_t operator[](std::uint64_t i) const noexcept { return view_[i]; }
-    void check_vocab(std::uint64_t vocab) const { check_token_shard_vocab(view_, vocab, path_); }
+    // Every token < vocab, or token_shard_error naming the offset of the first that is not. Scanned in
+    // blocks, each block's pages released after it (madvise DONTNEED: they stay in the page cache, not in
+    // this process's resident set), so checking a corpus larger than memory keeps the RSS flat.
+    void check_vocab(std::uint64_t vocab) const {
+        scan([&](std::uint64_t i, std::uint32_t t) {
+            if (t >= vocab)
+                throw token_shard_error(path_, token_shard_header_bytes + i * static_cast<std::uint64_t>(view_.width),
+                                        "token " + std::to_string(t) + " at position " + std::to_string(i) +
+                                            " is not below the vocabulary size " + std::to_string(vocab));
+        });
+    }
+    std::uint32_t max_token() const {
+        std::uint32_t m = 0;
+        scan([&](std::uint64_t, std::uint32_t t) { m = std::max(m, t); });
+        return m;
+    }
 
 private:
+    template <class F>
+    void scan(F&& f) const {
+        const std::uint64_t block = (std::uint64_t{16} << 20) / static_cast<std::uint64_t>(view_.width);  // 16 MiB of tokens
+        const long page = ::sysconf(_SC_PAGESIZE);
+        for (std::uint64_t b0 = 0; b0 < view_.count; b0 += block) {
+            const std::uint64_t b1 = std::min(view_.count, b0 + block);
+            for (std::uint64_t i = b0; i < b1; ++i) f(i, view_[i]);
+            // release the whole pages of this block (the header's page stays)
+            const auto begin = reinterpret_cast<std::uintptr_t>(view_.tokens + b0 * static_cast<std::uint64_t>(view_.width));
+            const auto end = reinterpret_cast<std::uintptr_t>(view_.tokens + b1 * static_cast<std::uint64_t>(view_.width));
+            const std::uintptr_t p = static_cast<std::uintptr_t>(page > 0 ? page : 4096);
+            const std::uintptr_t first = (begin + p - 1) / p * p, last = end / p * p;
+            if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+        }
+    }
     void unmap() noexcept {
         if (map_) ::munmap(map_, size_);
         map_ = nullptr;
@@ -323,8 +353,7 @@ public:
     // The largest token of the stream (0 when empty); reads every page once.
     std::uint32_t max_token() const {
         std::uint32_t m = 0;
-        for (const auto& s : shards_)
-            for (std::uint64_t i = 0; i < s->size(); ++i) m = std::max(m, (*s)[i]);
+        for (const auto& s : shards_) m = std::max(m, s->max_token());
         return m;
     }
 
