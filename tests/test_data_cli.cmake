@@ -5,7 +5,8 @@
 # The fixture's 100 tokens written as 4 shards give the same perplexity as the .npy (ctx 16 and 32, with
 # the table); --save-logits then --kl-base on the same model: KL exactly 0; bf16 weights: KL > 0; bad
 # shards (magic, truncation, token >= vocab), too few tokens: exit 1 naming file/offset/value; usage: 2;
-# longnet_train --data: the losses of --text on the same bytes, --heldout shards, token >= vocab refused.
+# longnet_train --data: the losses of --text on the same bytes, --heldout shards, token >= vocab refused,
+# --resume bitwise equal to the run that never stopped.
 
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
@@ -124,3 +125,15 @@ run(1 "${TRAIN}" --config "${WORK}/config.json" --data "${WORK}/train_*.bin" --s
 expect_message("train_000000.bin: offset 1024: token 123 at position 0 is not below the vocabulary size 97")
 run(2 "${TRAIN}" --random-config tiny --data "${WORK}/train_*.bin" --steps 1)
 expect_message("--data needs --seq-len")
+
+# --resume with --data continues the same window stream: 2 steps + resume to 4 = 4 steps, bitwise
+set(run_args --random-config tiny --vocab 256 --data "${WORK}/train_*.bin" --seq-len 32 --batch 2 --seed 3
+             --schedule constant --save-every 2)
+run(0 "${TRAIN}" ${run_args} --steps 4 --out "${WORK}/run_a")
+run(0 "${TRAIN}" ${run_args} --steps 2 --out "${WORK}/run_b")
+run(0 "${TRAIN}" --resume "${WORK}/run_b" --steps 4)
+execute_process(COMMAND "${CMAKE_COMMAND}" -E compare_files "${WORK}/run_a/model.safetensors" "${WORK}/run_b/model.safetensors"
+                RESULT_VARIABLE differ)
+if(differ)
+  message(FATAL_ERROR "--data: the resumed run's model differs from the run that never stopped")
+endif()
