@@ -187,6 +187,12 @@ def cli_seeds():
     write(out, "train_resume", argv(4, "--resume", "run", "--steps", "20"))
     write(out, "train_data_parallel", argv(4, "--random-config", "tiny", "--task", "recall", "--seq-len", "512",
                                            "--batch", "4", "--data-parallel", "2"))
+    write(out, "lm_perplexity", argv(2, "perplexity", "--weights", "m.safetensors", "--config", "c.json", "--data",
+                                      "val_*.bin", "--ctx", "16,32", "--stride", "8"))
+    write(out, "lm_perplexity_kl", argv(2, "perplexity", "--weights", "m.safetensors", "--config", "c.json", "--tokens",
+                                         "t.npy", "--ctx", "64", "--kl-base", "b.npy", "--weights-dtype", "bf16"))
+    write(out, "train_data", argv(4, "--random-config", "tiny", "--data", "train_*.bin", "--heldout", "val_*.bin",
+                                  "--seq-len", "64", "--eval-every", "2"))
     # longnet_distributed (selector 5)
     write(out, "distributed_default", argv(5, "--tokens", "16M", "--heads", "1", "--dim", "64"))
     write(out, "distributed_branches", argv(5, "--tokens", "64K", "--branches", "2048:1,4096:2,8192:4", "--causal",
