@@ -322,7 +322,8 @@ data_source load_data(const arguments& a) {
                                              a.heldout_data.empty() ? std::vector<std::string>{}
                                                                     : longnet::io::glob_token_shards(a.heldout_data),
                                              static_cast<std::size_t>(a.seq_len), std::uint64_t{1} << 32);
-            d.vocab_needed = static_cast<std::int64_t>(d.shard_data.max_token()) + 1;
+            // the vocabulary from the data only when nothing else gives it (a second pass over the corpus)
+            if (a.config.empty() && a.vocab == 0) d.vocab_needed = static_cast<std::int64_t>(d.shard_data.max_token()) + 1;
         } catch (const std::runtime_error& e) {
             throw cli::data_error(e.what());
         }
