@@ -31,6 +31,16 @@
 // size. --temperature 0 is greedy (default 1), --top-k 0 and --top-p 1 are off (defaults); the same
 // --seed gives the same tokens. --stop-tokens: generation ends after emitting one of these ids (e.g.
 // end-of-text), at most --max-new-tokens. --out-tokens writes prompt + generated ids as int64 [n].
+//
+//   longnet_lm perplexity --weights W --config C (--tokens F.npy | --data 'val_*.bin' | --text F)
+//              [--ctx N[,N2,...]] [--stride S] [--max-windows K] [--kl-base logits.npy]
+//              [--save-logits logits.npy] [--dtype float|double] [--weights-dtype float|bf16]
+// llama.cpp-style perplexity (longnet/training/perplexity.hpp: windows of N tokens, only tokens with
+// full context scored): a running "[window] PPL" progress line on stderr, then per context the final
+// PPL +/- standard error and tokens/s, one JSON line on stdout per context ({"ctx":..,"ppl":..}), and a
+// table when several contexts are given. --data: llm.c token shards (memory-mapped, sorted by name,
+// one stream). --save-logits writes the scored rows' logits (one context): the reference for --kl-base,
+// which reports the KL divergence of this model against it (e.g. bf16 weights against float).
 
 #include <algorithm>
 #include <chrono>
@@ -47,6 +57,8 @@
 #include <longnet/io/npy.hpp>
 #include <longnet/io/safetensors.hpp>
 #include <longnet/nn/nn.hpp>
+#include <longnet/training/data.hpp>
+#include <longnet/training/perplexity.hpp>
 
 #include "cli_common.hpp"
 
@@ -62,6 +74,9 @@ const char* const usage_text =
     "             [--last-only]\n"
     "  longnet_lm --random-config base --tokens-random N [--seed S] [--layers L] [--vocab V]\n"
     "             [--attention dilated|dense] [--weights-dtype float|bf16] [--logits last_row.npy]\n"
+    "  longnet_lm perplexity --weights W --config C (--tokens F.npy | --data 'val_*.bin' | --text F)\n"
+    "             [--ctx N[,N2,...]] [--stride S] [--max-windows K] [--kl-base logits.npy] [--save-logits logits.npy]\n"
+    "             [--dtype float|double] [--weights-dtype float|bf16]\n"
     "  longnet_lm generate --weights W --config C (--prompt-tokens P.npy | --prompt TEXT) --max-new-tokens N\n"
     "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop-tokens ID,...]\n"
     "             [--out-tokens OUT.npy] [--dtype float|double] [--weights-dtype float|bf16]\n"
@@ -475,7 +490,162 @@ int run_generate(int argc, char** argv) {
     return bf16 ? generate_files<float, Eigen::bfloat16>(a) : generate_files<float, float>(a);
 }
 
+// ---- perplexity ------------------------------------------------------------------------------------------
+
+struct perplexity_arguments {
+    std::string weights, config, tokens, data, text, kl_base, save_logits;
+    std::vector<std::int64_t> ctx{512};
+    std::int64_t stride = 0, max_windows = 0;
+    std::string dtype = "float", weights_dtype = "float";
+};
+
+perplexity_arguments parse_perplexity(int argc, char** argv) {
+    perplexity_arguments a;
+    cli::arg_reader r(argc, argv);
+    if (r.done()) throw cli::usage_error("perplexity: no arguments");
+    while (!r.done()) {
+        const std::string f = r.next_flag();
+        if (f == "--help") {
+            std::fputs(usage_text, stdout);
+            std::exit(0);
+        } else if (f == "--weights") a.weights = r.value(f);
+        else if (f == "--config") a.config = r.value(f);
+        else if (f == "--tokens") a.tokens = r.value(f);
+        else if (f == "--data") a.data = r.value(f);
+        else if (f == "--text") a.text = r.value(f);
+        else if (f == "--ctx") a.ctx = cli::parse_int_list(f, r.value(f), 2, std::int64_t(1) << 40);
+        else if (f == "--stride") a.stride = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
+        else if (f == "--max-windows") a.max_windows = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
+        else if (f == "--kl-base") a.kl_base = r.value(f);
+        else if (f == "--save-logits") a.save_logits = r.value(f);
+        else if (f == "--dtype") {
+            a.dtype = r.value(f);
+            if (a.dtype != "float" && a.dtype != "double") throw cli::usage_error("--dtype: expected float or double, got '" + a.dtype + "'");
+        } else if (f == "--weights-dtype") {
+            a.weights_dtype = r.value(f);
+            if (a.weights_dtype != "float" && a.weights_dtype != "bf16")
+                throw cli::usage_error("--weights-dtype: expected float or bf16, got '" + a.weights_dtype + "'");
+        } else {
+            throw cli::usage_error("perplexity: unknown flag " + f);
+        }
+    }
+    if (a.weights.empty() || a.config.empty()) throw cli::usage_error("perplexity needs --weights and --config");
+    const int sources = !a.tokens.empty() + !a.data.empty() + !a.text.empty();
+    if (sources != 1) throw cli::usage_error("perplexity needs exactly one of --tokens F.npy, --data 'shards_*.bin', --text F");
+    if (a.ctx.empty()) throw cli::usage_error("--ctx needs at least one context length");
+    for (std::int64_t c : a.ctx)
+        if (a.stride && a.stride >= c)
+            throw cli::usage_error("--stride " + std::to_string(a.stride) + " must be below every --ctx (got " + std::to_string(c) + ")");
+    if ((!a.kl_base.empty() || !a.save_logits.empty()) && a.ctx.size() != 1)
+        throw cli::usage_error("--kl-base and --save-logits need a single --ctx");
+    if (a.dtype == "double" && a.weights_dtype == "bf16") throw cli::usage_error("--weights-dtype bf16 needs --dtype float");
+    return a;
+}
+
+template <class T, class W>
+int perplexity_files(const perplexity_arguments& a) {
+    namespace tr = longnet::training;
+    nn::decoder_config cfg;
+    try {
+        cfg = nn::decoder_config::from_file(a.config);
+    } catch (const std::invalid_argument& e) {
+        throw cli::data_error(e.what());
+    }
+    // The token stream: in memory (.npy, text bytes) or memory-mapped shards.
+    std::vector<std::int64_t> memory;
+    longnet::io::token_shard_stream shards;
+    std::string source;
+    try {
+        if (!a.data.empty()) {
+            shards = longnet::io::token_shard_stream(longnet::io::glob_token_shards(a.data));
+            shards.check_vocab(static_cast<std::uint64_t>(cfg.vocab_size));
+            source = a.data + " (" + std::to_string(shards.shard_count()) + " shards)";
+        } else {
+            memory = !a.tokens.empty() ? tr::read_token_file(a.tokens) : tr::read_text_bytes(a.text);
+            source = !a.tokens.empty() ? a.tokens : a.text;
+            for (std::size_t i = 0; i < memory.size(); ++i)
+                if (memory[i] >= cfg.vocab_size)
+                    throw cli::data_error(source + ": token " + std::to_string(memory[i]) + " at position " + std::to_string(i) +
+                                          " is not below the model's vocabulary size " + std::to_string(cfg.vocab_size));
+        }
+    } catch (const longnet::io::token_shard_error& e) {
+        throw cli::data_error(e.what());
+    } catch (const std::runtime_error& e) {
+        if (dynamic_cast<const cli::data_error*>(&e)) throw;
+        throw cli::data_error(e.what());
+    }
+    const std::uint64_t n = a.data.empty() ? memory.size() : shards.size();
+    std::vector<float> base;
+    std::uint64_t base_rows = 0;
+    if (!a.kl_base.empty()) {
+        const longnet::io::npy_array arr = longnet::io::load_npy(a.kl_base);
+        if (arr.ndim() != 2 || arr.shape()[1] != cfg.vocab_size)
+            throw cli::data_error(a.kl_base + ": reference logits must be [scored tokens, " + std::to_string(cfg.vocab_size) +
+                                  "], got shape " + longnet::io::shape_string(arr.shape()));
+        base = arr.as_float();
+        base_rows = static_cast<std::uint64_t>(arr.shape()[0]);
+    }
+    if (!a.save_logits.empty()) cli::check_writable("--save-logits", a.save_logits);
+    const auto model = nn::load_decoder<T, W>(a.weights, cfg);
+    std::fprintf(stderr, "longnet_lm perplexity: %s, %llu tokens, %s weights, %d threads\n", source.c_str(),
+                 static_cast<unsigned long long>(n), std::is_same_v<W, float> ? (std::is_same_v<T, double> ? "double" : "float") : "bf16",
+                 cli::max_threads());
+    std::vector<tr::perplexity_result> results;
+    for (std::int64_t c : a.ctx) {
+        tr::perplexity_options opt;
+        opt.ctx = static_cast<std::size_t>(c);
+        opt.stride = static_cast<std::size_t>(a.stride);
+        opt.max_windows = static_cast<std::size_t>(a.max_windows);
+        std::vector<float> saved;
+        if (!a.save_logits.empty()) opt.scored_logits = &saved;
+        if (!base.empty()) {
+            opt.kl_base = base.data();
+            opt.kl_base_rows = base_rows;
+        }
+        opt.progress = [](const tr::perplexity_result& r) {
+            std::fprintf(stderr, "\r[%llu] PPL %.4f (%llu tokens scored, %.1f tokens/s)", static_cast<unsigned long long>(r.windows),
+                         r.ppl(), static_cast<unsigned long long>(r.scored), r.tokens_per_second());
+            std::fflush(stderr);
+        };
+        tr::perplexity_result r;
+        try {
+            r = a.data.empty() ? tr::perplexity(model, memory, opt) : tr::perplexity(model, shards, opt);
+        } catch (const std::invalid_argument& e) {
+            throw cli::data_error(e.what());
+        }
+        std::fprintf(stderr, "\nctx %lld: final estimate PPL = %.4f +/- %.5f over %llu tokens in %llu windows, %.1f tokens/s",
+                     static_cast<long long>(c), r.ppl(), r.ppl_stderr(), static_cast<unsigned long long>(r.scored),
+                     static_cast<unsigned long long>(r.windows), r.tokens_per_second());
+        if (r.has_kl) std::fprintf(stderr, ", KL divergence %.6f +/- %.6f", r.kl_mean(), r.kl_stderr());
+        std::fputc('\n', stderr);
+        std::printf("{\"ctx\": %lld, \"stride\": %lld, \"windows\": %llu, \"scored\": %llu, \"ppl\": %.17g, \"ppl_stderr\": %.17g, "
+                    "\"mean_nll\": %.17g, \"tokens_per_second\": %.6g",
+                    static_cast<long long>(c), static_cast<long long>(a.stride), static_cast<unsigned long long>(r.windows),
+                    static_cast<unsigned long long>(r.scored), r.ppl(), r.ppl_stderr(), r.mean_nll(), r.tokens_per_second());
+        if (r.has_kl) std::printf(", \"kl\": %.17g, \"kl_stderr\": %.17g", r.kl_mean(), r.kl_stderr());
+        std::printf("}\n");
+        std::fflush(stdout);
+        if (!a.save_logits.empty())
+            longnet::io::save_npy(a.save_logits, saved.data(), {static_cast<std::int64_t>(r.scored), cfg.vocab_size});
+        results.push_back(r);
+    }
+    if (results.size() > 1) {
+        std::fprintf(stderr, "\n| ctx | windows | scored | PPL | +/- | tokens/s |\n|---:|---:|---:|---:|---:|---:|\n");
+        for (const auto& r : results)
+            std::fprintf(stderr, "| %zu | %llu | %llu | %.4f | %.5f | %.1f |\n", r.ctx, static_cast<unsigned long long>(r.windows),
+                         static_cast<unsigned long long>(r.scored), r.ppl(), r.ppl_stderr(), r.tokens_per_second());
+    }
+    return 0;
+}
+
+int run_perplexity(int argc, char** argv) {
+    const perplexity_arguments a = parse_perplexity(argc, argv);
+    if (a.dtype == "double") return perplexity_files<double, double>(a);
+    return a.weights_dtype == "bf16" ? perplexity_files<float, Eigen::bfloat16>(a) : perplexity_files<float, float>(a);
+}
+
 int run(int argc, char** argv) {
+    if (argc >= 2 && std::string(argv[1]) == "perplexity") return run_perplexity(argc - 1, argv + 1);
     if (argc >= 2 && std::string(argv[1]) == "generate") return run_generate(argc - 1, argv + 1);
     const arguments a = parse(argc, argv);
     const bool bf16 = a.weights_dtype == "bf16";

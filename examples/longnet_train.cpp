@@ -10,6 +10,10 @@
 //                                                 or --vocab; --segment-length/--dilated-ratio and
 //                                                 --xpos-scale-base override)
 // DATA:  --tokens T.npy (int32/int64 ids) | --text FILE (bytes, vocabulary 256) | --task recall
+//        | --data 'dir/train_*.bin' [--heldout 'dir/val_*.bin'] (llm.c token shards, memory-mapped and never
+//        read whole, sorted by name into one stream; needs --seq-len; windows drawn from the seed exactly as
+//        for --tokens, so --resume continues the same stream; every token checked against the vocabulary
+//        before training; with --data, --heldout names the held-out shards instead of a fraction)
 //        Without --seq-len, the whole of T.npy / FILE is one sequence (inputs T[:-1], targets T[1:]) and
 //        every step trains on it; with --seq-len N, batches of --batch random windows of N tokens come from
 //        the first part and the last --heldout fraction (default 0.1) is held out for --eval-every.
@@ -74,6 +78,7 @@ const char* const usage_text =
     "usage:\n"
     "  longnet_train (--weights W.safetensors --config C.json | --config C.json | --random-config tiny|small|base)\n"
     "                (--tokens T.npy | --text FILE | --task recall) [--seq-len N] [--batch B] [--heldout F]\n"
+    "                | --data 'train_*.bin' --seq-len N [--heldout 'val_*.bin']\n"
     "                [--steps K] [--lr X] [--schedule cosine|constant] [--warmup W] [--min-lr X]\n"
     "                [--betas b1,b2] [--eps E] [--weight-decay W] [--clip-norm C]\n"
     "                [--grad-mode exact|stop_grad_weights] [--checkpoint-activations] [--seed S]\n"
@@ -86,6 +91,7 @@ const char* const usage_text =
 
 struct arguments {
     std::string weights, config, random_config, tokens, text, task;
+    std::string data, heldout_data;  // --data shards; --heldout shards (with --data)
     std::string save_grads, save, out, resume;
     std::string dtype = "float";
     tr::save_dtype save_dtype = tr::save_dtype::float32;
@@ -115,6 +121,7 @@ arguments parse(const std::vector<std::string>& args) {
     arguments a;
     a.argv = args;
     cli::arg_reader r(static_cast<int>(argv.size()), argv.data());
+    std::string heldout_text;
     if (r.done()) throw cli::usage_error("no arguments");
     std::vector<std::string> flags;  // as given
     while (!r.done()) {
@@ -136,9 +143,9 @@ arguments parse(const std::vector<std::string>& args) {
             if (a.task != "recall") throw cli::usage_error("--task: only 'recall' is known, got '" + a.task + "'");
         } else if (f == "--seq-len") a.seq_len = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 32);
         else if (f == "--batch") a.batch = cli::parse_int(f, r.value(f), 1, 1 << 20);
+        else if (f == "--data") a.data = r.value(f);
         else if (f == "--heldout") {
-            a.heldout = cli::parse_double(f, r.value(f));
-            if (a.heldout < 0 || a.heldout >= 1) throw cli::usage_error("--heldout: expected a fraction in [0, 1), got " + std::to_string(a.heldout));
+            heldout_text = r.value(f);  // a fraction, or shards with --data (read after the loop)
         } else if (f == "--steps") {
             a.steps = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
             a.steps_set = true;
@@ -205,6 +212,14 @@ arguments parse(const std::vector<std::string>& args) {
             throw cli::usage_error("unknown flag " + f);
         }
     }
+    if (!heldout_text.empty()) {
+        if (!a.data.empty()) {
+            a.heldout_data = heldout_text;
+        } else {
+            a.heldout = cli::parse_double("--heldout", heldout_text);
+            if (a.heldout < 0 || a.heldout >= 1) throw cli::usage_error("--heldout: expected a fraction in [0, 1), got " + std::to_string(a.heldout));
+        }
+    }
     if (!a.resume.empty()) {  // the rest is checked after the recorded arguments are merged in
         for (const std::string& f : flags)  // any other flag would be silently replaced by the recorded one
             if (f != "--resume" && f != "--steps")
@@ -214,8 +229,10 @@ arguments parse(const std::vector<std::string>& args) {
     const int models = !a.config.empty() + !a.random_config.empty();
     if (models != 1) throw cli::usage_error("give exactly one model: --config C.json (with or without --weights) or --random-config");
     if (!a.weights.empty() && a.config.empty()) throw cli::usage_error("--weights needs --config");
-    const int data = !a.tokens.empty() + !a.text.empty() + !a.task.empty();
-    if (data != 1) throw cli::usage_error("give exactly one data source: --tokens, --text or --task recall");
+    const int data = !a.tokens.empty() + !a.text.empty() + !a.task.empty() + !a.data.empty();
+    if (data != 1) throw cli::usage_error("give exactly one data source: --tokens, --text, --data or --task recall");
+    if (!a.data.empty() && a.seq_len == 0) throw cli::usage_error("--data needs --seq-len (windows of the shard stream)");
+    if (!a.heldout_data.empty() && a.eval_every == 0) throw cli::usage_error("--heldout shards need --eval-every");
     if ((!a.segment_length.empty() || !a.dilated_ratio.empty() || a.xpos_scale_base > 0) && a.random_config.empty())
         throw cli::usage_error("--segment-length/--dilated-ratio/--xpos-scale-base are for --random-config (a config file gives its own)");
     if (a.segment_length.size() != a.dilated_ratio.size())
@@ -254,6 +271,8 @@ struct data_source {
     bool whole = false;  // one fixed sequence
     tr::sequence fixed;
     tr::token_dataset dataset;
+    bool shards = false;  // --data: windows of memory-mapped shards
+    tr::shard_dataset shard_data;
     bool recall = false;
     tr::recall_task task;
     std::int64_t vocab_needed = 0;  // largest token + 1
@@ -263,6 +282,7 @@ struct data_source {
         for (std::int64_t i = 0; i < size; ++i) {
             if (whole) b.push_back(fixed);
             else if (recall) b.push_back(task.sample(rng));
+            else if (shards) b.push_back(shard_data.sample(rng));
             else b.push_back(dataset.sample(rng));
         }
         return b;
@@ -274,6 +294,7 @@ struct data_source {
             for (std::int64_t i = 0; i < count; ++i) b.push_back(task.sample(r));
             return b;
         }
+        if (shards) return shard_data.heldout(static_cast<std::size_t>(count));
         return dataset.heldout(static_cast<std::size_t>(count));
     }
 };
@@ -292,6 +313,20 @@ data_source load_data(const arguments& a) {
             throw cli::usage_error(e.what());
         }
         d.vocab_needed = tr::recall_task::vocab;
+        return d;
+    }
+    if (!a.data.empty()) {  // shards: the vocabulary is checked (file and offset named) once the model is known
+        try {
+            d.shards = true;
+            d.shard_data = tr::shard_dataset(longnet::io::glob_token_shards(a.data),
+                                             a.heldout_data.empty() ? std::vector<std::string>{}
+                                                                    : longnet::io::glob_token_shards(a.heldout_data),
+                                             static_cast<std::size_t>(a.seq_len), std::uint64_t{1} << 32);
+            // the vocabulary from the data only when nothing else gives it (a second pass over the corpus)
+            if (a.config.empty() && a.vocab == 0) d.vocab_needed = static_cast<std::int64_t>(d.shard_data.max_token()) + 1;
+        } catch (const std::runtime_error& e) {
+            throw cli::data_error(e.what());
+        }
         return d;
     }
     std::vector<std::int64_t> tokens;
@@ -409,6 +444,13 @@ int train(arguments a) {
             cfg.validate();
         } catch (const std::invalid_argument& e) {
             throw cli::usage_error(e.what());
+        }
+    }
+    if (data.shards) {
+        try {
+            data.shard_data.check_vocab(static_cast<std::uint64_t>(cfg.vocab_size));
+        } catch (const std::runtime_error& e) {
+            throw cli::data_error(e.what());
         }
     }
     if (data.vocab_needed > cfg.vocab_size)

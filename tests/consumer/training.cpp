@@ -2,7 +2,9 @@
 // Consumer check of longnet/training (built when Eigen and nlohmann/json are available): a tiny LongNet
 // decoder, torchscale-initialised, takes AdamW steps on one fixed sequence through longnet::training's
 // trainer; its loss must fall, every gradient and parameter stay finite, and the named parameters carry
-// torchscale's names. Exit code 0 only if so. Built a second time through longnet::onednn
+// torchscale's names; the tokens written as an llm.c shard (longnet/io/token_shards.hpp) read back
+// through shard_dataset as the same windows, and the model's perplexity on them (training/perplexity.hpp)
+// below the vocabulary size. Exit code 0 only if so. Built a second time through longnet::onednn
 // (consumer_training_onednn, LONGNET_CONSUMER_EXPECT_ONEDNN): then the nn GEMMs must be oneDNN's.
 #include <longnet/nn/nn.hpp>
 #include <longnet/training/training.hpp>
@@ -14,6 +16,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
 #include <vector>
 
 int main() {
@@ -50,5 +55,20 @@ int main() {
     std::printf("longnet %s training consumer (%s GEMMs): loss %.4f -> %.4f over 10 AdamW steps, %zu tensors%s\n",
                 LONGNET_VERSION_STRING, nn::gemm_backend, first, last, trainer.named_params().size(),
                 finite ? "" : ", NON-FINITE values");
-    return (finite && named && last < 0.7 * first) ? 0 : 1;
+    // The same tokens as a shard: the shard dataset's windows are the in-memory ones; perplexity.
+    const std::string shard = (std::filesystem::temp_directory_path() /
+                               ("longnet_consumer_" + std::to_string(::getpid()) + "_000000.bin")).string();
+    longnet::io::write_token_shard(shard, tokens, longnet::io::token_width::u16);
+    const tr::shard_dataset shards({shard}, {}, 16, 29);
+    const tr::token_dataset memory(tokens, 16, 0.0);
+    tr::rng_state a{7}, b{7};
+    bool same = true;
+    for (int i = 0; i < 5; ++i) same = same && shards.sample(a).inputs == memory.sample(b).inputs;
+    tr::perplexity_options popt;
+    popt.ctx = 16;
+    const tr::perplexity_result ppl = tr::perplexity(model, tokens, popt);
+    std::filesystem::remove(shard);
+    std::printf("shards: windows %s; perplexity (ctx 16, %llu tokens scored) %.3f +/- %.3f\n", same ? "equal" : "DIFFER",
+                static_cast<unsigned long long>(ppl.scored), ppl.ppl(), ppl.ppl_stderr());
+    return (finite && named && last < 0.7 * first && same && ppl.ppl() < 29) ? 0 : 1;
 }

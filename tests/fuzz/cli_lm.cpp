@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // examples/longnet_lm.cpp's argument parser for the CLI fuzz target (its main renamed). Its --help
 // prints and calls std::exit(0) inside the parser, which a fuzz target cannot survive: fuzz_cli.cpp
-// does not send argument vectors holding -h or --help here.
+// does not send argument vectors holding -h or --help here. `perplexity ...` goes to its own parser.
 
 #include <cstdint>
 #include <stdexcept>
@@ -20,7 +20,32 @@
 #include "fuzz_check.hpp"
 #include "fuzz_cli.hpp"
 
+// `longnet_lm perplexity ...`: its parser's promises.
+static int lm_perplexity(int argc, char** argv) {
+    perplexity_arguments a;
+    try {
+        a = parse_perplexity(argc, argv);
+    } catch (const cli::usage_error&) {
+        return 2;
+    } catch (const std::invalid_argument&) {
+        return 2;
+    }
+    FUZZ_CHECK(!a.weights.empty() && !a.config.empty(), "perplexity without --weights or --config");
+    FUZZ_CHECK(!a.tokens.empty() + !a.data.empty() + !a.text.empty() == 1, "perplexity: not exactly one token source");
+    FUZZ_CHECK(!a.ctx.empty(), "perplexity: no context length");
+    for (std::int64_t c : a.ctx) {
+        FUZZ_CHECK(c >= 2 && c <= (std::int64_t(1) << 40), "perplexity: --ctx " + std::to_string(c));
+        FUZZ_CHECK(a.stride == 0 || a.stride < c, "perplexity: --stride " + std::to_string(a.stride) + " >= ctx " + std::to_string(c));
+    }
+    FUZZ_CHECK(a.stride >= 0 && a.max_windows >= 0, "perplexity: negative stride or window count");
+    FUZZ_CHECK((a.kl_base.empty() && a.save_logits.empty()) || a.ctx.size() == 1, "perplexity: --kl-base/--save-logits with several contexts");
+    FUZZ_CHECK(a.dtype == "float" || a.dtype == "double", "perplexity: --dtype " + a.dtype);
+    FUZZ_CHECK(a.weights_dtype == "float" || (a.weights_dtype == "bf16" && a.dtype == "float"), "perplexity: --weights-dtype " + a.weights_dtype);
+    return 0;
+}
+
 int fuzz_cli::lm(int argc, char** argv) {
+    if (argc >= 2 && std::string(argv[1]) == "perplexity") return lm_perplexity(argc - 1, argv + 1);
     arguments a;
     try {
         a = parse(argc, argv);

@@ -43,7 +43,7 @@ bool in(std::int64_t v, std::int64_t lo, std::int64_t hi) { return v >= lo && v 
 bool only_resume_and_steps(const arguments& a) {
     const arguments d;
     return a.weights == d.weights && a.config == d.config && a.random_config == d.random_config && a.tokens == d.tokens &&
-           a.text == d.text && a.task == d.task && a.save_grads == d.save_grads && a.save == d.save && a.out == d.out &&
+           a.text == d.text && a.task == d.task && a.data == d.data && a.heldout_data == d.heldout_data && a.save_grads == d.save_grads && a.save == d.save && a.out == d.out &&
            a.dtype == d.dtype && a.save_dtype == d.save_dtype && a.seq_len == d.seq_len && a.batch == d.batch &&
            a.warmup == d.warmup && a.vocab == d.vocab && a.eval_every == d.eval_every && a.eval_batches == d.eval_batches &&
            a.save_every == d.save_every && a.recall_pairs == d.recall_pairs && a.recall_copies == d.recall_copies &&
@@ -82,7 +82,7 @@ int fuzz_cli::train(int argc, char** argv) {
     FUZZ_CHECK(a.random_config.empty() || a.random_config == "tiny" || a.random_config == "small" || a.random_config == "base",
                "--random-config of" + shown);
     FUZZ_CHECK(a.weights.empty() || !a.config.empty(), "--weights without --config:" + shown);
-    FUZZ_CHECK(!a.tokens.empty() + !a.text.empty() + !a.task.empty() == 1, "not exactly one data source:" + shown);
+    FUZZ_CHECK(!a.tokens.empty() + !a.text.empty() + !a.task.empty() + !a.data.empty() == 1, "not exactly one data source:" + shown);
     FUZZ_CHECK(a.task.empty() || a.task == "recall", "--task of" + shown);
     FUZZ_CHECK(a.segment_length.size() == a.dilated_ratio.size(), "unequal branch lists:" + shown);
     if (!a.segment_length.empty() || a.xpos_scale_base != 0)

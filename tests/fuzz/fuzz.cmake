@@ -62,6 +62,7 @@ function(_longnet_fuzz_target name)
 endfunction()
 
 _longnet_fuzz_target(npy "${_fuzz_dir}/fuzz_npy.cpp")
+_longnet_fuzz_target(token_shard "${_fuzz_dir}/fuzz_token_shard.cpp")
 if(TARGET nlohmann_json::nlohmann_json)
   _longnet_fuzz_target(safetensors "${_fuzz_dir}/fuzz_safetensors.cpp")
   _longnet_fuzz_target(decoder_config "${_fuzz_dir}/fuzz_decoder_config.cpp")

@@ -187,6 +187,12 @@ def cli_seeds():
     write(out, "train_resume", argv(4, "--resume", "run", "--steps", "20"))
     write(out, "train_data_parallel", argv(4, "--random-config", "tiny", "--task", "recall", "--seq-len", "512",
                                            "--batch", "4", "--data-parallel", "2"))
+    write(out, "lm_perplexity", argv(2, "perplexity", "--weights", "m.safetensors", "--config", "c.json", "--data",
+                                      "val_*.bin", "--ctx", "16,32", "--stride", "8"))
+    write(out, "lm_perplexity_kl", argv(2, "perplexity", "--weights", "m.safetensors", "--config", "c.json", "--tokens",
+                                         "t.npy", "--ctx", "64", "--kl-base", "b.npy", "--weights-dtype", "bf16"))
+    write(out, "train_data", argv(4, "--random-config", "tiny", "--data", "train_*.bin", "--heldout", "val_*.bin",
+                                  "--seq-len", "64", "--eval-every", "2"))
     # longnet_distributed (selector 5)
     write(out, "distributed_default", argv(5, "--tokens", "16M", "--heads", "1", "--dim", "64"))
     write(out, "distributed_branches", argv(5, "--tokens", "64K", "--branches", "2048:1,4096:2,8192:4", "--causal",
@@ -202,11 +208,29 @@ def cli_seeds():
     write(out, "number_list", bytes([3, 3]) + rng + b"2048,4096,8192")
 
 
+def shard_bytes(magic, version, count, tokens, fmt):
+    header = struct.pack("<3i", magic, version, count) + bytes(1024 - 12)
+    return header + b"".join(struct.pack(fmt, t) for t in tokens)
+
+
+def token_shard_seeds():
+    """llm.c token shards (io/token_shards.hpp): both widths and versions, an empty shard, defects."""
+    out = fresh("token_shard")
+    write(out, "u16_v1", shard_bytes(20240520, 1, 6, [0, 1, 255, 50256, 65535, 7], "<H"))
+    write(out, "u32_v7", shard_bytes(20240801, 7, 4, [0, 128255, 4000000000, 3], "<I"))
+    write(out, "u32_v1", shard_bytes(20240801, 1, 3, [5, 70000, 1], "<I"))
+    write(out, "empty", shard_bytes(20240520, 1, 0, [], "<H"))
+    write(out, "bytes_text", shard_bytes(20240520, 1, 12, list(b"hello, world"), "<H"))
+    write(out, "count_mismatch", shard_bytes(20240520, 1, 9, [1, 2, 3], "<H"))
+    write(out, "bad_magic", shard_bytes(20240519, 1, 1, [1], "<H"))
+
+
 if __name__ == "__main__":
     npy_seeds()
     checkpoint_seeds(safetensors_seeds())
     config_seeds()
     cli_seeds()
+    token_shard_seeds()
     for target in sorted(os.listdir(CORPUS)):
         files = os.listdir(os.path.join(CORPUS, target))
         size = sum(os.path.getsize(os.path.join(CORPUS, target, f)) for f in files)

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Training data: token streams (byte-level text: one token per byte, vocabulary 256; or integer ids
-// from a .npy file), a held-out tail, seeded random windows for batches, and the synthetic long-range
-// recall task.
+// from a .npy file), a held-out tail, seeded random windows for batches, llm.c token shards streamed
+// from memory-mapped files (shard_dataset), and the synthetic long-range recall task.
 //
 // A training example is a `sequence`: inputs x[0..T) and targets y[0..T) (next tokens, y[t] = x[t+1] of
 // the underlying stream); a target of nn::ignore_target (−1) is not scored.
@@ -10,11 +10,13 @@
 #include <cstdint>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "longnet/io/npy.hpp"
+#include "longnet/io/token_shards.hpp"
 #include "longnet/nn/cross_entropy.hpp"
 #include "longnet/nn/random_init.hpp"
 
@@ -108,6 +110,64 @@ public:
 private:
     std::vector<std::int64_t> tokens_;
     std::size_t seq_len_ = 0, train_end_ = 0;
+};
+
+// Training and held-out windows drawn from llm.c token shards (io/token_shards.hpp), memory-mapped:
+// only the pages of the windows drawn are read, so memory does not grow with the corpus. The training
+// shards form one stream (in the order given; glob_token_shards sorts by name); sample() draws its
+// window start exactly as token_dataset::sample does (rng.below(tokens - seq_len)), so the same seed
+// gives the same windows as the same tokens in one .npy, and a resumed rng_state continues the stream
+// bitwise. Every token is checked against `vocab` when the dataset is made (before training starts).
+class shard_dataset {
+public:
+    shard_dataset() = default;
+    // heldout_paths may be empty (no held-out windows).
+    shard_dataset(const std::vector<std::string>& train_paths, const std::vector<std::string>& heldout_paths, std::size_t seq_len,
+                  std::uint64_t vocab)
+        : train_(std::make_shared<io::token_shard_stream>(train_paths)), seq_len_(seq_len) {
+        if (seq_len < 1) throw std::invalid_argument("training data: sequence length must be >= 1");
+        if (!heldout_paths.empty()) heldout_ = std::make_shared<io::token_shard_stream>(heldout_paths);
+        check_vocab(vocab);
+        if (train_->size() < seq_len + 1)
+            throw std::runtime_error("training data: the training shards hold " + std::to_string(train_->size()) +
+                                     " tokens, too few for sequences of " + std::to_string(seq_len) + " tokens (need " +
+                                     std::to_string(seq_len + 1) + ")");
+        if (heldout_ && heldout_->size() < seq_len + 1)
+            throw std::runtime_error("training data: the held-out shards hold " + std::to_string(heldout_->size()) +
+                                     " tokens, too few for one sequence of " + std::to_string(seq_len) + " tokens (need " +
+                                     std::to_string(seq_len + 1) + ")");
+    }
+    std::size_t seq_len() const noexcept { return seq_len_; }
+    std::uint64_t train_tokens() const noexcept { return train_ ? train_->size() : 0; }
+    std::uint64_t heldout_tokens() const noexcept { return heldout_ ? heldout_->size() : 0; }
+    // Every token (training and held-out) below vocab, or io::token_shard_error naming the file and offset.
+    void check_vocab(std::uint64_t vocab) const {
+        train_->check_vocab(vocab);
+        if (heldout_) heldout_->check_vocab(vocab);
+    }
+    std::uint32_t max_token() const { return std::max(train_->max_token(), heldout_ ? heldout_->max_token() : 0u); }
+
+    // A uniformly random window of the training stream (the draw of token_dataset::sample).
+    sequence sample(rng_state& rng) const { return stream_window(*train_, rng.below(train_->size() - seq_len_)); }
+    // Consecutive windows of the held-out stream from its start (at most max_windows).
+    std::vector<sequence> heldout(std::size_t max_windows) const {
+        std::vector<sequence> out;
+        if (!heldout_) return out;
+        for (std::uint64_t s = 0; s + seq_len_ + 1 <= heldout_->size() && out.size() < max_windows; s += seq_len_)
+            out.push_back(stream_window(*heldout_, s));
+        return out;
+    }
+
+private:
+    sequence stream_window(const io::token_shard_stream& stream, std::uint64_t start) const {
+        std::vector<std::int64_t> t = stream.read(start, seq_len_ + 1);
+        sequence s;
+        s.inputs.assign(t.begin(), t.end() - 1);
+        s.targets.assign(t.begin() + 1, t.end());
+        return s;
+    }
+    std::shared_ptr<const io::token_shard_stream> train_, heldout_;
+    std::size_t seq_len_ = 0;
 };
 
 // Synthetic long-range recall (--task recall). Vocabulary 64: keys 0..15, values 16..31, filler 32..63.

@@ -10,5 +10,6 @@
 #include "longnet/training/data.hpp"
 #include "longnet/training/init.hpp"
 #include "longnet/training/parameters.hpp"
+#include "longnet/training/perplexity.hpp"
 #include "longnet/training/schedule.hpp"
 #include "longnet/training/trainer.hpp"
