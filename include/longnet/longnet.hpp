@@ -11,3 +11,4 @@
 #include "longnet/tensor.hpp"
 #include "longnet/version.hpp"
 #include "longnet/backward.hpp"
+#include "longnet/varlen.hpp"
