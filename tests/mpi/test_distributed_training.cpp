@@ -104,10 +104,12 @@ template <class T>
 void run_case(int data_parallel, longnet::grad_mode mode, bool checkpointing) {
     // float with oneDNN's GEMMs (nn/gemm.hpp): its small-row kernels round a row differently depending on
     // how many rows share the product, so splitting a sequence over ranks moves float rounding (measured
-    // 1.3e-6 gradients, 3.5e-5 parameters at 4 ranks; Eigen's row-invariant GEMM: 6.4e-7 and 2.5e-6).
-    const bool onednn = std::string(nn::gemm_backend) == "onednn";
-    const double tol_grad = std::is_same_v<T, float> ? (onednn ? 3e-6 : 1e-6) : 1e-12;
-    const double tol_param = std::is_same_v<T, float> ? (onednn ? 1e-4 : 1e-5) : 1e-10;
+    // 1.3e-6 gradients, 3.5e-5 parameters at 4 ranks; Eigen's row-invariant GEMM: 6.4e-7 and 2.5e-6 in
+    // Release, 1.2e-5 parameters in the -O1 sanitizer build). Parameters get a looser bound than gradients
+    // because AdamW's first steps divide each gradient by its own magnitude (m / sqrt(v) ~ g / |g|): an
+    // element whose gradient is near eps turns a rounding-sized difference into one of order lr.
+    const double tol_grad = std::is_same_v<T, float> ? 3e-6 : 1e-12;  // Eigen at -O1 measured 9.6e-7
+    const double tol_param = std::is_same_v<T, float> ? 1e-4 : 1e-10;
     const std::string name = std::string(std::is_same_v<T, float> ? "float" : "double") + " K=" + std::to_string(data_parallel) +
                              " P=" + std::to_string(g_size / data_parallel) + " " + longnet::to_string(mode) +
                              (checkpointing ? " checkpointing" : "");
