@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "longnet/config.hpp"
+#include "longnet/detail/target_region.hpp"
 #include "longnet/detail/x86_intrinsics.hpp"
 #include "longnet/tensor.hpp"
 
@@ -28,12 +29,7 @@
 #include <immintrin.h>
 
 #if LONGNET_DISPATCH_BF16
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx,avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx,avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16")
-#endif
+LONGNET_PUSH_TARGET(LONGNET_TARGET_BF16_FEATURES)
 #endif
 
 namespace longnet::detail::bf16_tiles {
@@ -153,11 +149,7 @@ inline void transpose_round(const float* src, index_t lds, index_t rows, index_t
 }  // namespace longnet::detail::bf16_tiles
 
 #if LONGNET_DISPATCH_BF16
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+LONGNET_POP_TARGET
 #endif
 #if LONGNET_AMX_TILES
 // ---- AMX (AMX-TILE + AMX-BF16: TDPBF16PS) --------------------------------------------------------------
@@ -171,12 +163,7 @@ inline void transpose_round(const float* src, index_t lds, index_t rows, index_t
 // operating system's permission for the tile state.
 #if !(defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__))
 #define LONGNET_DETAIL_AMX_REGION_ 1
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx,avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx,avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")
-#endif
+LONGNET_PUSH_TARGET(LONGNET_TARGET_AMX_FEATURES)
 #endif
 
 namespace longnet::detail::bf16_tiles {
@@ -292,11 +279,7 @@ inline void amx_pv(const std::uint16_t* p, index_t ldp, const std::uint32_t* v, 
 
 #ifdef LONGNET_DETAIL_AMX_REGION_
 #undef LONGNET_DETAIL_AMX_REGION_
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+LONGNET_POP_TARGET
 #endif
 #endif  // LONGNET_AMX_TILES
 #endif  // LONGNET_BF16_TILES

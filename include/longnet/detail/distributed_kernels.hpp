@@ -25,66 +25,10 @@
 #include "longnet/detail/distributed_common.hpp"
 #include "longnet/detail/kernels.hpp"
 
-#define LONGNET_DETAIL_DIST_BODIES_ "longnet/detail/distributed_bodies.hpp"
-
-// ---- pass 1: the translation unit's own target --------------------------------------------------------
-#define LONGNET_ISA_BEGIN inline namespace isa_native {
-#define LONGNET_ISA_END }
-#include LONGNET_DETAIL_DIST_BODIES_
-#undef LONGNET_ISA_BEGIN
-#undef LONGNET_ISA_END
-
-// ---- pass 2: AVX2 + FMA --------------------------------------------------------------------------------
-#if LONGNET_DISPATCH_AVX2
-#ifdef LONGNET_DIST_ISA_TOGGLE
-#undef LONGNET_DIST_ISA_TOGGLE
-#else
-#define LONGNET_DIST_ISA_TOGGLE
-#endif
-#define LONGNET_ISA_BEGIN namespace isa_avx2 {
-#define LONGNET_ISA_END }
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt")
-#endif
-#include LONGNET_DETAIL_DIST_BODIES_
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#undef LONGNET_ISA_BEGIN
-#undef LONGNET_ISA_END
-#endif
-
-// ---- pass 3: AVX-512 -----------------------------------------------------------------------------------
-#if LONGNET_DISPATCH_AVX512
-#ifdef LONGNET_DIST_ISA_TOGGLE
-#undef LONGNET_DIST_ISA_TOGGLE
-#else
-#define LONGNET_DIST_ISA_TOGGLE
-#endif
-#define LONGNET_ISA_BEGIN namespace isa_avx512 {
-#define LONGNET_ISA_END }
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,avx512f,avx512cd,avx512bw,avx512dq,avx512vl"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,avx512f,avx512cd,avx512bw,avx512dq,avx512vl")
-#endif
-#include LONGNET_DETAIL_DIST_BODIES_
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#undef LONGNET_ISA_BEGIN
-#undef LONGNET_ISA_END
-#endif
-
-#undef LONGNET_DETAIL_DIST_BODIES_
+// ---- the passes (foreach_isa.hpp), with the distributed bodies' own toggle ----------------------------
+#define LONGNET_ISA_DIST_TOGGLE_
+#define LONGNET_ISA_BODIES "longnet/detail/distributed_bodies.hpp"
+#include "longnet/detail/foreach_isa.hpp"
 
 namespace longnet::detail {
 

@@ -39,84 +39,32 @@
 #include "longnet/detail/runtime_isa.hpp"
 #include "longnet/detail/simd.hpp"
 #include "longnet/detail/simd_x86.hpp"
+#include "longnet/detail/target_region.hpp"
 #include "longnet/detail/threading.hpp"
 #include "longnet/detail/workspace.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/options.hpp"
 #include "longnet/tensor.hpp"
 
-#define LONGNET_DETAIL_KERNEL_BODIES_ "longnet/detail/kernel_bodies.hpp"
-
-
-// ---- pass 1: the translation unit's own target --------------------------------------------------------
+// ---- the passes (foreach_isa.hpp) ----------------------------------------------------------------------
+// Each path's default architecture of the bodies in its namespace.
 namespace longnet::detail {
 inline namespace isa_native {
-using isa_arch = simd::native;  // default architecture of the bodies in this namespace
+using isa_arch = simd::native;
 }  // namespace isa_native
-}  // namespace longnet::detail
-#define LONGNET_ISA_BEGIN inline namespace isa_native {
-#define LONGNET_ISA_END }
-#include LONGNET_DETAIL_KERNEL_BODIES_
-#undef LONGNET_ISA_BEGIN
-#undef LONGNET_ISA_END
-
-// ---- pass 2: AVX2 + FMA --------------------------------------------------------------------------------
 #if LONGNET_DISPATCH_AVX2
-#ifdef LONGNET_ISA_TOGGLE
-#undef LONGNET_ISA_TOGGLE
-#else
-#define LONGNET_ISA_TOGGLE
-#endif
-namespace longnet::detail::isa_avx2 {
+namespace isa_avx2 {
 using isa_arch = simd::x86_avx2;
-}  // namespace longnet::detail::isa_avx2
-#define LONGNET_ISA_BEGIN namespace isa_avx2 {
-#define LONGNET_ISA_END }
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt")
+}  // namespace isa_avx2
 #endif
-#include LONGNET_DETAIL_KERNEL_BODIES_
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#undef LONGNET_ISA_BEGIN
-#undef LONGNET_ISA_END
-#endif
-
-// ---- pass 3: AVX-512 -----------------------------------------------------------------------------------
 #if LONGNET_DISPATCH_AVX512
-#ifdef LONGNET_ISA_TOGGLE
-#undef LONGNET_ISA_TOGGLE
-#else
-#define LONGNET_ISA_TOGGLE
-#endif
-namespace longnet::detail::isa_avx512 {
+namespace isa_avx512 {
 using isa_arch = simd::x86_avx512;
-}  // namespace longnet::detail::isa_avx512
-#define LONGNET_ISA_BEGIN namespace isa_avx512 {
-#define LONGNET_ISA_END }
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,avx512f,avx512cd,avx512bw,avx512dq,avx512vl"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,avx512f,avx512cd,avx512bw,avx512dq,avx512vl")
+}  // namespace isa_avx512
 #endif
-#include LONGNET_DETAIL_KERNEL_BODIES_
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#undef LONGNET_ISA_BEGIN
-#undef LONGNET_ISA_END
-#endif
-
-#undef LONGNET_DETAIL_KERNEL_BODIES_
+}  // namespace longnet::detail
+#define LONGNET_ISA_BODIES "longnet/detail/kernel_bodies.hpp"
+#include "longnet/detail/foreach_isa.hpp"
 
 // ---- dispatch ------------------------------------------------------------------------------------------
 // LONGNET_DETAIL_DISPATCH_(M): M(ns) for the namespace of the active path, e.g. M(isa_avx2).

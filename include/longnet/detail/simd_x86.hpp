@@ -19,11 +19,8 @@
 #include "longnet/detail/x86_intrinsics.hpp"  // GCC 12 AVX-512 warning, see there
 #include <immintrin.h>
 
-// Feature lists of the dispatch targets (x86-64-v3 and x86-64-v4 without the arch= part: an arch
-// change would stop the compiler from inlining ordinary functions into the kernels).
-#define LONGNET_TARGET_AVX2_FEATURES "avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt"
-#define LONGNET_TARGET_AVX512_FEATURES \
-    "avx,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,avx512f,avx512cd,avx512bw,avx512dq,avx512vl"
+#include "longnet/detail/target_region.hpp"  // the feature strings
+
 #define LONGNET_AVX2_FN __attribute__((target(LONGNET_TARGET_AVX2_FEATURES), always_inline)) inline
 #define LONGNET_AVX512_FN __attribute__((target(LONGNET_TARGET_AVX512_FEATURES), always_inline)) inline
 
