@@ -185,6 +185,23 @@ private:
     std::optional<std::string> pending_value_;
 };
 
+// Reads every flag of r: "--help" prints `usage` on stdout and exits 0; any other flag goes to
+// read(flag), which takes its value from r and returns false for a flag it does not know. Throws
+// usage_error for no arguments at all and for an unknown flag, each message after `context` (e.g.
+// "generate: ").
+template <class Read>
+void read_flags(arg_reader& r, const char* usage, const std::string& context, Read&& read) {
+    if (r.done()) throw usage_error(context + "no arguments");
+    while (!r.done()) {
+        const std::string flag = r.next_flag();
+        if (flag == "--help") {
+            std::fputs(usage, stdout);
+            std::exit(0);
+        }
+        if (!read(flag)) throw usage_error(context + "unknown flag " + flag);
+    }
+}
+
 // ---- failures: exit code and message -----------------------------------------------------------------
 
 // What the exception in flight means for a tool: its exit code and message.

@@ -10,7 +10,6 @@
 #include <exception>
 #include <iostream>
 #include <limits>
-#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -18,6 +17,7 @@
 
 #include <longnet/backward.hpp>
 #include <longnet/io/npy.hpp>
+#include <longnet/io/staged_file.hpp>
 #include <longnet/longnet.hpp>
 
 #include "cli_common.hpp"

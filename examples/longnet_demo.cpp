@@ -17,7 +17,6 @@
 #include <cstdio>
 #include <exception>
 #include <limits>
-#include <new>
 #include <numeric>
 #include <string>
 #include <vector>

@@ -46,7 +46,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -111,14 +110,9 @@ arguments parse(int argc, char** argv) {
     arguments a;
     const cli::model_flag_set model_flags = forward_model_flags();
     cli::arg_reader r(argc, argv);
-    if (r.done()) throw cli::usage_error("no arguments");
-    while (!r.done()) {
-        const std::string f = r.next_flag();
-        if (f == "--help") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (a.read(r, f, model_flags)) {  // --weights, --config, --seed, ... (model_flags.hpp)
-        } else if (f == "--tokens") a.tokens = r.value(f);
+    cli::read_flags(r, usage_text, "", [&](const std::string& f) {
+        if (a.read(r, f, model_flags)) return true;  // --weights, --config, --seed, ... (model_flags.hpp)
+        if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--logits") a.logits = r.value(f);
         else if (f == "--hidden") a.hidden = r.value(f);
         else if (f == "--tokens-random") a.random_tokens = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
@@ -126,9 +120,10 @@ arguments parse(int argc, char** argv) {
             r.no_value(f);
             a.last_only = true;
         } else {
-            throw cli::usage_error("unknown flag " + f);
+            return false;
         }
-    }
+        return true;
+    });
     const bool random_mode = !a.random_config.empty() || a.random_tokens > 0;
     if (random_mode) {
         if (a.random_config != "base") throw cli::usage_error("--random-config: only 'base' is known (got '" + a.random_config + "')");
@@ -277,14 +272,9 @@ generate_arguments parse_generate(int argc, char** argv) {
     generate_arguments a;
     const cli::model_flag_set model_flags = generate_model_flags();
     cli::arg_reader r(argc, argv);
-    if (r.done()) throw cli::usage_error("generate: no arguments");
-    while (!r.done()) {
-        const std::string f = r.next_flag();
-        if (f == "--help") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (a.read(r, f, model_flags)) {  // --weights, --config, --seed, ... (model_flags.hpp)
-        } else if (f == "--prompt-tokens") a.prompt_tokens = r.value(f);
+    cli::read_flags(r, usage_text, "generate: ", [&](const std::string& f) {
+        if (a.read(r, f, model_flags)) return true;  // --weights, --config, --seed, ... (model_flags.hpp)
+        if (f == "--prompt-tokens") a.prompt_tokens = r.value(f);
         else if (f == "--prompt") {
             a.prompt_text = r.value(f);  // "" is refused there: "--prompt needs a non-empty value"
             a.text = true;
@@ -303,9 +293,10 @@ generate_arguments parse_generate(int argc, char** argv) {
             if (!(a.sampling.top_p > 0 && a.sampling.top_p <= 1))
                 throw cli::usage_error("--top-p: " + v + " is outside (0, 1]");
         } else {
-            throw cli::usage_error("generate: unknown flag " + f);
+            return false;
         }
-    }
+        return true;
+    });
     if (a.max_new < 0) throw cli::usage_error("generate needs --max-new-tokens N");
     const int prompts = (a.prompt_tokens.empty() ? 0 : 1) + (a.text ? 1 : 0) + (a.prompt_random > 0 ? 1 : 0);
     if (prompts != 1)

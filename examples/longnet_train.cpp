@@ -45,7 +45,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -124,16 +123,11 @@ arguments parse(const std::vector<std::string>& args) {
     model_flags.random_configs = {"tiny", "small", "base"};
     cli::arg_reader r(static_cast<int>(argv.size()), argv.data());
     std::string heldout_text;
-    if (r.done()) throw cli::usage_error("no arguments");
     std::vector<std::string> flags;  // as given
-    while (!r.done()) {
-        const std::string f = r.next_flag();
+    cli::read_flags(r, usage_text, "", [&](const std::string& f) {
         flags.push_back(f);
-        if (f == "--help") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (a.read(r, f, model_flags)) {  // (model_flags.hpp)
-        } else if (f == "--tokens") a.tokens = r.value(f);
+        if (a.read(r, f, model_flags)) return true;  // --weights, --config, --seed, ... (model_flags.hpp)
+        if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--text") a.text = r.value(f);
         else if (f == "--task") {
             a.task = r.value(f);
@@ -196,9 +190,10 @@ arguments parse(const std::vector<std::string>& args) {
                 throw cli::usage_error(std::string("--save-dtype: ") + e.what());
             }
         } else {
-            throw cli::usage_error("unknown flag " + f);
+            return false;
         }
-    }
+        return true;
+    });
     if (!heldout_text.empty()) {
         if (!a.data.empty()) {
             a.heldout_data = heldout_text;
