@@ -84,17 +84,23 @@ const char* const usage_text =
     "  longnet_lm generate --random-config base --prompt-random N --max-new-tokens N [--layers L] [--vocab V]\n"
     "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy]\n";
 
-// The model flags of the forward mode and of generate (model_flags.hpp): generate runs no dense
-// attention and needs at least one layer.
+// The model flags of the forward mode, generate and perplexity (model_flags.hpp): generate runs no
+// dense attention and needs at least one layer; perplexity runs a checkpoint as it is.
 cli::model_flag_set forward_model_flags() {
     cli::model_flag_set s;
-    s.weights_dtype = s.layers = s.attention = s.offsets = true;
+    s.weights = s.config = s.random_config = s.seed = s.vocab = s.layers = true;
+    s.dtype = s.weights_dtype = s.attention = s.offsets = s.angles = true;
     return s;
 }
 cli::model_flag_set generate_model_flags() {
     cli::model_flag_set s = forward_model_flags();
     s.attention = false;
     s.min_layers = 1;
+    return s;
+}
+cli::model_flag_set perplexity_model_flags() {
+    cli::model_flag_set s;
+    s.weights = s.config = s.dtype = s.weights_dtype = true;
     return s;
 }
 
@@ -452,25 +458,20 @@ int run_generate(int argc, char** argv) {
 
 // ---- perplexity ------------------------------------------------------------------------------------------
 
-struct perplexity_arguments {
-    std::string weights, config, tokens, data, text, kl_base, save_logits;
+// perplexity's arguments: the model flags (--weights, --config, --dtype, --weights-dtype) and its own.
+struct perplexity_arguments : cli::model_flags {
+    std::string tokens, data, text, kl_base, save_logits;
     std::vector<std::int64_t> ctx{512};
     std::int64_t stride = 0, max_windows = 0;
-    std::string dtype = "float", weights_dtype = "float";
 };
 
 perplexity_arguments parse_perplexity(int argc, char** argv) {
     perplexity_arguments a;
+    const cli::model_flag_set model_flags = perplexity_model_flags();
     cli::arg_reader r(argc, argv);
-    if (r.done()) throw cli::usage_error("perplexity: no arguments");
-    while (!r.done()) {
-        const std::string f = r.next_flag();
-        if (f == "--help") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (f == "--weights") a.weights = r.value(f);
-        else if (f == "--config") a.config = r.value(f);
-        else if (f == "--tokens") a.tokens = r.value(f);
+    cli::read_flags(r, usage_text, "perplexity: ", [&](const std::string& f) {
+        if (a.read(r, f, model_flags)) return true;  // --weights, --config, --dtype, --weights-dtype
+        if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--data") a.data = r.value(f);
         else if (f == "--text") a.text = r.value(f);
         else if (f == "--ctx") a.ctx = cli::parse_int_list(f, r.value(f), 2, std::int64_t(1) << 40);
@@ -478,17 +479,9 @@ perplexity_arguments parse_perplexity(int argc, char** argv) {
         else if (f == "--max-windows") a.max_windows = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--kl-base") a.kl_base = r.value(f);
         else if (f == "--save-logits") a.save_logits = r.value(f);
-        else if (f == "--dtype") {
-            a.dtype = r.value(f);
-            if (a.dtype != "float" && a.dtype != "double") throw cli::usage_error("--dtype: expected float or double, got '" + a.dtype + "'");
-        } else if (f == "--weights-dtype") {
-            a.weights_dtype = r.value(f);
-            if (a.weights_dtype != "float" && a.weights_dtype != "bf16")
-                throw cli::usage_error("--weights-dtype: expected float or bf16, got '" + a.weights_dtype + "'");
-        } else {
-            throw cli::usage_error("perplexity: unknown flag " + f);
-        }
-    }
+        else return false;
+        return true;
+    });
     if (a.weights.empty() || a.config.empty()) throw cli::usage_error("perplexity needs --weights and --config");
     const int sources = !a.tokens.empty() + !a.data.empty() + !a.text.empty();
     if (sources != 1) throw cli::usage_error("perplexity needs exactly one of --tokens F.npy, --data 'shards_*.bin', --text F");

@@ -119,7 +119,9 @@ arguments parse(const std::vector<std::string>& args) {
     for (const auto& s : args) argv.push_back(const_cast<char*>(s.c_str()));
     arguments a;
     a.argv = args;
-    cli::model_flag_set model_flags;  // --weights, --config, --random-config, --seed, --vocab, --dtype, --angles
+    cli::model_flag_set model_flags;
+    model_flags.weights = model_flags.config = model_flags.random_config = model_flags.seed = model_flags.vocab = true;
+    model_flags.dtype = model_flags.angles = true;
     model_flags.random_configs = {"tiny", "small", "base"};
     cli::arg_reader r(static_cast<int>(argv.size()), argv.data());
     std::string heldout_text;

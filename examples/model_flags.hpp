@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// The model flags of the tools that run a LongNet decoder (longnet_lm, both modes, and longnet_train),
+// The model flags of the tools that run a LongNet decoder (longnet_lm's three modes, longnet_train),
 // read in one place: which model (--weights, --config, --random-config), its size overrides (--layers,
 // --vocab), its types (--dtype, --weights-dtype), its numerics (--attention, --offsets, --angles) and
 // --seed. A tool says which of them it takes (model_flag_set); the others stay unknown flags there.
@@ -20,9 +20,10 @@
 
 namespace cli {
 
-// The model flags a tool takes, and their tool-specific limits.
+// The model flags a tool takes (each off until the tool turns it on), and their tool-specific limits.
 struct model_flag_set {
-    bool weights_dtype = false, layers = false, attention = false, offsets = false;  // the others: always
+    bool weights = false, config = false, random_config = false, seed = false, vocab = false, layers = false;
+    bool dtype = false, weights_dtype = false, attention = false, offsets = false, angles = false;
     std::int64_t min_layers = 0;              // --layers in [min_layers, 1000]
     std::vector<std::string> random_configs;  // checked as --random-config is read; empty: by the tool
 };
@@ -39,17 +40,17 @@ struct model_flags {
     bool read(arg_reader& r, const std::string& flag, const model_flag_set& takes) {
         namespace nn = longnet::nn;
         const std::string& f = flag;
-        if (f == "--weights") weights = r.value(f);
-        else if (f == "--config") config = r.value(f);
-        else if (f == "--random-config") {
+        if (f == "--weights" && takes.weights) weights = r.value(f);
+        else if (f == "--config" && takes.config) config = r.value(f);
+        else if (f == "--random-config" && takes.random_config) {
             random_config = r.value(f);
             const auto& names = takes.random_configs;
             if (!names.empty() && std::find(names.begin(), names.end(), random_config) == names.end())
                 throw usage_error("--random-config: expected " + alternatives(names) + ", got '" + random_config + "'");
-        } else if (f == "--seed") seed = parse_uint64(f, r.value(f));
-        else if (f == "--vocab") vocab = parse_int(f, r.value(f), 1, std::int64_t(1) << 31);
+        } else if (f == "--seed" && takes.seed) seed = parse_uint64(f, r.value(f));
+        else if (f == "--vocab" && takes.vocab) vocab = parse_int(f, r.value(f), 1, std::int64_t(1) << 31);
         else if (f == "--layers" && takes.layers) layers = parse_int(f, r.value(f), takes.min_layers, 1000);
-        else if (f == "--dtype") {
+        else if (f == "--dtype" && takes.dtype) {
             dtype = r.value(f);
             if (dtype != "float" && dtype != "double") throw usage_error("--dtype: expected float or double, got '" + dtype + "'");
         } else if (f == "--weights-dtype" && takes.weights_dtype) {
@@ -63,7 +64,7 @@ struct model_flags {
             else throw usage_error("--attention: expected dilated or dense, got '" + v + "'");
         } else if (f == "--offsets" && takes.offsets) {
             options.offsets = longnet::parse_offset_policy(r.value(f));  // std::invalid_argument: exit 2
-        } else if (f == "--angles") {
+        } else if (f == "--angles" && takes.angles) {
             const std::string v = r.value(f);
             if (v == "torchscale") options.angles = nn::angle_precision::torchscale;
             else if (v == "float64") options.angles = nn::angle_precision::float64;
