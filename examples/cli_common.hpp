@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// Private helpers of the example programs (not part of the library): strict argument parsing,
-// error classes with exit codes, memory limits, deterministic random inputs, timing.
+// Private helpers of the example programs (not part of the library): strict argument parsing
+// (arg_reader, numbers, lists), error classes with exit codes and main_guard (the one place an exception
+// becomes an exit code and a message), memory limits, output-path checks, deterministic random inputs,
+// timing. The model flags longnet_lm and longnet_train share are in model_flags.hpp.
 //
 // Exit codes of the tools: 0 success, 1 data error (files, shapes, dtypes, I/O), 2 usage error
 // (flags, numbers, policies, sizes that cannot fit in memory).
@@ -17,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -25,7 +28,7 @@
 #include <vector>
 
 #include <longnet/config.hpp>
-#include <longnet/io/npy.hpp>
+#include <longnet/io/staged_file.hpp>
 
 #if LONGNET_HAS_OPENMP
 #include <omp.h>
@@ -123,10 +126,17 @@ inline std::string join(const std::vector<std::int64_t>& v, const char* sep = ",
 
 // ---- command line -----------------------------------------------------------------------------------
 
-// Walks argv: "--name value", "--name=value" and bare switches. Each flag may appear once.
+// The grammar of a command line. The default: each flag at most once, "--name=value" allowed.
+struct arg_grammar {
+    bool repeats = false;        // a flag given again overrides the earlier one (else a usage error)
+    bool inline_values = true;   // "--name=value" (else "--name=value" is read as one unknown flag name)
+};
+
+// Walks argv: "--name value", "--name=value" and bare switches (see arg_grammar).
 class arg_reader {
 public:
-    arg_reader(int argc, char** argv) : args_(argv + 1, argv + std::max(argc, 1)) {}
+    arg_reader(int argc, char** argv, arg_grammar grammar = arg_grammar())
+        : args_(argv + 1, argv + std::max(argc, 1)), grammar_(grammar) {}
 
     bool done() const noexcept { return pos_ >= args_.size(); }
 
@@ -138,13 +148,15 @@ public:
             if (a == "-h") return "--help";
             throw usage_error("unexpected argument '" + a + "' (flags start with --)");
         }
-        const std::size_t eq = a.find('=');
+        const std::size_t eq = grammar_.inline_values ? a.find('=') : std::string::npos;
         if (eq != std::string::npos) {
             pending_value_ = a.substr(eq + 1);
             a.resize(eq);
         }
-        if (std::find(seen_.begin(), seen_.end(), a) != seen_.end()) throw usage_error(a + " given more than once");
-        seen_.push_back(a);
+        if (!grammar_.repeats) {
+            if (std::find(seen_.begin(), seen_.end(), a) != seen_.end()) throw usage_error(a + " given more than once");
+            seen_.push_back(a);
+        }
         return a;
     }
     // The value of the flag just read.
@@ -167,10 +179,81 @@ public:
 
 private:
     std::vector<std::string> args_;
+    arg_grammar grammar_;
     std::size_t pos_ = 0;
     std::vector<std::string> seen_;
     std::optional<std::string> pending_value_;
 };
+
+// Reads every flag of r: "--help" prints `usage` on stdout and exits 0; any other flag goes to
+// read(flag), which takes its value from r and returns false for a flag it does not know. Throws
+// usage_error for no arguments at all and for an unknown flag, each message after `context` (e.g.
+// "generate: ").
+template <class Read>
+void read_flags(arg_reader& r, const char* usage, const std::string& context, Read&& read) {
+    if (r.done()) throw usage_error(context + "no arguments");
+    while (!r.done()) {
+        const std::string flag = r.next_flag();
+        if (flag == "--help") {
+            std::fputs(usage, stdout);
+            std::exit(0);
+        }
+        if (!read(flag)) throw usage_error(context + "unknown flag " + flag);
+    }
+}
+
+// ---- failures: exit code and message -----------------------------------------------------------------
+
+// What the exception in flight means for a tool: its exit code and message.
+struct failure {
+    int code = 1;
+    std::string message;
+    bool usage = false;  // a cli::usage_error (the tool may add its usage text)
+};
+
+// Call only inside a catch block. The one ladder of the tools: usage_error and the library's refusals
+// (std::invalid_argument) exit 2; everything else (data_error, npy_error, safetensors_error,
+// io::write_error, out of memory, ...) exits 1.
+inline failure current_failure() noexcept {
+    try {
+        throw;
+    } catch (const usage_error& e) {
+        return {2, e.what(), true};
+    } catch (const std::invalid_argument& e) {  // options and values the library refuses
+        return {2, e.what(), false};
+    } catch (const std::bad_alloc&) {
+        return {1, "out of memory", false};
+    } catch (const std::exception& e) {
+        return {1, e.what(), false};
+    } catch (...) {
+        return {1, "unknown failure", false};
+    }
+}
+
+// How a tool reports a failure on stderr: "<name>: <prefix><message>", then after a usage error the
+// usage text, or " (see --help)" on the message's line when the tool gives none.
+struct tool_info {
+    const char* name;
+    const char* prefix = "";
+    const char* usage = nullptr;
+};
+
+inline void report(const tool_info& tool, const failure& f) {
+    std::fprintf(stderr, "%s: %s%s%s\n", tool.name, tool.prefix, f.message.c_str(), f.usage && !tool.usage ? " (see --help)" : "");
+    if (f.usage && tool.usage) std::fputs(tool.usage, stderr);
+}
+
+// A tool's main: body() is its exit code, or the failure it throws is reported and gives the code.
+template <class Body>
+int main_guard(const tool_info& tool, Body&& body) {
+    try {
+        return body();
+    } catch (...) {
+        const failure f = current_failure();
+        report(tool, f);
+        return f.code;
+    }
+}
 
 // ---- memory -----------------------------------------------------------------------------------------
 
@@ -226,7 +309,7 @@ inline void require_memory(const std::optional<std::uint64_t>& bytes, const std:
 inline void check_writable(const std::string& flag, const std::string& path) {
     try {
         longnet::io::staged_file probe(path, std::string());
-    } catch (const longnet::io::npy_error& e) {
+    } catch (const longnet::io::write_error& e) {
         throw data_error(flag + " " + path + ": " + e.problem());
     }
 }

@@ -10,7 +10,6 @@
 #include <exception>
 #include <iostream>
 #include <limits>
-#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -18,6 +17,7 @@
 
 #include <longnet/backward.hpp>
 #include <longnet/io/npy.hpp>
+#include <longnet/io/staged_file.hpp>
 #include <longnet/longnet.hpp>
 
 #include "cli_common.hpp"
@@ -493,35 +493,8 @@ int run(int argc, char** argv) {
     return a.random ? run_random(a, opt) : run_files(a, opt);
 }
 
-void report(const char* kind, const std::string& message) {
-    std::fprintf(stderr, "longnet_attend: %s: %s\n", kind, message.c_str());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const cli::usage_error& e) {
-        report("error", std::string(e.what()) + " (see --help)");
-        return 2;
-    } catch (const std::invalid_argument& e) {  // the library's option validation
-        report("error", e.what());
-        return 2;
-    } catch (const longnet::io::npy_error& e) {
-        report("error", e.what());
-        return 1;
-    } catch (const cli::data_error& e) {
-        report("error", e.what());
-        return 1;
-    } catch (const std::bad_alloc&) {
-        report("error", "out of memory");
-        return 1;
-    } catch (const std::exception& e) {
-        report("error", e.what());
-        return 1;
-    } catch (...) {
-        report("error", "unknown failure");
-        return 1;
-    }
+    return cli::main_guard({"longnet_attend", "error: "}, [&] { return run(argc, argv); });
 }

@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
-#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -42,13 +41,8 @@ struct arguments {
 arguments parse(int argc, char** argv) {
     arguments a;
     cli::arg_reader r(argc, argv);
-    if (r.done()) throw cli::usage_error("no arguments");
-    while (!r.done()) {
-        const std::string f = r.next_flag();
-        if (f == "--help") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (f == "--text") a.text = r.value(f);
+    cli::read_flags(r, usage_text, "", [&](const std::string& f) {
+        if (f == "--text") a.text = r.value(f);
         else if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--out") a.out = r.value(f);
         else if (f == "--shard-tokens") a.shard_tokens = cli::parse_int(f, r.value(f), 1, 2147483647);
@@ -56,9 +50,10 @@ arguments parse(int argc, char** argv) {
             a.width = cli::parse_int(f, r.value(f), 16, 32);
             if (a.width != 16 && a.width != 32) throw cli::usage_error("--width: expected 16 or 32, got " + std::to_string(a.width));
         } else {
-            throw cli::usage_error("unknown flag " + f);
+            return false;
         }
-    }
+        return true;
+    });
     if (a.text.empty() == a.tokens.empty()) throw cli::usage_error("give exactly one of --text F and --tokens F.npy");
     if (a.out.empty()) throw cli::usage_error("--out PREFIX is required");
     return a;
@@ -99,19 +94,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const cli::usage_error& e) {
-        std::fprintf(stderr, "longnet_data: %s\n%s", e.what(), usage_text);
-        return 2;
-    } catch (const std::invalid_argument& e) {
-        std::fprintf(stderr, "longnet_data: %s\n%s", e.what(), usage_text);
-        return 2;
-    } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "longnet_data: out of memory\n");
-        return 1;
-    } catch (const std::exception& e) {  // npy_error, token_shard_error, data_error
-        std::fprintf(stderr, "longnet_data: %s\n", e.what());
-        return 1;
-    }
+    return cli::main_guard({"longnet_data", "", usage_text}, [&] { return run(argc, argv); });
 }

@@ -17,7 +17,6 @@
 #include <cstdio>
 #include <exception>
 #include <limits>
-#include <new>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -257,19 +256,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const cli::usage_error& e) {
-        std::fprintf(stderr, "longnet_demo: error: %s (see --help)\n", e.what());
-        return 2;
-    } catch (const std::invalid_argument& e) {
-        std::fprintf(stderr, "longnet_demo: error: %s\n", e.what());
-        return 2;
-    } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "longnet_demo: error: out of memory\n");
-        return 1;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "longnet_demo: error: %s\n", e.what());
-        return 1;
-    }
+    return cli::main_guard({"longnet_demo", "error: "}, [&] { return run(argc, argv); });
 }

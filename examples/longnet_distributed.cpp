@@ -289,16 +289,15 @@ int main(int argc, char** argv) {
     try {
         const config c = parse(argc, argv);
         code = c.bf16 ? run<longnet::bfloat16>(c, MPI_COMM_WORLD) : run<float>(c, MPI_COMM_WORLD);
-    } catch (const usage_error& e) {
-        // argument errors are identical on every rank: report once
-        if (rank == 0) std::fprintf(stderr, "longnet_distributed: %s\n", e.what());
+    } catch (...) {
+        const cli::failure f = cli::current_failure();
+        if (f.code != 2) {  // a runtime failure on this rank: the others may wait in a collective
+            std::fprintf(stderr, "longnet_distributed (rank %d): %s\n", rank, f.message.c_str());
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        // bad arguments and refused options are identical on every rank: report once
+        if (rank == 0) std::fprintf(stderr, "longnet_distributed: %s\n", f.message.c_str());
         code = 2;
-    } catch (const std::invalid_argument& e) {  // preconditions: every rank agrees, report once
-        if (rank == 0) std::fprintf(stderr, "longnet_distributed: %s\n", e.what());
-        code = 2;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "longnet_distributed (rank %d): %s\n", rank, e.what());
-        MPI_Abort(MPI_COMM_WORLD, 1);
     }
     MPI_Finalize();
     return code;

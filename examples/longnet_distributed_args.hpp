@@ -2,7 +2,8 @@
 #pragma once
 // longnet_distributed's command line (examples/longnet_distributed.cpp): the flags, their sizes and the
 // dilated options they select. Kept apart from the tool so that it needs no MPI: the CLI fuzz target
-// (tests/fuzz/cli_distributed.cpp) calls parse and make_options without running the tool.
+// (tests/fuzz/cli_distributed.cpp) calls parse and make_options without running the tool. Read with
+// cli::arg_reader (cli_common.hpp) in this tool's grammar: a repeated flag overrides, no "--name=value".
 
 #include <algorithm>
 #include <cctype>
@@ -13,13 +14,13 @@
 #include <longnet/options.hpp>
 #include <longnet/tensor.hpp>
 
+#include "cli_common.hpp"
+
 namespace distributed_cli {
 
 using longnet::index_t;
 
-struct usage_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+using cli::usage_error;
 
 constexpr index_t max_size = index_t(1) << 40;          // any size flag
 constexpr index_t max_elements = index_t(1) << 50;      // B·N·H·D: one tensor over the whole sequence
@@ -54,31 +55,29 @@ struct config {
 // product the tool forms (B·N·H·D, the sampled-row index) inside 64 bits.
 inline config parse(int argc, char** argv) {
     config c;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw usage_error(a + " needs a value");
-            const std::string v = argv[++i];
-            if (v.empty()) throw usage_error(a + " needs a non-empty value");
-            return v;
-        };
-        if (a == "--tokens") c.tokens = parse_size(a, value());
-        else if (a == "--heads") c.heads = parse_size(a, value());
-        else if (a == "--dim") c.dim = parse_size(a, value());
-        else if (a == "--batch") c.batch = parse_size(a, value());
-        else if (a == "--check-rows") c.check_rows = parse_size(a, value());
-        else if (a == "--max-segment") c.max_segment = parse_size(a, value());
-        else if (a == "--seed") c.seed = static_cast<std::uint64_t>(parse_size(a, value()));
+    cli::arg_grammar grammar;
+    grammar.repeats = true;
+    grammar.inline_values = false;
+    cli::arg_reader r(argc, argv, grammar);
+    while (!r.done()) {
+        const std::string a = r.next_flag();  // "-h" comes back as "--help"
+        if (a == "--tokens") c.tokens = parse_size(a, r.value(a));
+        else if (a == "--heads") c.heads = parse_size(a, r.value(a));
+        else if (a == "--dim") c.dim = parse_size(a, r.value(a));
+        else if (a == "--batch") c.batch = parse_size(a, r.value(a));
+        else if (a == "--check-rows") c.check_rows = parse_size(a, r.value(a));
+        else if (a == "--max-segment") c.max_segment = parse_size(a, r.value(a));
+        else if (a == "--seed") c.seed = static_cast<std::uint64_t>(parse_size(a, r.value(a)));
         else if (a == "--causal") c.causal = true;
         else if (a == "--backward") c.backward = true;
-        else if (a == "--config") c.config_name = value();
-        else if (a == "--branches") c.branches_text = value();
-        else if (a == "--offsets") c.offsets = value();
+        else if (a == "--config") c.config_name = r.value(a);
+        else if (a == "--branches") c.branches_text = r.value(a);
+        else if (a == "--offsets") c.offsets = r.value(a);
         else if (a == "--type") {
-            const std::string t = value();
+            const std::string t = r.value(a);
             if (t != "bf16" && t != "float") throw usage_error("--type: expected bf16 or float, got '" + t + "'");
             c.bf16 = t == "bf16";
-        } else if (a == "-h" || a == "--help") {
+        } else if (a == "--help") {
             throw usage_error("usage: mpirun -np P longnet_distributed [--tokens N] [--heads H] [--dim D] [--batch B] "
                               "[--causal] [--config paper|paper-extended] [--branches w:r,...] [--max-segment W] "
                               "[--type bf16|float] [--offsets paper|torchscale] [--check-rows K] [--backward] [--seed S]");

@@ -46,7 +46,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -61,6 +60,7 @@
 #include <longnet/training/perplexity.hpp>
 
 #include "cli_common.hpp"
+#include "model_flags.hpp"
 
 namespace {
 
@@ -84,63 +84,52 @@ const char* const usage_text =
     "  longnet_lm generate --random-config base --prompt-random N --max-new-tokens N [--layers L] [--vocab V]\n"
     "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy]\n";
 
-struct arguments {
-    std::string weights, config, tokens, logits, hidden, random_config;
-    std::string dtype = "float", weights_dtype = "float";
-    std::int64_t random_tokens = 0, layers = -1, vocab = 32000;
-    std::uint64_t seed = 0;
+// The model flags of the forward mode, generate and perplexity (model_flags.hpp): generate runs no
+// dense attention and needs at least one layer; perplexity runs a checkpoint as it is.
+cli::model_flag_set forward_model_flags() {
+    cli::model_flag_set s;
+    s.weights = s.config = s.random_config = s.seed = s.vocab = s.layers = true;
+    s.dtype = s.weights_dtype = s.attention = s.offsets = s.angles = true;
+    return s;
+}
+cli::model_flag_set generate_model_flags() {
+    cli::model_flag_set s = forward_model_flags();
+    s.attention = false;
+    s.min_layers = 1;
+    return s;
+}
+cli::model_flag_set perplexity_model_flags() {
+    cli::model_flag_set s;
+    s.weights = s.config = s.dtype = s.weights_dtype = true;
+    return s;
+}
+
+// The forward mode's arguments: the model flags (defaults: vocab 32000, seed 0) and its own.
+struct arguments : cli::model_flags {
+    std::string tokens, logits, hidden;
+    std::int64_t random_tokens = 0;
     bool last_only = false;
-    nn::model_options options;
+    arguments() { vocab = 32000; }
 };
 
 arguments parse(int argc, char** argv) {
     arguments a;
+    const cli::model_flag_set model_flags = forward_model_flags();
     cli::arg_reader r(argc, argv);
-    bool attention_set = false;
-    if (r.done()) throw cli::usage_error("no arguments");
-    while (!r.done()) {
-        const std::string f = r.next_flag();
-        if (f == "--help") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (f == "--weights") a.weights = r.value(f);
-        else if (f == "--config") a.config = r.value(f);
-        else if (f == "--tokens") a.tokens = r.value(f);
+    cli::read_flags(r, usage_text, "", [&](const std::string& f) {
+        if (a.read(r, f, model_flags)) return true;  // --weights, --config, --seed, ... (model_flags.hpp)
+        if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--logits") a.logits = r.value(f);
         else if (f == "--hidden") a.hidden = r.value(f);
-        else if (f == "--random-config") a.random_config = r.value(f);
         else if (f == "--tokens-random") a.random_tokens = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
-        else if (f == "--seed") a.seed = cli::parse_uint64(f, r.value(f));
-        else if (f == "--layers") a.layers = cli::parse_int(f, r.value(f), 0, 1000);
-        else if (f == "--vocab") a.vocab = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 31);
         else if (f == "--last-only") {
             r.no_value(f);
             a.last_only = true;
-        } else if (f == "--dtype") {
-            a.dtype = r.value(f);
-            if (a.dtype != "float" && a.dtype != "double") throw cli::usage_error("--dtype: expected float or double, got '" + a.dtype + "'");
-        } else if (f == "--weights-dtype") {
-            a.weights_dtype = r.value(f);
-            if (a.weights_dtype != "float" && a.weights_dtype != "bf16")
-                throw cli::usage_error("--weights-dtype: expected float or bf16, got '" + a.weights_dtype + "'");
-        } else if (f == "--attention") {
-            const std::string v = r.value(f);
-            if (v == "dilated") a.options.attention = nn::attention_kind::dilated;
-            else if (v == "dense") a.options.attention = nn::attention_kind::dense;
-            else throw cli::usage_error("--attention: expected dilated or dense, got '" + v + "'");
-            attention_set = true;
-        } else if (f == "--offsets") {
-            a.options.offsets = longnet::parse_offset_policy(r.value(f));
-        } else if (f == "--angles") {
-            const std::string v = r.value(f);
-            if (v == "torchscale") a.options.angles = nn::angle_precision::torchscale;
-            else if (v == "float64") a.options.angles = nn::angle_precision::float64;
-            else throw cli::usage_error("--angles: expected torchscale or float64, got '" + v + "'");
         } else {
-            throw cli::usage_error("unknown flag " + f);
+            return false;
         }
-    }
-    (void)attention_set;
+        return true;
+    });
     const bool random_mode = !a.random_config.empty() || a.random_tokens > 0;
     if (random_mode) {
         if (a.random_config != "base") throw cli::usage_error("--random-config: only 'base' is known (got '" + a.random_config + "')");
@@ -275,29 +264,23 @@ int run_random(const arguments& a) {
 
 namespace dec = longnet::decoding;
 
-struct generate_arguments {
-    std::string weights, config, prompt_tokens, prompt_text, out_tokens, random_config;
+// generate's arguments: the model flags (defaults: vocab 32000, seed 0) and its own.
+struct generate_arguments : cli::model_flags {
+    std::string prompt_tokens, prompt_text, out_tokens;
     bool text = false;  // --prompt given: byte-level model, stream text
-    std::string dtype = "float", weights_dtype = "float";
-    std::int64_t prompt_random = 0, max_new = -1, layers = -1, vocab = 32000;
-    std::uint64_t seed = 0;
+    std::int64_t prompt_random = 0, max_new = -1;
     std::vector<std::int64_t> stop_tokens;
     dec::sampling_options sampling;
-    nn::model_options options;
+    generate_arguments() { vocab = 32000; }
 };
 
 generate_arguments parse_generate(int argc, char** argv) {
     generate_arguments a;
+    const cli::model_flag_set model_flags = generate_model_flags();
     cli::arg_reader r(argc, argv);
-    if (r.done()) throw cli::usage_error("generate: no arguments");
-    while (!r.done()) {
-        const std::string f = r.next_flag();
-        if (f == "--help") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (f == "--weights") a.weights = r.value(f);
-        else if (f == "--config") a.config = r.value(f);
-        else if (f == "--prompt-tokens") a.prompt_tokens = r.value(f);
+    cli::read_flags(r, usage_text, "generate: ", [&](const std::string& f) {
+        if (a.read(r, f, model_flags)) return true;  // --weights, --config, --seed, ... (model_flags.hpp)
+        if (f == "--prompt-tokens") a.prompt_tokens = r.value(f);
         else if (f == "--prompt") {
             a.prompt_text = r.value(f);  // "" is refused there: "--prompt needs a non-empty value"
             a.text = true;
@@ -305,10 +288,6 @@ generate_arguments parse_generate(int argc, char** argv) {
         else if (f == "--max-new-tokens") a.max_new = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--out-tokens") a.out_tokens = r.value(f);
         else if (f == "--stop-tokens") a.stop_tokens = cli::parse_int_list(f, r.value(f), 0, std::int64_t(1) << 40);
-        else if (f == "--random-config") a.random_config = r.value(f);
-        else if (f == "--seed") a.seed = cli::parse_uint64(f, r.value(f));
-        else if (f == "--layers") a.layers = cli::parse_int(f, r.value(f), 1, 1000);
-        else if (f == "--vocab") a.vocab = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 31);
         else if (f == "--temperature") {
             const std::string v = r.value(f);
             a.sampling.temperature = cli::parse_double(f, v);
@@ -319,24 +298,11 @@ generate_arguments parse_generate(int argc, char** argv) {
             a.sampling.top_p = cli::parse_double(f, v);
             if (!(a.sampling.top_p > 0 && a.sampling.top_p <= 1))
                 throw cli::usage_error("--top-p: " + v + " is outside (0, 1]");
-        } else if (f == "--dtype") {
-            a.dtype = r.value(f);
-            if (a.dtype != "float" && a.dtype != "double") throw cli::usage_error("--dtype: expected float or double, got '" + a.dtype + "'");
-        } else if (f == "--weights-dtype") {
-            a.weights_dtype = r.value(f);
-            if (a.weights_dtype != "float" && a.weights_dtype != "bf16")
-                throw cli::usage_error("--weights-dtype: expected float or bf16, got '" + a.weights_dtype + "'");
-        } else if (f == "--offsets") {
-            a.options.offsets = longnet::parse_offset_policy(r.value(f));
-        } else if (f == "--angles") {
-            const std::string v = r.value(f);
-            if (v == "torchscale") a.options.angles = nn::angle_precision::torchscale;
-            else if (v == "float64") a.options.angles = nn::angle_precision::float64;
-            else throw cli::usage_error("--angles: expected torchscale or float64, got '" + v + "'");
         } else {
-            throw cli::usage_error("generate: unknown flag " + f);
+            return false;
         }
-    }
+        return true;
+    });
     if (a.max_new < 0) throw cli::usage_error("generate needs --max-new-tokens N");
     const int prompts = (a.prompt_tokens.empty() ? 0 : 1) + (a.text ? 1 : 0) + (a.prompt_random > 0 ? 1 : 0);
     if (prompts != 1)
@@ -492,25 +458,20 @@ int run_generate(int argc, char** argv) {
 
 // ---- perplexity ------------------------------------------------------------------------------------------
 
-struct perplexity_arguments {
-    std::string weights, config, tokens, data, text, kl_base, save_logits;
+// perplexity's arguments: the model flags (--weights, --config, --dtype, --weights-dtype) and its own.
+struct perplexity_arguments : cli::model_flags {
+    std::string tokens, data, text, kl_base, save_logits;
     std::vector<std::int64_t> ctx{512};
     std::int64_t stride = 0, max_windows = 0;
-    std::string dtype = "float", weights_dtype = "float";
 };
 
 perplexity_arguments parse_perplexity(int argc, char** argv) {
     perplexity_arguments a;
+    const cli::model_flag_set model_flags = perplexity_model_flags();
     cli::arg_reader r(argc, argv);
-    if (r.done()) throw cli::usage_error("perplexity: no arguments");
-    while (!r.done()) {
-        const std::string f = r.next_flag();
-        if (f == "--help") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (f == "--weights") a.weights = r.value(f);
-        else if (f == "--config") a.config = r.value(f);
-        else if (f == "--tokens") a.tokens = r.value(f);
+    cli::read_flags(r, usage_text, "perplexity: ", [&](const std::string& f) {
+        if (a.read(r, f, model_flags)) return true;  // --weights, --config, --dtype, --weights-dtype
+        if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--data") a.data = r.value(f);
         else if (f == "--text") a.text = r.value(f);
         else if (f == "--ctx") a.ctx = cli::parse_int_list(f, r.value(f), 2, std::int64_t(1) << 40);
@@ -518,17 +479,9 @@ perplexity_arguments parse_perplexity(int argc, char** argv) {
         else if (f == "--max-windows") a.max_windows = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--kl-base") a.kl_base = r.value(f);
         else if (f == "--save-logits") a.save_logits = r.value(f);
-        else if (f == "--dtype") {
-            a.dtype = r.value(f);
-            if (a.dtype != "float" && a.dtype != "double") throw cli::usage_error("--dtype: expected float or double, got '" + a.dtype + "'");
-        } else if (f == "--weights-dtype") {
-            a.weights_dtype = r.value(f);
-            if (a.weights_dtype != "float" && a.weights_dtype != "bf16")
-                throw cli::usage_error("--weights-dtype: expected float or bf16, got '" + a.weights_dtype + "'");
-        } else {
-            throw cli::usage_error("perplexity: unknown flag " + f);
-        }
-    }
+        else return false;
+        return true;
+    });
     if (a.weights.empty() || a.config.empty()) throw cli::usage_error("perplexity needs --weights and --config");
     const int sources = !a.tokens.empty() + !a.data.empty() + !a.text.empty();
     if (sources != 1) throw cli::usage_error("perplexity needs exactly one of --tokens F.npy, --data 'shards_*.bin', --text F");
@@ -660,28 +613,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const cli::usage_error& e) {
-        std::fprintf(stderr, "longnet_lm: %s\n%s", e.what(), usage_text);
-        return 2;
-    } catch (const longnet::io::safetensors_error& e) {
-        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
-        return 1;
-    } catch (const longnet::io::npy_error& e) {
-        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
-        return 1;
-    } catch (const cli::data_error& e) {
-        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
-        return 1;
-    } catch (const std::invalid_argument& e) {  // options the library refuses
-        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
-        return 2;
-    } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "longnet_lm: out of memory\n");
-        return 1;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "longnet_lm: %s\n", e.what());
-        return 1;
-    }
+    return cli::main_guard({"longnet_lm", "", usage_text}, [&] { return run(argc, argv); });
 }

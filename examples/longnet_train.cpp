@@ -45,7 +45,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -61,6 +60,7 @@
 #include <longnet/training/trainer.hpp>
 
 #include "cli_common.hpp"
+#include "model_flags.hpp"
 
 #if LONGNET_TRAIN_MPI
 #include <cstdlib>
@@ -89,23 +89,22 @@ const char* const usage_text =
     "                [--data-parallel K]   (under mpirun: K groups of ranks, each splitting its sequences)\n"
     "  longnet_train --resume DIR [--steps K]\n";
 
-struct arguments {
-    std::string weights, config, random_config, tokens, text, task;
+// The model flags (model_flags.hpp; defaults: seed 1, vocabulary from the data) and the tool's own.
+struct arguments : cli::model_flags {
+    std::string tokens, text, task;
     std::string data, heldout_data;  // --data shards; --heldout shards (with --data)
     std::string save_grads, save, out, resume;
-    std::string dtype = "float";
     tr::save_dtype save_dtype = tr::save_dtype::float32;
-    std::int64_t seq_len = 0, batch = 1, steps = 1, warmup = 0, vocab = 0, eval_every = 0, eval_batches = 4,
+    std::int64_t seq_len = 0, batch = 1, steps = 1, warmup = 0, eval_every = 0, eval_batches = 4,
                  save_every = 0, recall_pairs = 4, recall_copies = 1, recall_queries = 1, data_parallel = 1;
     double lr = 3e-4, min_lr = 0, heldout = 0.1, clip_norm = 1.0, xpos_scale_base = 0;
     std::vector<std::int64_t> segment_length, dilated_ratio;
-    std::uint64_t seed = 1;
     bool steps_set = false;
     tr::schedule_kind schedule = tr::schedule_kind::cosine;
     tr::adamw_options adamw;
     nn::train_options pass;
-    nn::angle_precision angles = nn::angle_precision::torchscale;
     std::vector<std::string> argv;  // as given (recorded in checkpoint.json for --resume)
+    arguments() { seed = 1; }
 };
 
 std::pair<double, double> parse_betas(const std::string& flag, const std::string& v) {
@@ -120,23 +119,17 @@ arguments parse(const std::vector<std::string>& args) {
     for (const auto& s : args) argv.push_back(const_cast<char*>(s.c_str()));
     arguments a;
     a.argv = args;
+    cli::model_flag_set model_flags;
+    model_flags.weights = model_flags.config = model_flags.random_config = model_flags.seed = model_flags.vocab = true;
+    model_flags.dtype = model_flags.angles = true;
+    model_flags.random_configs = {"tiny", "small", "base"};
     cli::arg_reader r(static_cast<int>(argv.size()), argv.data());
     std::string heldout_text;
-    if (r.done()) throw cli::usage_error("no arguments");
     std::vector<std::string> flags;  // as given
-    while (!r.done()) {
-        const std::string f = r.next_flag();
+    cli::read_flags(r, usage_text, "", [&](const std::string& f) {
         flags.push_back(f);
-        if (f == "--help") {
-            std::fputs(usage_text, stdout);
-            std::exit(0);
-        } else if (f == "--weights") a.weights = r.value(f);
-        else if (f == "--config") a.config = r.value(f);
-        else if (f == "--random-config") {
-            a.random_config = r.value(f);
-            if (a.random_config != "tiny" && a.random_config != "small" && a.random_config != "base")
-                throw cli::usage_error("--random-config: expected tiny, small or base, got '" + a.random_config + "'");
-        } else if (f == "--tokens") a.tokens = r.value(f);
+        if (a.read(r, f, model_flags)) return true;  // --weights, --config, --seed, ... (model_flags.hpp)
+        if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--text") a.text = r.value(f);
         else if (f == "--task") {
             a.task = r.value(f);
@@ -176,17 +169,7 @@ arguments parse(const std::vector<std::string>& args) {
         } else if (f == "--checkpoint-activations") {
             r.no_value(f);
             a.pass.checkpoint_activations = true;
-        } else if (f == "--seed") a.seed = cli::parse_uint64(f, r.value(f));
-        else if (f == "--dtype") {
-            a.dtype = r.value(f);
-            if (a.dtype != "float" && a.dtype != "double") throw cli::usage_error("--dtype: expected float or double, got '" + a.dtype + "'");
-        } else if (f == "--angles") {
-            const std::string v = r.value(f);
-            if (v == "torchscale") a.angles = nn::angle_precision::torchscale;
-            else if (v == "float64") a.angles = nn::angle_precision::float64;
-            else throw cli::usage_error("--angles: expected torchscale or float64, got '" + v + "'");
-        } else if (f == "--vocab") a.vocab = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 31);
-        else if (f == "--segment-length") a.segment_length = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
+        } else if (f == "--segment-length") a.segment_length = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--dilated-ratio") a.dilated_ratio = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--xpos-scale-base") {
             a.xpos_scale_base = cli::parse_double(f, r.value(f));
@@ -209,9 +192,10 @@ arguments parse(const std::vector<std::string>& args) {
                 throw cli::usage_error(std::string("--save-dtype: ") + e.what());
             }
         } else {
-            throw cli::usage_error("unknown flag " + f);
+            return false;
         }
-    }
+        return true;
+    });
     if (!heldout_text.empty()) {
         if (!a.data.empty()) {
             a.heldout_data = heldout_text;
@@ -456,13 +440,11 @@ int train(arguments a) {
     if (data.vocab_needed > cfg.vocab_size)
         throw cli::data_error("the data has token " + std::to_string(data.vocab_needed - 1) + ", outside the model's vocabulary [0, " +
                               std::to_string(cfg.vocab_size) + ")");
-    nn::model_options mo;
-    mo.angles = a.angles;
     nn::decoder<T> model;
     if (!a.weights.empty()) {
-        model = nn::load_decoder<T>(a.weights, cfg, mo);
+        model = nn::load_decoder<T>(a.weights, cfg, a.options);
     } else {
-        model = nn::decoder<T>(cfg, mo);
+        model = nn::decoder<T>(cfg, a.options);
         tr::torchscale_init(model, a.seed);
     }
 
@@ -540,7 +522,7 @@ int train(arguments a) {
         if (a.out.empty()) return;
         try {
             trainer.save_checkpoint(a.out, rng, extra);
-        } catch (const longnet::io::npy_error& e) {
+        } catch (const longnet::io::write_error& e) {
             throw cli::data_error(e.what());
         }
     };
@@ -622,39 +604,19 @@ int run(int argc, char** argv) {
 }
 
 int main_body(int argc, char** argv) {
-    try {
-        return run(argc, argv);
+    return cli::main_guard({"longnet_train", "", usage_text}, [&] {
 #if LONGNET_TRAIN_MPI
-    } catch (const tr::collective_error& e) {  // every rank has it: rank 0 says it, all end cleanly
-        g_collective_error = true;
-        if (g_rank == 0) std::fprintf(stderr, "longnet_train: %s\n", e.what());
-        return 1;
+        try {
+            return run(argc, argv);
+        } catch (const tr::collective_error& e) {  // every rank has it: rank 0 says it, all end cleanly
+            g_collective_error = true;
+            if (g_rank == 0) std::fprintf(stderr, "longnet_train: %s\n", e.what());
+            return 1;
+        }
+#else
+        return run(argc, argv);
 #endif
-    } catch (const cli::usage_error& e) {
-        std::fprintf(stderr, "longnet_train: %s\n%s", e.what(), usage_text);
-        return 2;
-    } catch (const longnet::io::safetensors_error& e) {
-        std::fprintf(stderr, "longnet_train: %s\n", e.what());
-        return 1;
-    } catch (const longnet::io::npy_error& e) {
-        std::fprintf(stderr, "longnet_train: %s\n", e.what());
-        return 1;
-    } catch (const cli::data_error& e) {
-        std::fprintf(stderr, "longnet_train: %s\n", e.what());
-        return 1;
-    } catch (const std::invalid_argument& e) {  // values the library refuses
-        std::fprintf(stderr, "longnet_train: %s\n", e.what());
-        return 2;
-    } catch (const std::out_of_range& e) {  // tokens outside the vocabulary
-        std::fprintf(stderr, "longnet_train: %s\n", e.what());
-        return 1;
-    } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "longnet_train: out of memory\n");
-        return 1;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "longnet_train: %s\n", e.what());
-        return 1;
-    }
+    });
 }
 
 }  // namespace

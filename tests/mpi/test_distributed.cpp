@@ -13,7 +13,8 @@
 //     twice that plus the L and Δ rows (backward);
 //   - bad preconditions on one rank (or all): every rank throws std::invalid_argument with the same
 //     message, then a good call still works (nobody was left inside a collective).
-// Own main (no Catch2: its reporters are not MPI-aware). Exit code 1 on any failure on any rank.
+// The harness (check, agreement, main's start and finish) is mpi_check.hpp. Exit code 1 on any failure on
+// any rank.
 
 #include <mpi.h>
 
@@ -32,26 +33,13 @@
 #include "longnet/dilated_attention.hpp"
 #include "longnet/distributed.hpp"
 
+#include "mpi_check.hpp"
+
 using longnet::index_t;
 
 namespace {
 
-int g_rank = 0, g_size = 1, g_failures = 0, g_checks = 0;
-
-void check(bool ok, const std::string& what) {
-    ++g_checks;
-    if (!ok) {
-        ++g_failures;
-        std::fprintf(stderr, "[rank %d] FAIL: %s\n", g_rank, what.c_str());
-    }
-}
-
-// True on every rank iff true on all ranks.
-bool all_ranks(bool ok) {
-    int mine = ok ? 1 : 0, all = 0;
-    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    return all == 1;
-}
+using namespace mpi_check;
 
 template <class T>
 std::vector<T> random_tensor(std::size_t count, std::uint64_t seed, double amplitude) {
@@ -298,12 +286,7 @@ void expect_agreed_error(const std::string& name, const std::function<void()>& c
     }
     check(threw, name + ": no std::invalid_argument on this rank");
     check(message.find(expect) != std::string::npos, name + ": message '" + message + "' lacks '" + expect + "'");
-    // same message on every rank
-    const long long h = static_cast<long long>(std::hash<std::string>{}(message) >> 1);
-    long long lo = 0, hi = 0;
-    MPI_Allreduce(&h, &lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&h, &hi, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
-    check(lo == hi, name + ": ranks got different messages (this rank: '" + message + "')");
+    check(same_on_all_ranks(message), name + ": ranks got different messages (this rank: '" + message + "')");
     if (g_rank == 0 && threw) std::printf("  %s -> %s\n", name.c_str(), message.c_str());
 }
 
@@ -358,9 +341,7 @@ void test_bad_preconditions() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    start(argc, argv);
     if (g_rank == 0) std::printf("test_distributed: %d rank(s)\n", g_size);
 
     using longnet::dilated_options;
@@ -410,13 +391,5 @@ int main(int argc, char** argv) {
         }
     }
     test_bad_preconditions();
-
-    int failures = 0, checks = 0;
-    MPI_Allreduce(&g_failures, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Allreduce(&g_checks, &checks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (g_rank == 0)
-        std::printf("test_distributed: %d rank(s), %d checks, %d failures: %s\n", g_size, checks, failures,
-                    failures == 0 ? "PASSED" : "FAILED");
-    MPI_Finalize();
-    return failures == 0 ? 0 : 1;
+    return finish("test_distributed");
 }

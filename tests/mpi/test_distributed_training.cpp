@@ -20,7 +20,8 @@
 //   - bad data on one rank (a token outside the vocabulary in the last rank's chunk): every rank throws
 //     collective_error with the same message naming that rank, then a good step still works;
 //   - parameters changed on one rank: check_parameters throws on every rank.
-// Own main (no Catch2: its reporters are not MPI-aware). Exit code 1 on any failure on any rank.
+// The harness (check, agreement, main's start and finish) is mpi_check.hpp. Exit code 1 on any failure on
+// any rank.
 
 #include <mpi.h>
 
@@ -37,21 +38,15 @@
 #include "longnet/training/init.hpp"
 #include "longnet/training/trainer.hpp"
 
+#include "mpi_check.hpp"
+
 namespace nn = longnet::nn;
 namespace tr = longnet::training;
 using longnet::index_t;
 
 namespace {
 
-int g_rank = 0, g_size = 1, g_failures = 0, g_checks = 0;
-
-void check(bool ok, const std::string& what) {
-    ++g_checks;
-    if (!ok) {
-        ++g_failures;
-        std::fprintf(stderr, "[rank %d] FAIL: %s\n", g_rank, what.c_str());
-    }
-}
+using namespace mpi_check;
 
 constexpr index_t seq_len = 32, vocab = 23, batch_size = 4;
 
@@ -205,11 +200,8 @@ void bad_data_and_checksum() {
     check(message.find("outside the vocabulary") != std::string::npos &&
               message.find("[rank " + std::to_string(g_size - 1) + " of " + std::to_string(g_size) + "]") != std::string::npos,
           "bad data: message '" + message + "'");
-    // the same message everywhere
-    long long length = static_cast<long long>(message.size()), lo = 0, hi = 0;
-    MPI_Allreduce(&length, &lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&length, &hi, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
-    check(lo == hi && lo > 0, "bad data: every rank got the error");
+    const bool everywhere = all_ranks(!message.empty()), same = same_on_all_ranks(message);  // both collectives run
+    check(everywhere && same, "bad data: every rank got the same error");
     // nobody is stuck in a collective: a good step works
     const double loss = trainer.compute_gradients(make_batch(6));
     check(std::isfinite(loss) && loss > 0, "good step after bad data: loss " + std::to_string(loss));
@@ -230,9 +222,7 @@ void bad_data_and_checksum() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    start(argc, argv);
     try {
         for (int k = 1; k <= g_size; ++k) {
             if (g_size % k != 0 || seq_len % (g_size / k) != 0) continue;
@@ -247,9 +237,5 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "[rank %d] unexpected exception: %s\n", g_rank, e.what());
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    int failures = g_failures, total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (g_rank == 0) std::printf("%d checks per rank, %d failures over %d ranks\n", g_checks, total, g_size);
-    MPI_Finalize();
-    return total == 0 ? 0 : 1;
+    return finish("test_distributed_training");
 }

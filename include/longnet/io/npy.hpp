@@ -27,15 +27,12 @@
 //               the header's byte count has been checked against the file's (or image's) size.
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -44,6 +41,7 @@
 #include <variant>
 #include <vector>
 
+#include "longnet/io/staged_file.hpp"
 #include "longnet/numeric.hpp"
 
 namespace longnet::io {
@@ -630,99 +628,23 @@ inline std::string npy_file_bytes(npy_dtype type, const std::vector<std::int64_t
     return out;
 }
 
-// A file written under a temporary name in the target's folder, renamed into place by commit().
-// Not committed (an exception, an early return): the temporary file is removed. This is how
-// save_npy is atomic, and how a tool writes several outputs all-or-nothing (stage all, commit all).
-class staged_file {
-public:
-    // Writes `bytes` to a fresh temporary file next to `path`. Throws npy_error on any failure.
-    staged_file(std::string path, const std::string& bytes) : path_(std::move(path)) {
-        namespace fs = std::filesystem;
-        std::error_code ec;
-        if (path_.empty()) throw npy_error(path_, "empty output path");
-        if (fs::is_directory(path_, ec)) throw npy_error(path_, "output path is a directory");
-        const fs::path parent = fs::path(path_).parent_path();
-        if (!parent.empty() && !fs::is_directory(parent, ec))
-            throw npy_error(path_, "output folder '" + parent.string() + "' does not exist");
-        std::FILE* f = nullptr;
-        std::uint64_t name_state = unique_seed();
-        for (int attempt = 0; attempt < 16 && !f; ++attempt) {
-            temp_ = path_ + ".tmp-" + std::to_string(next_name(name_state));
-            f = std::fopen(temp_.c_str(), "wbx");  // exclusive create: never clobber another file
-            if (!f && errno != EEXIST) break;
-        }
-        if (!f) {
-            const int err = errno;
-            temp_.clear();
-            throw npy_error(path_, "cannot create a temporary file in its folder: " + detail::errno_text(err));
-        }
-        errno = 0;
-        const bool ok_write = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-        int err = errno;
-        const bool ok_close = std::fclose(f) == 0;  // flushes: a full disk may only show here
-        if (ok_write && !ok_close) err = errno;
-        if (!ok_write || !ok_close) {
-            discard();
-            throw npy_error(path_, "write failed: " + (err ? detail::errno_text(err) : std::string("I/O error")));
-        }
+namespace detail {
+// The bytes of a .npy file written atomically (io::staged_file); its write_error reported as npy_error.
+inline void write_npy_file(const std::string& path, const std::string& bytes) {
+    try {
+        staged_file(path, bytes).commit();
+    } catch (const write_error& e) {
+        throw npy_error(e.file(), e.problem());
     }
-    staged_file(const staged_file&) = delete;
-    staged_file& operator=(const staged_file&) = delete;
-    staged_file(staged_file&& o) noexcept : path_(std::move(o.path_)), temp_(std::exchange(o.temp_, std::string())) {}
-    staged_file& operator=(staged_file&&) = delete;
-    ~staged_file() { discard(); }
-
-    // Rename the temporary file onto the target (atomic replace on POSIX).
-    void commit() {
-        if (temp_.empty()) throw npy_error(path_, "nothing staged to commit");
-        std::error_code ec;
-        std::filesystem::rename(temp_, path_, ec);
-        if (ec) {
-            discard();
-            throw npy_error(path_, "cannot move the temporary file into place: " + ec.message());
-        }
-        temp_.clear();
-    }
-    const std::string& path() const noexcept { return path_; }
-    const std::string& temp_path() const noexcept { return temp_; }
-
-private:
-    // Different for every staged file of every process: clock, a process-wide counter, an address and,
-    // when available, std::random_device.
-    static std::uint64_t unique_seed() noexcept {
-        static std::atomic<std::uint64_t> counter{0};
-        std::uint64_t seed = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-                             (counter.fetch_add(1) * 0x9e3779b97f4a7c15ULL) ^
-                             static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&counter));
-        try {
-            std::random_device rd;
-            seed ^= (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-        } catch (...) {  // no entropy source: the clock and counter still separate names
-        }
-        return seed;
-    }
-    static std::uint64_t next_name(std::uint64_t& state) noexcept {  // splitmix64
-        std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-    }
-    void discard() noexcept {
-        if (!temp_.empty()) {
-            std::error_code ec;
-            std::filesystem::remove(temp_, ec);
-            temp_.clear();
-        }
-    }
-    std::string path_, temp_;
-};
+}
+}  // namespace detail
 
 // Write `count` = product(shape) values of T (half, float, double, int32_t, int64_t) as a .npy file,
 // atomically. Throws npy_error.
 template <class T>
 void save_npy(const std::string& path, const T* data, const std::vector<std::int64_t>& shape) {
     const std::uint64_t n = detail::element_count(shape, path);
-    staged_file(path, npy_file_bytes(npy_dtype_of<T>::value, shape, data, static_cast<std::size_t>(n))).commit();
+    detail::write_npy_file(path, npy_file_bytes(npy_dtype_of<T>::value, shape, data, static_cast<std::size_t>(n)));
 }
 template <class T>
 void save_npy(const std::string& path, const std::vector<T>& values, const std::vector<std::int64_t>& shape) {
@@ -732,7 +654,7 @@ void save_npy(const std::string& path, const std::vector<T>& values, const std::
     save_npy(path, values.data(), shape);
 }
 inline void save_npy(const std::string& path, const npy_array& a) {
-    staged_file(path, npy_file_bytes(a.dtype(), a.shape(), a.data(), a.size())).commit();
+    detail::write_npy_file(path, npy_file_bytes(a.dtype(), a.shape(), a.data(), a.size()));
 }
 
 }  // namespace longnet::io

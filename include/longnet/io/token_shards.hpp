@@ -40,7 +40,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "longnet/io/npy.hpp"
+#include "longnet/io/staged_file.hpp"
 
 namespace longnet::io {
 
@@ -173,7 +173,7 @@ inline void write_token_shard(const std::string& path, const std::vector<std::in
     try {
         staged_file f(path, bytes);
         f.commit();
-    } catch (const npy_error& e) {
+    } catch (const write_error& e) {
         throw token_shard_error(path, 0, e.problem());
     }
 }

@@ -11,9 +11,10 @@
 //                                  buffers): what longnet_lm and torchscale load
 //   DIR/config.json                torchscale DecoderConfig fields
 //
-// Every file is written under a temporary name in DIR and renamed into place. The state file goes
-// first, then checkpoint.json (the commit), then model/config, and only then is the previous state file
-// removed: a process killed at any moment leaves checkpoint.json naming a complete state file.
+// Every file is written under a temporary name in DIR and renamed into place (io::staged_file; a write
+// that fails throws io::write_error naming the file). The state file goes first, then checkpoint.json
+// (the commit), then model/config, and only then is the previous state file removed: a process killed
+// at any moment leaves checkpoint.json naming a complete state file.
 
 #include <cstdint>
 #include <cstring>
@@ -26,8 +27,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "longnet/io/npy.hpp"
 #include "longnet/io/safetensors.hpp"
+#include "longnet/io/staged_file.hpp"
 #include "longnet/training/parameters.hpp"
 
 namespace longnet::training {

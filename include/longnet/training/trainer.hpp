@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "longnet/io/safetensors.hpp"
+#include "longnet/io/staged_file.hpp"
 #include "longnet/io/strict_json.hpp"
 #include "longnet/nn/decoder.hpp"
 #include "longnet/training/adamw.hpp"

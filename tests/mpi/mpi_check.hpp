@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The harness of the MPI tests (tests/mpi/test_*.cpp), which run under mpiexec with their own main
+// (Catch2's reporters are not MPI-aware): this rank and the world size, check() counting failures per
+// rank, agreement helpers over MPI_COMM_WORLD, and start()/finish() around a test's body (finish sums
+// the failures of every rank, prints the summary on rank 0 and gives the exit code: 1 on any failure on
+// any rank).
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <functional>
+#include <string>
+
+namespace mpi_check {
+
+inline int g_rank = 0, g_size = 1, g_failures = 0, g_checks = 0;
+
+// Counts a check; a failure is printed at once with this rank's number.
+inline void check(bool ok, const std::string& what) {
+    ++g_checks;
+    if (!ok) {
+        ++g_failures;
+        std::fprintf(stderr, "[rank %d] FAIL: %s\n", g_rank, what.c_str());
+    }
+}
+
+// True on every rank iff true on all ranks.
+inline bool all_ranks(bool ok) {
+    int mine = ok ? 1 : 0, all = 0;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return all == 1;
+}
+
+// True on every rank iff every rank has the same `text` (compared by hash).
+inline bool same_on_all_ranks(const std::string& text) {
+    const long long h = static_cast<long long>(std::hash<std::string>{}(text) >> 1);
+    long long lo = 0, hi = 0;
+    MPI_Allreduce(&h, &lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&h, &hi, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    return lo == hi;
+}
+
+// MPI_Init, then this rank and the world size.
+inline void start(int& argc, char**& argv) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+}
+
+// The failures and checks of all ranks summed; rank 0 prints "<name>: W rank(s), C checks, F failures:
+// PASSED|FAILED"; MPI_Finalize. The test's exit code.
+inline int finish(const char* name) {
+    int failures = 0, checks = 0;
+    MPI_Allreduce(&g_failures, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&g_checks, &checks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (g_rank == 0)
+        std::printf("%s: %d rank(s), %d checks, %d failures: %s\n", name, g_size, checks, failures,
+                    failures == 0 ? "PASSED" : "FAILED");
+    MPI_Finalize();
+    return failures == 0 ? 0 : 1;
+}
+
+}  // namespace mpi_check
