@@ -3,7 +3,7 @@
 # Run one libFuzzer target for a bounded time (one process, niced), seeded from tests/fuzz/corpus/TARGET
 # with its dictionary; print the final coverage and execution figures. See docs/reliability.md.
 #
-#   scripts/fuzz.sh TARGET SECONDS [libFuzzer options...]      TARGET: npy token_shard safetensors decoder_config checkpoint train_state cli
+#   scripts/fuzz.sh TARGET SECONDS [libFuzzer options...]      TARGET: npy token_shard varlen safetensors decoder_config checkpoint train_state cli
 #
 # Build first:  cmake --preset fuzz && cmake --build --preset fuzz      (clang, libclang-rt-14-dev)
 # Environment:  LONGNET_FUZZ_BUILD  build folder (default build/fuzz)
@@ -22,8 +22,8 @@ target=$1
 seconds=$2
 shift 2
 case "$target" in
-  npy|token_shard|safetensors|decoder_config|checkpoint|train_state|cli) ;;
-  *) echo "fuzz.sh: unknown target '$target' (npy, token_shard, safetensors, decoder_config, checkpoint, train_state, cli)" >&2; exit 2 ;;
+  npy|token_shard|varlen|safetensors|decoder_config|checkpoint|train_state|cli) ;;
+  *) echo "fuzz.sh: unknown target '$target' (npy, token_shard, varlen, safetensors, decoder_config, checkpoint, train_state, cli)" >&2; exit 2 ;;
 esac
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   echo "fuzz.sh: SECONDS must be a positive whole number, got '$seconds'" >&2

@@ -63,6 +63,7 @@ endfunction()
 
 _longnet_fuzz_target(npy "${_fuzz_dir}/fuzz_npy.cpp")
 _longnet_fuzz_target(token_shard "${_fuzz_dir}/fuzz_token_shard.cpp")
+_longnet_fuzz_target(varlen "${_fuzz_dir}/fuzz_varlen.cpp")
 if(TARGET nlohmann_json::nlohmann_json)
   _longnet_fuzz_target(safetensors "${_fuzz_dir}/fuzz_safetensors.cpp")
   _longnet_fuzz_target(decoder_config "${_fuzz_dir}/fuzz_decoder_config.cpp")
