@@ -193,7 +193,7 @@ TEST_CASE("bfloat16 and half gradients match the oracle within 2e-2", "[backward
         }
 }
 
-// bfloat16 storage on the bf16 dot-product backward (detail/backward_kernel.hpp, backward_bf16) where this
+// bfloat16 storage on the bf16 dot-product backward (detail/segment_backward.hpp, backward_bf16) where this
 // process has it, else on the float path, against the double oracle: every shape, mask, offset policy and
 // both grad modes. The gradients are rounded to bf16 (2^-9) and the dot path rounds P and dS to bf16 for
 // dV, dK and dQ (2^-9 per term), on top of the bf16 output the exact mode's Δ reads: 2e-2 of the

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Runtime ISA dispatch (isa.hpp, detail/kernels.hpp): which paths a build offers on this CPU, that the path
+// Runtime ISA dispatch (isa.hpp, detail/dispatch.hpp): which paths a build offers on this CPU, that the path
 // in force is the one asked for, and that a path that cannot run is refused with a clear error.
 //
 // Built twice: in the ordinary build (-march=native: one path, no dispatch) and, as part of the

@@ -7,7 +7,7 @@
 //
 // Storage float, double, bfloat16 or half; accumulation in accum_t<T> (double for double, else float).
 
-#include "longnet/detail/kernels.hpp"
+#include "longnet/detail/dispatch.hpp"
 #include "longnet/detail/validate.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/options.hpp"

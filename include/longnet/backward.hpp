@@ -28,7 +28,7 @@
 #include <string>
 #include <type_traits>
 
-#include "longnet/detail/kernels.hpp"
+#include "longnet/detail/dispatch.hpp"
 #include "longnet/detail/validate.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/options.hpp"

@@ -9,7 +9,7 @@
 //   LONGNET_HAS_BF16_DOT 1 when the SIMD kernels are on and the target has AVX512-BF16 (with AVX512BW,
 //                        e.g. -march=native on Zen 4, Sapphire Rapids, Cooper Lake): bfloat16 storage
 //                        computes the attention's products, forward and backward, with vdpbf16ps
-//                        (detail/bf16_dot.hpp, detail/backward_kernel.hpp).
+//                        (detail/bf16_dot.hpp, detail/segment_backward.hpp).
 //                        Define LONGNET_NO_BF16_DOT=1 to keep the float path there.
 
 #if defined(_OPENMP)
@@ -42,7 +42,7 @@
 #define LONGNET_HAS_BF16_DOT 0
 #endif
 
-//   LONGNET_DISPATCH     runtime ISA dispatch (detail/kernels.hpp). 1 by default where it pays: x86-64,
+//   LONGNET_DISPATCH     runtime ISA dispatch (detail/dispatch.hpp). 1 by default where it pays: x86-64,
 //                        GCC or clang, SIMD kernels on, and a target without AVX2 + FMA (a build without
 //                        -march: the x86-64 baseline, SSE2). The attention kernels are then compiled once
 //                        more for AVX2 + FMA and for AVX-512 (F, CD, BW, DQ, VL), and the first call picks

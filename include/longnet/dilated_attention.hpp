@@ -11,7 +11,7 @@
 // NaN or Inf inputs make NaN only in the rows whose softmax reaches them (the rows of the same selected
 // segments); other rows are unaffected.
 
-#include "longnet/detail/kernels.hpp"
+#include "longnet/detail/dispatch.hpp"
 #include "longnet/detail/validate.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/options.hpp"

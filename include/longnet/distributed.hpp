@@ -50,7 +50,7 @@ void dilated_attention_backward(Args&&...) {
 #include <string>
 
 #include "longnet/backward.hpp"
-#include "longnet/detail/distributed_kernels.hpp"  // the distributed kernels' one entry (and distributed_common.hpp)
+#include "longnet/detail/distributed_dispatch.hpp"  // the distributed kernels' one entry (and distributed_common.hpp)
 #include "longnet/detail/validate.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/options.hpp"

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "longnet/config.hpp"
-#include "longnet/detail/kernels.hpp"
+#include "longnet/detail/dispatch.hpp"
 #include "longnet/detail/runtime_isa.hpp"
 
 namespace longnet {

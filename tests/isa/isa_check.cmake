@@ -2,7 +2,7 @@
 # ISA warning check (label "isa"): compile tests/isa/instantiate_kernels.cpp, which instantiates every
 # kernel, with -O3 -Wall -Wextra -Wpedantic -Werror -fopenmp for each -march target in
 # LONGNET_ISA_CHECK_TARGETS (default x86-64 = the baseline, whose build compiles the runtime-dispatch
-# regions for AVX2+FMA and AVX-512 (detail/kernels.hpp), x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512, cooperlake = AVX-512 with
+# regions for AVX2+FMA and AVX-512 (detail/dispatch.hpp), x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512, cooperlake = AVX-512 with
 # AVX512-BF16: the bf16 dot-product path of detail/bf16_dot.hpp, with the AMX tiles in their own target
 # region; sapphirerapids = AVX512-BF16 and AMX in the target itself), with the project
 # compiler and with clang++ when found. Compiling needs no such CPU, so every machine checks that a

@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "longnet/decoding/state.hpp"
-#include "longnet/detail/kernels.hpp"
+#include "longnet/detail/dispatch.hpp"
 #include "longnet/nn/decoder.hpp"
 #include "longnet/nn/gelu.hpp"
 #include "longnet/options.hpp"

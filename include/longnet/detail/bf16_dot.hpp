@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// Kernel body: compiled once per instruction-set path (detail/dispatch.hpp includes it in each path's
 // namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // bf16 dot products for bfloat16 storage (AVX512-BF16: vdpbf16ps; AMX: TDPBF16PS), the forward's QKᵀ and
 // PV; the pair packers the backward uses too. The instructions themselves are in bf16_tiles.hpp.
@@ -19,14 +19,14 @@
 // reach rows it must not reach: 0·NaN would be NaN).
 //
 // Used by the forward (forward_branch, the distributed forward) and, through the same packers, by the
-// backward (backward_kernel.hpp: backward_bf16, backward_amx) when bf16_dot_active<T, Arch>() holds: T is
+// backward (segment_backward.hpp: backward_bf16, backward_amx) when bf16_dot_active<T, Arch>() holds: T is
 // bfloat16, the tiles are compiled in (the translation unit targets AVX512-BF16, LONGNET_HAS_BF16_DOT, or
 // Arch is the dispatched AVX-512 path, LONGNET_DISPATCH_BF16; config.hpp), and the process-wide switch
 // is on (longnet::bf16_dot_products(), isa.hpp: on by default where the products beat the float FMAs;
 // it is only ever on where the CPU has AVX512-BF16). amx_dot (below) runs the same layouts on AMX tiles
 // where bf16_amx_switch() is on. Everything else keeps the fma path.
 
-#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
+#include "longnet/detail/dispatch.hpp"  // first: the per-path passes (includes this file)
 
 #include <atomic>
 #include <cstdint>
@@ -41,7 +41,7 @@
 #include "longnet/config.hpp"
 #include "longnet/detail/bf16_tiles.hpp"
 #include "longnet/detail/pack.hpp"
-#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/segment_forward.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/tensor.hpp"
 
@@ -143,7 +143,7 @@ void pack_values_bf16(const tensor_view<const bfloat16>& v, index_t b, index_t h
 }
 
 #if LONGNET_BF16_TILES
-// The attend_packed policy (segment_kernel.hpp) for the bf16 layouts; needs scratch.p16.
+// The attend_packed policy (segment_forward.hpp) for the bf16 layouts; needs scratch.p16.
 template <class Arch>
 struct bf16_dot {
     using K = kernel_shape<float, Arch>;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// The instructions of the bf16 dot-product path (bf16_dot.hpp: the forward's QKᵀ and PV; backward_kernel.hpp:
+// The instructions of the bf16 dot-product path (bf16_dot.hpp: the forward's QKᵀ and PV; segment_backward.hpp:
 // the backward's five products): AVX512-BF16 register tiles (vdpbf16ps), the rounding and transposition
 // of P and dS to bf16, and, further down, the AMX tiles (TDPBF16PS). Compiled once, not once per path:
 // they depend on no SIMD architecture template, only on the instruction set.
@@ -12,7 +12,7 @@
 // Where the translation unit's target has AVX512-BF16 (LONGNET_HAS_BF16_DOT, e.g. -march=native on Zen 4
 // or Sapphire Rapids) they are ordinary inline functions. In a build with runtime ISA dispatch
 // (LONGNET_DISPATCH_BF16) they are compiled in their own target region (AVX-512 F/BW/VL + BF16), like
-// the dispatched paths of kernels.hpp; the AVX-512 path calls them (out of line: the compiler does not
+// the dispatched paths of dispatch.hpp; the AVX-512 path calls them (out of line: the compiler does not
 // inline code of a wider target) only when bf16_dot_cpu() (runtime_isa.hpp) saw AVX512-BF16 on the CPU,
 // so a CPU without it never executes one of their instructions.
 

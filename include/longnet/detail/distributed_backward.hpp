@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Kernel body: compiled once per instruction-set path (detail/distributed_kernels.hpp includes it in
+// Kernel body: compiled once per instruction-set path (detail/distributed_dispatch.hpp includes it in
 // each path's namespace and target region), so no #pragma once; the toggle guard admits it once per path.
-// The distributed backward (SPEC §6, §7), built on the single-process backward (detail/backward.hpp,
-// detail/backward_kernel.hpp). Branches run in the forward's order and add into [B, n, H, D]
+// The distributed backward (SPEC §6, §7), built on the single-process backward (detail/backward_driver.hpp,
+// detail/segment_backward.hpp). Branches run in the forward's order and add into [B, n, H, D]
 // accumulators in accum_t, exactly as the single-process backward accumulates:
 //   - a local branch is the single-process per-branch step (backward_accumulate) on the chunk;
 //   - a long branch gathers, within its group, the selected K/V rows (as the forward) and the selected
@@ -20,15 +20,15 @@
 // grad_mode::exact uses Δ = dO·O with the merged output; stop_grad_weights uses Δ_i = dO·o_i with each
 // branch's own output o_i, recomputed by the forward kernel against the gathered keys.
 
-#include "longnet/detail/distributed_kernels.hpp"  // first: the per-path passes (includes this file)
+#include "longnet/detail/distributed_dispatch.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 #include <limits>
 #include <vector>
 
 #include "longnet/options.hpp"
-#include "longnet/detail/backward.hpp"
-#include "longnet/detail/backward_kernel.hpp"
+#include "longnet/detail/backward_driver.hpp"
+#include "longnet/detail/segment_backward.hpp"
 #include "longnet/detail/distributed_common.hpp"
 #include "longnet/detail/distributed_forward.hpp"
 #include "longnet/detail/pack.hpp"
@@ -86,7 +86,7 @@ void query_terms(const tensor_view<const T>& q, const tensor_view<const T>& out,
         });
 }
 
-// One backward_segment call (detail/backward.hpp): queries (rows sel_q of xq/xg, with L and Δ) against keys
+// One backward_segment call (detail/backward_driver.hpp): queries (rows sel_q of xq/xg, with L and Δ) against keys
 // (rows sel_k of xk/xv). dq_sink(i, row) gets each query's dQ row, key_sink(j, dk_row, dv_row) each key's.
 template <class T, class Arch, class QuerySink, class KeySink>
 void backward_call(backward_workspace<accum_t<T>, Arch>& ws, bool bf16_path, const tensor_view<const T>& xq,

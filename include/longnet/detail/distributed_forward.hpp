@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Kernel body: compiled once per instruction-set path (detail/distributed_kernels.hpp includes it in
+// Kernel body: compiled once per instruction-set path (detail/distributed_dispatch.hpp includes it in
 // each path's namespace and target region), so no #pragma once; the toggle guard admits it once per path.
-// The distributed forward (SPEC §7): the single-process forward of forward.hpp, branch by branch in
+// The distributed forward (SPEC §7): the single-process forward of forward_driver.hpp, branch by branch in
 // the same order, where a long branch attends this rank's selected queries to the selected K/V rows of
 // its whole segment, all-gathered within the segment's group of ranks.
 //
@@ -10,16 +10,16 @@
 // the segment's first selected row), the same causal limits (causal_shift counts the selected rows of
 // the earlier ranks) and the same zero_pad keys, and branches merge into out/lse in the same order.
 
-#include "longnet/detail/distributed_kernels.hpp"  // first: the per-path passes (includes this file)
+#include "longnet/detail/distributed_dispatch.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 #include <limits>
 #include <vector>
 
 #include "longnet/detail/distributed_common.hpp"
-#include "longnet/detail/forward.hpp"
+#include "longnet/detail/forward_driver.hpp"
 #include "longnet/detail/pack.hpp"
-#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/segment_forward.hpp"
 #include "longnet/detail/threading.hpp"
 
 #if defined(LONGNET_DETAIL_DISTRIBUTED_FORWARD_BODY) == defined(LONGNET_DIST_ISA_TOGGLE)

@@ -2,7 +2,7 @@
 // No #pragma once and no include guard on purpose: included once per bodies file.
 // The per-ISA passes: includes the bodies file LONGNET_ISA_BODIES once per instruction-set path, each
 // time in its own namespace (LONGNET_ISA_BEGIN / LONGNET_ISA_END) and, for the dispatched paths, in its
-// target region (target_region.hpp); see kernels.hpp for the paths. Before each dispatched pass it flips
+// target region (target_region.hpp); see dispatch.hpp for the paths. Before each dispatched pass it flips
 // the toggle the bodies' guards test: LONGNET_ISA_TOGGLE, or LONGNET_DIST_ISA_TOGGLE where the includer
 // defines LONGNET_ISA_DIST_TOGGLE_ (the distributed bodies include the kernel bodies, which must not be
 // admitted again). Usage (Highway's foreach_target.h is the model):

@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// Kernel body: compiled once per instruction-set path (detail/dispatch.hpp includes it in each path's
 // namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The dilation gather: copy the selected rows of one (b, h) slice into the packed formats of
-// segment_kernel.hpp, converting storage (float, double, bfloat16, half) to the accumulator type.
+// segment_forward.hpp, converting storage (float, double, bfloat16, half) to the accumulator type.
 // A selection is a CuTe-style layout: rows first, first + stride, ..., first + (count − 1)·stride.
 
-#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
+#include "longnet/detail/dispatch.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 
-#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/segment_forward.hpp"
 #include "longnet/numeric.hpp"
 #include "longnet/tensor.hpp"
 

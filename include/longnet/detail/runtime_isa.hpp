@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Process-wide choices of the kernels made at run time: which instruction set the dispatched kernels run
-// (runtime ISA dispatch, detail/kernels.hpp; LONGNET_DISPATCH in config.hpp), whether bfloat16 storage
+// (runtime ISA dispatch, detail/dispatch.hpp; LONGNET_DISPATCH in config.hpp), whether bfloat16 storage
 // takes the bf16 dot-product path (bf16_dot.hpp) and whether that path uses AMX tiles. Public interface:
 // longnet/isa.hpp.
 

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// The architectures of runtime dispatch (detail/kernels.hpp): ops<A, Arch> (the interface of simd.hpp)
+// The architectures of runtime dispatch (detail/dispatch.hpp): ops<A, Arch> (the interface of simd.hpp)
 // for AVX2+FMA and AVX-512, written with intrinsics, each function carrying its own target attribute.
 //
 // Why not xsimd here: xsimd 8.1 defines an architecture's kernels only when the translation unit is
 // compiled for it (__AVX2__, __AVX512F__ at include time), so a build without -march has none but SSE2.
 // The functions below are always_inline with a target attribute; they are called only from kernel code
-// compiled in a region of the same target (kernels.hpp), where they inline into plain vector code.
+// compiled in a region of the same target (dispatch.hpp), where they inline into plain vector code.
 // The computations are those of simd.hpp's xsimd ops (same polynomial, same shifter trick); only the
 // order of the horizontal sums may differ, so results agree to rounding, not bit for bit.
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// Kernel body: compiled once per instruction-set path (detail/dispatch.hpp includes it in each path's
 // namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The backward driver (SPEC §6). Branches run one after another in the order given; inside a branch
 // one task per (batch, head, segment) packs the segment's selected rows, computes L_i and Δ_i, runs
@@ -14,7 +14,7 @@
 // gradients' size and rounded to storage once at the end (one rounding per element).
 // Memory: per thread O(segment rows × D) of packed operands; no N×N and no per-branch full-size buffers.
 
-#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
+#include "longnet/detail/dispatch.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 #include <cmath>
@@ -23,11 +23,11 @@
 #include <type_traits>
 #include <vector>
 
-#include "longnet/detail/backward_kernel.hpp"
+#include "longnet/detail/segment_backward.hpp"
 #include "longnet/detail/bf16_dot.hpp"
-#include "longnet/detail/forward.hpp"
+#include "longnet/detail/forward_driver.hpp"
 #include "longnet/detail/pack.hpp"
-#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/segment_forward.hpp"
 #include "longnet/detail/simd.hpp"
 #include "longnet/detail/threading.hpp"
 #include "longnet/detail/workspace.hpp"

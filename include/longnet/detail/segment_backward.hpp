@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// Kernel body: compiled once per instruction-set path (detail/dispatch.hpp includes it in each path's
 // namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The backward compute core: the flash-attention backward of one packed segment, in the transposed
 // orientation (keys are rows, queries are columns) so that dK and dV of a block of keys are complete
@@ -23,7 +23,7 @@
 // pv_tile for dV and dK, its transposed-coefficient twin for dQ). Causal: query i sees key j iff
 // j <= i + causal_shift; tiles wholly above the diagonal are skipped, tiles crossing it stop there.
 
-#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
+#include "longnet/detail/dispatch.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 #include <cmath>
@@ -32,7 +32,7 @@
 #include <utility>
 
 #include "longnet/detail/bf16_tiles.hpp"
-#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/segment_forward.hpp"
 #include "longnet/detail/simd.hpp"
 #include "longnet/detail/workspace.hpp"
 #include "longnet/tensor.hpp"
@@ -165,7 +165,7 @@ struct backward_part {
     bool with_dq = true, with_dkdv = true;
 };
 
-// The five products of attend_backward_packed_part, as a policy (like attend_packed's, segment_kernel.hpp):
+// The five products of attend_backward_packed_part, as a policy (like attend_packed's, segment_forward.hpp):
 // backward_fma (here) multiplies packed accumulator-type operands with FMAs, backward_bf16 (below) bf16
 // pairs with vdpbf16ps. A policy holds the packed operands and provides
 //   lse, delta                           L_i and Δ_i of the queries

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// Kernel body: compiled once per instruction-set path (detail/dispatch.hpp includes it in each path's
 // namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The forward driver: branches run one after another; inside a branch, tasks (batch, head, segment,
 // query chunk) run in parallel, each packing its segment's selected rows and calling attend_packed.
@@ -7,7 +7,7 @@
 // fixed order through the running log-sum-exp (online merge, no per-branch buffers), so results are
 // bitwise identical for any thread count.
 
-#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
+#include "longnet/detail/dispatch.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 #include <cmath>
@@ -16,7 +16,7 @@
 
 #include "longnet/detail/bf16_dot.hpp"
 #include "longnet/detail/pack.hpp"
-#include "longnet/detail/segment_kernel.hpp"
+#include "longnet/detail/segment_forward.hpp"
 #include "longnet/detail/simd.hpp"
 #include "longnet/detail/threading.hpp"
 #include "longnet/detail/workspace.hpp"

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Kernel body: compiled once per instruction-set path (detail/kernels.hpp includes it in each path's
+// Kernel body: compiled once per instruction-set path (detail/dispatch.hpp includes it in each path's
 // namespace and target region), so no #pragma once; the toggle guard below admits it once per path.
 // The compute core: dense softmax attention of packed queries against packed keys/values with an online
 // (flash-style) softmax. Everything LongNet does is this kernel over other layouts: a dilated segment is
@@ -13,7 +13,7 @@
 // Causal: query i (0-based) sees keys j <= i + causal_shift.
 // Blocks of keys entirely above the diagonal are skipped, never computed.
 
-#include "longnet/detail/kernels.hpp"  // first: the per-path passes (includes this file)
+#include "longnet/detail/dispatch.hpp"  // first: the per-path passes (includes this file)
 
 #include <algorithm>
 #include <cmath>

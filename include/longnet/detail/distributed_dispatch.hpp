@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The distributed kernels (distributed_forward, distributed_backward), once per instruction-set path, as
-// detail/kernels.hpp does for the single-process kernels (see there): each pass puts the bodies in
+// detail/dispatch.hpp does for the single-process kernels (see there): each pass puts the bodies in
 // longnet::detail::<path>::dist_kernels inside the path's target region, with their own toggle
 // (LONGNET_DIST_ISA_TOGGLE), and run_dist_forward / run_dist_backward call the active path. Included
 // only with <mpi.h> (longnet/distributed.hpp).
@@ -23,7 +23,7 @@
 
 #include "longnet/options.hpp"
 #include "longnet/detail/distributed_common.hpp"
-#include "longnet/detail/kernels.hpp"
+#include "longnet/detail/dispatch.hpp"
 
 // ---- the passes (foreach_isa.hpp), with the distributed bodies' own toggle ----------------------------
 #define LONGNET_ISA_DIST_TOGGLE_

@@ -2,7 +2,7 @@
 #pragma once
 // The attention kernels, once per instruction-set path, and the runtime dispatch between the paths.
 //
-// The kernel bodies (segment_kernel, pack, bf16_dot, forward, backward_kernel, backward: everything
+// The kernel bodies (kernel_bodies.hpp: segment_forward, pack, bf16_dot, forward_driver, segment_backward, backward_driver: everything
 // templated on the SIMD architecture) are included here once per path, each time in its own namespace:
 //   isa_native   (inline) the code for the translation unit's own target flags, with xsimd's default
 //                architecture: the only path of a -march=native build (no dispatch, no cost)
@@ -93,7 +93,7 @@ using isa_arch = simd::x86_avx512;
 
 namespace longnet::detail {
 
-// The forward (forward.hpp) on the active path.
+// The forward (forward_driver.hpp) on the active path.
 template <class T>
 void run_forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<T> out,
                  const dilated_options& opt, lse_view<accum_t<T>> lse) {
@@ -102,7 +102,7 @@ void run_forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<con
 #undef LONGNET_DETAIL_CALL_
 }
 
-// One branch of the forward merged into out/lse (forward.hpp: forward_branch) on the active path.
+// One branch of the forward merged into out/lse (forward_driver.hpp: forward_branch) on the active path.
 template <class T>
 void run_forward_branch(const tensor_view<const T>& q, const tensor_view<const T>& k, const tensor_view<const T>& v,
                         const tensor_view<T>& out, const lse_view<accum_t<T>>& lse, const dilated_options& opt,
@@ -112,7 +112,7 @@ void run_forward_branch(const tensor_view<const T>& q, const tensor_view<const T
 #undef LONGNET_DETAIL_CALL_
 }
 
-// The backward (backward.hpp) on the active path.
+// The backward (backward_driver.hpp) on the active path.
 template <class T>
 void run_backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<const T> out,
                   lse_view<const accum_t<T>> lse, tensor_view<const T> dout, tensor_view<T> dq, tensor_view<T> dk,
