@@ -97,64 +97,80 @@ inline void zero_key_tail(A* rows, index_t packed_rows, index_t nk, index_t dim)
     std::fill(rows + written * dvp, rows + packed_rows * dvp, A(0));
 }
 
-// One call of the backward kernel: packs the queries (rows sel_q of xq, with their output gradients in xg;
-// batch bq, head hq) and the keys (rows sel_k of xk, xv; batch bk, head hk) in the layout of the products,
-// bf16 pairs for backward_bf16 when bf16_path (bfloat16 storage where use_bf16_dot holds), accumulator
-// rows for backward_fma otherwise, zeroes ws.dq and runs attend_backward_products over `part`: ws.dq gets
-// the queries' dQ rows (Dv apart), key_sink(j0, count, dk_rows, dv_rows) each key block's dK and dV.
-// lse and delta: L_i and Δ_i of the sel_q.count queries. Shared by the single-process and the distributed
-// backward, so both run the same packing and the same products.
+// The operands of one backward_segment call, named (flash-attention's Flash_bwd_params in miniature): the
+// queries are rows sel_q of q (with their output gradients in dout; batch bq, head hq), with L_i and Δ_i
+// in lse and delta (sel_q.count each); the keys are rows sel_k of k, v (batch bk, head hk). shift: the
+// queries' causal offset against the keys (key j is visible to query i when j <= i + shift). bf16_path:
+// bf16 pairs for backward_bf16 (bfloat16 storage where use_bf16_dot holds), accumulator rows otherwise.
+template <class T>
+struct segment_backward_args {
+    using A = accum_t<T>;
+    tensor_view<const T> q, dout;
+    index_t bq = 0, hq = 0;
+    row_selection sel_q;
+    const A* lse = nullptr;
+    const A* delta = nullptr;
+    tensor_view<const T> k, v;
+    index_t bk = 0, hk = 0;
+    row_selection sel_k;
+    index_t dim = 0;
+    A scale = 0;
+    bool causal = false;
+    index_t shift = 0;
+    bool bf16_path = false;
+};
+
+// One call of the backward kernel: packs the queries and keys of `a` in the layout of the products, zeroes
+// ws.dq and runs attend_backward_products over `part`: ws.dq gets the queries' dQ rows (Dv apart),
+// key_sink(j0, count, dk_rows, dv_rows) each key block's dK and dV. Shared by the single-process and the
+// distributed backward, so both run the same packing and the same products.
 template <class T, class Arch, class KeySink>
-void backward_segment(backward_workspace<accum_t<T>, Arch>& ws, bool bf16_path, const tensor_view<const T>& xq,
-                      const tensor_view<const T>& xg, index_t bq, index_t hq, const row_selection& sel_q,
-                      const tensor_view<const T>& xk, const tensor_view<const T>& xv, index_t bk, index_t hk,
-                      const row_selection& sel_k, const accum_t<T>* lse, const accum_t<T>* delta, index_t dim,
-                      accum_t<T> scale, bool causal, index_t shift, KeySink&& key_sink, const backward_part& part) {
+void backward_segment(backward_workspace<accum_t<T>, Arch>& ws, const segment_backward_args<T>& a, KeySink&& key_sink,
+                      const backward_part& part) {
     using A = accum_t<T>;
     using S = backward_shape<A, Arch>;
-    const index_t nq = sel_q.count, nk = sel_k.count, dvp = S::K::padded_dim(dim);
+    const index_t nq = a.sel_q.count, nk = a.sel_k.count, dvp = S::K::padded_dim(a.dim);
     A* dq_rows = ws.dq.data();
     std::fill(dq_rows, dq_rows + S::dq_rows(nq) * dvp, A(0));
-    (void)bf16_path;
 #if LONGNET_BF16_TILES
     if constexpr (use_bf16_dot<T, Arch>()) {
-        if (bf16_path) {
-            pack_queries_bf16<Arch>(xk, bk, hk, sel_k, 0, nk, ws.k_rows.data());
-            pack_queries_bf16<Arch>(xv, bk, hk, sel_k, 0, nk, ws.v_rows.data());
-            pack_keys_bf16<Arch>(xq, bq, hq, sel_q, nq, ws.q_t_pairs.data());
-            pack_keys_bf16<Arch>(xg, bq, hq, sel_q, nq, ws.dout_t_pairs.data());
-            pack_values_bf16<Arch>(xq, bq, hq, sel_q, nq, ws.q_pairs.data());
-            pack_values_bf16<Arch>(xg, bq, hq, sel_q, nq, ws.dout_pairs.data());
-            pack_values_bf16<Arch>(xk, bk, hk, sel_k, nk, ws.k_pairs.data());
+        if (a.bf16_path) {
+            pack_queries_bf16<Arch>(a.k, a.bk, a.hk, a.sel_k, 0, nk, ws.k_rows.data());
+            pack_queries_bf16<Arch>(a.v, a.bk, a.hk, a.sel_k, 0, nk, ws.v_rows.data());
+            pack_keys_bf16<Arch>(a.q, a.bq, a.hq, a.sel_q, nq, ws.q_t_pairs.data());
+            pack_keys_bf16<Arch>(a.dout, a.bq, a.hq, a.sel_q, nq, ws.dout_t_pairs.data());
+            pack_values_bf16<Arch>(a.q, a.bq, a.hq, a.sel_q, nq, ws.q_pairs.data());
+            pack_values_bf16<Arch>(a.dout, a.bq, a.hq, a.sel_q, nq, ws.dout_pairs.data());
+            pack_values_bf16<Arch>(a.k, a.bk, a.hk, a.sel_k, nk, ws.k_pairs.data());
             const backward_operands_bf16 operands{ws.k_rows.data(),  ws.v_rows.data(),     ws.q_t_pairs.data(),
                                                   ws.dout_t_pairs.data(), ws.q_pairs.data(), ws.dout_pairs.data(),
-                                                  ws.k_pairs.data(), lse,                  delta};
+                                                  ws.k_pairs.data(), a.lse,                  a.delta};
 #if LONGNET_AMX_TILES
-            if (backward_amx<Arch>::fits(dim) && bf16_amx_switch().load(std::memory_order_relaxed)) {
+            if (backward_amx<Arch>::fits(a.dim) && bf16_amx_switch().load(std::memory_order_relaxed)) {
                 bf16_tiles::amx_begin();
-                attend_backward_products<A, Arch>(backward_amx<Arch>(operands), nq, nk, dim, scale, causal, shift,
+                attend_backward_products<A, Arch>(backward_amx<Arch>(operands), nq, nk, a.dim, a.scale, a.causal, a.shift,
                                                   ws.tiles.scratch(), dq_rows, std::forward<KeySink>(key_sink), part);
                 bf16_tiles::amx_end();
                 return;
             }
 #endif
-            attend_backward_products<A, Arch>(backward_bf16<Arch>(operands), nq, nk, dim, scale, causal, shift,
+            attend_backward_products<A, Arch>(backward_bf16<Arch>(operands), nq, nk, a.dim, a.scale, a.causal, a.shift,
                                               ws.tiles.scratch(), dq_rows, std::forward<KeySink>(key_sink), part);
             return;
         }
     }
 #endif
-    pack_keys<A, Arch>(xq, bq, hq, sel_q, nq, ws.q_t.data());
-    pack_values<A, Arch>(xq, bq, hq, sel_q, nq, ws.q.data());
-    pack_keys<A, Arch>(xg, bq, hq, sel_q, nq, ws.dout_t.data());
-    pack_values<A, Arch>(xg, bq, hq, sel_q, nq, ws.dout.data());
-    pack_values<A, Arch>(xk, bk, hk, sel_k, nk, ws.k.data());
-    pack_values<A, Arch>(xv, bk, hk, sel_k, nk, ws.v.data());
-    zero_key_tail<A, Arch>(ws.k.data(), S::key_buffer_rows(nk), nk, dim);
-    zero_key_tail<A, Arch>(ws.v.data(), S::key_buffer_rows(nk), nk, dim);
+    pack_keys<A, Arch>(a.q, a.bq, a.hq, a.sel_q, nq, ws.q_t.data());
+    pack_values<A, Arch>(a.q, a.bq, a.hq, a.sel_q, nq, ws.q.data());
+    pack_keys<A, Arch>(a.dout, a.bq, a.hq, a.sel_q, nq, ws.dout_t.data());
+    pack_values<A, Arch>(a.dout, a.bq, a.hq, a.sel_q, nq, ws.dout.data());
+    pack_values<A, Arch>(a.k, a.bk, a.hk, a.sel_k, nk, ws.k.data());
+    pack_values<A, Arch>(a.v, a.bk, a.hk, a.sel_k, nk, ws.v.data());
+    zero_key_tail<A, Arch>(ws.k.data(), S::key_buffer_rows(nk), nk, a.dim);
+    zero_key_tail<A, Arch>(ws.v.data(), S::key_buffer_rows(nk), nk, a.dim);
     const backward_operands<A> operands{ws.q_t.data(), ws.q.data(), ws.dout_t.data(), ws.dout.data(),
-                                        ws.k.data(),   ws.v.data(), lse,               delta};
-    attend_backward_packed_part<A, Arch>(operands, nq, nk, dim, scale, causal, shift, ws.tiles.scratch(), dq_rows,
+                                        ws.k.data(),   ws.v.data(), a.lse,               a.delta};
+    attend_backward_packed_part<A, Arch>(operands, nq, nk, a.dim, a.scale, a.causal, a.shift, ws.tiles.scratch(), dq_rows,
                                          std::forward<KeySink>(key_sink), part);
 }
 
@@ -241,8 +257,13 @@ void backward_accumulate(tensor_view<const T> q, tensor_view<const T> k, tensor_
                                                   delta[i] = output_delta<A>(dout.row(b, sel.position(i), h), o_row, D);
                                               });
                 }
+                segment_backward_args<T> args;
+                args.q = q, args.dout = dout, args.bq = b, args.hq = h, args.sel_q = sel;
+                args.lse = lse_rows, args.delta = delta;
+                args.k = k, args.v = v, args.bk = b, args.hk = h, args.sel_k = sel;
+                args.dim = D, args.scale = scale, args.causal = opt.causal, args.shift = 0, args.bf16_path = bf16_path;
                 backward_segment<T, Arch>(
-                    ws, bf16_path, q, dout, b, h, sel, k, v, b, h, sel, lse_rows, delta, D, scale, opt.causal, 0,
+                    ws, args,
                     [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
                         for (index_t j = 0; j < count; ++j) {  // scatter-add to the rows they came from
                             const index_t p = sel.position(j0 + j);

@@ -86,21 +86,17 @@ void query_terms(const tensor_view<const T>& q, const tensor_view<const T>& out,
         });
 }
 
-// One backward_segment call (detail/backward_driver.hpp): queries (rows sel_q of xq/xg, with L and Δ) against keys
-// (rows sel_k of xk/xv). dq_sink(i, row) gets each query's dQ row, key_sink(j, dk_row, dv_row) each key's.
+// One whole backward_segment call (detail/backward_driver.hpp) on the operands `a`: dq_sink(i, row) gets
+// each query's dQ row, key_sink(j, dk_row, dv_row) each key's.
 template <class T, class Arch, class QuerySink, class KeySink>
-void backward_call(backward_workspace<accum_t<T>, Arch>& ws, bool bf16_path, const tensor_view<const T>& xq,
-                   const tensor_view<const T>& xg, index_t bq, index_t hq, const row_selection& sel_q, const accum_t<T>* l,
-                   const accum_t<T>* delta, const tensor_view<const T>& xk, const tensor_view<const T>& xv, index_t bk,
-                   index_t hk, const row_selection& sel_k, index_t dim, accum_t<T> scale, bool causal, index_t shift,
-                   QuerySink&& dq_sink, KeySink&& key_sink) {
+void backward_call(backward_workspace<accum_t<T>, Arch>& ws, const segment_backward_args<T>& a, QuerySink&& dq_sink,
+                   KeySink&& key_sink) {
     using A = accum_t<T>;
-    const index_t nq = sel_q.count, dvp = backward_shape<A, Arch>::K::padded_dim(dim);
+    const index_t nq = a.sel_q.count, dvp = backward_shape<A, Arch>::K::padded_dim(a.dim);
     backward_part whole;
-    whole.key_end = sel_k.count;
+    whole.key_end = a.sel_k.count;
     whole.query_end = nq;
-    backward_segment<T, Arch>(ws, bf16_path, xq, xg, bq, hq, sel_q, xk, xv, bk, hk, sel_k, l, delta, dim, scale, causal,
-                              shift,
+    backward_segment<T, Arch>(ws, a,
                               [&](index_t j0, index_t count, const A* dk_rows, const A* dv_rows) {
                                   for (index_t j = 0; j < count; ++j)
                                       key_sink(j0 + j, dk_rows + j * dvp, dv_rows + j * dvp);
@@ -162,20 +158,28 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
             [&](backward_workspace<A, Arch>& ws, index_t task) {
                 const index_t t = task / 2, h = t % H, b = t / H;
                 const row_selection own{head_offset(opt.offsets, h, H, p.dilation), p.dilation, c};
-                if (task % 2 == 0) {
+                segment_backward_args<T> args;
+                args.bq = b, args.hq = h, args.bk = b, args.hk = h;
+                args.dim = D, args.scale = scale, args.causal = opt.causal, args.bf16_path = bf16_path;
+                if (task % 2 == 0) {  // this rank's queries against the group's keys
+                    args.q = q, args.dout = dout, args.sel_q = own;
+                    args.lse = lse_rows.data() + t * c, args.delta = delta_rows.data() + t * c;
+                    args.k = gk_view, args.v = gv_view, args.sel_k = row_selection{0, 1, nk_visible};
+                    args.shift = rows_before;
                     backward_call<T, Arch>(
-                        ws, bf16_path, q, dout, b, h, own, lse_rows.data() + t * c, delta_rows.data() + t * c, gk_view, gv_view, b,
-                        h, row_selection{0, 1, nk_visible}, D, scale, opt.causal, rows_before,
+                        ws, args,
                         [&](index_t i, const A* row) {
                             A* dst = gq.row(b, own.position(i), h);
                             for (index_t d = 0; d < D; ++d) dst[d] += row[d];
                         },
                         [](index_t, const A*, const A*) {});
-                } else {
+                } else {  // the group's queries against this rank's keys
+                    args.q = gq_view, args.dout = gdo_view, args.sel_q = row_selection{0, 1, total};
+                    args.lse = lse_g.data() + t * total, args.delta = delta_g.data() + t * total;
+                    args.k = k, args.v = v, args.sel_k = own;
+                    args.shift = -rows_before;
                     backward_call<T, Arch>(
-                        ws, bf16_path, gq_view, gdo_view, b, h, row_selection{0, 1, total}, lse_g.data() + t * total,
-                        delta_g.data() + t * total, k, v, b, h, own, D, scale, opt.causal, -rows_before,
-                        [](index_t, const A*) {},
+                        ws, args, [](index_t, const A*) {},
                         [&](index_t j, const A* dk_row, const A* dv_row) {
                             A* dk_dst = gk.row(b, own.position(j), h);
                             A* dv_dst = gv.row(b, own.position(j), h);
