@@ -41,6 +41,8 @@ struct bfloat16 {
     }
 };
 
+// The interface of bfloat16 for IEEE binary16 (same members, its own conversions): duplicates shows the
+// two as one shape; they stay two plain types so that each is a trivially copyable 2-byte value.
 struct half {
     std::uint16_t bits = 0;
 

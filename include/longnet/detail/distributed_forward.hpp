@@ -133,11 +133,7 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
     if (B == 0 || N == 0 || H == 0) return;
     const A scale = static_cast<A>(effective_scale(opt.scale, D));
     std::vector<A> lse_own;
-    lse_view<A> lse = lse_user;
-    if (lse.empty()) {
-        lse_own.resize(static_cast<std::size_t>(B * N * H));
-        lse = lse_view<A>(lse_own.data(), B, N, H);
-    }
+    const lse_view<A> lse = running_lse(lse_user, lse_own, B, N, H);
     init_output<T, A>(out, lse);
     group_cache groups;
     std::vector<T> kg, vg;

@@ -223,6 +223,14 @@ void forward_branch(const tensor_view<const T>& q, const tensor_view<const T>& k
         });
 }
 
+// The running log-sum-exp per row of a forward: the caller's lse, else `own` as a [B, N, H] buffer.
+template <class A>
+lse_view<A> running_lse(lse_view<A> user, std::vector<A>& own, index_t B, index_t N, index_t H) {
+    if (!user.empty()) return user;
+    own.resize(static_cast<std::size_t>(B * N * H));
+    return lse_view<A>(own.data(), B, N, H);
+}
+
 template <class T, class Arch = isa_arch>
 void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, tensor_view<T> out,
              const dilated_options& opt, lse_view<accum_t<T>> lse_user) {
@@ -230,14 +238,8 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
     const index_t B = q.batch(), N = q.seq_len(), H = q.heads(), D = q.head_dim();
     if (B == 0 || N == 0 || H == 0) return;
     const A scale = static_cast<A>(effective_scale(opt.scale, D));
-
-    // running log-sum-exp per row: the caller's lse, else a [B, N, H] buffer of our own
     std::vector<A> lse_own;
-    lse_view<A> lse = lse_user;
-    if (lse.empty()) {
-        lse_own.resize(static_cast<std::size_t>(B * N * H));
-        lse = lse_view<A>(lse_own.data(), B, N, H);
-    }
+    const lse_view<A> lse = running_lse(lse_user, lse_own, B, N, H);
     init_output<T, A>(out, lse);
     for (const branch& br : opt.branches) forward_branch<T, Arch>(q, k, v, out, lse, opt, br, scale);
 }

@@ -20,7 +20,7 @@
 //   Q, dO    [nq][Dv]                pack_values layout
 //   K, V     [round_up(nk, KR)][Dv]  pack_values layout, rows past nk zero (KR = kernel_shape::query_block)
 // The same register-tiled micro-kernels as the forward do the five products (qk_tile for Sᵀ and dPᵀ,
-// pv_tile for dV and dK, its transposed-coefficient twin for dQ). Causal: query i sees key j iff
+// pv_tile for dV and dK, its transposed-coefficient form for dQ). Causal: query i sees key j iff
 // j <= i + causal_shift; tiles wholly above the diagonal are skipped, tiles crossing it stop there.
 
 #include "longnet/detail/dispatch.hpp"  // first: the per-path passes (includes this file)
@@ -66,38 +66,6 @@ struct backward_shape {
     // Rows of the dQ accumulator for nq queries (whole query blocks plus one tile of slack).
     static index_t dq_rows(index_t nq) noexcept { return round_up(nq, query_cols) + tile_rows; }
 };
-
-// O[0..R)[cols] += Pᵀ-view · V: like pv_tile, but the coefficient of row i and key j is pt[j·ldp + i]
-// (P stored transposed), so dQ = dS·K is read straight from dSᵀ without a transpose.
-template <class A, class Arch, int R, int C>
-inline void pv_tile_transposed(const A* pt, index_t ldp, const A* v, index_t ldv, index_t nk, A* o, index_t ldo) noexcept {
-    using O = simd::ops<A, Arch>;
-    using reg = typename O::reg;
-    constexpr index_t W = O::width;
-    reg acc[R][C];
-    for (int i = 0; i < R; ++i)
-        for (int c = 0; c < C; ++c) acc[i][c] = O::load(o + i * ldo + c * W);
-    for (index_t j = 0; j < nk; ++j) {
-        reg vr[C];
-        for (int c = 0; c < C; ++c) vr[c] = O::load(v + j * ldv + c * W);
-        const A* pj = pt + j * ldp;
-        for (int i = 0; i < R; ++i) {
-            const reg pb = O::broadcast(pj[i]);
-            for (int c = 0; c < C; ++c) acc[i][c] = O::fma(pb, vr[c], acc[i][c]);
-        }
-    }
-    for (int i = 0; i < R; ++i)
-        for (int c = 0; c < C; ++c) O::store(o + i * ldo + c * W, acc[i][c]);
-}
-
-template <class A, class Arch, int R>
-inline void pv_rows_transposed(const A* pt, index_t ldp, const A* v, index_t ldv, index_t nk, A* o, index_t ldo,
-                               index_t regs) noexcept {
-    constexpr index_t W = simd::ops<A, Arch>::width;
-    index_t c = 0;
-    for (; c + 2 <= regs; c += 2) pv_tile_transposed<A, Arch, R, 2>(pt, ldp, v + c * W, ldv, nk, o + c * W, ldo);
-    if (c < regs) pv_tile_transposed<A, Arch, R, 1>(pt, ldp, v + c * W, ldv, nk, o + c * W, ldo);
-}
 
 // Pointers to the packed operands of one segment (see the layouts above).
 template <class A>
@@ -217,7 +185,7 @@ struct backward_fma {
             coefficients = scr.tail;
             ld = TR;
         }
-        pv_rows_transposed<A, Arch, TR>(coefficients, ld, in.k + j0 * dvp, dvp, keys, dq_tile, dvp, dvp / S::width);
+        pv_rows<A, Arch, TR, true>(coefficients, ld, in.k + j0 * dvp, dvp, keys, dq_tile, dvp, dvp / S::width);
     }
 };
 

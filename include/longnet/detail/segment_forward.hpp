@@ -74,20 +74,25 @@ inline void qk_tile(const A* q, index_t ldq, const A* kt, index_t ldk, index_t d
     }
 }
 
-// O[0..R)[cols] += P[0..R)[0..nk) · V[0..nk)[cols], cols = C registers starting at column c0
-template <class A, class Arch, int R, int C>
+// O[0..R)[cols] += P[0..R)[0..nk) · V[0..nk)[cols], cols = C registers starting at column c0. P's
+// element (i, j) is p[i·ldp + j], or p[j·ldp + i] when Transposed (P stored transposed: the backward's
+// dQ = dS·K reads dSᵀ without a transpose); the flag picks the strides at compile time, so both forms
+// compile to the loop they would be written as.
+template <class A, class Arch, int R, int C, bool Transposed = false>
 inline void pv_tile(const A* p, index_t ldp, const A* v, index_t ldv, index_t nk, A* o, index_t ldo) noexcept {
     using O = simd::ops<A, Arch>;
     using reg = typename O::reg;
     constexpr index_t W = O::width;
+    const index_t row_stride = Transposed ? 1 : ldp, key_stride = Transposed ? ldp : 1;
     reg acc[R][C];
     for (int i = 0; i < R; ++i)
         for (int c = 0; c < C; ++c) acc[i][c] = O::load(o + i * ldo + c * W);
     for (index_t j = 0; j < nk; ++j) {
         reg vr[C];
         for (int c = 0; c < C; ++c) vr[c] = O::load(v + j * ldv + c * W);
+        const A* pj = p + j * key_stride;
         for (int i = 0; i < R; ++i) {
-            const reg pb = O::broadcast(p[i * ldp + j]);
+            const reg pb = O::broadcast(pj[i * row_stride]);
             for (int c = 0; c < C; ++c) acc[i][c] = O::fma(pb, vr[c], acc[i][c]);
         }
     }
@@ -95,13 +100,14 @@ inline void pv_tile(const A* p, index_t ldp, const A* v, index_t ldv, index_t nk
         for (int c = 0; c < C; ++c) O::store(o + i * ldo + c * W, acc[i][c]);
 }
 
-template <class A, class Arch, int R>
+// pv_tile over `regs` registers of columns, two at a time.
+template <class A, class Arch, int R, bool Transposed = false>
 inline void pv_rows(const A* p, index_t ldp, const A* v, index_t ldv, index_t nk, A* o, index_t ldo,
                     index_t regs) noexcept {
     constexpr index_t W = simd::ops<A, Arch>::width;
     index_t c = 0;
-    for (; c + 2 <= regs; c += 2) pv_tile<A, Arch, R, 2>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo);
-    if (c < regs) pv_tile<A, Arch, R, 1>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo);
+    for (; c + 2 <= regs; c += 2) pv_tile<A, Arch, R, 2, Transposed>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo);
+    if (c < regs) pv_tile<A, Arch, R, 1, Transposed>(p, ldp, v + c * W, ldv, nk, o + c * W, ldo);
 }
 
 // Scratch of one thread for attend_packed: S [query_block][key_block], O [query_block][Dv], m, l.

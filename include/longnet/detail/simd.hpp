@@ -16,6 +16,8 @@
 #if LONGNET_HAS_XSIMD
 #include "longnet/detail/x86_intrinsics.hpp"  // first: GCC 12 AVX-512 warning, see there
 #include <xsimd/xsimd.hpp>
+
+#include "longnet/detail/exp_softmax.hpp"
 #endif
 
 namespace longnet::detail::simd {
@@ -143,48 +145,13 @@ struct ops {
     static reg mul(reg a, reg b) noexcept { return a * b; }
     static reg add(reg a, reg b) noexcept { return a + b; }
     static reg sub(reg a, reg b) noexcept { return a - b; }
-    // exp for softmax arguments x = s − max ≤ 0 (or NaN, which propagates). Cody–Waite reduction
-    // x = n·ln2 + t, |t| ≤ ln2/2, a Taylor polynomial in t, and 2^n by exponent arithmetic:
-    //   float:  degree 6 (relative error < 2e-7); arguments below −86 (weights < 5e-38) clamped there;
-    //   double: degree 13 (relative error < 1e-15); arguments below −700 (weights < 1e-304) clamped.
-    // n = round(x·log2 e) comes from the "shifter" trick: adding S = 1.5·2^m + bias (m = 23 and bias 127
-    // for float, 52 and 1023 for double) to x·log2 e rounds it to an integer whose low mantissa bits hold
-    // n + bias, so one register gives n (subtract S) and 2^n (shift those bits into the exponent field)
-    // with no float→int conversion. The result is p·2^n, a multiply, so a NaN in p (from a NaN argument)
-    // stays NaN whatever its payload did to the exponent bits. The clamp keeps 2^n a normal number.
-    static reg exp_softmax(reg x) noexcept {
+    // 2^n from the shifter register of exp_softmax (exp_softmax.hpp): its low mantissa bits into the exponent
+    static reg pow2n(reg kn) noexcept {
         using I = std::conditional_t<std::is_same<A, float>::value, std::int32_t, std::int64_t>;
         using ireg = xsimd::batch<I, Arch>;
-        constexpr bool is_float = std::is_same<A, float>::value;
-        constexpr int mantissa_bits = is_float ? 23 : 52;
-        const reg shifter(is_float ? A(12582912.0f + 127.0f) : A(6755399441055744.0 + 1023.0));
-        x = prim::max(reg(is_float ? A(-86) : A(-700)), x);  // second operand wins on NaN: NaN stays NaN
-        const reg kn = xsimd::fma(x, reg(A(1.44269504088896340736)), shifter);
-        const reg n = kn - shifter;
-        reg t, p;
-        if constexpr (is_float) {
-            t = xsimd::fma(n, reg(-0.693359375f), x);
-            t = xsimd::fma(n, reg(2.12194440e-4f), t);
-            p = reg(1.0f / 720.0f);
-            p = xsimd::fma(p, t, reg(1.0f / 120.0f));
-            p = xsimd::fma(p, t, reg(1.0f / 24.0f));
-            p = xsimd::fma(p, t, reg(1.0f / 6.0f));
-            p = xsimd::fma(p, t, reg(0.5f));
-        } else {
-            t = xsimd::fma(n, reg(-6.93147180369123816490e-01), x);  // ln2 hi: 32 significant bits
-            t = xsimd::fma(n, reg(-1.90821492927058770002e-10), t);  // ln2 lo
-            constexpr double inv_fact[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
-                                           1.0 / 3628800.0,    1.0 / 362880.0,    1.0 / 40320.0,
-                                           1.0 / 5040.0,       1.0 / 720.0,       1.0 / 120.0,
-                                           1.0 / 24.0,         1.0 / 6.0,         0.5};
-            p = reg(inv_fact[0]);
-            for (int i = 1; i < 12; ++i) p = xsimd::fma(p, t, reg(inv_fact[i]));
-        }
-        p = xsimd::fma(p, t, reg(A(1)));
-        p = xsimd::fma(p, t, reg(A(1)));
-        const reg two_n = xsimd::bitwise_cast<reg>(prim::shift_left<mantissa_bits>(xsimd::bitwise_cast<ireg>(kn)));
-        return p * two_n;
+        return xsimd::bitwise_cast<reg>(prim::shift_left<exp_constants<A>::mantissa_bits>(xsimd::bitwise_cast<ireg>(kn)));
     }
+    static reg exp_softmax(reg x) noexcept { LONGNET_EXP_SOFTMAX_BODY(A); }  // exp_softmax.hpp: the method
     static A reduce_add(reg x) noexcept { return prim::reduce_add(x); }
     static A reduce_max(reg x) noexcept {
         alignas(64) A tmp[reg::size];
