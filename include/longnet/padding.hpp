@@ -15,7 +15,7 @@
 // token (so left padding shifts nothing), its own tail rule, causal mask and head offsets; no token
 // attends to a pad. Pads: out = 0, lse = −inf (the op's value for a row without keys: "no keys", weight
 // 0 in any log-sum-exp merge) and dq = dk = dv = 0. The pads of q, k, v (and of out, lse, dout in the
-// backward) are never read, so whatever they hold (even NaN) changes nothing; no NaN is produced.
+// backward) are never read, so whatever they hold (even NaN) changes nothing; finite real rows give no NaN.
 // How: a batch row whose real tokens are contiguous runs as one call of the public op on a zero-copy
 // sub-view (bitwise the per-sequence call); a row with holes is gathered into a contiguous buffer, run,
 // and scattered back (bitwise the same, at the cost of a copy of that row).
