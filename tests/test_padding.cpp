@@ -2,7 +2,8 @@
 // Padded batches (padding.hpp): real rows bitwise equal to varlen on the real tokens of each batch row,
 // pads zero (out, dq, dk, dv) with lse −inf, pads never read, no NaN; key_padding_mask (left, right,
 // mixed, holes, fully padded, unpadded; bool and uint8) and lengths (int32, int64); causal or not; both
-// grad modes; strided views; the float64 oracle; bad input rejected before anything is written.
+// grad modes; strided views; bfloat16 and half; the float64 oracle; bad input rejected before anything
+// is written.
 
 #include <cmath>
 #include <cstring>
@@ -152,9 +153,10 @@ bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
 template <class T>
 void check_pads_and_nan(const run<T>& r, const std::vector<std::uint8_t>& mask) {
     const auto row = static_cast<std::size_t>(H * D);
+    const auto out = widen(r.out), dq = widen(r.dq), dk = widen(r.dk), dv = widen(r.dv);
     std::size_t bad_pads = 0, nans = 0;
     for (std::size_t p = 0; p < mask.size(); ++p) {
-        for (const auto* x : {&r.out, &r.dq, &r.dk, &r.dv})
+        for (const auto* x : {&out, &dq, &dk, &dv})
             for (std::size_t e = p * row; e < (p + 1) * row; ++e) {
                 if (std::isnan((*x)[e])) ++nans;
                 if (mask[p] != 0 && !((*x)[e] == 0 && !std::signbit((*x)[e]))) ++bad_pads;
@@ -178,13 +180,15 @@ void check_equal(const run<T>& got, const run<T>& want) {
     CHECK(bitwise_equal(got.dv, want.dv));
 }
 
+template <class T = float>
 struct inputs {
-    std::vector<float> q, k, v, d;
+    std::vector<T> q, k, v, d;
 };
-inputs random_inputs(std::int64_t B, std::uint64_t seed) {
+template <class T = float>
+inputs<T> random_inputs(std::int64_t B, std::uint64_t seed) {
     const auto n = static_cast<std::size_t>(B * N * H * D);
-    return {convert<float>(oracle::random_normal(n, seed)), convert<float>(oracle::random_normal(n, seed + 1)),
-            convert<float>(oracle::random_normal(n, seed + 2)), convert<float>(oracle::random_normal(n, seed + 3))};
+    return {convert<T>(oracle::random_normal(n, seed)), convert<T>(oracle::random_normal(n, seed + 1)),
+            convert<T>(oracle::random_normal(n, seed + 2)), convert<T>(oracle::random_normal(n, seed + 3))};
 }
 
 }  // namespace
@@ -229,6 +233,22 @@ TEST_CASE("padded with lengths (right padding, int32 and int64) equals varlen bi
             check_equal(run_padded(in.q, in.k, in.v, in.d, B, longnet::padding_lengths(lengths32), opt, mode), want);
             check_equal(run_padded(in.q, in.k, in.v, in.d, B, longnet::key_padding_mask(mask), opt, mode), want);
         }
+}
+
+TEST_CASE("padded bfloat16 and half equal varlen bitwise, pads zero") {
+    const auto mask = mask_of(mixed_rows);
+    const std::int64_t B = batch_of(mask);
+    const auto opt = to_options(make_config(1, 1, H, D, {4, 8, 16}, {1, 2, 4}, true));
+    auto one = [&](auto tag) {
+        using T = decltype(tag);
+        const auto in = random_inputs<T>(B, 81);
+        const auto mode = longnet::grad_mode::exact;
+        const auto got = run_padded(in.q, in.k, in.v, in.d, B, longnet::key_padding_mask(mask), opt, mode);
+        check_equal(got, run_reference(in.q, in.k, in.v, in.d, mask, opt, mode));
+        check_pads_and_nan(got, mask);
+    };
+    one(longnet::bfloat16());
+    one(longnet::half());
 }
 
 TEST_CASE("pads are never read: NaN in every pad of q, k, v, out, lse, dout changes nothing") {
