@@ -12,3 +12,4 @@
 #include "longnet/version.hpp"
 #include "longnet/backward.hpp"
 #include "longnet/varlen.hpp"
+#include "longnet/padding.hpp"
