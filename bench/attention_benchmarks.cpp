@@ -2,6 +2,10 @@
 // Dense and dilated attention forward benchmarks, and the FMA peak they are measured against.
 //
 // Names: BM_<Op>/<storage>/<causal|noncausal>/H:<heads>/N:<sequence length>; B = 1, D = 64.
+// BM_Varlen/float/<layout>/N:<total>: packed variable-length attention (varlen.hpp) on the same N tokens
+// cut three ways (issue 22: its cost is the sum over sequences, never B × the longest): `one` sequence
+// of N, `1k` = N / 1024 sequences of 1024, `long_and_ones` = one of N − 1000 and 1000 of one token;
+// branches (256,1), (512,2), (1024,4), H = 4, non-causal. Counter ns_per_token (real time ÷ N).
 // Every attention benchmark reports gflops (SPEC §3 flop count ÷ real time), tokens_per_s (B·N ÷
 // real time) and efficiency (gflops ÷ the FMA peak measured at startup, also in the peak_gflops column).
 
@@ -62,6 +66,38 @@ void bm_dilated(benchmark::State& state, bool causal, index_t heads, index_t hea
     set_attention_counters(state, seconds, longnet::dilated_attention_flops(1, seq, heads, head_dim, options),
                            static_cast<double>(seq));
     state.SetComplexityN(seq);
+}
+
+// Sequence lengths of a BM_Varlen layout of `total` tokens (see the header comment).
+std::vector<std::int64_t> varlen_lengths(int layout, index_t total) {
+    if (layout == 0) return {total};
+    if (layout == 1) return std::vector<std::int64_t>(static_cast<std::size_t>(total / 1024), 1024);
+    std::vector<std::int64_t> lengths(1001, 1);
+    lengths[0] = total - 1000;
+    return lengths;
+}
+
+void bm_varlen(benchmark::State& state, int layout) {
+    const index_t total = state.range(0), heads = 4, head_dim = 64;
+    attention_inputs<float>& in = cached_inputs<float>(1, total, heads, head_dim);
+    std::vector<std::int64_t> cu{0};
+    for (std::int64_t n : varlen_lengths(layout, total)) cu.push_back(cu.back() + n);
+    longnet::dilated_options options;
+    options.branches = {{256, 1}, {512, 2}, {1024, 4}};
+    double flops = 0;
+    for (std::size_t b = 0; b + 1 < cu.size(); ++b)
+        flops += longnet::dilated_attention_flops(1, cu[b + 1] - cu[b], heads, head_dim, options);
+    const loop_timer timer;
+    for (auto _ : state) {
+        longnet::dilated_attention_varlen(in.q_view(), in.k_view(), in.v_view(), cu, in.out_view(), options,
+                                          in.lse_view());
+        benchmark::DoNotOptimize(in.out.data());
+        benchmark::ClobberMemory();
+    }
+    const double seconds = timer.seconds();
+    set_attention_counters(state, seconds, flops, static_cast<double>(total));
+    state.counters["ns_per_token"] = seconds / static_cast<double>(state.iterations()) / static_cast<double>(total) * 1e9;
+    state.counters["sequences"] = static_cast<double>(cu.size() - 1);
 }
 
 std::string family_name(const char* op, const char* type, bool causal, index_t heads) {
@@ -128,6 +164,17 @@ void register_peak_benchmark() {
 void register_attention_benchmarks(const suite_config& config) {
     register_type<float>(config);
     register_type<longnet::bfloat16>(config);
+    const index_t varlen_total = std::min<index_t>(config.smoke ? 4096 : 1048576, config.max_seq) / 1024 * 1024;
+    if (varlen_total > 2048) {
+        const char* layouts[] = {"one", "1k", "long_and_ones"};
+        for (int layout = 0; layout < 3; ++layout)
+            benchmark::RegisterBenchmark((std::string("BM_Varlen/float/") + layouts[layout]).c_str(),
+                                         [=](benchmark::State& s) { bm_varlen(s, layout); })
+                ->ArgName("N")
+                ->Arg(varlen_total)
+                ->UseRealTime()
+                ->Unit(benchmark::kMillisecond);
+    }
 }
 
 }  // namespace longnet_bench
