@@ -421,6 +421,11 @@ int train(arguments a) {
     }
 
     const longnet::text::tokenizer tok = cli::load_tokenizer(a.tokenizer);  // byte level without --tokenizer
+    try {  // config.json will record the path: JSON holds only UTF-8
+        (void)nlohmann::json(a.tokenizer).dump();
+    } catch (const nlohmann::json::exception&) {
+        throw cli::usage_error("--tokenizer: the path is not valid UTF-8 (config.json records it)");
+    }
     const data_source data = load_data(a, tok);
     if (!a.save_grads.empty()) cli::check_writable("--save-grads", a.save_grads);
     if (!a.save.empty()) cli::check_writable("--save", a.save);
