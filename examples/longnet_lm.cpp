@@ -28,8 +28,8 @@
 // Prefill runs the full forward over the prompt; each new token is one step. Tokens are printed on
 // stdout as they come: as text for --prompt (a byte-level model: ids 0..255 are bytes; vocab >= 256;
 // other ids print as <id>; with --tokenizer, a SentencePiece model encodes the prompt and decodes the
-// output, which must be the tokenizer config.json records: longnet_train --tokenizer), as ids otherwise. Then, on stderr, prefill and decoding tokens/s and the cache
-// size. --temperature 0 is greedy (default 1), --top-k 0 and --top-p 1 are off (defaults); the same
+// output: it must be the tokenizer config.json records, see longnet_train --tokenizer), as ids otherwise.
+// Then, on stderr, prefill and decoding tokens/s and the cache size. --temperature 0 is greedy (default 1), --top-k 0 and --top-p 1 are off (defaults); the same
 // --seed gives the same tokens. --stop-tokens: generation ends after emitting one of these ids (e.g.
 // end-of-text), at most --max-new-tokens. --out-tokens writes prompt + generated ids as int64 [n].
 //
@@ -40,9 +40,9 @@
 // full context scored): a running "[window] PPL" progress line on stderr, then per context the final
 // PPL +/- standard error and tokens/s, one JSON line on stdout per context ({"ctx":..,"ppl":..}), and a
 // table when several contexts are given. --data: llm.c token shards (memory-mapped, sorted by name,
-// one stream). --text: bytes, or with --tokenizer encoded by that SentencePiece model (line by line, the
-// tokenizer config.json records). --save-logits writes the scored rows' logits (one context): the reference for --kl-base,
-// which reports the KL divergence of this model against it (e.g. bf16 weights against float).
+// one stream). --text: bytes, or with --tokenizer encoded by that SentencePiece model (line by line; the
+// tokenizer config.json records). --save-logits writes the scored rows' logits (one context): the
+// reference for --kl-base, which reports the KL divergence of this model against it (e.g. bf16 weights against float).
 
 #include <algorithm>
 #include <chrono>
@@ -340,8 +340,9 @@ void emit(std::int64_t id, bool text, bool first) {
 }
 
 // The generated tokens of --prompt with a SentencePiece tokenizer, as text on stdout as they come: each
-// new id prints what it adds to the decoded continuation of the prompt's last token (decoding ids one by
-// one would lose the spaces SentencePiece puts at the start of words).
+// new id prints what it adds to the decoded text of the ids before it (decoding ids one by one would lose
+// the spaces SentencePiece puts at the start of words). The context starts at the prompt's last token
+// and restarts from the newest id after `window` ids, so a step decodes about `window` ids, not all.
 class sentencepiece_printer {
 public:
     sentencepiece_printer(const longnet::text::tokenizer& tok, std::int64_t last_prompt_token)
@@ -351,12 +352,20 @@ public:
         const std::string text = tok_.decode(ids_);
         std::size_t same = 0;  // the text so far normally stays a prefix; if not, print from where it differs
         while (same < text.size() && same < shown_.size() && text[same] == shown_[same]) ++same;
-        std::fputs(text.c_str() + same, stdout);
+        std::fwrite(text.data() + same, 1, text.size() - same, stdout);
         std::fflush(stdout);
         shown_ = text;
+        if (ids_.size() >= window) {  // restart at an id with text of its own (not a control piece such as
+            std::string alone = tok_.decode({id});  // </s>, after which a word's leading space would be lost)
+            if (!alone.empty()) {
+                ids_.assign(1, id);
+                shown_ = std::move(alone);
+            }
+        }
     }
 
 private:
+    static constexpr std::size_t window = 64;
     const longnet::text::tokenizer& tok_;
     std::vector<std::int64_t> ids_;
     std::string shown_;

@@ -115,7 +115,7 @@ endif()
 set(model --weights "${WORK}/run/model.safetensors" --config "${WORK}/run/config.json")
 
 # --- generate --tokenizer: the text printed is spm_decode's text of the ids generated -------------------------
-run(0 "${LM}" generate ${model} --prompt "Licensed under the Apache License" --tokenizer "${tok}" --max-new-tokens 12
+run(0 "${LM}" generate ${model} --prompt "Licensed under the Apache License" --tokenizer "${tok}" --max-new-tokens 150
     --temperature 0.8 --seed 3 --out-tokens "${WORK}/out.npy")
 set(printed "${last_out}")
 run(0 "${TESTKIT}" values "${WORK}/out.npy")
@@ -129,8 +129,8 @@ string(REPLACE " " ";" prompt_ids "${prompt_ids}")
 list(LENGTH prompt_ids n_prompt)
 list(LENGTH all_ids n_all)
 math(EXPR n_new "${n_all} - ${n_prompt}")
-if(NOT n_new EQUAL 12)
-  message(FATAL_ERROR "generate: ${n_new} new ids, expected 12 (${all_ids})")
+if(NOT n_new EQUAL 150)  # more than the printer's 64-id decoding window
+  message(FATAL_ERROR "generate: ${n_new} new ids, expected 150 (${all_ids})")
 endif()
 list(SUBLIST all_ids 0 ${n_prompt} head_ids)
 if(NOT head_ids STREQUAL prompt_ids)
