@@ -8,7 +8,7 @@
 #     byte for byte); longnet_train --text --tokenizer trains and records the tokenizer in config.json;
 #     generate --tokenizer prints spm_decode's text of the ids it generated; perplexity --text --tokenizer
 #     equals perplexity over the shards; a different tokenizer, none, or one given to a byte-level model is
-#     refused naming both; a vocabulary smaller than the tokenizer's, a missing or garbage model: exit 1;
+#     refused naming both, and so is a --resume whose tokenizer file changed; a vocabulary smaller than the tokenizer's, a missing or garbage model: exit 1;
 #     --tokenizer where it does not belong: exit 2.
 #   cli_tokenizer_unsupported   (builds without SentencePiece)
 #     -DMODE=nospm -DLM=... -DDATA_TOOL=... [-DTRAIN=...] -DWORK=<scratch>
@@ -195,6 +195,17 @@ expect_message("records SentencePiece model '${tok}'")
 run(1 "${TRAIN}" ${model} --text "${text}" --seq-len 32 --steps 1)
 expect_message("but no --tokenizer was given")
 run(0 "${TRAIN}" ${model} --text "${text}" --tokenizer "${tok}" --seq-len 32 --steps 1)
+
+# --resume: the recorded --tokenizer file must still be the one the run started with
+file(COPY "${tok}" DESTINATION "${WORK}/resume")
+run(0 "${TRAIN}" ${tiny} --text "${text}" --tokenizer "${WORK}/resume/tok.model" --out "${WORK}/run_r")
+execute_process(COMMAND "${CMAKE_COMMAND}" -E copy "${SPM}/tok2.model" "${WORK}/resume/tok.model")
+run(1 "${TRAIN}" --resume "${WORK}/run_r" --steps 3)
+expect_message("run_r/config.json records SentencePiece model '${WORK}/resume/tok.model' (FNV-1a 64 ${hash}, 300 pieces)")
+expect_message("the tokenizer changed since the run started")
+execute_process(COMMAND "${CMAKE_COMMAND}" -E copy "${tok}" "${WORK}/resume/tok.model")
+run(0 "${TRAIN}" --resume "${WORK}/run_r" --steps 3)
+expect_message("resumed")
 
 # --- vocabulary, bad model files (exit 1), misplaced flags (exit 2) ----------------------------------------------
 run(1 "${TRAIN}" --random-config tiny --vocab 100 --text "${text}" --tokenizer "${tok}" --seq-len 32 --steps 1)
