@@ -3,7 +3,8 @@
 // Private helpers of the example programs (not part of the library): strict argument parsing
 // (arg_reader, numbers, lists), error classes with exit codes and main_guard (the one place an exception
 // becomes an exit code and a message), memory limits, output-path checks, deterministic random inputs,
-// timing. The model flags longnet_lm and longnet_train share are in model_flags.hpp.
+// timing, --tokenizer (load it, check it against the tokenizer a config records). The model flags
+// longnet_lm and longnet_train share are in model_flags.hpp.
 //
 // Exit codes of the tools: 0 success, 1 data error (files, shapes, dtypes, I/O), 2 usage error
 // (flags, numbers, policies, sizes that cannot fit in memory).
@@ -29,6 +30,7 @@
 
 #include <longnet/config.hpp>
 #include <longnet/io/staged_file.hpp>
+#include <longnet/text/tokenizer.hpp>
 
 #if LONGNET_HAS_OPENMP
 #include <omp.h>
@@ -312,6 +314,44 @@ inline void check_writable(const std::string& flag, const std::string& path) {
     } catch (const longnet::io::write_error& e) {
         throw data_error(flag + " " + path + ": " + e.problem());
     }
+}
+
+// ---- tokenizers: --tokenizer model.model (longnet/text/tokenizer.hpp) ----------------------------------
+
+// The value of --tokenizer, read at parse time: a usage error in a build without SentencePiece.
+inline std::string tokenizer_flag(arg_reader& r, const std::string& flag) {
+    std::string path = r.value(flag);
+    if (!longnet::text::sentencepiece_available)
+        throw usage_error(flag + " " + path + ": " + longnet::text::no_sentencepiece_message());
+    return path;
+}
+
+// The tokenizer of --tokenizer PATH, byte level when PATH is empty; a data_error names the file.
+inline longnet::text::tokenizer load_tokenizer(const std::string& path) {
+    if (path.empty()) return longnet::text::tokenizer();
+    try {
+        return longnet::text::tokenizer::load(path);
+    } catch (const longnet::text::tokenizer_error& e) {
+        throw data_error(std::string("--tokenizer ") + e.what());
+    }
+}
+
+// Text goes into a model only through the tokenizer it was trained with: `recorded` is what the config
+// `config_path` records (byte level when it records none), `given` what --tokenizer gave (byte level
+// without it). A data_error naming both otherwise; also when the model's vocabulary is smaller than the
+// tokenizer's.
+inline void check_tokenizer(const longnet::text::tokenizer_record& recorded, const std::string& config_path,
+                            const longnet::text::tokenizer_record& given, std::int64_t model_vocab) {
+    if (!recorded.same_as(given)) {
+        std::string msg = config_path + " records " + recorded.describe() + " (the tokenizer the model was trained with), but " +
+                          (given.byte_level() ? "no --tokenizer was given (" + given.describe() + ")"
+                                              : "--tokenizer gives " + given.describe());
+        msg += recorded.byte_level() ? ": this model reads byte-level text; leave out --tokenizer"
+                                     : ": pass --tokenizer with that model file";
+        throw data_error(msg);
+    }
+    if (!given.byte_level() && model_vocab < given.vocab_size)
+        throw data_error("the model's vocabulary (" + std::to_string(model_vocab) + ") is smaller than that of " + given.describe());
 }
 
 // ---- threads, time, random inputs -------------------------------------------------------------------

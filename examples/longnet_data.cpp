@@ -2,11 +2,13 @@
 // longnet_data: text or token ids -> llm.c token shards (longnet/io/token_shards.hpp), the files
 // `longnet_train --data` and `longnet_lm perplexity --data` read memory-mapped.
 //
-//   longnet_data --text corpus.txt --out dir/train [--shard-tokens N] [--width 16|32]
+//   longnet_data --text corpus.txt [--tokenizer spm.model] --out dir/train [--shard-tokens N] [--width 16|32]
 //   longnet_data --tokens ids.npy  --out dir/train [--shard-tokens N] [--width 16|32]
 //
 // --text: the byte-level tokenizer (one token per byte, vocabulary 256), the file streamed in blocks
-// (never read whole, so a corpus larger than memory works). --tokens: int32/int64 ids of a [T] .npy
+// (never read whole, so a corpus larger than memory works); with --tokenizer, a SentencePiece model
+// (spm_train's .model; needs a build with SentencePiece) encodes the file line by line as spm_encode does
+// (longnet/text/tokenizer.hpp; one line in memory at a time). --tokens: int32/int64 ids of a [T] .npy
 // (each must fit the width). Writes dir/train_000000.bin, dir/train_000001.bin, ... of --shard-tokens
 // tokens each (default 100M, as llm.c's prepro scripts; the last one shorter), each atomically (temp file
 // + rename). --width: 16 (magic 20240520, ids < 65536; default) or 32 (magic 20240801). Prints the
@@ -14,7 +16,6 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,11 +31,13 @@ namespace io = longnet::io;
 
 const char* const usage_text =
     "usage:\n"
-    "  longnet_data (--text corpus.txt | --tokens ids.npy) --out PREFIX [--shard-tokens N] [--width 16|32]\n"
-    "writes PREFIX_000000.bin, PREFIX_000001.bin, ... (llm.c token shards; --text: byte-level tokens)\n";
+    "  longnet_data (--text corpus.txt [--tokenizer spm.model] | --tokens ids.npy) --out PREFIX [--shard-tokens N]\n"
+    "               [--width 16|32]\n"
+    "writes PREFIX_000000.bin, PREFIX_000001.bin, ... (llm.c token shards; --text: byte-level tokens, or the\n"
+    "SentencePiece model of --tokenizer)\n";
 
 struct arguments {
-    std::string text, tokens, out;
+    std::string text, tokens, out, tokenizer;
     std::int64_t shard_tokens = 100000000, width = 16;
 };
 
@@ -45,6 +48,7 @@ arguments parse(int argc, char** argv) {
         if (f == "--text") a.text = r.value(f);
         else if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--out") a.out = r.value(f);
+        else if (f == "--tokenizer") a.tokenizer = cli::tokenizer_flag(r, f);
         else if (f == "--shard-tokens") a.shard_tokens = cli::parse_int(f, r.value(f), 1, 2147483647);
         else if (f == "--width") {
             a.width = cli::parse_int(f, r.value(f), 16, 32);
@@ -56,25 +60,27 @@ arguments parse(int argc, char** argv) {
     });
     if (a.text.empty() == a.tokens.empty()) throw cli::usage_error("give exactly one of --text F and --tokens F.npy");
     if (a.out.empty()) throw cli::usage_error("--out PREFIX is required");
+    if (!a.tokenizer.empty() && a.text.empty()) throw cli::usage_error("--tokenizer is for --text (--tokens are ids already)");
     return a;
 }
 
 int run(int argc, char** argv) {
     const arguments a = parse(argc, argv);
     const io::token_width width = a.width == 16 ? io::token_width::u16 : io::token_width::u32;
+    const longnet::text::tokenizer tok = cli::load_tokenizer(a.tokenizer);  // byte level without --tokenizer
+    if (a.width == 16 && tok.vocab_size() > 65536)
+        throw cli::usage_error("--width 16 holds ids below 65536, but " + tok.record().describe() + " has more: use --width 32");
     io::token_shard_writer writer(a.out, static_cast<std::size_t>(a.shard_tokens), width);
     std::uint64_t count = 0;
     if (!a.text.empty()) {
-        std::ifstream in(a.text, std::ios::binary);
-        if (!in) throw cli::data_error(a.text + ": cannot open the text file");
-        std::vector<char> block(1 << 20);
-        while (in) {
-            in.read(block.data(), static_cast<std::streamsize>(block.size()));
-            const std::streamsize got = in.gcount();
-            for (std::streamsize i = 0; i < got; ++i) writer.append(static_cast<unsigned char>(block[static_cast<std::size_t>(i)]));
-            count += static_cast<std::uint64_t>(got);
+        try {
+            count = tok.encode_file(a.text, [&](const std::int64_t* ids, std::size_t n) {
+                for (std::size_t i = 0; i < n; ++i) writer.append(ids[i]);
+            });
+        } catch (const longnet::text::tokenizer_error& e) {
+            throw cli::data_error(e.what());
         }
-        if (in.bad()) throw cli::data_error(a.text + ": read error");
+        if (!tok.byte_level()) std::fprintf(stderr, "longnet_data: %s\n", tok.record().describe().c_str());
     } else {
         const io::npy_array arr = io::load_npy(a.tokens);
         if (arr.ndim() != 1 || (arr.dtype() != io::npy_dtype::int64 && arr.dtype() != io::npy_dtype::int32))

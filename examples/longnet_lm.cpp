@@ -19,33 +19,36 @@
 // Batch 1 (one sequence). Exit codes: 0 success, 1 data error (files, shapes, memory), 2 usage error.
 //
 // Generation (incremental decoding with the bounded cache of longnet/decoding/):
-//   longnet_lm generate --weights W --config C (--prompt-tokens P.npy | --prompt TEXT) --max-new-tokens N
-//              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop-tokens ID,...]
+//   longnet_lm generate --weights W --config C (--prompt-tokens P.npy | --prompt TEXT [--tokenizer T.model])
+//              --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop-tokens ID,...]
 //              [--out-tokens OUT.npy] [--dtype float|double] [--weights-dtype float|bf16]
 //              [--offsets torchscale|paper] [--angles torchscale|float64]
 //   longnet_lm generate --random-config base --prompt-random N --max-new-tokens M [--layers L] [--vocab V]
 //              [sampling flags] [--seed S] [--out-tokens OUT.npy]
 // Prefill runs the full forward over the prompt; each new token is one step. Tokens are printed on
 // stdout as they come: as text for --prompt (a byte-level model: ids 0..255 are bytes; vocab >= 256;
-// other ids print as <id>), as ids otherwise. Then, on stderr, prefill and decoding tokens/s and the cache
-// size. --temperature 0 is greedy (default 1), --top-k 0 and --top-p 1 are off (defaults); the same
+// other ids print as <id>; with --tokenizer, a SentencePiece model encodes the prompt and decodes the
+// output: it must be the tokenizer config.json records, see longnet_train --tokenizer), as ids otherwise.
+// Then, on stderr, prefill and decoding tokens/s and the cache size. --temperature 0 is greedy (default 1), --top-k 0 and --top-p 1 are off (defaults); the same
 // --seed gives the same tokens. --stop-tokens: generation ends after emitting one of these ids (e.g.
 // end-of-text), at most --max-new-tokens. --out-tokens writes prompt + generated ids as int64 [n].
 //
-//   longnet_lm perplexity --weights W --config C (--tokens F.npy | --data 'val_*.bin' | --text F)
+//   longnet_lm perplexity --weights W --config C (--tokens F.npy | --data 'val_*.bin' | --text F [--tokenizer T])
 //              [--ctx N[,N2,...]] [--stride S] [--max-windows K] [--kl-base logits.npy]
 //              [--save-logits logits.npy] [--dtype float|double] [--weights-dtype float|bf16]
 // llama.cpp-style perplexity (longnet/training/perplexity.hpp: windows of N tokens, only tokens with
 // full context scored): a running "[window] PPL" progress line on stderr, then per context the final
 // PPL +/- standard error and tokens/s, one JSON line on stdout per context ({"ctx":..,"ppl":..}), and a
 // table when several contexts are given. --data: llm.c token shards (memory-mapped, sorted by name,
-// one stream). --save-logits writes the scored rows' logits (one context): the reference for --kl-base,
-// which reports the KL divergence of this model against it (e.g. bf16 weights against float).
+// one stream). --text: bytes, or with --tokenizer encoded by that SentencePiece model (line by line; the
+// tokenizer config.json records). --save-logits writes the scored rows' logits (one context): the
+// reference for --kl-base, which reports the KL divergence of this model against it (e.g. bf16 weights against float).
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -74,15 +77,16 @@ const char* const usage_text =
     "             [--last-only]\n"
     "  longnet_lm --random-config base --tokens-random N [--seed S] [--layers L] [--vocab V]\n"
     "             [--attention dilated|dense] [--weights-dtype float|bf16] [--logits last_row.npy]\n"
-    "  longnet_lm perplexity --weights W --config C (--tokens F.npy | --data 'val_*.bin' | --text F)\n"
+    "  longnet_lm perplexity --weights W --config C (--tokens F.npy | --data 'val_*.bin' | --text F [--tokenizer T.model])\n"
     "             [--ctx N[,N2,...]] [--stride S] [--max-windows K] [--kl-base logits.npy] [--save-logits logits.npy]\n"
     "             [--dtype float|double] [--weights-dtype float|bf16]\n"
-    "  longnet_lm generate --weights W --config C (--prompt-tokens P.npy | --prompt TEXT) --max-new-tokens N\n"
+    "  longnet_lm generate --weights W --config C (--prompt-tokens P.npy | --prompt TEXT [--tokenizer T.model])\n"
+    "             --max-new-tokens N\n"
     "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop-tokens ID,...]\n"
     "             [--out-tokens OUT.npy] [--dtype float|double] [--weights-dtype float|bf16]\n"
     "             [--offsets torchscale|paper] [--angles torchscale|float64]\n"
     "  longnet_lm generate --random-config base --prompt-random N --max-new-tokens N [--layers L] [--vocab V]\n"
-    "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy]\n";
+    "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy] [--prompt TEXT [--tokenizer T.model]]\n";
 
 // The model flags of the forward mode, generate and perplexity (model_flags.hpp): generate runs no
 // dense attention and needs at least one layer; perplexity runs a checkpoint as it is.
@@ -266,8 +270,8 @@ namespace dec = longnet::decoding;
 
 // generate's arguments: the model flags (defaults: vocab 32000, seed 0) and its own.
 struct generate_arguments : cli::model_flags {
-    std::string prompt_tokens, prompt_text, out_tokens;
-    bool text = false;  // --prompt given: byte-level model, stream text
+    std::string prompt_tokens, prompt_text, out_tokens, tokenizer;
+    bool text = false;  // --prompt given: stream text (byte level, or the SentencePiece model of --tokenizer)
     std::int64_t prompt_random = 0, max_new = -1;
     std::vector<std::int64_t> stop_tokens;
     dec::sampling_options sampling;
@@ -287,6 +291,7 @@ generate_arguments parse_generate(int argc, char** argv) {
         } else if (f == "--prompt-random") a.prompt_random = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--max-new-tokens") a.max_new = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--out-tokens") a.out_tokens = r.value(f);
+        else if (f == "--tokenizer") a.tokenizer = cli::tokenizer_flag(r, f);
         else if (f == "--stop-tokens") a.stop_tokens = cli::parse_int_list(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--temperature") {
             const std::string v = r.value(f);
@@ -309,6 +314,7 @@ generate_arguments parse_generate(int argc, char** argv) {
         throw cli::usage_error(prompts == 0 ? "generate needs a prompt: --prompt-tokens P.npy, --prompt TEXT or (with "
                                               "--random-config) --prompt-random N"
                                             : "generate takes one of --prompt-tokens, --prompt and --prompt-random");
+    if (!a.tokenizer.empty() && !a.text) throw cli::usage_error("--tokenizer is for --prompt TEXT (the other prompts are ids)");
     if (!a.random_config.empty()) {
         if (a.random_config != "base") throw cli::usage_error("--random-config: only 'base' is known (got '" + a.random_config + "')");
         if (!a.weights.empty() || !a.config.empty()) throw cli::usage_error("--random-config does not take --weights or --config");
@@ -333,9 +339,41 @@ void emit(std::int64_t id, bool text, bool first) {
     std::fflush(stdout);
 }
 
+// The generated tokens of --prompt with a SentencePiece tokenizer, as text on stdout as they come: each
+// new id prints what it adds to the decoded text of the ids before it (decoding ids one by one would lose
+// the spaces SentencePiece puts at the start of words). The context starts at the prompt's last token
+// and restarts from the newest id after `window` ids, so a step decodes about `window` ids, not all.
+class sentencepiece_printer {
+public:
+    sentencepiece_printer(const longnet::text::tokenizer& tok, std::int64_t last_prompt_token)
+        : tok_(tok), ids_{last_prompt_token}, shown_(tok.decode(ids_)) {}
+    void operator()(std::int64_t id) {
+        ids_.push_back(id);
+        const std::string text = tok_.decode(ids_);
+        std::size_t same = 0;  // the text so far normally stays a prefix; if not, print from where it differs
+        while (same < text.size() && same < shown_.size() && text[same] == shown_[same]) ++same;
+        std::fwrite(text.data() + same, 1, text.size() - same, stdout);
+        std::fflush(stdout);
+        shown_ = text;
+        if (ids_.size() >= window) {  // restart at an id with text of its own (not a control piece such as
+            std::string alone = tok_.decode({id});  // </s>, after which a word's leading space would be lost)
+            if (!alone.empty()) {
+                ids_.assign(1, id);
+                shown_ = std::move(alone);
+            }
+        }
+    }
+
+private:
+    static constexpr std::size_t window = 64;
+    const longnet::text::tokenizer& tok_;
+    std::vector<std::int64_t> ids_;
+    std::string shown_;
+};
+
 template <class T, class W>
 int generate_with(const generate_arguments& a, const nn::decoder<T, W>& model, std::vector<std::int64_t> tokens,
-                  const std::string& prompt_name) {
+                  const std::string& prompt_name, const longnet::text::tokenizer& tok) {
     const std::int64_t vocab = model.vocab_size();
     if (tokens.empty()) throw cli::data_error(prompt_name + ": the prompt is empty; generation needs at least one token");
     for (std::size_t i = 0; i < tokens.size(); ++i)
@@ -345,6 +383,8 @@ int generate_with(const generate_arguments& a, const nn::decoder<T, W>& model, s
     for (std::int64_t id : a.stop_tokens)
         if (id >= vocab)
             throw cli::usage_error("--stop-tokens: " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    std::optional<sentencepiece_printer> text_out;
+    if (a.text && !tok.byte_level()) text_out.emplace(tok, tokens.back());
     const dec::incremental_decoder<T, W> gen(model);
     dec::decoding_state<T> state = gen.make_state();
     dec::sampler pick(a.sampling, a.seed);
@@ -363,7 +403,8 @@ int generate_with(const generate_arguments& a, const nn::decoder<T, W>& model, s
         if (!logits.allFinite()) throw cli::data_error("the model produced non-finite logits at position " + std::to_string(state.position() - 1));
         const std::int64_t next = pick(logits);
         tokens.push_back(next);
-        emit(next, a.text, generated == 0);
+        if (text_out) (*text_out)(next);
+        else emit(next, a.text, generated == 0);
         ++generated;
         stopped = std::find(a.stop_tokens.begin(), a.stop_tokens.end(), next) != a.stop_tokens.end();
         if (generated < a.max_new && !stopped) logits = gen.step(state, next);  // the last token's logits are not needed
@@ -406,28 +447,33 @@ int generate_files(const generate_arguments& a) {
     } catch (const std::invalid_argument& e) {
         throw cli::data_error(e.what());
     }
-    if (a.text && cfg.vocab_size < 256)
+    const longnet::text::tokenizer tok = cli::load_tokenizer(a.tokenizer);  // byte level without --tokenizer
+    if (a.text) cli::check_tokenizer(cfg.tokenizer, a.config, tok.record(), cfg.vocab_size);  // the one it was trained with
+    if (a.text && tok.byte_level() && cfg.vocab_size < 256)
         throw cli::usage_error("--prompt needs a byte-level model (vocab_size >= 256, ids 0..255 = bytes); this one has vocab_size " +
                                std::to_string(cfg.vocab_size) + ": use --prompt-tokens");
     std::vector<std::int64_t> tokens;
     if (a.text) {
-        for (char c : a.prompt_text) tokens.push_back(static_cast<unsigned char>(c));  // UTF-8 bytes
+        tokens = tok.encode(a.prompt_text);  // byte level: the UTF-8 bytes
     } else {
         tokens = read_prompt(a.prompt_tokens);
     }
     if (!a.out_tokens.empty()) cli::check_writable("--out-tokens", a.out_tokens);
     const auto model = nn::load_decoder<T, W>(a.weights, cfg, a.options);
-    return generate_with(a, model, std::move(tokens), a.text ? std::string("--prompt") : a.prompt_tokens);
+    return generate_with(a, model, std::move(tokens), a.text ? std::string("--prompt") : a.prompt_tokens, tok);
 }
 
 template <class W>
 int generate_random(const generate_arguments& a) {
     nn::decoder_config cfg = nn::decoder_config::base(a.vocab);
     if (a.layers >= 0) cfg.layers = a.layers;
-    if (a.text && cfg.vocab_size < 256)
-        throw cli::usage_error("--prompt needs a byte-level model (vocab_size >= 256); --vocab is " + std::to_string(cfg.vocab_size));
+    const longnet::text::tokenizer tok = cli::load_tokenizer(a.tokenizer);  // byte level without --tokenizer
+    if (a.text && cfg.vocab_size < (tok.byte_level() ? 256 : tok.vocab_size()))
+        throw cli::usage_error("--prompt needs a vocabulary of at least " + std::to_string(tok.byte_level() ? 256 : tok.vocab_size()) +
+                               " (" + tok.record().describe() + "); --vocab is " + std::to_string(cfg.vocab_size));
     if (!a.out_tokens.empty()) cli::check_writable("--out-tokens", a.out_tokens);
-    const std::int64_t n = a.text ? static_cast<std::int64_t>(a.prompt_text.size()) : a.prompt_random;
+    const std::vector<std::int64_t> prompt_ids = a.text ? tok.encode(a.prompt_text) : std::vector<std::int64_t>{};
+    const std::int64_t n = a.text ? static_cast<std::int64_t>(prompt_ids.size()) : a.prompt_random;
     const auto act = cli::mul(static_cast<std::uint64_t>(n), static_cast<std::uint64_t>(cfg.embed_dim) * 9 * sizeof(float));
     cli::require_memory(act, "a prefill of " + std::to_string(n) + " tokens");
     const auto t0 = std::chrono::steady_clock::now();
@@ -439,13 +485,13 @@ int generate_random(const generate_arguments& a) {
                  static_cast<double>(model.parameter_count()) / 1e6, cli::seconds_since(t0));
     std::vector<std::int64_t> tokens;
     if (a.text) {
-        for (char c : a.prompt_text) tokens.push_back(static_cast<unsigned char>(c));
+        tokens = prompt_ids;
     } else {
         tokens.resize(static_cast<std::size_t>(n));
         std::uint64_t state = a.seed ^ 0x5eedull;
         for (auto& t : tokens) t = static_cast<std::int64_t>(cli::splitmix64(state) % static_cast<std::uint64_t>(cfg.vocab_size));
     }
-    return generate_with(a, model, std::move(tokens), a.text ? std::string("--prompt") : std::string("--prompt-random"));
+    return generate_with(a, model, std::move(tokens), a.text ? std::string("--prompt") : std::string("--prompt-random"), tok);
 }
 
 int run_generate(int argc, char** argv) {
@@ -460,7 +506,7 @@ int run_generate(int argc, char** argv) {
 
 // perplexity's arguments: the model flags (--weights, --config, --dtype, --weights-dtype) and its own.
 struct perplexity_arguments : cli::model_flags {
-    std::string tokens, data, text, kl_base, save_logits;
+    std::string tokens, data, text, kl_base, save_logits, tokenizer;
     std::vector<std::int64_t> ctx{512};
     std::int64_t stride = 0, max_windows = 0;
 };
@@ -474,6 +520,7 @@ perplexity_arguments parse_perplexity(int argc, char** argv) {
         if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--data") a.data = r.value(f);
         else if (f == "--text") a.text = r.value(f);
+        else if (f == "--tokenizer") a.tokenizer = cli::tokenizer_flag(r, f);
         else if (f == "--ctx") a.ctx = cli::parse_int_list(f, r.value(f), 2, std::int64_t(1) << 40);
         else if (f == "--stride") a.stride = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
         else if (f == "--max-windows") a.max_windows = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
@@ -485,6 +532,7 @@ perplexity_arguments parse_perplexity(int argc, char** argv) {
     if (a.weights.empty() || a.config.empty()) throw cli::usage_error("perplexity needs --weights and --config");
     const int sources = !a.tokens.empty() + !a.data.empty() + !a.text.empty();
     if (sources != 1) throw cli::usage_error("perplexity needs exactly one of --tokens F.npy, --data 'shards_*.bin', --text F");
+    if (!a.tokenizer.empty() && a.text.empty()) throw cli::usage_error("--tokenizer is for --text (--tokens and --data are ids)");
     if (a.ctx.empty()) throw cli::usage_error("--ctx needs at least one context length");
     for (std::int64_t c : a.ctx)
         if (a.stride && a.stride >= c)
@@ -514,7 +562,13 @@ int perplexity_files(const perplexity_arguments& a) {
             shards.check_vocab(static_cast<std::uint64_t>(cfg.vocab_size));
             source = a.data + " (" + std::to_string(shards.shard_count()) + " shards)";
         } else {
-            memory = !a.tokens.empty() ? tr::read_token_file(a.tokens) : tr::read_text_bytes(a.text);
+            if (!a.text.empty()) {  // bytes, or the SentencePiece model of --tokenizer: the one config.json records
+                const longnet::text::tokenizer tok = cli::load_tokenizer(a.tokenizer);
+                cli::check_tokenizer(cfg.tokenizer, a.config, tok.record(), cfg.vocab_size);
+                tok.encode_file(a.text, [&](const std::int64_t* ids, std::size_t k) { memory.insert(memory.end(), ids, ids + k); });
+            } else {
+                memory = tr::read_token_file(a.tokens);
+            }
             source = !a.tokens.empty() ? a.tokens : a.text;
             for (std::size_t i = 0; i < memory.size(); ++i)
                 if (memory[i] >= cfg.vocab_size)

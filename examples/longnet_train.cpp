@@ -20,6 +20,12 @@
 //        --task recall: the synthetic long-range task (training/data.hpp): key-value pairs (--recall-pairs,
 //        repeated --recall-copies times) at the start of a sequence of --seq-len tokens, --recall-queries
 //        keys at its end, only their values scored.
+//        --tokenizer spm.model (a build with SentencePiece): --text is encoded with that SentencePiece model
+//        (line by line, as spm_encode and longnet_data do; longnet/text/tokenizer.hpp) instead of bytes; with
+//        --tokens or --data the ids are taken to be its encoding. The vocabulary (from the data, --vocab or
+//        the config) must hold the tokenizer's; config.json records the tokenizer (path, FNV-1a 64 hash of
+//        the file: nn/decoder_config.hpp) and `longnet_lm generate` refuses any other. A config that
+//        records one (--config, with or without --weights) takes --text only with that tokenizer.
 // Optimisation: --steps --lr --schedule cosine|constant --warmup --min-lr --betas b1,b2 --eps
 //        --weight-decay --clip-norm --grad-mode exact|stop_grad_weights --checkpoint-activations --seed
 //        --dtype float|double --angles torchscale|float64
@@ -78,6 +84,7 @@ const char* const usage_text =
     "usage:\n"
     "  longnet_train (--weights W.safetensors --config C.json | --config C.json | --random-config tiny|small|base)\n"
     "                (--tokens T.npy | --text FILE | --task recall) [--seq-len N] [--batch B] [--heldout F]\n"
+    "                [--tokenizer spm.model]   (--text encoded with a SentencePiece model; recorded in config.json)\n"
     "                | --data 'train_*.bin' --seq-len N [--heldout 'val_*.bin']\n"
     "                [--steps K] [--lr X] [--schedule cosine|constant] [--warmup W] [--min-lr X]\n"
     "                [--betas b1,b2] [--eps E] [--weight-decay W] [--clip-norm C]\n"
@@ -94,6 +101,7 @@ struct arguments : cli::model_flags {
     std::string tokens, text, task;
     std::string data, heldout_data;  // --data shards; --heldout shards (with --data)
     std::string save_grads, save, out, resume;
+    std::string tokenizer;  // --tokenizer: a SentencePiece model file
     tr::save_dtype save_dtype = tr::save_dtype::float32;
     std::int64_t seq_len = 0, batch = 1, steps = 1, warmup = 0, eval_every = 0, eval_batches = 4,
                  save_every = 0, recall_pairs = 4, recall_copies = 1, recall_queries = 1, data_parallel = 1;
@@ -131,6 +139,7 @@ arguments parse(const std::vector<std::string>& args) {
         if (a.read(r, f, model_flags)) return true;  // --weights, --config, --seed, ... (model_flags.hpp)
         if (f == "--tokens") a.tokens = r.value(f);
         else if (f == "--text") a.text = r.value(f);
+        else if (f == "--tokenizer") a.tokenizer = cli::tokenizer_flag(r, f);
         else if (f == "--task") {
             a.task = r.value(f);
             if (a.task != "recall") throw cli::usage_error("--task: only 'recall' is known, got '" + a.task + "'");
@@ -215,6 +224,7 @@ arguments parse(const std::vector<std::string>& args) {
     if (!a.weights.empty() && a.config.empty()) throw cli::usage_error("--weights needs --config");
     const int data = !a.tokens.empty() + !a.text.empty() + !a.task.empty() + !a.data.empty();
     if (data != 1) throw cli::usage_error("give exactly one data source: --tokens, --text, --data or --task recall");
+    if (!a.tokenizer.empty() && !a.task.empty()) throw cli::usage_error("--tokenizer is for --text, --tokens or --data, not --task recall");
     if (!a.data.empty() && a.seq_len == 0) throw cli::usage_error("--data needs --seq-len (windows of the shard stream)");
     if (!a.heldout_data.empty() && a.eval_every == 0) throw cli::usage_error("--heldout shards need --eval-every");
     if ((!a.segment_length.empty() || !a.dilated_ratio.empty() || a.xpos_scale_base > 0) && a.random_config.empty())
@@ -283,7 +293,7 @@ struct data_source {
     }
 };
 
-data_source load_data(const arguments& a) {
+data_source load_data(const arguments& a, const longnet::text::tokenizer& tok) {
     data_source d;
     if (a.task == "recall") {
         d.recall = true;
@@ -307,7 +317,8 @@ data_source load_data(const arguments& a) {
                                                                     : longnet::io::glob_token_shards(a.heldout_data),
                                              static_cast<std::size_t>(a.seq_len), std::uint64_t{1} << 32);
             // the vocabulary from the data only when nothing else gives it (a second pass over the corpus)
-            if (a.config.empty() && a.vocab == 0) d.vocab_needed = static_cast<std::int64_t>(d.shard_data.max_token()) + 1;
+            if (a.config.empty() && a.vocab == 0 && tok.byte_level())
+                d.vocab_needed = static_cast<std::int64_t>(d.shard_data.max_token()) + 1;
         } catch (const std::runtime_error& e) {
             throw cli::data_error(e.what());
         }
@@ -315,7 +326,11 @@ data_source load_data(const arguments& a) {
     }
     std::vector<std::int64_t> tokens;
     try {
-        tokens = a.text.empty() ? tr::read_token_file(a.tokens) : tr::read_text_bytes(a.text);
+        if (!a.text.empty() && !tok.byte_level()) {
+            tok.encode_file(a.text, [&](const std::int64_t* ids, std::size_t n) { tokens.insert(tokens.end(), ids, ids + n); });
+        } else {
+            tokens = a.text.empty() ? tr::read_token_file(a.tokens) : tr::read_text_bytes(a.text);
+        }
     } catch (const longnet::io::npy_error& e) {
         throw cli::data_error(e.what());
     } catch (const std::runtime_error& e) {
@@ -323,7 +338,7 @@ data_source load_data(const arguments& a) {
     }
     const std::string& path = a.text.empty() ? a.tokens : a.text;
     for (auto t : tokens) d.vocab_needed = std::max(d.vocab_needed, t + 1);
-    if (!a.text.empty()) d.vocab_needed = 256;
+    if (!a.text.empty()) d.vocab_needed = tok.byte_level() ? 256 : tok.vocab_size();
     if (a.seq_len == 0) {
         if (tokens.size() < 2) throw cli::data_error(path + ": " + std::to_string(tokens.size()) + " tokens; need at least 2 (inputs and a target)");
         d.whole = true;
@@ -405,7 +420,13 @@ int train(arguments a) {
         a.argv = args;
     }
 
-    const data_source data = load_data(a);
+    const longnet::text::tokenizer tok = cli::load_tokenizer(a.tokenizer);  // byte level without --tokenizer
+    try {  // config.json will record the path: JSON holds only UTF-8
+        (void)nlohmann::json(a.tokenizer).dump();
+    } catch (const nlohmann::json::exception&) {
+        throw cli::usage_error("--tokenizer: the path is not valid UTF-8 (config.json records it)");
+    }
+    const data_source data = load_data(a, tok);
     if (!a.save_grads.empty()) cli::check_writable("--save-grads", a.save_grads);
     if (!a.save.empty()) cli::check_writable("--save", a.save);
 
@@ -418,7 +439,8 @@ int train(arguments a) {
         }
     } else {
         cfg = random_config(a.random_config);
-        cfg.vocab_size = a.vocab > 0 ? a.vocab : std::max<std::int64_t>(data.vocab_needed, 1);
+        cfg.vocab_size = a.vocab > 0 ? a.vocab
+                                     : std::max<std::int64_t>({data.vocab_needed, tok.byte_level() ? 1 : tok.vocab_size(), 1});
         if (!a.segment_length.empty()) {
             cfg.segment_length = a.segment_length;
             cfg.dilated_ratio = a.dilated_ratio;
@@ -428,6 +450,28 @@ int train(arguments a) {
             cfg.validate();
         } catch (const std::invalid_argument& e) {
             throw cli::usage_error(e.what());
+        }
+    }
+    // The tokenizer: a config that records one takes text only through it; the one given is recorded.
+    if (!tok.byte_level() && cfg.vocab_size < tok.vocab_size())
+        throw cli::data_error("the model's vocabulary (" + std::to_string(cfg.vocab_size) + ") is smaller than that of " +
+                              tok.record().describe() + (a.config.empty() ? ": raise --vocab" : ""));
+    const bool first_record = !tok.byte_level() && cfg.tokenizer.byte_level();  // a config without a record takes any
+    if (!a.config.empty() && !first_record && (!a.text.empty() || !tok.byte_level()))
+        cli::check_tokenizer(cfg.tokenizer, a.config, tok.record(), cfg.vocab_size);
+    if (!tok.byte_level()) cfg.tokenizer = tok.record();
+    if (!a.resume.empty()) {  // the recorded --tokenizer must still be the file the run started with
+        const std::string run_config = (fs::path(a.resume) / "config.json").string();
+        if (fs::exists(run_config)) {
+            nn::decoder_config before;
+            try {
+                before = nn::decoder_config::from_file(run_config);
+            } catch (const std::invalid_argument& e) {
+                throw cli::data_error(e.what());
+            }
+            if (!before.tokenizer.same_as(cfg.tokenizer))
+                throw cli::data_error(run_config + " records " + before.tokenizer.describe() + ", but the run's arguments now give " +
+                                      cfg.tokenizer.describe() + ": the tokenizer changed since the run started");
         }
     }
     if (data.shards) {

@@ -23,8 +23,11 @@ required=(
 # Optional: oneDNN (longnet::onednn: the float GEMMs of longnet/nn on its runtime-dispatched kernels, 1.6x
 # Eigen's at -march=native and 5x in a build without -march; also the dense-attention baseline of the
 # benchmarks; without it the nn GEMMs are Eigen's); OpenBLAS (OpenMP build):
-# torch's and numpy's matmuls otherwise run on the reference BLAS (python/bench's PyTorch baseline).
-optional=(libdnnl-dev libopenblas0-openmp)
+# torch's and numpy's matmuls otherwise run on the reference BLAS (python/bench's PyTorch baseline);
+# SentencePiece (longnet::sentencepiece: --tokenizer in longnet_data, longnet_train and longnet_lm,
+# longnet/text/tokenizer.hpp; without it the tools are byte level and refuse --tokenizer) and its tools
+# (sentencepiece: spm_train makes a tokenizer; spm_encode/spm_decode are the tokenizer tests' reference).
+optional=(libdnnl-dev libopenblas0-openmp libsentencepiece-dev sentencepiece)
 
 check_only=0
 case "${1:-}" in
@@ -76,6 +79,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # Optional packages one by one: one that does not exist on this release must not stop the rest.
 for p in "${missing_optional[@]}"; do
-  apt_get install --no-install-recommends "$p" || echo "install-deps.sh: optional package $p not installed (benchmarks run without it)"
+  apt_get install --no-install-recommends "$p" || echo "install-deps.sh: optional package $p not installed (longnet builds and runs without it)"
 done
 echo "install-deps.sh: done"

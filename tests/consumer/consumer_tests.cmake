@@ -16,6 +16,12 @@ set(_longnet_consumer_expect_onednn OFF)
 if(TARGET longnet::onednn AND _longnet_consumer_expect_nn)
   set(_longnet_consumer_expect_onednn ON)
 endif()
+# With SentencePiece in this build (longnet::sentencepiece), each route must offer it and build
+# consumer_tokenizer (longnet/text/tokenizer.hpp linked against libsentencepiece).
+set(_longnet_consumer_expect_spm OFF)
+if(TARGET longnet::sentencepiece)
+  set(_longnet_consumer_expect_spm ON)
+endif()
 foreach(mode IN ITEMS subdirectory fetchcontent find_package build_tree)
   add_test(NAME consumer_${mode}
            COMMAND "${CMAKE_COMMAND}"
@@ -28,6 +34,7 @@ foreach(mode IN ITEMS subdirectory fetchcontent find_package build_tree)
                    "-DLONGNET_BUILD_DIR=${PROJECT_BINARY_DIR}"
                    "-DEXPECT_NN=${_longnet_consumer_expect_nn}"
                    "-DEXPECT_ONEDNN=${_longnet_consumer_expect_onednn}"
+                   "-DEXPECT_SENTENCEPIECE=${_longnet_consumer_expect_spm}"
                    -P "${CMAKE_CURRENT_LIST_DIR}/run_consumer.cmake")
   set_tests_properties(consumer_${mode} PROPERTIES LABELS "consumer" TIMEOUT 600)
 endforeach()

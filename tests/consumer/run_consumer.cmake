@@ -3,7 +3,7 @@
 #   cmake -DMODE=<subdirectory|fetchcontent|find_package|build_tree> -DSOURCE_DIR=<longnet source>
 #         -DCONSUMER_DIR=<tests/consumer> -DWORK_DIR=<scratch dir> -DGENERATOR=<generator>
 #         -DCXX_COMPILER=<c++> [-DLONGNET_BUILD_DIR=<configured longnet build dir>] [-DEXPECT_NN=ON]
-#         [-DEXPECT_ONEDNN=ON] -P run_consumer.cmake
+#         [-DEXPECT_ONEDNN=ON] [-DEXPECT_SENTENCEPIECE=ON] -P run_consumer.cmake
 # find_package installs LONGNET_BUILD_DIR into WORK_DIR/prefix first; build_tree points longnet_DIR at
 # LONGNET_BUILD_DIR (the build-tree export).
 foreach(var MODE SOURCE_DIR CONSUMER_DIR WORK_DIR GENERATOR CXX_COMPILER)
@@ -30,6 +30,9 @@ if(EXPECT_NN)
 endif()
 if(EXPECT_ONEDNN)
   list(APPEND args -DLONGNET_CONSUMER_EXPECT_ONEDNN=ON)
+endif()
+if(EXPECT_SENTENCEPIECE)
+  list(APPEND args -DLONGNET_CONSUMER_EXPECT_SENTENCEPIECE=ON)
 endif()
 
 if(MODE STREQUAL "subdirectory")
@@ -89,6 +92,21 @@ foreach(candidate "${build}/consumer_training_onednn" "${build}/Release/consumer
 endforeach()
 if(EXPECT_ONEDNN AND NOT ran_training_onednn)
   message(FATAL_ERROR "[${MODE}] consumer_training_onednn was not built")
+endif()
+# longnet/text/tokenizer.hpp through longnet::sentencepiece (built when the consumer sees it; run in the
+# build folder: it writes a scratch file there)
+foreach(candidate "${build}/consumer_tokenizer" "${build}/Release/consumer_tokenizer.exe")
+  if(EXISTS "${candidate}")
+    message(STATUS "[${MODE}] run_tokenizer: ${candidate}")
+    execute_process(COMMAND "${candidate}" WORKING_DIRECTORY "${build}" RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "[${MODE}] run_tokenizer failed (${rc})")
+    endif()
+    set(ran_tokenizer ON)
+  endif()
+endforeach()
+if(EXPECT_SENTENCEPIECE AND NOT ran_tokenizer)
+  message(FATAL_ERROR "[${MODE}] consumer_tokenizer was not built")
 endif()
 # longnet/training/distributed_trainer.hpp through longnet::mpi (built when the consumer sees longnet::mpi)
 foreach(candidate "${build}/consumer_distributed_training" "${build}/Release/consumer_distributed_training.exe")

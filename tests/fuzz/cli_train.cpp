@@ -53,7 +53,7 @@ bool only_resume_and_steps(const arguments& a) {
            a.adamw.beta1 == d.adamw.beta1 && a.adamw.beta2 == d.adamw.beta2 && a.adamw.eps == d.adamw.eps &&
            a.adamw.weight_decay == d.adamw.weight_decay && a.pass.mode == d.pass.mode &&
            a.pass.checkpoint_activations == d.pass.checkpoint_activations && a.options.angles == d.options.angles &&
-           a.data_parallel == d.data_parallel;
+           a.data_parallel == d.data_parallel && a.tokenizer == d.tokenizer;
 }
 
 }  // namespace

@@ -28,7 +28,9 @@ bool same(const decoder_config& a, const decoder_config& b) {
     return a.embed_dim == b.embed_dim && a.heads == b.heads && a.ffn_dim == b.ffn_dim && a.layers == b.layers &&
            a.vocab_size == b.vocab_size && a.segment_length == b.segment_length && a.dilated_ratio == b.dilated_ratio &&
            a.layernorm_eps == b.layernorm_eps && a.xpos_scale_base == b.xpos_scale_base &&
-           a.no_scale_embedding == b.no_scale_embedding;
+           a.no_scale_embedding == b.no_scale_embedding && a.tokenizer.kind == b.tokenizer.kind &&
+           a.tokenizer.path == b.tokenizer.path && a.tokenizer.fnv1a64 == b.tokenizer.fnv1a64 &&
+           a.tokenizer.vocab_size == b.tokenizer.vocab_size;
 }
 
 void check_accepted(std::string_view text, const decoder_config& c) {

@@ -144,6 +144,9 @@ def config_seeds():
           b'{"segment_length": "[2048,4096]", "dilated_ratio": "[1,2]", "vocab_size": 100, "no_scale_embedding": false}')
     write(out, "single_ints.json", b'{"segment_length": 16, "dilated_ratio": 1, "layernorm_eps": 1e-6, "xpos_scale_base": 256.0}')
     write(out, "nulls.json", b'{"subln": null, "moe_freq": null, "rel_pos_buckets": 0, "activation_fn": "gelu"}')
+    write(out, "tokenizer.json", json.dumps({"decoder_embed_dim": 64, "decoder_attention_heads": 4, "vocab_size": 300,
+                                              "tokenizer": {"type": "sentencepiece", "path": "spm.model",
+                                                            "fnv1a64": "2f423ccc8ad5d418", "vocab_size": 300}}).encode())
     write(out, "base.json", json.dumps({"decoder_embed_dim": 768, "decoder_attention_heads": 12,
                                          "decoder_ffn_embed_dim": 3072, "decoder_layers": 12, "vocab_size": 32000,
                                          "segment_length": [2048, 4096, 8192, 16384, 32768],

@@ -11,6 +11,10 @@
 //   true, share_decoder_input_output_embed true, no_output_layer true, multiway true, rel_pos_buckets
 //   or max_rel_pos > 0, moe_freq/moe_expert_count > 0, activation_fn other than "gelu", an odd head dim.
 // no_scale_embedding false is supported (embedding scaled by sqrt(D), as torchscale does).
+// "tokenizer" (longnet's own field, not torchscale's): the tokenizer the model was trained with
+// (text/tokenizer_record.hpp); absent means byte level, so every older config still reads. Present, it
+// must be {"type": "byte"} or {"type": "sentencepiece", "path": string, "fnv1a64": 16 lowercase hex
+// digits, "vocab_size": integer in [1, vocab_size]}; to_json writes it only for SentencePiece.
 //
 // Reading a file (from_file) or text (from_json_text) is strict: at most max_config_bytes (1 MiB), one
 // JSON object and nothing after it, no duplicate keys, nesting at most 64 deep (longnet/io/strict_json.hpp).
@@ -35,6 +39,7 @@
 
 #include "longnet/io/strict_json.hpp"
 #include "longnet/tensor.hpp"
+#include "longnet/text/tokenizer_record.hpp"
 
 namespace longnet::nn {
 
@@ -57,6 +62,7 @@ struct decoder_config {
     double layernorm_eps = 1e-5;
     double xpos_scale_base = 512;
     bool no_scale_embedding = true;
+    text::tokenizer_record tokenizer;  // byte level unless the config records a SentencePiece model
 
     index_t head_dim() const noexcept { return heads > 0 ? embed_dim / heads : 0; }
     double embed_scale() const noexcept { return no_scale_embedding ? 1.0 : std::sqrt(static_cast<double>(embed_dim)); }
@@ -101,6 +107,9 @@ struct decoder_config {
             throw std::invalid_argument("decoder config: layernorm_eps must be a positive number");
         if (!(xpos_scale_base > 0) || !std::isfinite(xpos_scale_base))
             throw std::invalid_argument("decoder config: xpos_scale_base must be a positive number");
+        if (!tokenizer.byte_level() && (tokenizer.vocab_size < 1 || tokenizer.vocab_size > vocab_size))
+            throw std::invalid_argument("decoder config: the tokenizer's vocab_size " + std::to_string(tokenizer.vocab_size) +
+                                        " is outside [1, vocab_size = " + std::to_string(vocab_size) + "]");
     }
 
     static decoder_config from_json(const nlohmann::json& j) {
@@ -193,8 +202,34 @@ struct decoder_config {
         if (auto it = j.find("activation_fn"); it != j.end() && !(it->is_string() && it->get<std::string>() == "gelu"))
             throw std::invalid_argument("decoder config: activation_fn = " + io::describe_json(*it) +
                                         " is not supported (only \"gelu\")");
+        if (auto it = j.find("tokenizer"); it != j.end()) c.tokenizer = tokenizer_from_json(*it);
         c.validate();
         return c;
+    }
+
+    // The "tokenizer" object (see the top of this file). Throws std::invalid_argument naming the field.
+    static text::tokenizer_record tokenizer_from_json(const nlohmann::json& v) {
+        auto bad = [&](const std::string& what) {
+            return std::invalid_argument("decoder config: tokenizer " + what + ", got " + io::describe_json(v));
+        };
+        if (!v.is_object()) throw bad("must be an object {\"type\": \"byte\" | \"sentencepiece\", ...}");
+        const auto type = v.find("type");
+        if (type == v.end() || !type->is_string()) throw bad("needs a string \"type\"");
+        text::tokenizer_record r;
+        if (*type == "byte") return r;
+        if (*type != "sentencepiece") throw bad("type must be \"byte\" or \"sentencepiece\"");
+        r.kind = text::tokenizer_kind::sentencepiece;
+        const auto path = v.find("path"), hash = v.find("fnv1a64"), vocab = v.find("vocab_size");
+        if (path == v.end() || !path->is_string()) throw bad("needs a string \"path\"");
+        r.path = path->get<std::string>();
+        if (hash == v.end() || !hash->is_string()) throw bad("needs \"fnv1a64\" as 16 lowercase hex digits");
+        const std::string& h = hash->get_ref<const std::string&>();
+        if (h.size() != 16 || h.find_first_not_of("0123456789abcdef") != std::string::npos)
+            throw bad("needs \"fnv1a64\" as 16 lowercase hex digits");
+        r.fnv1a64 = std::stoull(h, nullptr, 16);
+        if (vocab == v.end()) throw bad("needs an integer \"vocab_size\"");
+        r.vocab_size = integer_value(*vocab, "tokenizer vocab_size");
+        return r;
     }
 
     // The text of a config.json; `name` stands for the file in messages. Throws std::invalid_argument.
@@ -241,22 +276,28 @@ struct decoder_config {
 
     // torchscale DecoderConfig field names (the supported subset, with the fixed switches spelled out).
     nlohmann::json to_json() const {
-        return {{"decoder_embed_dim", embed_dim},
-                {"decoder_attention_heads", heads},
-                {"decoder_ffn_embed_dim", ffn_dim},
-                {"decoder_layers", layers},
-                {"vocab_size", vocab_size},
-                {"segment_length", segment_length},
-                {"dilated_ratio", dilated_ratio},
-                {"layernorm_eps", layernorm_eps},
-                {"xpos_scale_base", xpos_scale_base},
-                {"xpos_rel_pos", true},
-                {"subln", true},
-                {"deepnorm", false},
-                {"decoder_normalize_before", true},
-                {"no_scale_embedding", no_scale_embedding},
-                {"share_decoder_input_output_embed", false},
-                {"activation_fn", "gelu"}};
+        nlohmann::json j = {{"decoder_embed_dim", embed_dim},
+                            {"decoder_attention_heads", heads},
+                            {"decoder_ffn_embed_dim", ffn_dim},
+                            {"decoder_layers", layers},
+                            {"vocab_size", vocab_size},
+                            {"segment_length", segment_length},
+                            {"dilated_ratio", dilated_ratio},
+                            {"layernorm_eps", layernorm_eps},
+                            {"xpos_scale_base", xpos_scale_base},
+                            {"xpos_rel_pos", true},
+                            {"subln", true},
+                            {"deepnorm", false},
+                            {"decoder_normalize_before", true},
+                            {"no_scale_embedding", no_scale_embedding},
+                            {"share_decoder_input_output_embed", false},
+                            {"activation_fn", "gelu"}};
+        if (!tokenizer.byte_level())
+            j["tokenizer"] = {{"type", "sentencepiece"},
+                              {"path", tokenizer.path},
+                              {"fnv1a64", text::hex64(tokenizer.fnv1a64)},
+                              {"vocab_size", tokenizer.vocab_size}};
+        return j;
     }
 };
 
