@@ -331,8 +331,7 @@ private:
         using A = accum_t<T>;
         const index_t seq = q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
         longnet::detail::init_output<T, A>(ov, lv);
-        if (seq == 0) return;
-        matrix<T> qb, kb, og(seq, dim);
+        matrix<T> qb, kb, og(seq, dim);  // (no early return without rows: a backend may be collective)
         std::vector<A> lg(static_cast<std::size_t>(seq * heads));
         using CT = const T;
         for (const dilated_options& group : segment_groups()) {
