@@ -15,7 +15,8 @@
 // grad.set_zero(). The logits exist only loss_row_block rows at a time (output projection, softmax
 // cross-entropy and its backward fused per block). checkpoint_activations keeps only each layer's input
 // and recomputes the layer in the backward: bitwise the same gradients, memory ≈ layers·T·D plus one
-// layer's activations. The training pass uses XPos's centred form (see multihead_attention.hpp).
+// layer's activations. With dilated attention the training pass uses XPos's anchored form, whole sequence
+// or slice (no length limit; see multihead_attention.hpp); dense attention the centred form.
 // forward_backward_sum is the same pass on rows that may be one slice of a longer sequence (sequence
 // parallelism, training/distributed_trainer.hpp): an attention backend (attention_backend.hpp) computes
 // the rows' attention over the whole sequence, and the caller supplies the sequence's scored count.

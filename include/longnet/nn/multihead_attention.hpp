@@ -10,12 +10,18 @@
 // statistics and output; backward runs out_proj, Sub-LN, the attention backward kernels (grad_mode exact
 // or stop_grad_weights), the transposed XPos rotation and the three projections' backward. The training
 // pass computes the attention through an attention_backend (attention_backend.hpp): by default over the
-// whole sequence here; the MPI trainer's backend holds one rank's rows of it. When the pass holds the
-// whole sequence, dilated attention with XPos uses the anchored form as the inference forward does (no
-// length limit; backward: each segment-length group's kernel backward on its decayed copies, the decay
-// applied to its dq, dk). A pass on a slice of the sequence (the MPI trainer with more than one rank per
-// sequence) and dense attention use the centred form (coefficients()): float ≈ 66K tokens, double ≈ 570K
-// for hd = 64; past that std::overflow_error, since one vector scale per row cannot span a whole sequence.
+// whole sequence here; the MPI trainer's backend holds one rank's rows of it. Dilated attention with XPos
+// uses the anchored form in training too, as the inference forward does (no length limit from XPos):
+//   whole sequence: the branches run here, each on q, k decayed for its segment length, merged in
+//       branch order (bitwise the inference forward);
+//   a slice (rows [first, first + n) of a longer sequence: the MPI trainer's ranks): the held rows are
+//       rotated and decayed at their global positions (the anchors are global), the backend runs once
+//       per group of branches sharing a segment length on that group's decayed copies, and the groups'
+//       (out, lse) merge exactly (lse = logsumexp over the groups, out = Σ exp(lse_g − lse)·out_g);
+//   backward (both): per segment-length group, the backend's backward on its decayed copies with the
+//       merged out and lse, the decay applied to the group's dq, dk, summed.
+// Dense attention uses the centred form (coefficients()): float ≈ 66K tokens, double ≈ 570K for hd = 64;
+// past that std::overflow_error, since one vector scale per row cannot span a whole sequence.
 //
 // Dilated attention with XPos uses the anchored form (xpos.hpp): q and k are rotated once, then for each
 // branch scaled by the decay anchored on that branch's segments, and the branch runs on those copies
@@ -28,7 +34,9 @@
 // the rows of the whole sequence's forward. Dense attention needs first_position = 0.
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -179,9 +187,9 @@ public:
         return {q_proj.make_grad(), k_proj.make_grad(), v_proj.make_grad(), out_proj.make_grad(), inner_attn_ln.make_grad()};
     }
 
-    // Training forward: y = Attn(x) (XPos in its centred form), saving what backward needs in act. x, y
-    // [T, D], may not alias. attention: the whole sequence here (default), or these rows of a longer one
-    // (attention_backend.hpp; the rows are rotated at their positions in it).
+    // Training forward: y = Attn(x), saving what backward needs in act. x, y [T, D], may not alias.
+    // attention: the whole sequence here (default), or these rows of a longer one (attention_backend.hpp;
+    // the rows are rotated, and XPos-decayed, at their positions in it). XPos: see the header comment.
     void forward_train(const_matrix_ref<T> x, matrix_ref<T> y, attention_activations<T>& act,
                        attention_backend<T>& attention = local_attention<T>()) const {
         const index_t seq = x.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
@@ -199,9 +207,9 @@ public:
         k_proj.forward(x, act.k);
         v_proj.forward(x, act.v);
         const row_slice rows = attention.slice(seq);
-        const bool anchored = anchored_form(rows, seq);
+        const bool anchored = anchored_form();
         if (anchored) {  // rotation only; act.q, act.k are saved before the per-branch decay
-            const matrix<T> table = rotary.rotation(0, seq);
+            const matrix<T> table = rotary.rotation(rows.first, seq);
             rotary.apply(act.q, table);
             rotary.apply(act.k, table);
         } else if (config.rotary.kind != position_encoding::none) {
@@ -214,8 +222,10 @@ public:
         auto vv = make_bnhd<CT>(act.v.data(), 1, seq, heads, hd);
         auto ov = make_bnhd<T>(act.a.data(), 1, seq, heads, hd);
         auto lv = make_lse_bnh<accum_t<T>>(act.lse.data(), 1, seq, heads);
-        if (anchored)
+        if (anchored && whole_sequence(rows, seq))
             anchored_dilated_attention(act.q, act.k, vv, ov, 0, &lv);
+        else if (anchored)
+            anchored_slice_attention(attention, act.q, act.k, vv, ov, lv, rows.first);
         else
             attention.forward(config.kind, config.dilated, qv, kv, vv, ov, lv);
         inner_attn_ln.forward_train(act.a, act.a_ln, act.ln_mean, act.ln_rstd);
@@ -249,13 +259,13 @@ public:
         auto dkv = make_bnhd<T>(dk.data(), 1, seq, heads, hd);
         auto dvv = make_bnhd<T>(dv.data(), 1, seq, heads, hd);
         const row_slice rows = attention.slice(seq);
-        const bool anchored = anchored_form(rows, seq);
+        const bool anchored = anchored_form();
         if (anchored)
-            anchored_dilated_attention_backward(act, vv, ov, lv, dov, dq, dk, dv, mode);
+            anchored_dilated_attention_backward(attention, act, vv, ov, lv, dov, dq, dk, dv, mode, rows.first);
         else
             attention.backward(config.kind, config.dilated, qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mode);
         if (anchored) {  // the rotation's transpose (the decay was applied per group above)
-            const matrix<T> table = transposed_coefficients(rotary.rotation(0, seq));
+            const matrix<T> table = transposed_coefficients(rotary.rotation(rows.first, seq));
             rotary.apply(dq, table);
             rotary.apply(dk, table);
         } else if (config.rotary.kind != position_encoding::none) {  // XPos backward: the rotation's transpose
@@ -311,51 +321,114 @@ private:
         }
     }
 
-    // Backward of the anchored form (first position 0): per group of branches sharing a segment length w,
-    // the kernel backward on q, k decayed for w with the merged output and lse (so each group's share of
-    // the exact or stop_grad_weights gradient); d(q·s)/dq = s, so the same decay turns dqb, dkb into the
-    // group's share of dq, dk (still before the rotation's transpose). dq, dk, dv are overwritten.
-    void anchored_dilated_attention_backward(const attention_activations<T>& act, const tensor_view<const T>& vv,
-                                             const tensor_view<const T>& ov, const lse_view<const accum_t<T>>& lv,
-                                             const tensor_view<const T>& dov, matrix<T>& dq, matrix<T>& dk,
-                                             matrix<T>& dv, grad_mode mode) const {
+    // The anchored form on a slice of the sequence (the held rows at global positions first ..): per
+    // group of branches sharing a segment length w, the backend's attention on q, k decayed for w at the
+    // rows' global positions, giving (out_g, lse_g); the groups merge into ov, lv exactly, in the order
+    // their segment lengths first appear among the branches.
+    void anchored_slice_attention(attention_backend<T>& attention, const matrix<T>& q, const matrix<T>& k,
+                                  const tensor_view<const T>& vv, const tensor_view<T>& ov,
+                                  const lse_view<accum_t<T>>& lv, index_t first) const {
+        using A = accum_t<T>;
+        const index_t seq = q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        longnet::detail::init_output<T, A>(ov, lv);
+        matrix<T> qb, kb, og(seq, dim);  // (no early return without rows: a backend may be collective)
+        std::vector<A> lg(static_cast<std::size_t>(seq * heads));
+        using CT = const T;
+        for (const dilated_options& group : segment_groups()) {
+            const index_t w = group.branches.front().segment_length;
+            qb = q;
+            kb = k;
+            rotary.decay(qb, first, w, false);
+            rotary.decay(kb, first, w, true);
+            const lse_view<A> lgv(lg.data(), 1, seq, heads);
+            attention.forward(config.kind, group, make_bnhd<CT>(qb.data(), 1, seq, heads, hd),
+                              make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, make_bnhd<T>(og.data(), 1, seq, heads, hd), lgv);
+            LONGNET_NN_PARALLEL_FOR
+            for (index_t i = 0; i < seq; ++i)
+                for (index_t h = 0; h < heads; ++h)
+                    merge_group(ov.row(0, i, h), lv(0, i, h), og.data() + i * dim + h * hd, lgv(0, i, h), hd);
+        }
+    }
+
+    // Merge one group's row (o, l) into the running (out, lse): lse' = logaddexp(lse, l), out = out·exp(lse
+    // − lse') + o·exp(l − lse'), as the kernels merge their branches. A row the group does not reach (l =
+    // −inf) is left alone; the first group to reach a row sets it.
+    static void merge_group(T* out, accum_t<T>& lse, const T* o, accum_t<T> l, index_t dim) noexcept {
+        using A = accum_t<T>;
+        constexpr A neg_inf = -std::numeric_limits<A>::infinity();
+        if (l == neg_inf) return;
+        const A old = lse;
+        if (old == neg_inf) {
+            std::copy(o, o + dim, out);
+            lse = l;
+            return;
+        }
+        const A hi = std::max(old, l);
+        const A merged = hi + std::log1p(std::exp(-std::fabs(old - l)));
+        const A w_old = std::exp(old - merged), w_new = std::exp(l - merged);
+        for (index_t d = 0; d < dim; ++d) out[d] = static_cast<T>(w_old * static_cast<A>(out[d]) + w_new * static_cast<A>(o[d]));
+        lse = std::isnan(l) ? l : merged;
+    }
+
+    // The branches grouped by segment length (one dilated_options each, the branches of one w in their
+    // order), groups in the order their w first appears.
+    std::vector<dilated_options> segment_groups() const {
+        std::vector<dilated_options> groups;
+        for (const branch& br : config.dilated.branches) {
+            const index_t w = br.segment_length;
+            auto it = std::find_if(groups.begin(), groups.end(),
+                                   [w](const dilated_options& g) { return g.branches.front().segment_length == w; });
+            if (it == groups.end()) {
+                groups.push_back(config.dilated);
+                groups.back().branches.clear();
+                it = groups.end() - 1;
+            }
+            it->branches.push_back(br);
+        }
+        return groups;
+    }
+
+    // Backward of the anchored form (the held rows at global positions first ..): per group of branches
+    // sharing a segment length w, the backend's backward on q, k decayed for w with the merged output and
+    // lse (so each group's share of the exact or stop_grad_weights gradient); d(q·s)/dq = s, so the same
+    // decay turns dqb, dkb into the group's share of dq, dk (still before the rotation's transpose). dq,
+    // dk, dv are overwritten. The local backend runs dilated_attention_backward.
+    void anchored_dilated_attention_backward(attention_backend<T>& attention, const attention_activations<T>& act,
+                                             const tensor_view<const T>& vv, const tensor_view<const T>& ov,
+                                             const lse_view<const accum_t<T>>& lv, const tensor_view<const T>& dov,
+                                             matrix<T>& dq, matrix<T>& dk, matrix<T>& dv, grad_mode mode,
+                                             index_t first) const {
         const index_t seq = act.q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
         dq.setZero();
         dk.setZero();
         dv.setZero();
-        std::vector<index_t> done;
         matrix<T> qb, kb, dqb(seq, dim), dkb(seq, dim), dvb(seq, dim);
         using CT = const T;
-        for (const branch& br : config.dilated.branches) {
-            const index_t w = br.segment_length;
-            if (std::find(done.begin(), done.end(), w) != done.end()) continue;
-            done.push_back(w);
-            dilated_options group = config.dilated;
-            group.branches.clear();
-            for (const branch& b : config.dilated.branches)
-                if (b.segment_length == w) group.branches.push_back(b);
+        for (const dilated_options& group : segment_groups()) {
+            const index_t w = group.branches.front().segment_length;
             qb = act.q;
             kb = act.k;
-            rotary.decay(qb, 0, w, false);
-            rotary.decay(kb, 0, w, true);
-            dilated_attention_backward(make_bnhd<CT>(qb.data(), 1, seq, heads, hd), make_bnhd<CT>(kb.data(), 1, seq, heads, hd),
-                                       vv, ov, lv, dov, make_bnhd<T>(dqb.data(), 1, seq, heads, hd),
-                                       make_bnhd<T>(dkb.data(), 1, seq, heads, hd), make_bnhd<T>(dvb.data(), 1, seq, heads, hd),
-                                       group, mode);
-            rotary.decay(dqb, 0, w, false);
-            rotary.decay(dkb, 0, w, true);
+            rotary.decay(qb, first, w, false);
+            rotary.decay(kb, first, w, true);
+            attention.backward(config.kind, group, make_bnhd<CT>(qb.data(), 1, seq, heads, hd),
+                               make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, ov, lv, dov,
+                               make_bnhd<T>(dqb.data(), 1, seq, heads, hd), make_bnhd<T>(dkb.data(), 1, seq, heads, hd),
+                               make_bnhd<T>(dvb.data(), 1, seq, heads, hd), mode);
+            rotary.decay(dqb, first, w, false);
+            rotary.decay(dkb, first, w, true);
             dq += dqb;
             dk += dkb;
             dv += dvb;
         }
     }
 
-    // The training pass uses the anchored XPos form when it holds the whole sequence (local attention, or
-    // one rank per sequence) and the attention is dilated with XPos; otherwise the centred form.
-    bool anchored_form(const row_slice& rows, index_t seq) const {
-        return config.kind == attention_kind::dilated && config.rotary.kind == position_encoding::xpos &&
-               rows.first == 0 && rows.total == seq;
+    // The training pass uses the anchored XPos form whenever the attention is dilated with XPos (the
+    // whole sequence or a slice of it); otherwise (dense, RoPE, none) the coefficient tables.
+    bool anchored_form() const {
+        return config.kind == attention_kind::dilated && config.rotary.kind == position_encoding::xpos;
     }
+    // The pass holds the whole sequence (local attention, or one rank per sequence).
+    static bool whole_sequence(const row_slice& rows, index_t seq) noexcept { return rows.first == 0 && rows.total == seq; }
 
     // The transposed rotation's coefficient table: same cos·s, negated sin·s.
     static matrix<T> transposed_coefficients(matrix<T> table) {

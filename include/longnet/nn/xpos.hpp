@@ -18,10 +18,11 @@
 // zeta^(±(i − ceil(T/2))/scale_base), so a long enough sequence overflows T (torchscale has the same
 // limit). With hd = 64 and scale_base 512 a float build reaches about 66K tokens, a double build about
 // 570K; past that coefficients() throws std::overflow_error instead of producing inf/NaN. Dense
-// attention (which scores every pair of the sequence, so no per-segment anchor fits it) and the
-// distributed trainer use this form. RoPE has no such limit.
+// attention (which scores every pair of the sequence, so no per-segment anchor fits it) uses this form.
+// RoPE has no such limit.
 //
-// Anchored form (any position; what dilated attention, its training pass and incremental decoding use):
+// Anchored form (any position; what dilated attention, its training pass (single process and
+// sequence-parallel: the anchors are global positions) and incremental decoding use):
 //   q_i ← R(i)·q_i · zeta^((i − a)/s),   k_j ← R(j)·k_j · zeta^(−(j − a)/s)
 // for any anchor a shared by the two: the score q_i·k_j still carries exactly zeta^((i − j)/s), so in
 // exact arithmetic the scores equal the centred form's (and torchscale's) for every anchor. Dilated
@@ -214,6 +215,16 @@ public:
                                   std::to_string(reach()) + "); use a double build, a larger xpos_scale_base, " +
                                   "shorter segments or RoPE");
     }
+    // Throws std::overflow_error when some row of a sequence of `seq` tokens would overflow T in the
+    // anchored decay of a branch with segment length w (a segment, clipped to the sequence, longer than
+    // about 2·reach()): what decay() on every row of the sequence would throw, checkable by each holder of
+    // a slice before any of them starts.
+    void check_decay(index_t seq, index_t segment_length) const {
+        if (options.kind != position_encoding::xpos || seq < 1 || segment_length < 1) return;
+        const index_t a = anchor(0, segment_length);
+        check_decay_range(-a, segment_length);
+        check_decay_range(std::min(segment_length, seq) - 1 - a, segment_length);
+    }
     // Multiply every head's pair c of x [rows, H·hd] (row r at absolute position first + r) by the
     // anchored XPos decay of a branch with segment length w: zeta_c^(±(i − anchor(i, w))/s).
     void decay(matrix_ref<T> x, index_t first, index_t segment_length, bool downscale) const {
@@ -259,9 +270,9 @@ public:
                                       std::to_string(options.scale_base) + ") overflows " +
                                       (sizeof(T) == 4 ? "float" : "double") + " for a sequence of " +
                                       std::to_string(seq) + " tokens; this centred form (one scale per row, spanning the "
-                                      "whole sequence) is what dense attention and the distributed trainer use, so they "
-                                      "cannot be exact past this length: use dilated attention (anchored XPos, no "
-                                      "length limit), a double build, a larger xpos_scale_base or RoPE");
+                                      "whole sequence) is what dense attention uses, so it cannot be exact past this "
+                                      "length: use dilated attention (anchored XPos, no length limit), a double build, "
+                                      "a larger xpos_scale_base or RoPE");
     }
 
 private:

@@ -6,10 +6,11 @@
 // Layout. The world's W ranks form K = data_parallel groups of P = W/K consecutive ranks; group k trains
 // on its own sequences of the batch (sequence i goes to group i mod K), and rank ρ of a group holds
 // tokens [ρ·n, (ρ+1)·n) of every one of them (n = T/P). Every layer except attention works on each token
-// alone, so embedding, LayerNorms, projections, XPos (global positions: the rows of the whole sequence's
-// centred table, nn::rotary_embedding::coefficients(T, .., ρ·n, n)), feed-forward, the output projection
-// and the loss run on the chunk; the dilated attention is longnet::distributed's forward and backward
-// over the group's communicator (only the long branches exchange their sparse keys and values). That is
+// alone, so embedding, LayerNorms, projections, feed-forward, the output projection and the loss run on
+// the chunk; XPos rotates and decays the chunk's rows at their global positions (the anchored form,
+// nn/multihead_attention.hpp: no length limit), and the dilated attention is longnet::distributed's
+// forward and backward over the group's communicator, once per group of branches sharing a segment
+// length (only the long branches exchange their sparse keys and values). That is
 // the only difference from the single process, and nn's one model pass takes it as its attention
 // backend (sequence_parallel_attention below): this file adds the data and sequence split, the scored
 // count and loss summed over the group, the gradient all-reduce and the checks.
@@ -18,7 +19,8 @@
 // chunks' contributions, then one in-place MPI_Allreduce (sum) over the whole world per fused buffer of
 // up to 2^26 elements (the model's gradients packed in parameter order; a small model is one call).
 // The result equals the single-process trainer on the same batch up to the summation order of those sums
-// (tests/mpi/test_distributed_training.cpp: ≤ 1e-6 relative in float, ≤ 1e-12 in double).
+// and of the XPos segment-length groups' merge (tests/mpi/test_distributed_training.cpp: ≤ 3e-6 relative
+// in float, ≤ 1e-12 in double; also at 2^17 tokens, past the old centred form's float limit).
 //
 // Same parameters everywhere: every rank applies the same clipped AdamW step to the same summed gradients.
 // check_parameters() compares a checksum of every parameter's bytes across the world and throws when ranks
@@ -154,9 +156,12 @@ std::string check_chunk(const nn::decoder<T, T>& model, const std::vector<std::i
         nn::detail::check_tokens(inputs, model.vocab_size());
         nn::detail::check_targets(targets.data(), static_cast<index_t>(targets.size()), model.vocab_size());
         if (!model.layers.empty()) {
-            const auto& opt = model.layers.front().self_attn.config.dilated;
-            longnet::detail::dist::plan_branches("dilated_attention", opt, static_cast<index_t>(inputs.size()), seq_size,
-                                                 seq_rank);
+            const auto& attn = model.layers.front().self_attn;
+            const index_t n = static_cast<index_t>(inputs.size());
+            longnet::detail::dist::plan_branches("dilated_attention", attn.config.dilated, n, seq_size, seq_rank);
+            // the anchored XPos decay of the whole sequence (every rank the same verdict, before any collective)
+            if (attn.config.rotary.kind == nn::position_encoding::xpos)
+                for (const branch& br : attn.config.dilated.branches) attn.rotary.check_decay(n * seq_size, br.segment_length);
         }
     } catch (const std::exception& e) {
         return std::string("longnet::training (sequence rank ") + std::to_string(seq_rank) + "): " + e.what();
