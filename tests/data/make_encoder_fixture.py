@@ -238,7 +238,7 @@ def make_case(out_dir, name, commit, modules):
     write_safetensors(os.path.join(case_dir, "model.safetensors"), state,
                       {"produced_by": "tests/data/make_encoder_fixture.py", "torchscale_commit": commit})
     np.save(os.path.join(case_dir, "embeddings.npy"), emb)
-    np.save(os.path.join(case_dir, "padding_mask.npy"), mask)
+    np.save(os.path.join(case_dir, "padding_mask.npy"), mask.astype(np.int32))  # 1 = pad
     for k, v in outputs.items():
         np.save(os.path.join(case_dir, k + ".npy"), v)
     files = {f: {"dtype": str(np.load(os.path.join(case_dir, f)).dtype), "shape": list(np.load(os.path.join(case_dir, f)).shape)}

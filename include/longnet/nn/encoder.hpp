@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The LongNet encoder (torchscale LongNetEncoder with token_embeddings, features_only): the slide-encoder
+// use, a sequence of D-wide embeddings in, as many encoded D-wide rows out.
+//   x_0 = embed_scale · embeddings                      (embed_scale = sqrt(D) unless no_scale_embedding)
+//   x_0 = layernorm_embedding(x_0)                       (only when layernorm_embedding)
+//   x_l = layers[l](x_{l−1})                             non-causal dilated attention, no positions
+//   out = layer_norm(x_L)                                (only when normalize_output; else out = x_L)
+// Each layer is the decoder's layer (decoder_layer.hpp: pre-LN, Sub-LN attention and FFN, residual scale
+// 1) with torchscale's EncoderLayer parameter names, built with causal = false. Defaults follow
+// torchscale: head offsets h / ceil(H / r) and tail_mode::zero_pad (torchscale pads a non-causal
+// sequence with zero keys to a multiple of each segment length; exact drops those keys).
+//
+// Padded batches: embeddings [B·N, D] (row b·N + n is token n of batch row b) with a key_padding_mask
+// [B, N] (true = pad, torchscale's encoder_padding_mask; any pattern: right, left, holes) or per-row
+// lengths (right padding). Semantics: the real tokens of each batch row, in order, are encoded as one
+// sequence alone (segments start at its first real token, its own tails; no token sees a pad), so a
+// real row's output does not depend on the padding or on the other batch rows. Pad rows of the output
+// (and of states) are 0. torchscale differs here: its flash path drops key_padding_mask, so pads (zeroed
+// embeddings, then whatever the layers make of them) act as keys; its real rows equal ours only without
+// padding (see tests/data/README.md, encoder fixtures). Every layer is row-wise except the attention,
+// so each batch row runs through the stack on its gathered real rows (longnet/padding.hpp's plan).
+// Bad input (a width != D, rows not B·N, a mask or lengths that do not fit) throws std::invalid_argument
+// naming the value, before anything is computed.
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "longnet/nn/attention_backend.hpp"
+#include "longnet/nn/common.hpp"
+#include "longnet/nn/decoder_layer.hpp"
+#include "longnet/nn/encoder_config.hpp"
+#include "longnet/nn/layer_norm.hpp"
+#include "longnet/nn/multihead_attention.hpp"
+#include "longnet/options.hpp"
+#include "longnet/padding.hpp"
+
+namespace longnet::nn {
+
+// How to run an encoder (what the checkpoint does not say).
+struct encoder_options {
+    attention_kind attention = attention_kind::dilated;  // dense: the drop-in baseline, same weights
+    offset_policy offsets = offset_policy::torchscale;   // torchscale-trained checkpoints need torchscale
+    tail_mode tail = tail_mode::zero_pad;                // torchscale's non-causal tails; exact: no padding keys
+    bool gelu_in_float = false;                          // torchscale parity for a double build
+    index_t ffn_row_block = 4096;                        // rows per FFN block
+};
+
+inline attention_config make_attention_config(const encoder_config& cfg, const encoder_options& opt) {
+    attention_config a;
+    a.embed_dim = cfg.embed_dim;
+    a.heads = cfg.heads;
+    a.kind = opt.attention;
+    a.dilated = dilated_options::from_lists(cfg.segment_length, cfg.dilated_ratio, /*causal=*/false);
+    a.dilated.offsets = opt.offsets;
+    a.dilated.tail = opt.tail;
+    a.rotary.kind = position_encoding::none;
+    a.layernorm_eps = cfg.layernorm_eps;
+    return a;
+}
+
+template <class T, class W = T>
+class encoder {
+public:
+    encoder_config config;
+    encoder_options options;
+    layer_norm<T> layernorm_embedding;  // used when config.layernorm_embedding
+    std::vector<decoder_layer<T, W>> layers;
+    layer_norm<T> final_norm;           // torchscale name: layer_norm; used when config.normalize_output
+
+    encoder() = default;
+    // Parameters zero, LayerNorms identity: fill them from a checkpoint (load_encoder) or randomly.
+    encoder(const encoder_config& cfg, const encoder_options& opt = {}) : config(cfg), options(opt) {
+        cfg.validate();
+        const attention_config attn = make_attention_config(cfg, opt);
+        attn.validate();
+        layers.reserve(static_cast<std::size_t>(cfg.layers));
+        for (index_t l = 0; l < cfg.layers; ++l) {
+            layers.emplace_back(attn, cfg.ffn_dim);
+            layers.back().ffn.gelu_in_float = opt.gelu_in_float;
+            layers.back().ffn.row_block = opt.ffn_row_block;
+        }
+        layernorm_embedding = layer_norm<T>(cfg.embed_dim, cfg.layernorm_eps);
+        final_norm = layer_norm<T>(cfg.embed_dim, cfg.layernorm_eps);
+    }
+
+    index_t embed_dim() const noexcept { return config.embed_dim; }
+
+    // One sequence: embeddings [T, D] -> encoder_out [T, D]. states (optional) receives x_0 .. x_L
+    // (torchscale's encoder_states with return_all_hiddens).
+    matrix<T> forward(const_matrix_ref<T> embeddings, std::vector<matrix<T>>* states = nullptr,
+                      forward_profile* profile = nullptr) const {
+        check_width(embeddings);
+        matrix<T> x = embed(embeddings, profile);
+        if (states) {
+            states->clear();
+            states->push_back(x);
+        }
+        matrix<T> h, y;
+        for (const auto& layer : layers) {
+            layer.forward(x, h, y, profile);
+            if (states) states->push_back(x);
+        }
+        if (config.normalize_output) {
+            detail::scoped_timer t(detail::slot(profile, &forward_profile::norms));
+            final_norm.forward(x, x);
+        }
+        return x;
+    }
+
+    // Padded batch: embeddings [B·N, D], mask [B, N] true = pad. Returns [B·N, D], pad rows 0; states
+    // (optional) x_0 .. x_L as [B·N, D] each, pad rows 0. See the header comment.
+    matrix<T> forward(const_matrix_ref<T> embeddings, index_t batch, const key_padding_mask& mask,
+                      std::vector<matrix<T>>* states = nullptr) const {
+        const index_t seq = check_batch(embeddings, batch);
+        return forward_plan(embeddings, longnet::detail::make_padding_plan(mask, batch, seq, "nn::encoder::forward"), states);
+    }
+    // Padded batch with per-row lengths (right padding): row b's real tokens are n < lengths[b].
+    matrix<T> forward(const_matrix_ref<T> embeddings, index_t batch, const padding_lengths& lengths,
+                      std::vector<matrix<T>>* states = nullptr) const {
+        const index_t seq = check_batch(embeddings, batch);
+        return forward_plan(embeddings, longnet::detail::make_padding_plan(lengths, batch, seq, "nn::encoder::forward"),
+                            states);
+    }
+
+    // Parameter count (weights, biases, gains).
+    index_t parameter_count() const noexcept {
+        const index_t d = config.embed_dim, f = config.ffn_dim;
+        const index_t per_layer = 4 * (d * d + d) + 2 * d /*inner ln*/ + 4 * d /*two pre-LNs*/ + (f * d + f) + (d * f + d) + 2 * f;
+        return config.layers * per_layer + (config.layernorm_embedding ? 2 * d : 0) + (config.normalize_output ? 2 * d : 0);
+    }
+
+private:
+    void check_width(const const_matrix_ref<T>& embeddings) const {
+        if (embeddings.cols() != embed_dim())
+            throw std::invalid_argument("longnet::nn::encoder: embeddings are " + std::to_string(embeddings.cols()) +
+                                        " wide but encoder_embed_dim is " + std::to_string(embed_dim()));
+    }
+    // N = rows / B; throws unless B >= 1 divides the rows.
+    index_t check_batch(const const_matrix_ref<T>& embeddings, index_t batch) const {
+        check_width(embeddings);
+        if (batch < 1 || embeddings.rows() % batch != 0)
+            throw std::invalid_argument("longnet::nn::encoder: " + std::to_string(embeddings.rows()) +
+                                        " embedding rows cannot be a batch of " + std::to_string(batch) +
+                                        " equally long rows (need batch >= 1 dividing the row count)");
+        return embeddings.rows() / batch;
+    }
+
+    matrix<T> embed(const const_matrix_ref<T>& embeddings, forward_profile* profile) const {
+        matrix<T> x = embeddings * static_cast<T>(config.embed_scale());
+        if (config.layernorm_embedding) {
+            detail::scoped_timer t(detail::slot(profile, &forward_profile::norms));
+            layernorm_embedding.forward(x, x);
+        }
+        return x;
+    }
+
+    matrix<T> forward_plan(const const_matrix_ref<T>& embeddings, const longnet::detail::padding_plan& plan,
+                           std::vector<matrix<T>>* states) const {
+        const index_t dim = embed_dim(), seq = plan.seq;
+        matrix<T> out = matrix<T>::Zero(embeddings.rows(), dim);
+        if (states) states->assign(layers.size() + 1, matrix<T>::Zero(embeddings.rows(), dim));
+        std::vector<matrix<T>> row_states;
+        matrix<T> x;
+        for (index_t b = 0; b < plan.batch; ++b) {
+            const index_t n = plan.count(b);
+            if (n == 0) continue;
+            const index_t* pos = plan.positions(b);
+            x.resize(n, dim);
+            for (index_t i = 0; i < n; ++i) x.row(i) = embeddings.row(b * seq + pos[i]);
+            const matrix<T> y = forward(x, states ? &row_states : nullptr);
+            for (index_t i = 0; i < n; ++i) out.row(b * seq + pos[i]) = y.row(i);
+            if (states)
+                for (std::size_t s = 0; s < row_states.size(); ++s)
+                    for (index_t i = 0; i < n; ++i) (*states)[s].row(b * seq + pos[i]) = row_states[s].row(i);
+        }
+        return out;
+    }
+};
+
+}  // namespace longnet::nn
