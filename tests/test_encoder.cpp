@@ -3,7 +3,8 @@
 // tests/data/README.md): a padded batch of two sequences (40 and 27 real tokens) in double (vs *_pure64:
 // float64 GELU, to 1e-9), double with torchscale's float32 GELU (vs encoder_out.npy) and float; every
 // layer's residual stream; left padding and holes; random inputs (padded batch = each sequence alone);
-// config parsing and refusals; load and shape errors.
+// config parsing and refusals; load and shape errors; the backward (forward_train / backward) against
+// central finite differences in double (embeddings and parameters of every kind).
 
 #include <algorithm>
 #include <cmath>
@@ -311,4 +312,70 @@ TEST_CASE("encoder: bad shapes and checkpoints are refused with the value", "[en
     auto deep = cfg;
     deep.layers = 3;
     throws_with([&] { nn::load_encoder<double>(case_dir(name) + "model.safetensors", deep); }, "layers.2.");
+}
+
+TEST_CASE("encoder backward: central finite differences (double), exact and stop_grad_weights", "[encoder]") {
+    for (const char* name : {"encoder_00", "encoder_01"}) {
+        const auto cfg = fixture_config(name);
+        auto model = nn::load_encoder<double>(case_dir(name) + "model.safetensors", cfg);
+        const longnet::index_t rows = 27;  // ragged: torchscale's zero-padded tails in both branches
+        nn::matrix<double> x = embeddings<double>(name, cfg.embed_dim).topRows(rows);
+        std::mt19937_64 rng(2203);
+        std::normal_distribution<double> normal;
+        nn::matrix<double> r(rows, cfg.embed_dim);  // loss = Σ out ∘ r
+        for (Eigen::Index i = 0; i < r.size(); ++i) r.data()[i] = normal(rng);
+        auto loss = [&] { return (model.forward(x).array() * r.array()).sum(); };
+
+        nn::encoder_activations<double> act;
+        const nn::matrix<double> out = model.forward_train(x, act);
+        CHECK(rel_error(flat(out), flat(model.forward(x))) < 1e-14);
+        auto grad = model.make_grad();
+        const nn::matrix<double> dx = model.backward(r, act, grad);
+        auto stop_grad = model.make_grad();
+        const nn::matrix<double> dx_stop = model.backward(r, act, stop_grad, longnet::grad_mode::stop_grad_weights);
+        CHECK(rel_error(flat(dx_stop), flat(dx)) > 1e-6);  // the merge weights' gradient is there
+
+        // (L(p + h) − L(p − h)) / 2h at every entry of p[0..n) (or every step-th)
+        const double h = 1e-5;
+        auto fd_error = [&](double* p, Eigen::Index n, const double* analytic, Eigen::Index step) {
+            double err = 0, scale = 1e-3;
+            for (Eigen::Index i = 0; i < n; i += step) {
+                const double keep = p[i];
+                p[i] = keep + h;
+                const double up = loss();
+                p[i] = keep - h;
+                const double down = loss();
+                p[i] = keep;
+                err = std::max(err, std::fabs((up - down) / (2 * h) - analytic[i]));
+                scale = std::max(scale, std::fabs(analytic[i]));
+            }
+            return err / scale;
+        };
+        const double e_x = fd_error(x.data(), x.size(), dx.data(), 5);
+        auto& l0 = model.layers[0];
+        auto& g0 = grad.layers[0];
+        const double e_q = fd_error(l0.self_attn.q_proj.weight.data(), l0.self_attn.q_proj.weight.size(),
+                                    g0.self_attn.q_proj.weight.data(), 13);
+        const double e_v = fd_error(l0.self_attn.v_proj.bias.data(), l0.self_attn.v_proj.bias.size(),
+                                    g0.self_attn.v_proj.bias.data(), 1);
+        const double e_fc1 = fd_error(model.layers[1].ffn.fc1.weight.data(), model.layers[1].ffn.fc1.weight.size(),
+                                      grad.layers[1].ffn.fc1.weight.data(), 23);
+        const double e_ln = fd_error(l0.self_attn_layer_norm.weight.data(), cfg.embed_dim,
+                                     g0.self_attn_layer_norm.weight.data(), 1);
+        const double e_out = fd_error(model.final_norm.bias.data(), cfg.embed_dim, grad.layer_norm.bias.data(), 1);
+        double e_emb = 0;
+        if (cfg.layernorm_embedding)
+            e_emb = fd_error(model.layernorm_embedding.weight.data(), cfg.embed_dim, grad.layernorm_embedding.weight.data(), 1);
+        std::printf("%s backward vs finite differences: embeddings %.2e  q_proj %.2e  v_proj.bias %.2e  fc1 %.2e  "
+                    "self_attn_layer_norm %.2e  layer_norm %.2e  layernorm_embedding %.2e\n",
+                    name, e_x, e_q, e_v, e_fc1, e_ln, e_out, e_emb);
+        for (double e : {e_x, e_q, e_v, e_fc1, e_ln, e_out, e_emb}) CHECK(e < 1e-6);
+
+        // accumulation: a second backward adds the same again
+        const nn::matrix<double> dx2 = model.backward(r, act, grad);
+        CHECK(dx2 == dx);
+        CHECK(rel_error(flat(nn::matrix<double>(grad.layers.back().ffn.fc2.weight)),
+                        flat(nn::matrix<double>(2 * stop_grad.layers.back().ffn.fc2.weight))) < 1e-14);  // last fc2: no attention after it
+        CHECK_THROWS_AS(model.backward(r.topRows(5), act, grad), std::invalid_argument);
+    }
 }

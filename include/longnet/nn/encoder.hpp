@@ -22,6 +22,9 @@
 // so each batch row runs through the stack on its gathered real rows (longnet/padding.hpp's plan).
 // Bad input (a width != D, rows not B·N, a mask or lengths that do not fit) throws std::invalid_argument
 // naming the value, before anything is computed.
+// Training (one sequence): forward_train saves the embedding LayerNorm's and final LayerNorm's inputs and
+// statistics and each layer's activations (decoder_layer::forward_train); backward takes ∂loss/∂out and
+// returns ∂loss/∂embeddings, adding the parameter gradients (the decoder layer's backward, reused).
 
 #include <stdexcept>
 #include <string>
@@ -59,6 +62,30 @@ inline attention_config make_attention_config(const encoder_config& cfg, const e
     a.layernorm_eps = cfg.layernorm_eps;
     return a;
 }
+
+// Gradient buffers of an encoder (torchscale names: layernorm_embedding, layers.<l>., layer_norm); the
+// unused LayerNorms' buffers (without layernorm_embedding / normalize_output) stay zero.
+template <class T>
+struct encoder_grad {
+    layer_norm_grad<T> layernorm_embedding;
+    std::vector<decoder_layer_grad<T>> layers;
+    layer_norm_grad<T> layer_norm;
+    void set_zero() {
+        layernorm_embedding.set_zero();
+        for (auto& l : layers) l.set_zero();
+        layer_norm.set_zero();
+    }
+};
+
+// What encoder::forward_train saves for backward (one sequence; reusable across calls).
+template <class T>
+struct encoder_activations {
+    matrix<T> scaled;                                  // embed_scale · embeddings (embedding LayerNorm input)
+    vector<T> embed_mean, embed_rstd;                  // its statistics (layernorm_embedding only)
+    std::vector<decoder_layer_activations<T>> layers;  // one per layer
+    matrix<T> final_input;                             // x_L (final LayerNorm input)
+    vector<T> final_mean, final_rstd;
+};
 
 template <class T, class W = T>
 class encoder {
@@ -122,6 +149,58 @@ public:
         const index_t seq = check_batch(embeddings, batch);
         return forward_plan(embeddings, longnet::detail::make_padding_plan(lengths, batch, seq, "nn::encoder::forward"),
                             states);
+    }
+
+    encoder_grad<T> make_grad() const {
+        encoder_grad<T> g;
+        g.layernorm_embedding = layernorm_embedding.make_grad();
+        for (const auto& l : layers) g.layers.push_back(l.make_grad());
+        g.layer_norm = final_norm.make_grad();
+        return g;
+    }
+
+    // Training forward of one sequence: forward(embeddings) (the same result), saving what backward needs.
+    matrix<T> forward_train(const_matrix_ref<T> embeddings, encoder_activations<T>& act,
+                            attention_backend<T>& attention = local_attention<T>()) const {
+        check_width(embeddings);
+        act.scaled = embeddings * static_cast<T>(config.embed_scale());
+        matrix<T> x = act.scaled;
+        if (config.layernorm_embedding) layernorm_embedding.forward_train(act.scaled, x, act.embed_mean, act.embed_rstd);
+        act.layers.resize(layers.size());
+        for (std::size_t l = 0; l < layers.size(); ++l) layers[l].forward_train(x, act.layers[l], attention);
+        if (!config.normalize_output) return x;
+        act.final_input = x;
+        final_norm.forward_train(act.final_input, x, act.final_mean, act.final_rstd);
+        return x;
+    }
+
+    // Backward of forward_train: d_out = ∂loss/∂out [T, D]; returns ∂loss/∂embeddings and adds the
+    // parameter gradients to grad (make_grad()). mode: exact or stop_grad_weights (torchscale's autograd).
+    matrix<T> backward(const_matrix_ref<T> d_out, const encoder_activations<T>& act, encoder_grad<T>& grad,
+                       grad_mode mode = grad_mode::exact, attention_backend<T>& attention = local_attention<T>()) const {
+        const index_t rows = act.scaled.rows(), dim = embed_dim();
+        if (d_out.rows() != rows || d_out.cols() != dim || act.layers.size() != layers.size())
+            throw std::invalid_argument("longnet::nn::encoder::backward: d_out [" + std::to_string(d_out.rows()) + ", " +
+                                        std::to_string(d_out.cols()) + "] does not fit the saved activations [" +
+                                        std::to_string(rows) + ", " + std::to_string(dim) + "]");
+        if (grad.layers.size() != layers.size())
+            throw std::invalid_argument("longnet::nn::encoder::backward: the gradient buffers do not fit the model "
+                                        "(make them with make_grad())");
+        matrix<T> dx;
+        if (config.normalize_output) {
+            dx = matrix<T>::Zero(rows, dim);
+            final_norm.backward(act.final_input, d_out, act.final_mean, act.final_rstd, dx, grad.layer_norm);
+        } else {
+            dx = d_out;
+        }
+        for (std::size_t l = layers.size(); l-- > 0;) layers[l].backward(dx, act.layers[l], grad.layers[l], mode, attention);
+        if (config.layernorm_embedding) {
+            matrix<T> d_scaled = matrix<T>::Zero(rows, dim);
+            layernorm_embedding.backward(act.scaled, dx, act.embed_mean, act.embed_rstd, d_scaled, grad.layernorm_embedding);
+            dx.swap(d_scaled);
+        }
+        dx *= static_cast<T>(config.embed_scale());
+        return dx;
     }
 
     // Parameter count (weights, biases, gains).
