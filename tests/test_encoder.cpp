@@ -379,3 +379,46 @@ TEST_CASE("encoder backward: central finite differences (double), exact and stop
         CHECK_THROWS_AS(model.backward(r.topRows(5), act, grad), std::invalid_argument);
     }
 }
+
+TEST_CASE("encoder backward on a padded batch equals each sequence's backward", "[encoder]") {
+    const std::string name = "encoder_01";
+    const auto cfg = fixture_config(name);
+    const auto model = nn::load_encoder<double>(case_dir(name) + "model.safetensors", cfg);
+    const auto x = embeddings<double>(name, cfg.embed_dim);
+    auto pad = mask(name);
+    pad[3] = 1;  // a hole in row 0 too
+    const longnet::index_t batch = 2, seq = x.rows() / batch;
+    std::mt19937_64 rng(2204);
+    std::normal_distribution<double> normal;
+    nn::matrix<double> r(x.rows(), x.cols());
+    for (Eigen::Index i = 0; i < r.size(); ++i) r.data()[i] = normal(rng);
+    nn::encoder_batch_activations<double> act;
+    const nn::matrix<double> out = model.forward_train(x, batch, pad, act);
+    CHECK(out == model.forward(x, batch, pad));
+    auto grad = model.make_grad();
+    nn::matrix<double> d_out = r;
+    for (Eigen::Index i = 0; i < r.rows(); ++i)
+        if (pad[static_cast<std::size_t>(i)]) d_out.row(i).setConstant(std::numeric_limits<double>::quiet_NaN());
+    const nn::matrix<double> dx = model.backward(d_out, act, grad);  // NaN on pads: never read
+    CHECK(all_zero_rows(dx, pad));
+    CHECK(dx.allFinite());
+    auto sum = model.make_grad();
+    for (longnet::index_t b = 0; b < batch; ++b) {
+        std::vector<Eigen::Index> real;
+        for (longnet::index_t n = 0; n < seq; ++n)
+            if (!pad[static_cast<std::size_t>(b * seq + n)]) real.push_back(b * seq + n);
+        nn::matrix<double> xb(static_cast<Eigen::Index>(real.size()), x.cols()), rb(xb.rows(), x.cols());
+        for (std::size_t i = 0; i < real.size(); ++i) {
+            xb.row(static_cast<Eigen::Index>(i)) = x.row(real[i]);
+            rb.row(static_cast<Eigen::Index>(i)) = r.row(real[i]);
+        }
+        nn::encoder_activations<double> a;
+        model.forward_train(xb, a);
+        const nn::matrix<double> d = model.backward(rb, a, sum);
+        for (std::size_t i = 0; i < real.size(); ++i) CHECK(d.row(static_cast<Eigen::Index>(i)) == dx.row(real[i]));
+    }
+    CHECK(grad.layers[0].self_attn.q_proj.weight == sum.layers[0].self_attn.q_proj.weight);
+    CHECK(grad.layernorm_embedding.weight == sum.layernorm_embedding.weight);
+    CHECK(grad.layer_norm.bias == sum.layer_norm.bias);
+    CHECK_THROWS_AS(model.backward(d_out.topRows(10), act, grad), std::invalid_argument);
+}

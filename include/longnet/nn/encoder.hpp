@@ -25,6 +25,8 @@
 // Training (one sequence): forward_train saves the embedding LayerNorm's and final LayerNorm's inputs and
 // statistics and each layer's activations (decoder_layer::forward_train); backward takes ∂loss/∂out and
 // returns ∂loss/∂embeddings, adding the parameter gradients (the decoder layer's backward, reused).
+// Padded batches (mask): forward_train / backward run each batch row's real tokens so; pad rows of the
+// output and of ∂loss/∂embeddings are 0 and the pad rows of d_out are not read.
 
 #include <stdexcept>
 #include <string>
@@ -85,6 +87,14 @@ struct encoder_activations {
     std::vector<decoder_layer_activations<T>> layers;  // one per layer
     matrix<T> final_input;                             // x_L (final LayerNorm input)
     vector<T> final_mean, final_rstd;
+};
+
+// What the padded-batch forward_train saves: where the real tokens are and one sequence's activations
+// per batch row.
+template <class T>
+struct encoder_batch_activations {
+    longnet::detail::padding_plan plan;
+    std::vector<encoder_activations<T>> rows;
 };
 
 template <class T, class W = T>
@@ -203,6 +213,39 @@ public:
         return dx;
     }
 
+    // Padded-batch training (as forward(embeddings, batch, mask)): out [B·N, D], pad rows 0.
+    matrix<T> forward_train(const_matrix_ref<T> embeddings, index_t batch, const key_padding_mask& mask,
+                            encoder_batch_activations<T>& act) const {
+        const index_t seq = check_batch(embeddings, batch);
+        act.plan = longnet::detail::make_padding_plan(mask, batch, seq, "nn::encoder::forward_train");
+        act.rows.resize(static_cast<std::size_t>(batch));
+        matrix<T> out = matrix<T>::Zero(embeddings.rows(), embed_dim());
+        for (index_t b = 0; b < batch; ++b) {
+            const index_t n = act.plan.count(b);
+            if (n == 0) continue;
+            const matrix<T> y = forward_train(gather(embeddings, act.plan, b), act.rows[static_cast<std::size_t>(b)]);
+            scatter(y, act.plan, b, out);
+        }
+        return out;
+    }
+    // Its backward: d_out [B·N, D] (pad rows not read); returns ∂loss/∂embeddings [B·N, D], pad rows 0.
+    matrix<T> backward(const_matrix_ref<T> d_out, const encoder_batch_activations<T>& act, encoder_grad<T>& grad,
+                       grad_mode mode = grad_mode::exact) const {
+        const auto& p = act.plan;
+        if (d_out.rows() != p.batch * p.seq || d_out.cols() != embed_dim() ||
+            act.rows.size() != static_cast<std::size_t>(p.batch))
+            throw std::invalid_argument("longnet::nn::encoder::backward: d_out [" + std::to_string(d_out.rows()) + ", " +
+                                        std::to_string(d_out.cols()) + "] does not fit the saved batch of " +
+                                        std::to_string(p.batch) + " x " + std::to_string(p.seq) + " rows");
+        matrix<T> dx = matrix<T>::Zero(d_out.rows(), embed_dim());
+        for (index_t b = 0; b < p.batch; ++b) {
+            if (p.count(b) == 0) continue;
+            const matrix<T> d = backward(gather(d_out, p, b), act.rows[static_cast<std::size_t>(b)], grad, mode);
+            scatter(d, p, b, dx);
+        }
+        return dx;
+    }
+
     // Parameter count (weights, biases, gains).
     index_t parameter_count() const noexcept {
         const index_t d = config.embed_dim, f = config.ffn_dim;
@@ -235,24 +278,30 @@ private:
         return x;
     }
 
+    // Batch row b's real rows of a [B·N, D] matrix, in order; and back.
+    static matrix<T> gather(const const_matrix_ref<T>& m, const longnet::detail::padding_plan& p, index_t b) {
+        const index_t n = p.count(b);
+        const index_t* pos = p.positions(b);
+        matrix<T> x(n, m.cols());
+        for (index_t i = 0; i < n; ++i) x.row(i) = m.row(b * p.seq + pos[i]);
+        return x;
+    }
+    static void scatter(const matrix<T>& x, const longnet::detail::padding_plan& p, index_t b, matrix<T>& m) {
+        const index_t* pos = p.positions(b);
+        for (index_t i = 0; i < x.rows(); ++i) m.row(b * p.seq + pos[i]) = x.row(i);
+    }
+
     matrix<T> forward_plan(const const_matrix_ref<T>& embeddings, const longnet::detail::padding_plan& plan,
                            std::vector<matrix<T>>* states) const {
-        const index_t dim = embed_dim(), seq = plan.seq;
+        const index_t dim = embed_dim();
         matrix<T> out = matrix<T>::Zero(embeddings.rows(), dim);
         if (states) states->assign(layers.size() + 1, matrix<T>::Zero(embeddings.rows(), dim));
         std::vector<matrix<T>> row_states;
-        matrix<T> x;
         for (index_t b = 0; b < plan.batch; ++b) {
-            const index_t n = plan.count(b);
-            if (n == 0) continue;
-            const index_t* pos = plan.positions(b);
-            x.resize(n, dim);
-            for (index_t i = 0; i < n; ++i) x.row(i) = embeddings.row(b * seq + pos[i]);
-            const matrix<T> y = forward(x, states ? &row_states : nullptr);
-            for (index_t i = 0; i < n; ++i) out.row(b * seq + pos[i]) = y.row(i);
+            if (plan.count(b) == 0) continue;
+            scatter(forward(gather(embeddings, plan, b), states ? &row_states : nullptr), plan, b, out);
             if (states)
-                for (std::size_t s = 0; s < row_states.size(); ++s)
-                    for (index_t i = 0; i < n; ++i) (*states)[s].row(b * seq + pos[i]) = row_states[s].row(i);
+                for (std::size_t s = 0; s < row_states.size(); ++s) scatter(row_states[s], plan, b, (*states)[s]);
         }
         return out;
     }
