@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The LongNet encoder against the torchscale fixtures tests/data/encoder_00 and encoder_01 (see
+// The LongNet encoder against the torchscale fixtures tests/data/encoder_00, 01, 02 (02: post-LN; see
 // tests/data/README.md): a padded batch of two sequences (40 and 27 real tokens) in double (vs *_pure64:
 // float64 GELU, to 1e-9), double with torchscale's float32 GELU (vs encoder_out.npy) and float; every
 // layer's residual stream; left padding and holes; random inputs (padded batch = each sequence alone);
@@ -113,7 +113,7 @@ bool all_zero_rows(const nn::matrix<double>& m, const std::vector<std::uint8_t>&
 }  // namespace
 
 TEST_CASE("encoder fixtures: double build matches torchscale's float64 encoder to 1e-9", "[encoder]") {
-    for (const char* name : {"encoder_00", "encoder_01"}) {
+    for (const char* name : {"encoder_00", "encoder_01", "encoder_02"}) {
         const auto e = run_fixture<double>(name, {}, "_pure64");
         CHECK(e.out < 1e-9);
         CHECK(e.states < 1e-9);
@@ -123,7 +123,7 @@ TEST_CASE("encoder fixtures: double build matches torchscale's float64 encoder t
 TEST_CASE("encoder fixtures: torchscale's float32 GELU and a float build", "[encoder]") {
     nn::encoder_options opt;
     opt.gelu_in_float = true;
-    for (const char* name : {"encoder_00", "encoder_01"}) {
+    for (const char* name : {"encoder_00", "encoder_01", "encoder_02"}) {
         // float32 erf of two libraries differ by ulps: here (4·40 + 2·27 GELU rows) the float32 step
         // brings a double build only from 1.4e-7 to 1.0e-7 of torchscale's float32-GELU output
         const auto e = run_fixture<double>(name, opt, "");
@@ -257,7 +257,16 @@ TEST_CASE("encoder config: torchscale fields, postprocessing and refusals", "[en
             CHECK(std::string(e.what()).find(needle) != std::string::npos);
         }
     };
-    refuses(with("subln", false), "subln");
+    // torchscale's post-LN encoder: no Sub-LN, encoder_normalize_before false
+    auto post = with("subln", false);
+    post["encoder_normalize_before"] = false;
+    const auto post_cfg = nn::encoder_config::from_json(post);
+    CHECK((!post_cfg.subln && !post_cfg.normalize_before && !post_cfg.has_layer_norm()));
+    CHECK(nn::encoder_config::from_json(post_cfg.to_json()).to_json() == post_cfg.to_json());
+    CHECK(nn::encoder_config::from_json(with("encoder_normalize_before", false)).normalize_before);  // Sub-LN forces pre-LN
+    auto bad = cfg;
+    bad.normalize_before = false;
+    CHECK_THROWS_WITH(bad.validate(), Catch::Contains("encoder_normalize_before false needs subln false"));
     refuses(with("deepnorm", true), "deepnorm");
     refuses(with("xpos_rel_pos", true), "xpos_rel_pos");
     refuses(with("multiway", true), "multiway");
@@ -306,6 +315,8 @@ TEST_CASE("encoder: bad shapes and checkpoints are refused with the value", "[en
     throws_with([&] { nn::load_encoder<double>(case_dir(name) + "model.safetensors", ln_emb); }, "layernorm_embedding.weight");
     throws_with([&] { nn::load_encoder<double>(case_dir("encoder_01") + "model.safetensors", cfg); },
                 "layernorm_embedding");  // an unexpected tensor
+    throws_with([&] { nn::load_encoder<double>(case_dir("encoder_02") + "model.safetensors", cfg); },
+                "layers.0.self_attn.inner_attn_ln.weight");  // a post-LN checkpoint has no Sub-LNs
     auto wide = cfg;
     wide.ffn_dim = 128;
     throws_with([&] { nn::load_encoder<double>(case_dir(name) + "model.safetensors", wide); }, "layers.0.ffn.fc1.weight");
@@ -315,7 +326,7 @@ TEST_CASE("encoder: bad shapes and checkpoints are refused with the value", "[en
 }
 
 TEST_CASE("encoder backward: central finite differences (double), exact and stop_grad_weights", "[encoder]") {
-    for (const char* name : {"encoder_00", "encoder_01"}) {
+    for (const char* name : {"encoder_00", "encoder_01", "encoder_02"}) {
         const auto cfg = fixture_config(name);
         auto model = nn::load_encoder<double>(case_dir(name) + "model.safetensors", cfg);
         const longnet::index_t rows = 27;  // ragged: torchscale's zero-padded tails in both branches

@@ -182,6 +182,8 @@ CASES = {
                    "final layer_norm (normalize_output), no embedding LayerNorm, embed scale 1, no XPos"),
     "encoder_01": (7002, {"layernorm_embedding": True, "no_scale_embedding": False},
                    "as encoder_00 plus layernorm_embedding and the sqrt(D) embedding scale"),
+    "encoder_02": (7003, {"subln": False, "encoder_normalize_before": False},
+                   "post-LN: no Sub-LNs, encoder_normalize_before False, hence no final layer_norm"),
 }
 BASE = dict(encoder_embed_dim=32, encoder_attention_heads=4, encoder_ffn_embed_dim=64, encoder_layers=2,
             segment_length="[8,16]", dilated_ratio="[1,2]", flash_attention=True, dropout=0.0,

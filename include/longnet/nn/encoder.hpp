@@ -5,9 +5,10 @@
 //   x_0 = embed_scale · embeddings                      (embed_scale = sqrt(D) unless no_scale_embedding)
 //   x_0 = layernorm_embedding(x_0)                       (only when layernorm_embedding)
 //   x_l = layers[l](x_{l−1})                             non-causal dilated attention, no positions
-//   out = layer_norm(x_L)                                (only when normalize_output; else out = x_L)
-// Each layer is the decoder's layer (decoder_layer.hpp: pre-LN, Sub-LN attention and FFN, residual scale
-// 1) with torchscale's EncoderLayer parameter names, built with causal = false. Defaults follow
+//   out = layer_norm(x_L)                                (pre-LN with normalize_output; else out = x_L)
+// Each layer is the decoder's layer (decoder_layer.hpp: pre-LN with Sub-LN attention and FFN by default;
+// post-LN without Sub-LN when the config says subln = false, encoder_normalize_before = false; residual
+// scale 1) with torchscale's EncoderLayer parameter names, built with causal = false. Defaults follow
 // torchscale: head offsets h / ceil(H / r) and tail_mode::zero_pad (torchscale pads a non-causal
 // sequence with zero keys to a multiple of each segment length; exact drops those keys).
 //
@@ -62,11 +63,12 @@ inline attention_config make_attention_config(const encoder_config& cfg, const e
     a.dilated.tail = opt.tail;
     a.rotary.kind = position_encoding::none;
     a.layernorm_eps = cfg.layernorm_eps;
+    a.subln = cfg.subln;
     return a;
 }
 
 // Gradient buffers of an encoder (torchscale names: layernorm_embedding, layers.<l>., layer_norm); the
-// unused LayerNorms' buffers (without layernorm_embedding / normalize_output) stay zero.
+// unused LayerNorms' buffers (without layernorm_embedding, a final layer_norm or Sub-LN) stay zero.
 template <class T>
 struct encoder_grad {
     layer_norm_grad<T> layernorm_embedding;
@@ -104,7 +106,7 @@ public:
     encoder_options options;
     layer_norm<T> layernorm_embedding;  // used when config.layernorm_embedding
     std::vector<decoder_layer<T, W>> layers;
-    layer_norm<T> final_norm;           // torchscale name: layer_norm; used when config.normalize_output
+    layer_norm<T> final_norm;           // torchscale name: layer_norm; used when config.has_layer_norm()
 
     encoder() = default;
     // Parameters zero, LayerNorms identity: fill them from a checkpoint (load_encoder) or randomly.
@@ -117,6 +119,8 @@ public:
             layers.emplace_back(attn, cfg.ffn_dim);
             layers.back().ffn.gelu_in_float = opt.gelu_in_float;
             layers.back().ffn.row_block = opt.ffn_row_block;
+            layers.back().ffn.subln = cfg.subln;
+            layers.back().normalize_before = cfg.normalize_before;
         }
         layernorm_embedding = layer_norm<T>(cfg.embed_dim, cfg.layernorm_eps);
         final_norm = layer_norm<T>(cfg.embed_dim, cfg.layernorm_eps);
@@ -139,7 +143,7 @@ public:
             layer.forward(x, h, y, profile);
             if (states) states->push_back(x);
         }
-        if (config.normalize_output) {
+        if (config.has_layer_norm()) {
             detail::scoped_timer t(detail::slot(profile, &forward_profile::norms));
             final_norm.forward(x, x);
         }
@@ -178,7 +182,7 @@ public:
         if (config.layernorm_embedding) layernorm_embedding.forward_train(act.scaled, x, act.embed_mean, act.embed_rstd);
         act.layers.resize(layers.size());
         for (std::size_t l = 0; l < layers.size(); ++l) layers[l].forward_train(x, act.layers[l], attention);
-        if (!config.normalize_output) return x;
+        if (!config.has_layer_norm()) return x;
         act.final_input = x;
         final_norm.forward_train(act.final_input, x, act.final_mean, act.final_rstd);
         return x;
@@ -197,7 +201,7 @@ public:
             throw std::invalid_argument("longnet::nn::encoder::backward: the gradient buffers do not fit the model "
                                         "(make them with make_grad())");
         matrix<T> dx;
-        if (config.normalize_output) {
+        if (config.has_layer_norm()) {
             dx = matrix<T>::Zero(rows, dim);
             final_norm.backward(act.final_input, d_out, act.final_mean, act.final_rstd, dx, grad.layer_norm);
         } else {
@@ -249,8 +253,9 @@ public:
     // Parameter count (weights, biases, gains).
     index_t parameter_count() const noexcept {
         const index_t d = config.embed_dim, f = config.ffn_dim;
-        const index_t per_layer = 4 * (d * d + d) + 2 * d /*inner ln*/ + 4 * d /*two pre-LNs*/ + (f * d + f) + (d * f + d) + 2 * f;
-        return config.layers * per_layer + (config.layernorm_embedding ? 2 * d : 0) + (config.normalize_output ? 2 * d : 0);
+        const index_t sub = config.subln ? 2 * d /*inner ln*/ + 2 * f /*ffn ln*/ : 0;
+        const index_t per_layer = 4 * (d * d + d) + 4 * d /*two layer LNs*/ + (f * d + f) + (d * f + d) + sub;
+        return config.layers * per_layer + (config.layernorm_embedding ? 2 * d : 0) + (config.has_layer_norm() ? 2 * d : 0);
     }
 
 private:

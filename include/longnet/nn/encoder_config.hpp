@@ -9,10 +9,10 @@
 // no embedding LayerNorm, embed scale 1, no XPos); segment_length and dilated_ratio have no default in
 // torchscale and are required here. torchscale's postprocessing is applied: subln (default true) forces
 // encoder_normalize_before = true, so a config saying encoder_normalize_before = false with Sub-LN is
-// the pre-LN encoder, as in torchscale. Unknown fields (dropouts, drop_path_rate, flash_attention,
-// img_size, checkpoint_activations, ...) are ignored. Refused with std::invalid_argument naming the field:
-//   subln false (torchscale's post-LN encoder: layers without Sub-LN are not implemented), deepnorm true,
-//   xpos_rel_pos true, multiway true, rel_pos_buckets or max_rel_pos > 0, moe_freq/moe_expert_count > 0,
+// the pre-LN encoder, as in torchscale; the post-LN encoder is subln = false with
+// encoder_normalize_before = false (no Sub-LNs, no final layer_norm: torchscale builds it only for
+// pre-LN). Unknown fields (dropouts, drop_path_rate, flash_attention, img_size, checkpoint_activations,
+// ...) are ignored. Refused with std::invalid_argument naming the field: deepnorm true, xpos_rel_pos true, multiway true, rel_pos_buckets or max_rel_pos > 0, moe_freq/moe_expert_count > 0,
 //   activation_fn other than "gelu", vocab_size > 0 without no_output_layer (the output projection;
 //   this encoder returns features, torchscale's features_only).
 // Limits as decoder_config (widths <= 2^24, layers <= 2^16, at most 64 branches, entries <= 2^40).
@@ -41,10 +41,14 @@ struct encoder_config {
     std::vector<index_t> segment_length;
     std::vector<index_t> dilated_ratio;
     double layernorm_eps = 1e-5;
-    bool normalize_output = true;      // final LayerNorm `layer_norm` (pre-LN encoders)
+    bool subln = true;                 // Sub-LayerNorms inner_attn_ln, ffn_layernorm (forces normalize_before)
+    bool normalize_before = true;      // pre-LN layers; false: post-LN (needs subln false)
+    bool normalize_output = true;      // final LayerNorm `layer_norm` (pre-LN encoders only)
     bool layernorm_embedding = false;  // LayerNorm `layernorm_embedding` after the embedding scale
     bool no_scale_embedding = true;    // false: embeddings scaled by sqrt(D)
 
+    // torchscale builds the final layer_norm only for pre-LN encoders with normalize_output.
+    bool has_layer_norm() const noexcept { return normalize_before && normalize_output; }
     index_t head_dim() const noexcept { return heads > 0 ? embed_dim / heads : 0; }
     double embed_scale() const noexcept { return no_scale_embedding ? 1.0 : std::sqrt(static_cast<double>(embed_dim)); }
 
@@ -74,6 +78,9 @@ struct encoder_config {
         for (index_t r : dilated_ratio) positive(r, "dilated_ratio entries", decoder_config::max_segment);
         if (!(layernorm_eps > 0) || !std::isfinite(layernorm_eps))
             throw std::invalid_argument("encoder config: layernorm_eps must be a positive number");
+        if (subln && !normalize_before)
+            throw std::invalid_argument("encoder config: encoder_normalize_before false needs subln false "
+                                        "(torchscale makes Sub-LN layers pre-LN)");
     }
 
     static encoder_config from_json(const nlohmann::json& j) {
@@ -89,10 +96,9 @@ struct encoder_config {
         c.normalize_output = r.flag("normalize_output", true);
         c.layernorm_embedding = r.flag("layernorm_embedding", false);
         c.no_scale_embedding = r.flag("no_scale_embedding", true);
-        r.flag("encoder_normalize_before", true);  // type-checked; Sub-LN makes it true (torchscale's postprocessing)
+        c.subln = r.flag("subln", true);
+        c.normalize_before = c.subln || r.flag("encoder_normalize_before", true);  // torchscale's postprocessing
 
-        r.require("subln", true, true,
-                  "layers without Sub-LayerNorm (torchscale's post-LN encoder) are not implemented");
         r.require("deepnorm", false, false, "DeepNorm residual scaling is not implemented");
         r.require("xpos_rel_pos", false, false, "XPos in the encoder is not implemented");
         r.require("multiway", false, false, "multiway (BEiT-3) layers are not implemented");
@@ -133,8 +139,8 @@ struct encoder_config {
                 {"normalize_output", normalize_output},
                 {"layernorm_embedding", layernorm_embedding},
                 {"no_scale_embedding", no_scale_embedding},
-                {"encoder_normalize_before", true},
-                {"subln", true},
+                {"encoder_normalize_before", normalize_before},
+                {"subln", subln},
                 {"deepnorm", false},
                 {"xpos_rel_pos", false},
                 {"vocab_size", -1},

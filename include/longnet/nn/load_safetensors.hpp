@@ -119,11 +119,11 @@ void layer_into(checkpoint_reader& r, const std::string& p, decoder_layer<T, W>&
     r.linear_into(p + "self_attn.k_proj", layer.self_attn.k_proj);
     r.linear_into(p + "self_attn.v_proj", layer.self_attn.v_proj);
     r.linear_into(p + "self_attn.out_proj", layer.self_attn.out_proj);
-    r.layer_norm_into(p + "self_attn.inner_attn_ln", layer.self_attn.inner_attn_ln);
+    if (layer.self_attn.config.subln) r.layer_norm_into(p + "self_attn.inner_attn_ln", layer.self_attn.inner_attn_ln);
     r.layer_norm_into(p + "final_layer_norm", layer.final_layer_norm);
     r.linear_into(p + "ffn.fc1", layer.ffn.fc1);
     r.linear_into(p + "ffn.fc2", layer.ffn.fc2);
-    r.layer_norm_into(p + "ffn.ffn_layernorm", layer.ffn.ffn_layernorm);
+    if (layer.ffn.subln) r.layer_norm_into(p + "ffn.ffn_layernorm", layer.ffn.ffn_layernorm);
 }
 
 }  // namespace detail
@@ -157,7 +157,8 @@ decoder<T, W> load_decoder(const std::string& weights_path, const decoder_config
 
 // A LongNet encoder (torchscale LongNetEncoder state_dict): the layers as above (no XPos buffers), plus
 // layernorm_embedding.{weight,bias} [D] when config.layernorm_embedding and layer_norm.{weight,bias} [D]
-// when config.normalize_output. Errors as load_decoder.
+// when config.has_layer_norm(); without Sub-LN (subln false) no inner_attn_ln / ffn_layernorm. Errors as
+// load_decoder.
 template <class T, class W = T>
 encoder<T, W> load_encoder(const io::safetensors_file& file, const encoder_config& cfg, const encoder_options& opt = {}) {
     cfg.validate();
@@ -167,7 +168,7 @@ encoder<T, W> load_encoder(const io::safetensors_file& file, const encoder_confi
     if (cfg.layernorm_embedding) r.layer_norm_into("layernorm_embedding", model.layernorm_embedding);
     for (std::size_t l = 0; l < model.layers.size(); ++l)
         detail::layer_into(r, "layers." + std::to_string(l) + ".", model.layers[l]);
-    if (cfg.normalize_output) r.layer_norm_into("layer_norm", model.final_norm);
+    if (cfg.has_layer_norm()) r.layer_norm_into("layer_norm", model.final_norm);
     r.check_no_extra();
     return model;
 }
