@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "longnet/io/strict_json.hpp"
+#include "longnet/nn/config_json.hpp"
 #include "longnet/tensor.hpp"
 #include "longnet/text/tokenizer_record.hpp"
 
@@ -113,95 +114,32 @@ struct decoder_config {
     }
 
     static decoder_config from_json(const nlohmann::json& j) {
-        if (!j.is_object()) throw std::invalid_argument("decoder config: expected a JSON object");
+        const detail::config_reader r(j, "decoder config");
         decoder_config c;
-        auto integer = [&](const char* field, index_t& out) {
-            auto it = j.find(field);
-            if (it == j.end()) return;
-            out = integer_value(*it, field);
-        };
-        auto number = [&](const char* field, double& out) {
-            auto it = j.find(field);
-            if (it == j.end()) return;
-            if (!it->is_number())
-                throw std::invalid_argument(std::string("decoder config: ") + field + " must be a number, got " + io::describe_json(*it));
-            out = it->get<double>();
-        };
-        auto flag = [&](const char* field, bool fallback) {
-            auto it = j.find(field);
-            if (it == j.end() || it->is_null()) return fallback;
-            if (!it->is_boolean())
-                throw std::invalid_argument(std::string("decoder config: ") + field + " must be true or false, got " + io::describe_json(*it));
-            return it->get<bool>();
-        };
-        auto require = [&](const char* field, bool fallback, bool supported, const char* why) {
-            if (flag(field, fallback) != supported)
-                throw std::invalid_argument(std::string("decoder config: ") + field + " = " + (supported ? "false" : "true") +
-                                            " is not supported: " + why);
-        };
-        auto list = [&](const char* field, std::vector<index_t>& out) {
-            auto it = j.find(field);
-            if (it == j.end()) return;
-            nlohmann::json v = *it;
-            if (v.is_string()) {  // "[16,32]" or "16"
-                const std::string& text = v.get_ref<const std::string&>();
-                try {
-                    v = io::parse_strict_json(text.data(), text.data() + text.size());
-                } catch (const io::strict_json_error&) {
-                    throw std::invalid_argument(std::string("decoder config: ") + field + " string " + io::describe_json(*it) +
-                                                " is not a list of integers");
-                }
-            }
-            if (v.is_number_integer()) v = nlohmann::json::array({v});
-            if (!v.is_array())
-                throw std::invalid_argument(std::string("decoder config: ") + field + " must be a list of integers, got " +
-                                            io::describe_json(*it));
-            if (v.size() > max_branches)
-                throw std::invalid_argument(std::string("decoder config: ") + field + " has " + std::to_string(v.size()) +
-                                            " entries (limit " + std::to_string(max_branches) + ")");
-            out.clear();
-            for (const auto& e : v) {
-                if (!e.is_number_integer())
-                    throw std::invalid_argument(std::string("decoder config: ") + field + " must be a list of integers, got " +
-                                                io::describe_json(*it));
-                out.push_back(integer_value(e, field));
-            }
-        };
-        auto zero = [&](const char* field) {
-            auto it = j.find(field);
-            if (it == j.end() || it->is_null()) return;
-            if (!it->is_number_integer() || it->get<std::int64_t>() != 0 ||
-                (it->is_number_unsigned() && it->get<std::uint64_t>() != 0))
-                throw std::invalid_argument(std::string("decoder config: ") + field + " = " + io::describe_json(*it) +
-                                            " is not supported (only 0)");
-        };
+        r.integer("decoder_embed_dim", c.embed_dim);
+        r.integer("decoder_attention_heads", c.heads);
+        r.integer("decoder_ffn_embed_dim", c.ffn_dim);
+        r.integer("decoder_layers", c.layers);
+        r.integer("vocab_size", c.vocab_size);
+        r.list("segment_length", c.segment_length, max_branches);
+        r.list("dilated_ratio", c.dilated_ratio, max_branches);
+        r.number("layernorm_eps", c.layernorm_eps);
+        r.number("xpos_scale_base", c.xpos_scale_base);
+        c.no_scale_embedding = r.flag("no_scale_embedding", true);
 
-        integer("decoder_embed_dim", c.embed_dim);
-        integer("decoder_attention_heads", c.heads);
-        integer("decoder_ffn_embed_dim", c.ffn_dim);
-        integer("decoder_layers", c.layers);
-        integer("vocab_size", c.vocab_size);
-        list("segment_length", c.segment_length);
-        list("dilated_ratio", c.dilated_ratio);
-        number("layernorm_eps", c.layernorm_eps);
-        number("xpos_scale_base", c.xpos_scale_base);
-        c.no_scale_embedding = flag("no_scale_embedding", true);
-
-        require("subln", true, true, "LongNet is MAGNETO with Sub-LayerNorm");
-        require("deepnorm", false, false, "DeepNorm residual scaling is not implemented");
-        require("xpos_rel_pos", true, true, "XPos is the only relative position encoding implemented");
-        require("decoder_normalize_before", true, true, "only the pre-LayerNorm decoder is implemented");
-        require("layernorm_embedding", false, false, "an embedding LayerNorm is not implemented");
-        require("share_decoder_input_output_embed", false, false, "tied input/output embeddings are not implemented");
-        require("no_output_layer", false, false, "the decoder always has an output projection here");
-        require("multiway", false, false, "multiway (BEiT-3) layers are not implemented");
-        zero("rel_pos_buckets");
-        zero("max_rel_pos");
-        zero("moe_freq");
-        zero("moe_expert_count");
-        if (auto it = j.find("activation_fn"); it != j.end() && !(it->is_string() && it->get<std::string>() == "gelu"))
-            throw std::invalid_argument("decoder config: activation_fn = " + io::describe_json(*it) +
-                                        " is not supported (only \"gelu\")");
+        r.require("subln", true, true, "LongNet is MAGNETO with Sub-LayerNorm");
+        r.require("deepnorm", false, false, "DeepNorm residual scaling is not implemented");
+        r.require("xpos_rel_pos", true, true, "XPos is the only relative position encoding implemented");
+        r.require("decoder_normalize_before", true, true, "only the pre-LayerNorm decoder is implemented");
+        r.require("layernorm_embedding", false, false, "an embedding LayerNorm is not implemented");
+        r.require("share_decoder_input_output_embed", false, false, "tied input/output embeddings are not implemented");
+        r.require("no_output_layer", false, false, "the decoder always has an output projection here");
+        r.require("multiway", false, false, "multiway (BEiT-3) layers are not implemented");
+        r.zero("rel_pos_buckets");
+        r.zero("max_rel_pos");
+        r.zero("moe_freq");
+        r.zero("moe_expert_count");
+        r.gelu_only();
         if (auto it = j.find("tokenizer"); it != j.end()) c.tokenizer = tokenizer_from_json(*it);
         c.validate();
         return c;
@@ -234,44 +172,16 @@ struct decoder_config {
 
     // The text of a config.json; `name` stands for the file in messages. Throws std::invalid_argument.
     static decoder_config from_json_text(std::string_view text, const std::string& name = "<memory>") {
-        if (text.size() > max_config_bytes)
-            throw std::invalid_argument("decoder config: " + name + " is " + std::to_string(text.size()) +
-                                        " bytes (limit " + std::to_string(max_config_bytes) + ")");
-        nlohmann::json j;
-        try {
-            j = io::parse_strict_json(text.data(), text.data() + text.size());
-        } catch (const io::strict_json_error& e) {
-            throw std::invalid_argument("decoder config: " + name + " is not valid JSON: " + e.what());
-        }
-        try {
-            return from_json(j);
-        } catch (const std::invalid_argument& e) {
-            throw std::invalid_argument(name + ": " + e.what());
-        }
+        return detail::config_from_json_text<decoder_config>(text, name, "decoder config", max_config_bytes);
     }
 
     static decoder_config from_file(const std::string& path) {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) throw std::invalid_argument("decoder config: cannot open " + path);
-        std::string text;
-        char buffer[4096];
-        while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {  // stop one block past the limit
-            text.append(buffer, static_cast<std::size_t>(in.gcount()));
-            if (text.size() > max_config_bytes) break;
-        }
-        if (in.bad()) throw std::invalid_argument("decoder config: read error in " + path);
-        return from_json_text(text, path);
+        return detail::config_from_file<decoder_config>(path, "decoder config", max_config_bytes);
     }
 
     // An integer JSON value as index_t; a float, a non-number or a value outside int64 throws.
     static index_t integer_value(const nlohmann::json& v, const char* field) {
-        if (!v.is_number_integer())
-            throw std::invalid_argument(std::string("decoder config: ") + field + " must be an integer, got " +
-                                        io::describe_json(v));
-        if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
-            throw std::invalid_argument(std::string("decoder config: ") + field + " = " + io::describe_json(v) +
-                                        " is out of range");
-        return static_cast<index_t>(v.get<std::int64_t>());
+        return detail::config_reader::integer_value(v, "decoder config", field);
     }
 
     // torchscale DecoderConfig field names (the supported subset, with the fixed switches spelled out).

@@ -4,6 +4,9 @@
 // no DeepNorm, residual scale 1):
 //   x = x + self_attn( self_attn_layer_norm(x) )
 //   x = x + ffn( final_layer_norm(x) )          (final_layer_norm is the FFN's pre-LN, torchscale's name)
+// normalize_before = false is torchscale's post-LN layer (EncoderLayer with encoder_normalize_before =
+// False; torchscale allows it only without Sub-LN), used by the encoder:
+//   x = self_attn_layer_norm( x + self_attn(x) );   x = final_layer_norm( x + ffn(x) )
 // Time goes to the forward_profile: LNs to norms, the residual adds to other, the rest via the sublayers.
 // Training: forward_train saves the layer input, both pre-LN outputs and statistics, the residual stream
 // between the sublayers and the sublayers' own activations; backward takes the gradient of the layer's
@@ -39,11 +42,11 @@ template <class T>
 struct decoder_layer_activations {
     matrix<T> input;                 // [T, D] layer input
     vector<T> ln1_mean, ln1_rstd;    // self_attn_layer_norm statistics
-    matrix<T> ln1_out;               // attention input
+    matrix<T> ln1_out;               // attention input (post-LN: LN1's output, the FFN input)
     attention_activations<T> attn;
-    matrix<T> mid;                   // residual stream after the attention block
+    matrix<T> mid;                   // residual stream after the attention block (post-LN: LN1's input)
     vector<T> ln2_mean, ln2_rstd;    // final_layer_norm statistics
-    matrix<T> ln2_out;               // FFN input
+    matrix<T> ln2_out;               // FFN input (post-LN: LN2's input)
     feed_forward_activations<T> ffn;
 };
 
@@ -54,6 +57,7 @@ public:
     multihead_attention<T, W> self_attn;
     layer_norm<T> final_layer_norm;
     feed_forward<T, W> ffn;
+    bool normalize_before = true;  // false: post-LN (see the top of this file)
 
     decoder_layer() = default;
     decoder_layer(const attention_config& attn, index_t ffn_dim)
@@ -68,6 +72,19 @@ public:
     void forward(matrix<T>& x, matrix<T>& h, matrix<T>& y, forward_profile* profile = nullptr) const {
         h.resize(x.rows(), x.cols());
         y.resize(x.rows(), x.cols());
+        if (!normalize_before) {
+            self_attn.forward(x, y, profile);
+            residual_add(x, y, profile);
+            {
+                detail::scoped_timer t(detail::slot(profile, &forward_profile::norms));
+                self_attn_layer_norm.forward(x, x);
+            }
+            ffn.forward(x, y, profile);
+            residual_add(x, y, profile);
+            detail::scoped_timer t(detail::slot(profile, &forward_profile::norms));
+            final_layer_norm.forward(x, x);
+            return;
+        }
         {
             detail::scoped_timer t(detail::slot(profile, &forward_profile::norms));
             self_attn_layer_norm.forward(x, h);
@@ -101,6 +118,17 @@ public:
     void forward_train(matrix<T>& x, decoder_layer_activations<T>& act,
                        attention_backend<T>& attention = local_attention<T>()) const {
         act.input = x;
+        if (!normalize_before) {
+            matrix<T> y(x.rows(), x.cols());
+            self_attn.forward_train(act.input, y, act.attn, attention);
+            act.mid = act.input + y;
+            act.ln1_out.resize(x.rows(), x.cols());
+            self_attn_layer_norm.forward_train(act.mid, act.ln1_out, act.ln1_mean, act.ln1_rstd);
+            ffn.forward_train(act.ln1_out, y, act.ffn);
+            act.ln2_out = act.ln1_out + y;
+            final_layer_norm.forward_train(act.ln2_out, x, act.ln2_mean, act.ln2_rstd);
+            return;
+        }
         act.ln1_out.resize(x.rows(), x.cols());
         self_attn_layer_norm.forward_train(x, act.ln1_out, act.ln1_mean, act.ln1_rstd);
         matrix<T> y(x.rows(), x.cols());
@@ -117,6 +145,17 @@ public:
     void backward(matrix<T>& dx, const decoder_layer_activations<T>& act, decoder_layer_grad<T>& grad,
                   grad_mode mode = grad_mode::exact, attention_backend<T>& attention = local_attention<T>()) const {
         const index_t rows = dx.rows(), dim = dx.cols();
+        if (!normalize_before) {
+            matrix<T> d_pre2 = matrix<T>::Zero(rows, dim);                                        // out = LN2(pre2)
+            final_layer_norm.backward(act.ln2_out, dx, act.ln2_mean, act.ln2_rstd, d_pre2, grad.final_layer_norm);
+            matrix<T> d_h1 = d_pre2;                                                               // pre2 = h1 + FFN(h1)
+            ffn.backward(act.ln1_out, d_pre2, act.ffn, d_h1, grad.ffn);
+            matrix<T> d_mid = matrix<T>::Zero(rows, dim);                                          // h1 = LN1(mid)
+            self_attn_layer_norm.backward(act.mid, d_h1, act.ln1_mean, act.ln1_rstd, d_mid, grad.self_attn_layer_norm);
+            dx = d_mid;                                                                            // mid = in + Attn(in)
+            self_attn.backward(act.input, d_mid, act.attn, dx, grad.self_attn, mode, attention);
+            return;
+        }
         matrix<T> dh = matrix<T>::Zero(rows, dim);
         ffn.backward(act.ln2_out, dx, act.ffn, dh, grad.ffn);                                   // x_out = mid + FFN(LN2(mid))
         final_layer_norm.backward(act.mid, dh, act.ln2_mean, act.ln2_rstd, dx, grad.final_layer_norm);

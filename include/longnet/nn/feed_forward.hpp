@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // MAGNETO feed-forward (torchscale FeedForwardNetwork with subln=True):
-//   y = fc2( LN_sub( GELU( fc1(x) ) ) ),   fc1 [F, D], Sub-LayerNorm over F, fc2 [D, F].
+//   y = fc2( LN_sub( GELU( fc1(x) ) ) ),   fc1 [F, D], Sub-LayerNorm over F, fc2 [D, F]
+//   (subln = false: no LN_sub, torchscale's FeedForwardNetwork with subln=False).
 // Runs over blocks of `row_block` rows so the [rows, F] intermediate stays small for long sequences.
 // Training: forward_train saves the fc1 output (GELU input) and the Sub-LN statistics and output
 // (2 × [T, F]); backward recomputes GELU, runs in blocks of row_block rows (its scratch is
@@ -44,6 +45,7 @@ public:
     linear<T, W> fc2;               // [D, F]
     layer_norm<T> ffn_layernorm;    // Sub-LN over F
     bool gelu_in_float = false;     // torchscale parity for a double build (GELU on float32)
+    bool subln = true;              // Sub-LN ffn_layernorm (torchscale subln); false: fc2(GELU(fc1(x)))
     index_t row_block = 4096;       // rows per block of the [rows, F] intermediate
 
     feed_forward() = default;
@@ -72,7 +74,7 @@ public:
                 detail::scoped_timer t(detail::slot(profile, &forward_profile::other));
                 gelu_inplace<T>(hb, gelu_in_float);
             }
-            {
+            if (subln) {
                 detail::scoped_timer t(detail::slot(profile, &forward_profile::norms));
                 ffn_layernorm.forward(hb, hb);
             }
@@ -100,7 +102,7 @@ public:
         fc1.forward(x, act.pre_gelu);
         act.ln_out = act.pre_gelu;
         gelu_inplace<T>(act.ln_out, gelu_in_float);
-        ffn_layernorm.forward_train(act.ln_out, act.ln_out, act.ln_mean, act.ln_rstd);
+        if (subln) ffn_layernorm.forward_train(act.ln_out, act.ln_out, act.ln_mean, act.ln_rstd);
         fc2.forward(act.ln_out, y);
     }
 
@@ -123,11 +125,15 @@ public:
             const auto pre = act.pre_gelu.middleRows(r0, n);
             dl.setZero();
             fc2.backward(act.ln_out.middleRows(r0, n), dy.middleRows(r0, n), dl, grad.fc2);
-            g = pre;
-            gelu_inplace<T>(g, gelu_in_float);  // Sub-LN input, recomputed
-            dg.setZero();
-            const vector<T> mean = act.ln_mean.segment(r0, n), rstd = act.ln_rstd.segment(r0, n);
-            ffn_layernorm.backward(g, dl, mean, rstd, dg, grad.ffn_layernorm);
+            if (subln) {
+                g = pre;
+                gelu_inplace<T>(g, gelu_in_float);  // Sub-LN input, recomputed
+                dg.setZero();
+                const vector<T> mean = act.ln_mean.segment(r0, n), rstd = act.ln_rstd.segment(r0, n);
+                ffn_layernorm.backward(g, dl, mean, rstd, dg, grad.ffn_layernorm);
+            } else {
+                dg = dl;
+            }
             gelu_backward_inplace<T>(pre, dg);
             fc1.backward(x.middleRows(r0, n), dg, dx.middleRows(r0, n), grad.fc1);
         }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// Load a LongNet decoder from a torchscale state_dict saved as .safetensors.
+// Load a LongNet decoder (load_decoder) or encoder (load_encoder) from a torchscale state_dict saved as
+// .safetensors.
 //
 // Expected names (l = 0 .. layers−1; Linear weights [out, in]):
 //   embed_tokens.weight [V, D]   output_projection.weight [V, D]   layer_norm.{weight,bias} [D]
@@ -24,6 +25,7 @@
 
 #include "longnet/io/safetensors.hpp"
 #include "longnet/nn/decoder.hpp"
+#include "longnet/nn/encoder.hpp"
 
 namespace longnet::nn {
 
@@ -93,17 +95,35 @@ private:
 // Throws io::safetensors_error unless every weight matrix of the model `cfg` describes is in `file` with
 // its shape. Runs before the model is allocated: the matrices hold all but O(layers·(D + F)) of its
 // parameters, so a model that passes is at most about as large as the file.
-inline void check_weight_shapes(const io::safetensors_file& file, const decoder_config& cfg) {
-    const index_t D = cfg.embed_dim, F = cfg.ffn_dim, V = cfg.vocab_size;
-    file.expect("embed_tokens.weight", {V, D});
-    for (index_t l = 0; l < cfg.layers; ++l) {
+inline void check_layer_weight_shapes(const io::safetensors_file& file, index_t layers, index_t D, index_t F) {
+    for (index_t l = 0; l < layers; ++l) {
         const std::string p = "layers." + std::to_string(l) + ".";
         for (const char* proj : {"q_proj", "k_proj", "v_proj", "out_proj"})
             file.expect(p + "self_attn." + proj + ".weight", {D, D});
         file.expect(p + "ffn.fc1.weight", {F, D});
         file.expect(p + "ffn.fc2.weight", {D, F});
     }
+}
+inline void check_weight_shapes(const io::safetensors_file& file, const decoder_config& cfg) {
+    const index_t D = cfg.embed_dim, F = cfg.ffn_dim, V = cfg.vocab_size;
+    file.expect("embed_tokens.weight", {V, D});
+    check_layer_weight_shapes(file, cfg.layers, D, F);
     file.expect("output_projection.weight", {V, D});
+}
+
+// One layer's parameters under prefix p ("layers.<l>."; decoder and encoder layers share the names).
+template <class T, class W>
+void layer_into(checkpoint_reader& r, const std::string& p, decoder_layer<T, W>& layer) {
+    r.layer_norm_into(p + "self_attn_layer_norm", layer.self_attn_layer_norm);
+    r.linear_into(p + "self_attn.q_proj", layer.self_attn.q_proj);
+    r.linear_into(p + "self_attn.k_proj", layer.self_attn.k_proj);
+    r.linear_into(p + "self_attn.v_proj", layer.self_attn.v_proj);
+    r.linear_into(p + "self_attn.out_proj", layer.self_attn.out_proj);
+    if (layer.self_attn.config.subln) r.layer_norm_into(p + "self_attn.inner_attn_ln", layer.self_attn.inner_attn_ln);
+    r.layer_norm_into(p + "final_layer_norm", layer.final_layer_norm);
+    r.linear_into(p + "ffn.fc1", layer.ffn.fc1);
+    r.linear_into(p + "ffn.fc2", layer.ffn.fc2);
+    if (layer.ffn.subln) r.layer_norm_into(p + "ffn.ffn_layernorm", layer.ffn.ffn_layernorm);
 }
 
 }  // namespace detail
@@ -118,19 +138,10 @@ decoder<T, W> load_decoder(const io::safetensors_file& file, const decoder_confi
     for (std::size_t l = 0; l < model.layers.size(); ++l) {
         auto& layer = model.layers[l];
         const std::string p = "layers." + std::to_string(l) + ".";
-        r.layer_norm_into(p + "self_attn_layer_norm", layer.self_attn_layer_norm);
-        r.linear_into(p + "self_attn.q_proj", layer.self_attn.q_proj);
-        r.linear_into(p + "self_attn.k_proj", layer.self_attn.k_proj);
-        r.linear_into(p + "self_attn.v_proj", layer.self_attn.v_proj);
-        r.linear_into(p + "self_attn.out_proj", layer.self_attn.out_proj);
-        r.layer_norm_into(p + "self_attn.inner_attn_ln", layer.self_attn.inner_attn_ln);
+        detail::layer_into(r, p, layer);
         std::vector<float> zeta(static_cast<std::size_t>(cfg.head_dim() / 2));
         if (r.optional_floats(p + "self_attn.xpos.scale", zeta) && opt.positions == position_encoding::xpos)
             layer.self_attn.rotary.zeta = zeta;
-        r.layer_norm_into(p + "final_layer_norm", layer.final_layer_norm);
-        r.linear_into(p + "ffn.fc1", layer.ffn.fc1);
-        r.linear_into(p + "ffn.fc2", layer.ffn.fc2);
-        r.layer_norm_into(p + "ffn.ffn_layernorm", layer.ffn.ffn_layernorm);
     }
     r.layer_norm_into("layer_norm", model.final_norm);
     r.linear_into("output_projection", model.output_projection);
@@ -142,6 +153,30 @@ template <class T, class W = T>
 decoder<T, W> load_decoder(const std::string& weights_path, const decoder_config& cfg, const model_options& opt = {}) {
     const io::safetensors_file file(weights_path);
     return load_decoder<T, W>(file, cfg, opt);
+}
+
+// A LongNet encoder (torchscale LongNetEncoder state_dict): the layers as above (no XPos buffers), plus
+// layernorm_embedding.{weight,bias} [D] when config.layernorm_embedding and layer_norm.{weight,bias} [D]
+// when config.has_layer_norm(); without Sub-LN (subln false) no inner_attn_ln / ffn_layernorm. Errors as
+// load_decoder.
+template <class T, class W = T>
+encoder<T, W> load_encoder(const io::safetensors_file& file, const encoder_config& cfg, const encoder_options& opt = {}) {
+    cfg.validate();
+    detail::check_layer_weight_shapes(file, cfg.layers, cfg.embed_dim, cfg.ffn_dim);
+    encoder<T, W> model(cfg, opt);
+    detail::checkpoint_reader r(file);
+    if (cfg.layernorm_embedding) r.layer_norm_into("layernorm_embedding", model.layernorm_embedding);
+    for (std::size_t l = 0; l < model.layers.size(); ++l)
+        detail::layer_into(r, "layers." + std::to_string(l) + ".", model.layers[l]);
+    if (cfg.has_layer_norm()) r.layer_norm_into("layer_norm", model.final_norm);
+    r.check_no_extra();
+    return model;
+}
+
+template <class T, class W = T>
+encoder<T, W> load_encoder(const std::string& weights_path, const encoder_config& cfg, const encoder_options& opt = {}) {
+    const io::safetensors_file file(weights_path);
+    return load_encoder<T, W>(file, cfg, opt);
 }
 
 }  // namespace longnet::nn

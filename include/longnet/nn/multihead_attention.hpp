@@ -4,7 +4,7 @@
 //   q, k, v = x·Wqᵀ + bq, x·Wkᵀ + bk, x·Wvᵀ + bv           [T, H·hd], head h = columns h·hd ..
 //   q, k   ← XPos (absolute positions 0 .. T−1, before any row selection; k downscaled)
 //   a      = dilated_attention(q, k, v)  (or dense_attention: attention_kind::dense, the drop-in baseline)
-//   y      = out_proj( LN_sub(a) )       (inner Sub-LayerNorm over all D = H·hd)
+//   y      = out_proj( LN_sub(a) )       (inner Sub-LayerNorm over all D = H·hd; none when !config.subln)
 // Batch 1: x is one sequence [T, D].
 // Training: forward_train saves q, k (rotated), v, the attention output a, its log-sum-exp and the Sub-LN
 // statistics and output; backward runs out_proj, Sub-LN, the attention backward kernels (grad_mode exact
@@ -60,6 +60,7 @@ struct attention_config {
     dilated_options dilated;  // branches, causal, offsets, tail, scale (dense uses causal and scale only)
     rotary_options rotary;
     double layernorm_eps = 1e-5;
+    bool subln = true;        // Sub-LayerNorm inner_attn_ln before out_proj (torchscale subln); false: none
 
     index_t head_dim() const noexcept { return heads > 0 ? embed_dim / heads : 0; }
     void validate() const {
@@ -168,7 +169,7 @@ public:
                 dense_attention(qv, kv, vv, ov, attention_backend<T>::dense_options(config.dilated));
             }
         }
-        {
+        if (config.subln) {
             detail::scoped_timer t(detail::slot(profile, &forward_profile::norms));
             inner_attn_ln.forward(a, a);
         }
@@ -228,7 +229,10 @@ public:
             anchored_slice_attention(attention, act.q, act.k, vv, ov, lv, rows.first);
         else
             attention.forward(config.kind, config.dilated, qv, kv, vv, ov, lv);
-        inner_attn_ln.forward_train(act.a, act.a_ln, act.ln_mean, act.ln_rstd);
+        if (config.subln)
+            inner_attn_ln.forward_train(act.a, act.a_ln, act.ln_mean, act.ln_rstd);
+        else
+            act.a_ln = act.a;
         out_proj.forward(act.a_ln, y);
     }
 
@@ -245,7 +249,10 @@ public:
         matrix<T> d_ln = matrix<T>::Zero(seq, dim);
         out_proj.backward(act.a_ln, dy, d_ln, grad.out_proj);
         matrix<T> da = matrix<T>::Zero(seq, dim);
-        inner_attn_ln.backward(act.a, d_ln, act.ln_mean, act.ln_rstd, da, grad.inner_attn_ln);
+        if (config.subln)
+            inner_attn_ln.backward(act.a, d_ln, act.ln_mean, act.ln_rstd, da, grad.inner_attn_ln);
+        else
+            da.swap(d_ln);
         d_ln.resize(0, 0);
         matrix<T> dq(seq, dim), dk(seq, dim), dv(seq, dim);  // overwritten by the kernels
         using CT = const T;

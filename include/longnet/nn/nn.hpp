@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// longnet::nn umbrella: the LongNet decoder and its layers (needs Eigen 3.4 and nlohmann/json).
+// longnet::nn umbrella: the LongNet decoder, encoder and their layers (needs Eigen 3.4 and nlohmann/json).
 
 #include "longnet/nn/attention_backend.hpp"
 #include "longnet/nn/common.hpp"
+#include "longnet/nn/config_json.hpp"
 #include "longnet/nn/cross_entropy.hpp"
 #include "longnet/nn/decoder.hpp"
 #include "longnet/nn/decoder_config.hpp"
 #include "longnet/nn/decoder_layer.hpp"
 #include "longnet/nn/embedding.hpp"
+#include "longnet/nn/encoder.hpp"
+#include "longnet/nn/encoder_config.hpp"
 #include "longnet/nn/feed_forward.hpp"
 #include "longnet/nn/gelu.hpp"
 #include "longnet/nn/layer_norm.hpp"
