@@ -7,7 +7,8 @@
 // and every branch equals the reference's. On top: accepted options pass longnet::validate, and the
 // sizes the tool multiplies (B·N·H·D elements, the sampled-row index) cannot overflow 64 bits.
 //
-// The grammar: flags exactly as listed, each value the next argument (non-empty); a later flag
+// The grammar: flags exactly as listed, each value the next argument (non-empty, not starting with
+// "--": cli::arg_reader reads that as a missing value); a later flag
 // overrides an earlier one. Sizes are decimal digits with an optional K, M or G (powers of 1024, either
 // case), at most 2^40; --tokens, --heads, --dim, --batch >= 1; one tensor B·N·H·D at most 2^50
 // elements; --check-rows at most 2^20. --branches: "w:r,w:r,..." (w, r >= 1 sizes; no empty item);
@@ -82,6 +83,7 @@ reference read(int argc, char** argv) {
         if (i + 1 >= argc) return refuse(a + " without a value");
         const std::string v = argv[++i];
         if (v.empty()) return refuse(a + " with an empty value");
+        if (v.compare(0, 2, "--") == 0) return refuse(a + " followed by a flag, not a value");
         if (a == "--config") c.config_name = v;
         else if (a == "--branches") c.branches_text = v;
         else if (a == "--offsets") c.offsets = v;
