@@ -200,10 +200,18 @@ class MultiheadDilatedAttention(nn.Module):
         B, T, _ = query.shape
         if key_padding_mask is not None:
             check_key_padding_mask(key_padding_mask, B, T)
+            # pads are not attended, but a pad holding inf/NaN would still reach the projections' weight
+            # gradients (0 * NaN): zero them first
+            pad = key_padding_mask[..., None]
+            zq = query.masked_fill(pad, 0.0)
+            zk = zq if key is query else key.masked_fill(pad, 0.0)
+            value = zk if value is key else zq if value is query else value.masked_fill(pad, 0.0)
+            query, key = zq, zk
         q = self.q_proj(query).view(B, T, self.num_heads, self.head_dim)
         k = self.k_proj(key).view(B, T, self.num_heads, self.head_dim)
         v = self.v_proj(value).view(B, T, self.num_heads, self.head_dim)
-        attn = self._attention(q, k, v, bool(is_causal), key_padding_mask).reshape(B, T, self.embed_dim)
+        attn = self._attention(q, k, v, bool(is_causal), key_padding_mask=key_padding_mask)
+        attn = attn.reshape(B, T, self.embed_dim)
         if self.inner_attn_ln is not None:
             attn = self.inner_attn_ln(attn)
         out = self.out_proj(attn)
