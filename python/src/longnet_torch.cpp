@@ -165,9 +165,11 @@ at::Tensor check_mask(const at::Tensor& mask, const at::Tensor& q) {
         throw std::invalid_argument("longnet_torch: key_padding_mask must be a dense CPU tensor");
     if (mask.scalar_type() != at::kBool)
         throw pybind11::type_error("longnet_torch: key_padding_mask has dtype " +
-                                   std::string(c10::toString(mask.scalar_type())) + "; it must be torch.bool (true = pad)");
+                                   std::string(c10::toString(mask.scalar_type())) +
+                                   "; it must be torch.bool (true = pad)");
     if (mask.dim() != 2 || mask.size(0) != q.size(0) || mask.size(1) != q.size(1))
-        throw std::invalid_argument("longnet_torch: key_padding_mask has shape " + shape_of(mask) + " but q has shape " +
+        throw std::invalid_argument("longnet_torch: key_padding_mask has shape " + shape_of(mask) +
+                                    " but q has shape " +
                                     shape_of(q) + " (need [B, N] = [" + std::to_string(q.size(0)) + ", " +
                                     std::to_string(q.size(1)) + "])");
     return mask.contiguous();
@@ -179,7 +181,8 @@ void check_batching(const batching& bt, const at::Tensor& q) {
     if (bt.kind == batching::varlen) (void)longnet::check_cu_seqlens(bt.cu_seqlens, q.size(1));
     if (bt.kind == batching::padded) {
         (void)check_mask(bt.mask, q);
-        if (!bt.mask.is_contiguous()) throw std::logic_error("longnet_torch: internal: key_padding_mask not contiguous");
+        if (!bt.mask.is_contiguous())
+            throw std::logic_error("longnet_torch: internal: key_padding_mask not contiguous");
     }
 }
 
@@ -189,7 +192,8 @@ std::vector<int64_t> cu_seqlens_of(const at::Tensor& cu) {
         throw std::invalid_argument("longnet_torch: cu_seqlens must be a 1-D CPU tensor of B + 1 offsets, got shape " +
                                     (cu.defined() ? shape_of(cu) : std::string("(undefined)")));
     if (cu.scalar_type() != at::kInt && cu.scalar_type() != at::kLong)
-        throw pybind11::type_error("longnet_torch: cu_seqlens has dtype " + std::string(c10::toString(cu.scalar_type())) +
+        throw pybind11::type_error("longnet_torch: cu_seqlens has dtype " +
+                                   std::string(c10::toString(cu.scalar_type())) +
                                    "; it must be int32 or int64");
     const at::Tensor c = cu.to(at::kLong).contiguous();
     return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
@@ -225,7 +229,9 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& q_in, const at
         using A = longnet::accum_t<T>;
         const auto qv = view_of<const T>(q), kv = view_of<const T>(k), vv = view_of<const T>(v);
         switch (bt.kind) {
-            case batching::dense: longnet::dilated_attention(qv, kv, vv, view_of<T>(out), opt, lse_view_of<A>(lse)); break;
+            case batching::dense:
+                longnet::dilated_attention(qv, kv, vv, view_of<T>(out), opt, lse_view_of<A>(lse));
+                break;
             case batching::varlen:
                 longnet::dilated_attention_varlen(qv, kv, vv, bt.cu_seqlens, view_of<T>(out), opt, lse_view_of<A>(lse));
                 break;
@@ -270,12 +276,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_impl(const at::Tensor& q
         const auto lv = lse_view_of<const A>(lse);
         const auto dqv = view_of<T>(dq), dkv = view_of<T>(dk), dvv = view_of<T>(dv);
         switch (bt.kind) {
-            case batching::dense: longnet::dilated_attention_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, opt, mode); break;
+            case batching::dense:
+                longnet::dilated_attention_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, opt, mode);
+                break;
             case batching::varlen:
-                longnet::dilated_attention_varlen_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, bt.cu_seqlens, opt, mode);
+                longnet::dilated_attention_varlen_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, bt.cu_seqlens, opt,
+                                                           mode);
                 break;
             case batching::padded:
-                longnet::dilated_attention_padded_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mask_of(bt), opt, mode);
+                longnet::dilated_attention_padded_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mask_of(bt), opt,
+                                                           mode);
                 break;
         }
     });
@@ -303,7 +313,8 @@ std::tuple<at::Tensor, at::Tensor> lse_backward(const at::Tensor& q, const at::T
     call_options exact = co;
     exact.grad_mode = "exact";
     exact.scale = longnet::effective_scale(co.scale, D);  // D + 1 columns must not change the default scale
-    auto [dq_p, dk_p, dv_p] = backward_impl(pad(q, 0.0), pad(k, 0.0), pad(v, 0.0), pad(out, 1.0), lse, dout_p, exact, bt);
+    auto [dq_p, dk_p, dv_p] =
+        backward_impl(pad(q, 0.0), pad(k, 0.0), pad(v, 0.0), pad(out, 1.0), lse, dout_p, exact, bt);
     (void)dv_p;
     return {dq_p.narrow(3, 0, D), dk_p.narrow(3, 0, D)};
 }
