@@ -33,7 +33,7 @@ SLIDES = os.path.join(os.path.dirname(__file__), "..", "examples", "encode_slide
 def test_encode_slides_batch_equals_each_slide_alone():
     """python/examples/encode_slides.py: a left-padded float64 batch of slides (1 to 260 tiles) encoded with
     a key_padding_mask equals every slide encoded alone (tokens, slide embedding, parameter gradients; right
-    padding and float32 are tested on the module in test_module_padding.py)."""
+    padding and float32 are tested on the module in test_module.py)."""
     run = subprocess.run([sys.executable, SLIDES, "--tiles", "37,260,1,120,75", "--left-pad"], capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
