@@ -248,7 +248,8 @@ class MultiheadDilatedAttention(nn.Module):
             lses.append(lse)
         lse = torch.stack(lses)  # [G, B, T, H]
         # rows no group keeps (uncovered rows, pads): every lse -inf. Their weights are 0; the logsumexp
-        # runs on zeros there, since its gradient at an all -inf input is NaN even when multiplied by 0.
+        # runs on zeros there, since its gradient at an all -inf input is NaN (the kernels' backward
+        # ignores the lse gradient of such rows, but no NaN need exist at all).
         kept = torch.isfinite(lse).any(dim=0)
         total = torch.logsumexp(torch.where(kept, lse, torch.zeros_like(lse)), dim=0)
         weights = torch.where(kept, torch.exp(lse - total), torch.zeros_like(lse))
