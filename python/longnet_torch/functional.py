@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""longnet_torch.dilated_attention: LongNet's dilated attention on CPU tensors, with autograd."""
+"""longnet_torch.dilated_attention (padded batches with key_padding_mask too) and
+longnet_torch.dilated_attention_varlen (packed sequences with cu_seqlens): LongNet's dilated attention on
+CPU tensors, with autograd."""
 
 import math
 import numbers
@@ -39,7 +41,7 @@ def _choice(value, name, allowed):
     return value
 
 
-def _check_tensor(t, name, q):
+def _check_tensor(t, name, q, dims=4, layout="[B, N, H, D]"):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"longnet_torch: {name} must be a torch.Tensor, got {type(t).__name__}")
     if t.device.type != "cpu":
@@ -49,19 +51,59 @@ def _check_tensor(t, name, q):
         raise ValueError(f"longnet_torch: {name} must be a dense (strided) tensor, got layout {t.layout}")
     if t.dtype not in _DTYPES:
         raise TypeError(f"longnet_torch: {name} has dtype {t.dtype}; supported: float32, float64, bfloat16, float16")
-    if t.dim() != 4:
-        raise ValueError(f"longnet_torch: {name} must have 4 dims [B, N, H, D], got shape {list(t.shape)}")
+    if t.dim() != dims:
+        raise ValueError(f"longnet_torch: {name} must have {dims} dims {layout}, got shape {list(t.shape)}")
     if q is not None:
         if t.dtype != q.dtype:
             raise TypeError(f"longnet_torch: {name} has dtype {t.dtype} but q has dtype {q.dtype}; "
                             f"q, k and v need one dtype")
         if t.shape != q.shape:
             raise ValueError(f"longnet_torch: {name} has shape {list(t.shape)} but q has shape {list(q.shape)} "
-                             f"(q, k, v are all [B, N, H, D])")
+                             f"(q, k, v are all {layout})")
+
+
+def _check_options(segment_lengths, dilated_ratios, causal, offsets, tail, scale, grad_mode):
+    """The options shared by dilated_attention and dilated_attention_varlen, checked; returns
+    (segments, dilations, scale) normalised."""
+    segments = _int_list(segment_lengths, "segment_lengths")
+    dilations = _int_list(dilated_ratios, "dilated_ratios")
+    if not segments:
+        raise ValueError("longnet_torch: segment_lengths is empty; dilated attention needs at least one branch")
+    if len(segments) != len(dilations):
+        raise ValueError(f"longnet_torch: {len(segments)} segment_lengths but {len(dilations)} dilated_ratios; "
+                         f"the counts must be equal")
+    if not isinstance(causal, (bool, torch.Tensor)) and not isinstance(causal, numbers.Integral):
+        raise TypeError(f"longnet_torch: causal must be a bool, got {type(causal).__name__} {causal!r}")
+    _choice(offsets, "offsets", _OFFSETS)
+    _choice(tail, "tail", _TAILS)
+    _choice(grad_mode, "grad_mode", _GRAD_MODES)
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+            raise TypeError(f"longnet_torch: scale must be a float or None, got {type(scale).__name__} {scale!r}")
+        scale = float(scale)
+        if not math.isfinite(scale):
+            raise ValueError(f"longnet_torch: scale must be a finite number, got {scale}")
+    return segments, dilations, scale
+
+
+def check_key_padding_mask(mask, batch, seq):
+    """A key_padding_mask must be a [B, N] torch.bool CPU tensor (True = pad, torchscale's convention)."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"longnet_torch: key_padding_mask must be a torch.Tensor of dtype torch.bool, got "
+                        f"{type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"longnet_torch: key_padding_mask has dtype {mask.dtype}; it must be torch.bool "
+                        f"(True = pad)")
+    if mask.device.type != "cpu":
+        raise ValueError(f"longnet_torch: key_padding_mask is on device {mask.device}; longnet_torch runs on CPU "
+                         f"tensors only")
+    if tuple(mask.shape) != (batch, seq):
+        raise ValueError(f"longnet_torch: key_padding_mask has shape {list(mask.shape)} but must be [B, N] = "
+                         f"[{batch}, {seq}]")
 
 
 def dilated_attention(q, k, v, segment_lengths, dilated_ratios, causal=False, offsets="paper", tail="exact",
-                      scale=None, grad_mode="exact", return_lse=False):
+                      scale=None, grad_mode="exact", return_lse=False, key_padding_mask=None):
     """LongNet dilated attention of q, k, v [B, N, H, D] (CPU; float32, float64, bfloat16 or float16).
 
     Branch i cuts the sequence into segments of ``segment_lengths[i]`` rows and keeps every
@@ -83,35 +125,78 @@ def dilated_attention(q, k, v, segment_lengths, dilated_ratios, causal=False, of
             constant in the backward, as torchscale's autograd does).
         return_lse: also return the merged log-sum-exp [B, N, H] (float32; float64 for float64 inputs),
             differentiable too.
+        key_padding_mask: optional [B, N] torch.bool tensor, True = pad (torchscale's convention). The real
+            tokens of each batch row, in order, are attended as one sequence alone (segments start at the
+            row's first real token, so left and right padding and holes all work; no token sees a pad):
+            exactly ``dilated_attention_varlen`` on the packed real tokens. Pads get out 0, lse -inf and
+            zero gradients; the pads of q, k, v are never read (longnet/padding.hpp).
 
     Returns:
         out [B, N, H, D] (contiguous, the inputs' dtype), or (out, lse) when return_lse.
 
     Raises:
-        TypeError: a non-tensor input, an unsupported or mixed dtype, options of the wrong type.
+        TypeError: a non-tensor input, an unsupported or mixed dtype, options of the wrong type, a
+            key_padding_mask that is not torch.bool.
         ValueError: a non-CPU tensor, a wrong shape, an empty branch list, a length or ratio < 1, counts
-            that differ, an unknown offsets / tail / grad_mode, a non-finite scale.
+            that differ, an unknown offsets / tail / grad_mode, a non-finite scale, a key_padding_mask of
+            a shape other than [B, N].
     """
     _check_tensor(q, "q", None)
     _check_tensor(k, "k", q)
     _check_tensor(v, "v", q)
-    segments = _int_list(segment_lengths, "segment_lengths")
-    dilations = _int_list(dilated_ratios, "dilated_ratios")
-    if not segments:
-        raise ValueError("longnet_torch: segment_lengths is empty; dilated attention needs at least one branch")
-    if len(segments) != len(dilations):
-        raise ValueError(f"longnet_torch: {len(segments)} segment_lengths but {len(dilations)} dilated_ratios; "
-                         f"the counts must be equal")
-    if not isinstance(causal, (bool, torch.Tensor)) and not isinstance(causal, numbers.Integral):
-        raise TypeError(f"longnet_torch: causal must be a bool, got {type(causal).__name__} {causal!r}")
-    _choice(offsets, "offsets", _OFFSETS)
-    _choice(tail, "tail", _TAILS)
-    _choice(grad_mode, "grad_mode", _GRAD_MODES)
-    if scale is not None:
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-            raise TypeError(f"longnet_torch: scale must be a float or None, got {type(scale).__name__} {scale!r}")
-        scale = float(scale)
-        if not math.isfinite(scale):
-            raise ValueError(f"longnet_torch: scale must be a finite number, got {scale}")
-    out, lse = _C.dilated_attention(q, k, v, segments, dilations, bool(causal), offsets, tail, scale, grad_mode)
+    segments, dilations, scale = _check_options(segment_lengths, dilated_ratios, causal, offsets, tail, scale,
+                                                grad_mode)
+    if key_padding_mask is not None:
+        check_key_padding_mask(key_padding_mask, q.shape[0], q.shape[1])
+    out, lse = _C.dilated_attention(q, k, v, segments, dilations, bool(causal), offsets, tail, scale, grad_mode,
+                                    key_padding_mask)
     return (out, lse) if return_lse else out
+
+
+def dilated_attention_varlen(q, k, v, cu_seqlens, segment_lengths, dilated_ratios, causal=False, offsets="paper",
+                             tail="exact", scale=None, grad_mode="exact", return_lse=False):
+    """Dilated attention of B sequences packed end to end: q, k, v [total_tokens, H, D] and ``cu_seqlens``
+    (flash-attn's convention: B + 1 offsets, int32 or int64 tensor or a sequence of ints; sequence b is rows
+    ``cu_seqlens[b]:cu_seqlens[b+1]``). With autograd.
+
+    Every sequence is attended exactly as if run alone through ``dilated_attention`` with the same options
+    (segments restart at its first token, its own tails, causal mask and head offsets; no token attends
+    across a boundary); length-0 sequences are allowed. Cost is proportional to the tokens, not to
+    B x the longest sequence. The options are ``dilated_attention``'s.
+
+    Returns:
+        out [total, H, D] (contiguous), or (out, lse) with lse [total, H] (float32; float64 for float64
+        inputs) when return_lse.
+
+    Raises:
+        TypeError: as ``dilated_attention``; cu_seqlens of a dtype other than int32 / int64.
+        ValueError: as ``dilated_attention``; cu_seqlens not 1-D, or whose values are bad (empty, first not 0,
+            negative, decreasing, past or short of total): longnet's message naming the index and value.
+    """
+    layout = "[total_tokens, H, D]"
+    _check_tensor(q, "q", None, 3, layout)
+    _check_tensor(k, "k", q, 3, layout)
+    _check_tensor(v, "v", q, 3, layout)
+    segments, dilations, scale = _check_options(segment_lengths, dilated_ratios, causal, offsets, tail, scale,
+                                                grad_mode)
+    if not isinstance(cu_seqlens, torch.Tensor):
+        cu_seqlens = torch.tensor(_int_offsets(cu_seqlens), dtype=torch.int64)
+    elif cu_seqlens.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"longnet_torch: cu_seqlens has dtype {cu_seqlens.dtype}; it must be int32 or int64")
+    elif cu_seqlens.device.type != "cpu":
+        cu_seqlens = cu_seqlens.cpu()  # B + 1 offsets, as flash-attn users keep them on the GPU
+    out, lse = _C.dilated_attention_varlen(q, k, v, cu_seqlens, segments, dilations, bool(causal), offsets, tail,
+                                           scale, grad_mode)
+    return (out, lse) if return_lse else out
+
+
+def _int_offsets(value):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"longnet_torch: cu_seqlens must be an int32/int64 tensor or a sequence of ints, got "
+                        f"{type(value).__name__} {value!r}")
+    out = []
+    for i, x in enumerate(value):
+        if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+            raise TypeError(f"longnet_torch: cu_seqlens[{i}] must be an int, got {type(x).__name__} {x!r}")
+        out.append(int(x))
+    return out

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .functional import dilated_attention, _choice, _int_list, _OFFSETS, _TAILS, _GRAD_MODES
+from .functional import dilated_attention, check_key_padding_mask, _choice, _int_list, _OFFSETS, _TAILS, _GRAD_MODES
 
 
 class XPos(nn.Module):
@@ -50,11 +50,12 @@ class XPos(nn.Module):
         self.scale_base = scale_base
         self.register_buffer("scale", (torch.arange(0, head_dim, 2) + 0.4 * head_dim) / (1.4 * head_dim))
 
-    def _angles(self, length, device):
-        pos = torch.arange(length, dtype=torch.float64, device=device)
+    def _angles(self, length, device, positions=None):
+        pos = torch.arange(length, dtype=torch.float64, device=device) if positions is None else positions.to(
+            device=device, dtype=torch.float64)
         half = self.head_dim // 2
         inv_freq = 10000.0 ** (-torch.arange(half, dtype=torch.float64, device=device) / half)
-        theta = pos[:, None] * inv_freq[None, :]
+        theta = pos[..., None] * inv_freq
         return pos, torch.cos(theta), torch.sin(theta)
 
     def factors(self, length, device=None):
@@ -74,33 +75,43 @@ class XPos(nn.Module):
         limit = math.log(torch.finfo(dtype).max) - math.log(1000.0)
         return int(min(limit / log_zeta * self.scale_base, 1e15))
 
-    def anchored_factors(self, length, segment_length, dtype=torch.float32, device=None):
+    def anchored_factors(self, length, segment_length, dtype=torch.float32, device=None, positions=None):
         """float64 cos, sin and the anchored q scale factors [T, head_dim/2] for segments of
-        ``segment_length`` (k: 1/scale). Raises ValueError when a segment is too long for ``dtype``."""
+        ``segment_length`` (k: 1/scale). ``positions``: optional integer positions [..., T] to use instead
+        of 0..T-1 (the factors are then [..., T, head_dim/2]). Raises ValueError when a segment is too long
+        for ``dtype``."""
         if isinstance(segment_length, bool) or not isinstance(segment_length, int) or segment_length < 1:
             raise ValueError(f"longnet_torch.XPos: segment_length must be an int >= 1, got {segment_length!r}")
-        pos, cos, sin = self._angles(length, device)
+        pos, cos, sin = self._angles(length, device, positions)
         reach = self.reach(dtype)
-        offset_in_segment = torch.remainder(torch.arange(length, device=device), segment_length)
+        index = torch.arange(length, device=device) if positions is None else positions.to(device=device)
+        offset_in_segment = torch.remainder(index, segment_length)
         distance = offset_in_segment - min(segment_length // 2, reach)
-        if length > 0 and int(distance.abs().max()) > reach:
+        if distance.numel() > 0 and int(distance.abs().max()) > reach:
             raise ValueError(f"longnet_torch.XPos: segment_length {segment_length} puts a position "
                              f"{int(distance.abs().max())} from its anchor; {dtype} holds the XPos factor only up "
                              f"to {reach} (use float64, a larger scale_base or shorter segments)")
         zeta = self.scale.to(device=device, dtype=torch.float64)
-        return cos, sin, zeta[None, :] ** (distance.to(torch.float64) / self.scale_base)[:, None]
+        return cos, sin, zeta ** (distance.to(torch.float64) / self.scale_base)[..., None]
 
-    def forward(self, x, downscale=False, segment_length=None):
+    def forward(self, x, downscale=False, segment_length=None, positions=None):
+        """x [B, T, H, head_dim]. ``positions``: optional [B, T] integer positions (anchored form only, with
+        ``segment_length``), e.g. each token's index among its row's real tokens in a padded batch."""
         if x.dim() != 4 or x.shape[-1] != self.head_dim:
             raise ValueError(f"longnet_torch.XPos: expected [B, T, H, {self.head_dim}], got {list(x.shape)}")
         if segment_length is None:
+            if positions is not None:
+                raise ValueError("longnet_torch.XPos: positions need the anchored form (pass segment_length)")
             cos, sin, scale = self.factors(x.shape[1], x.device)
         else:
-            cos, sin, scale = self.anchored_factors(x.shape[1], segment_length, x.dtype, x.device)
+            if positions is not None and tuple(positions.shape) != tuple(x.shape[:2]):
+                raise ValueError(f"longnet_torch.XPos: positions must be [B, T] = {list(x.shape[:2])}, got "
+                                 f"{list(positions.shape)}")
+            cos, sin, scale = self.anchored_factors(x.shape[1], segment_length, x.dtype, x.device, positions)
         if downscale:
             scale = 1.0 / scale
-        cos = (cos * scale).to(x.dtype)[:, None, :]
-        sin = (sin * scale).to(x.dtype)[:, None, :]
+        cos = (cos * scale).to(x.dtype).unsqueeze(-2)  # [T, 1, hd/2] or [B, T, 1, hd/2]
+        sin = (sin * scale).to(x.dtype).unsqueeze(-2)
         if not (torch.isfinite(cos).all() and torch.isfinite(sin).all()):
             raise ValueError(f"longnet_torch.XPos: {x.shape[1]} positions overflow {x.dtype} in the centred form "
                              f"(factors up to zeta_min^(T/{2 * self.scale_base})); pass segment_length for the "
@@ -122,8 +133,15 @@ class MultiheadDilatedAttention(nn.Module):
 
     Defaults reproduce torchscale: ``offsets="torchscale"``, ``tail="zero_pad"``,
     ``grad_mode="stop_grad_weights"``; pass ``offsets="paper"``, ``tail="exact"``, ``grad_mode="exact"``
-    for the paper's head offsets, no padding keys and the exact gradient. Incremental decoding, masks and
-    dropout are not supported (ValueError).
+    for the paper's head offsets, no padding keys and the exact gradient. Incremental decoding, attn_mask,
+    rel_pos and dropout are not supported (ValueError).
+
+    ``key_padding_mask``: [B, T] torch.bool, True = pad (torchscale's convention), for the query and key
+    rows alike (self-attention: key and value are [B, T, embed_dim] like query). Each batch row's real
+    tokens, in order, are attended as one sequence alone: XPos positions count the real tokens only and
+    segments start at the row's first real token, so left padding, right padding and holes give every
+    real row exactly the result of that sequence run unpadded; no token sees a pad. Pad rows of the
+    output are 0 and receive no gradient; whatever the pads of the input hold (even NaN) changes nothing.
     """
 
     def __init__(self, embed_dim, num_heads, segment_lengths, dilated_ratios, subln=True, xpos=True,
@@ -167,11 +185,10 @@ class MultiheadDilatedAttention(nn.Module):
 
     def forward(self, query, key=None, value=None, incremental_state=None, key_padding_mask=None, attn_mask=None,
                 rel_pos=None, is_first_step=False, is_causal=False):
-        for name, arg in (("incremental_state", incremental_state), ("key_padding_mask", key_padding_mask),
-                          ("attn_mask", attn_mask), ("rel_pos", rel_pos)):
+        for name, arg in (("incremental_state", incremental_state), ("attn_mask", attn_mask), ("rel_pos", rel_pos)):
             if arg is not None:
                 raise ValueError(f"longnet_torch.MultiheadDilatedAttention: {name} is not supported (pass None); "
-                                 f"use is_causal=True for a causal mask")
+                                 f"use is_causal=True for a causal mask, key_padding_mask for padding")
         key = query if key is None else key
         value = key if value is None else value
         if query.dim() != 3 or query.shape[-1] != self.embed_dim:
@@ -181,30 +198,48 @@ class MultiheadDilatedAttention(nn.Module):
             raise ValueError(f"longnet_torch.MultiheadDilatedAttention: key {list(key.shape)} and value "
                              f"{list(value.shape)} must have the query's shape {list(query.shape)}")
         B, T, _ = query.shape
+        if key_padding_mask is not None:
+            check_key_padding_mask(key_padding_mask, B, T)
+            # pads are not attended, but a pad holding inf/NaN would still reach the projections' weight
+            # gradients (0 * NaN): zero them first
+            pad = key_padding_mask[..., None]
+            zq = query.masked_fill(pad, 0.0)
+            zk = zq if key is query else key.masked_fill(pad, 0.0)
+            value = zk if value is key else zq if value is query else value.masked_fill(pad, 0.0)
+            query, key = zq, zk
         q = self.q_proj(query).view(B, T, self.num_heads, self.head_dim)
         k = self.k_proj(key).view(B, T, self.num_heads, self.head_dim)
         v = self.v_proj(value).view(B, T, self.num_heads, self.head_dim)
-        attn = self._attention(q, k, v, bool(is_causal)).reshape(B, T, self.embed_dim)
+        attn = self._attention(q, k, v, bool(is_causal), key_padding_mask=key_padding_mask)
+        attn = attn.reshape(B, T, self.embed_dim)
         if self.inner_attn_ln is not None:
             attn = self.inner_attn_ln(attn)
-        return self.out_proj(attn), None
+        out = self.out_proj(attn)
+        if key_padding_mask is not None:
+            out = out.masked_fill(key_padding_mask[..., None], 0.0)  # pad rows: 0, no gradient
+        return out, None
 
-    def _attention(self, q, k, v, causal):
+    def _attention(self, q, k, v, causal, key_padding_mask=None):
         """Dilated attention of q, k, v [B, T, H, hd] with the anchored XPos: the branches of one segment
         length w run on q and k scaled by XPos anchored on segments of w (one kernel call); the calls of
         different w merge through their log-sum-exps as the kernel merges branches (weights held
-        constant in the backward under grad_mode "stop_grad_weights")."""
-        options = dict(causal=causal, offsets=self.offsets, tail=self.tail, scale=self.scale)
+        constant in the backward under grad_mode "stop_grad_weights"). With a key_padding_mask, XPos
+        positions are each token's index among its row's real tokens."""
+        options = dict(causal=causal, offsets=self.offsets, tail=self.tail, scale=self.scale,
+                       key_padding_mask=key_padding_mask)
         if self.xpos is None:
             return dilated_attention(q, k, v, self.segment_lengths, self.dilated_ratios, grad_mode=self.grad_mode,
                                      **options)
+        positions = None
+        if key_padding_mask is not None:  # real tokens 0, 1, 2, ... per row; pads (never read) clamped to 0
+            positions = (torch.cumsum((~key_padding_mask).to(torch.int64), dim=1) - 1).clamp(min=0)
         groups = {}  # segment length -> indices of its branches, in first-appearance order
         for i, w in enumerate(self.segment_lengths):
             groups.setdefault(w, []).append(i)
         outs, lses = [], []
         for w, idx in groups.items():
-            qw = self.xpos(q, segment_length=w)
-            kw = self.xpos(k, downscale=True, segment_length=w)
+            qw = self.xpos(q, segment_length=w, positions=positions)
+            kw = self.xpos(k, downscale=True, segment_length=w, positions=positions)
             out, lse = dilated_attention(qw, kw, v, [w] * len(idx), [self.dilated_ratios[i] for i in idx],
                                          grad_mode=self.grad_mode, return_lse=True, **options)
             if len(groups) == 1:
@@ -212,9 +247,12 @@ class MultiheadDilatedAttention(nn.Module):
             outs.append(out)
             lses.append(lse)
         lse = torch.stack(lses)  # [G, B, T, H]
-        total = torch.logsumexp(lse, dim=0)
-        total = torch.where(torch.isfinite(total), total, torch.zeros_like(total))  # rows no branch keeps
-        weights = torch.exp(lse - total)
+        # rows no group keeps (uncovered rows, pads): every lse -inf. Their weights are 0; the logsumexp
+        # runs on zeros there, since its gradient at an all -inf input is NaN (the kernels' backward
+        # ignores the lse gradient of such rows, but no NaN need exist at all).
+        kept = torch.isfinite(lse).any(dim=0)
+        total = torch.logsumexp(torch.where(kept, lse, torch.zeros_like(lse)), dim=0)
+        weights = torch.where(kept, torch.exp(lse - total), torch.zeros_like(lse))
         if self.grad_mode == "stop_grad_weights":
             weights = weights.detach()
         merged = sum(wt[..., None] * o.to(wt.dtype) for wt, o in zip(weights, outs))
@@ -256,9 +294,10 @@ class LongNetDecoderLayer(nn.Module):
         self.ffn = _FeedForward(embed_dim, ffn_dim, layernorm_eps, subln, factory)
         self.final_layer_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory)
 
-    def forward(self, x):
+    def forward(self, x, self_attn_padding_mask=None):
+        """x [B, T, embed_dim]; ``self_attn_padding_mask`` [B, T] bool, True = pad (torchscale's name)."""
         h = self.self_attn_layer_norm(x)
-        x = x + self.self_attn(h, h, h, is_causal=True)[0]
+        x = x + self.self_attn(h, h, h, key_padding_mask=self_attn_padding_mask, is_causal=True)[0]
         return x + self.ffn(self.final_layer_norm(x))
 
 
@@ -281,10 +320,15 @@ class LongNetDecoder(nn.Module):
         self.layer_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory)
         self.output_projection = nn.Linear(embed_dim, vocab_size, bias=False, **factory)
 
-    def forward(self, tokens, return_hidden=False):
+    def forward(self, tokens, return_hidden=False, self_attn_padding_mask=None):
+        """tokens [B, T]. ``self_attn_padding_mask``: optional [B, T] bool, True = pad (torchscale's
+        ``Decoder.forward`` argument): each row's real tokens are decoded as that sequence alone (positions
+        and segments restart at its first real token, so left-padded prompts work). The logits and hidden
+        states of pad rows are meaningless (row-wise layers of the pad token's embedding): leave them out
+        of the loss."""
         x = self.embed_tokens(tokens)
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, self_attn_padding_mask)
         hidden = self.layer_norm(x)
         logits = self.output_projection(hidden)
         return (logits, hidden) if return_hidden else logits

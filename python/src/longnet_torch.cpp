@@ -8,6 +8,10 @@
 //
 // Tensors are [B, N, H, D]. longnet reads any B, N, H strides in place; only a head dim that is not
 // contiguous (stride(3) != 1 with D > 1) is copied, and input_copies() counts those copies.
+// Variable-length batches (issue 22 §4) run through the same forward / backward / autograd function with
+// a `batching`: packed [1, total, H, D] with cu_seqlens (longnet/varlen.hpp; Python passes [total, H, D]
+// and the binding adds the leading 1), or padded [B, N, H, D] with a [B, N] bool key_padding_mask, true =
+// pad (longnet/padding.hpp).
 
 #include <torch/extension.h>
 #include <torch/version.h>
@@ -29,6 +33,8 @@
 #include <longnet/backward.hpp>
 #include <longnet/dilated_attention.hpp>
 #include <longnet/isa.hpp>
+#include <longnet/padding.hpp>
+#include <longnet/varlen.hpp>
 #include <longnet/version.hpp>
 
 namespace {
@@ -58,6 +64,15 @@ struct call_options {
         longnet::validate(o);  // std::invalid_argument naming the bad value -> ValueError
         return o;
     }
+};
+
+// Which rows form one sequence: the whole [B, N] batch row (dense), packed sequences (varlen) or the
+// real rows of each batch row (padded).
+struct batching {
+    enum kind_t : int64_t { dense = 0, varlen = 1, padded = 2 };
+    kind_t kind = dense;
+    std::vector<int64_t> cu_seqlens;  // varlen: B + 1 offsets (checked by longnet::check_cu_seqlens)
+    at::Tensor mask;                  // padded: [B, N] contiguous bool CPU tensor, true = pad
 };
 
 std::string shape_of(const at::Tensor& t) {
@@ -139,13 +154,67 @@ struct torch_threads {
     }
 };
 
+// The padded ops' view of a mask checked by check_mask.
+longnet::key_padding_mask mask_of(const batching& bt) {
+    return longnet::key_padding_mask(bt.mask.data_ptr<bool>(), static_cast<std::size_t>(bt.mask.numel()));
+}
+
+// A padded call's mask must be a [B, N] bool CPU tensor matching q; returned contiguous.
+at::Tensor check_mask(const at::Tensor& mask, const at::Tensor& q) {
+    if (!mask.defined() || !mask.device().is_cpu() || mask.layout() != at::kStrided)
+        throw std::invalid_argument("longnet_torch: key_padding_mask must be a dense CPU tensor");
+    if (mask.scalar_type() != at::kBool)
+        throw pybind11::type_error("longnet_torch: key_padding_mask has dtype " +
+                                   std::string(c10::toString(mask.scalar_type())) +
+                                   "; it must be torch.bool (true = pad)");
+    if (mask.dim() != 2 || mask.size(0) != q.size(0) || mask.size(1) != q.size(1))
+        throw std::invalid_argument("longnet_torch: key_padding_mask has shape " + shape_of(mask) +
+                                    " but q has shape " +
+                                    shape_of(q) + " (need [B, N] = [" + std::to_string(q.size(0)) + ", " +
+                                    std::to_string(q.size(1)) + "])");
+    return mask.contiguous();
+}
+
+// The batching's own checks, before anything runs (also for empty tensors): std::invalid_argument naming
+// the bad value.
+void check_batching(const batching& bt, const at::Tensor& q) {
+    if (bt.kind == batching::varlen) (void)longnet::check_cu_seqlens(bt.cu_seqlens, q.size(1));
+    if (bt.kind == batching::padded) {
+        (void)check_mask(bt.mask, q);
+        if (!bt.mask.is_contiguous())
+            throw std::logic_error("longnet_torch: internal: key_padding_mask not contiguous");
+    }
+}
+
+// cu_seqlens as passed from Python: a 1-D int32 or int64 CPU tensor (values are checked by the op).
+std::vector<int64_t> cu_seqlens_of(const at::Tensor& cu) {
+    if (!cu.defined() || !cu.device().is_cpu() || cu.layout() != at::kStrided || cu.dim() != 1)
+        throw std::invalid_argument("longnet_torch: cu_seqlens must be a 1-D CPU tensor of B + 1 offsets, got shape " +
+                                    (cu.defined() ? shape_of(cu) : std::string("(undefined)")));
+    if (cu.scalar_type() != at::kInt && cu.scalar_type() != at::kLong)
+        throw pybind11::type_error("longnet_torch: cu_seqlens has dtype " +
+                                   std::string(c10::toString(cu.scalar_type())) +
+                                   "; it must be int32 or int64");
+    const at::Tensor c = cu.to(at::kLong).contiguous();
+    return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+// [total, H, D] packed tensors of the Python API (3 dims, checked here; the rest by check_tensor).
+void check_packed_dims(const at::Tensor& t, const char* name) {
+    if (!t.defined() || t.dim() != 3)
+        throw std::invalid_argument(std::string("longnet_torch: ") + name +
+                                    " must have 3 dims [total_tokens, H, D] (sequences packed end to end), got shape " +
+                                    (t.defined() ? shape_of(t) : std::string("(undefined)")));
+}
+
 // Forward: (out [B, N, H, D] contiguous, lse [B, N, H] float32 or float64).
 std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
-                                                const call_options& co) {
+                                                const call_options& co, const batching& bt = {}) {
     check_tensor(q_in, "q", q_in);
     check_dtype(q_in);
     check_tensor(k_in, "k", q_in);
     check_tensor(v_in, "v", q_in);
+    check_batching(bt, q_in);
     const longnet::dilated_options opt = co.to_longnet();
     const at::Tensor q = head_dim_contiguous(q_in), k = head_dim_contiguous(k_in), v = head_dim_contiguous(v_in);
     at::Tensor out = at::empty(q.sizes(), q.options().memory_format(at::MemoryFormat::Contiguous));
@@ -158,8 +227,18 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& q_in, const at
     dispatch(q.scalar_type(), [&](auto tag) {
         using T = decltype(tag);
         using A = longnet::accum_t<T>;
-        longnet::dilated_attention(view_of<const T>(q), view_of<const T>(k), view_of<const T>(v), view_of<T>(out), opt,
-                                   lse_view_of<A>(lse));
+        const auto qv = view_of<const T>(q), kv = view_of<const T>(k), vv = view_of<const T>(v);
+        switch (bt.kind) {
+            case batching::dense:
+                longnet::dilated_attention(qv, kv, vv, view_of<T>(out), opt, lse_view_of<A>(lse));
+                break;
+            case batching::varlen:
+                longnet::dilated_attention_varlen(qv, kv, vv, bt.cu_seqlens, view_of<T>(out), opt, lse_view_of<A>(lse));
+                break;
+            case batching::padded:
+                longnet::dilated_attention_padded(qv, kv, vv, mask_of(bt), view_of<T>(out), opt, lse_view_of<A>(lse));
+                break;
+        }
     });
     return {out, lse};
 }
@@ -168,13 +247,14 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& q_in, const at
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_impl(const at::Tensor& q_in, const at::Tensor& k_in,
                                                              const at::Tensor& v_in, const at::Tensor& out_in,
                                                              const at::Tensor& lse, const at::Tensor& dout_in,
-                                                             const call_options& co) {
+                                                             const call_options& co, const batching& bt = {}) {
     check_tensor(q_in, "q", q_in);
     check_dtype(q_in);
     check_tensor(k_in, "k", q_in);
     check_tensor(v_in, "v", q_in);
     check_tensor(out_in, "out", q_in);
     check_tensor(dout_in, "dout", q_in);
+    check_batching(bt, q_in);
     if (!lse.defined() || lse.dim() != 3 || lse.size(0) != q_in.size(0) || lse.size(1) != q_in.size(1) ||
         lse.size(2) != q_in.size(2) || lse.scalar_type() != lse_dtype(q_in.scalar_type()) || !lse.device().is_cpu() ||
         lse.layout() != at::kStrided)
@@ -191,9 +271,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_impl(const at::Tensor& q
     dispatch(q.scalar_type(), [&](auto tag) {
         using T = decltype(tag);
         using A = longnet::accum_t<T>;
-        longnet::dilated_attention_backward(view_of<const T>(q), view_of<const T>(k), view_of<const T>(v),
-                                            view_of<const T>(out), lse_view_of<const A>(lse), view_of<const T>(dout),
-                                            view_of<T>(dq), view_of<T>(dk), view_of<T>(dv), opt, mode);
+        const auto qv = view_of<const T>(q), kv = view_of<const T>(k), vv = view_of<const T>(v),
+                   ov = view_of<const T>(out), dov = view_of<const T>(dout);
+        const auto lv = lse_view_of<const A>(lse);
+        const auto dqv = view_of<T>(dq), dkv = view_of<T>(dk), dvv = view_of<T>(dv);
+        switch (bt.kind) {
+            case batching::dense:
+                longnet::dilated_attention_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, opt, mode);
+                break;
+            case batching::varlen:
+                longnet::dilated_attention_varlen_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, bt.cu_seqlens, opt,
+                                                           mode);
+                break;
+            case batching::padded:
+                longnet::dilated_attention_padded_backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mask_of(bt), opt,
+                                                           mode);
+                break;
+        }
     });
     return {dq, dk, dv};
 }
@@ -205,7 +299,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_impl(const at::Tensor& q
 // column only. Returns (dq, dk) of that part.
 std::tuple<at::Tensor, at::Tensor> lse_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& out, const at::Tensor& lse, const at::Tensor& dlse,
-                                                const call_options& co) {
+                                                const call_options& co, const batching& bt) {
     const int64_t D = q.size(3);
     auto pad = [&](const at::Tensor& t, double last) {
         at::Tensor p = at::empty({t.size(0), t.size(1), t.size(2), D + 1}, t.options().memory_format(at::MemoryFormat::Contiguous));
@@ -219,7 +313,8 @@ std::tuple<at::Tensor, at::Tensor> lse_backward(const at::Tensor& q, const at::T
     call_options exact = co;
     exact.grad_mode = "exact";
     exact.scale = longnet::effective_scale(co.scale, D);  // D + 1 columns must not change the default scale
-    auto [dq_p, dk_p, dv_p] = backward_impl(pad(q, 0.0), pad(k, 0.0), pad(v, 0.0), pad(out, 1.0), lse, dout_p, exact);
+    auto [dq_p, dk_p, dv_p] =
+        backward_impl(pad(q, 0.0), pad(k, 0.0), pad(v, 0.0), pad(out, 1.0), lse, dout_p, exact, bt);
     (void)dv_p;
     return {dq_p.narrow(3, 0, D), dk_p.narrow(3, 0, D)};
 }
@@ -234,6 +329,18 @@ struct saved_options {
         ctx->saved_data["has_scale"] = co.scale.has_value();
         ctx->saved_data["scale"] = co.scale.value_or(0.0);
         ctx->saved_data["grad_mode"] = co.grad_mode;
+    }
+    static void put(AutogradContext* ctx, const batching& bt) {
+        ctx->saved_data["batching"] = static_cast<int64_t>(bt.kind);
+        ctx->saved_data["cu_seqlens"] = bt.cu_seqlens;
+        ctx->saved_data["mask"] = bt.mask.defined() ? bt.mask : at::empty({0}, at::kBool);
+    }
+    static batching get_batching(AutogradContext* ctx) {
+        batching bt;
+        bt.kind = static_cast<batching::kind_t>(ctx->saved_data["batching"].toInt());
+        bt.cu_seqlens = ctx->saved_data["cu_seqlens"].toIntVector();
+        if (bt.kind == batching::padded) bt.mask = ctx->saved_data["mask"].toTensor();
+        return bt;
     }
     static call_options get(AutogradContext* ctx) {
         call_options co;
@@ -250,11 +357,12 @@ struct saved_options {
 
 struct DilatedAttentionFunction : public torch::autograd::Function<DilatedAttentionFunction> {
     static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                 const call_options& co) {
-        auto [out, lse] = forward_impl(q, k, v, co);
+                                 const call_options& co, const batching& bt) {
+        auto [out, lse] = forward_impl(q, k, v, co, bt);
         ctx->set_materialize_grads(false);  // an unused output (often lse) gets no zero gradient buffer
         ctx->save_for_backward({q, k, v, out, lse});
         saved_options::put(ctx, co);
+        saved_options::put(ctx, bt);
         return {out, lse};
     }
 
@@ -266,22 +374,23 @@ struct DilatedAttentionFunction : public torch::autograd::Function<DilatedAttent
         const variable_list saved = ctx->get_saved_variables();
         const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
         const call_options co = saved_options::get(ctx);
+        const batching bt = saved_options::get_batching(ctx);
         const at::Tensor& dout = grads[0];
         const at::Tensor& dlse = grads[1];
         at::Tensor dq, dk, dv;
         if (dout.defined()) {
-            std::tie(dq, dk, dv) = backward_impl(q, k, v, out, lse, dout, co);
+            std::tie(dq, dk, dv) = backward_impl(q, k, v, out, lse, dout, co, bt);
         } else {
             dq = at::zeros(q.sizes(), q.options());
             dk = at::zeros(q.sizes(), q.options());
             dv = at::zeros(q.sizes(), q.options());
         }
         if (dlse.defined()) {
-            auto [dq_l, dk_l] = lse_backward(q, k, v, out, lse, dlse, co);
+            auto [dq_l, dk_l] = lse_backward(q, k, v, out, lse, dlse, co, bt);
             dq.add_(dq_l);
             dk.add_(dk_l);
         }
-        return {dq, dk, dv, at::Tensor()};
+        return {dq, dk, dv, at::Tensor(), at::Tensor()};
     }
 };
 
@@ -308,16 +417,44 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "dilated_attention",
         [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::vector<int64_t> segment_lengths,
            std::vector<int64_t> dilated_ratios, bool causal, std::string offsets, std::string tail,
-           std::optional<double> scale, std::string grad_mode) {
+           std::optional<double> scale, std::string grad_mode, std::optional<at::Tensor> key_padding_mask) {
             const call_options co = make_options(std::move(segment_lengths), std::move(dilated_ratios), causal,
                                                  std::move(offsets), std::move(tail), scale, std::move(grad_mode));
+            batching bt;
+            if (key_padding_mask) {
+                check_tensor(q, "q", q);
+                bt.kind = batching::padded;
+                bt.mask = check_mask(*key_padding_mask, q);
+            }
             py::gil_scoped_release no_gil;
-            variable_list r = DilatedAttentionFunction::apply(q, k, v, co);
+            variable_list r = DilatedAttentionFunction::apply(q, k, v, co, bt);
             return std::make_tuple(r[0], r[1]);
         },
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("segment_lengths"), py::arg("dilated_ratios"),
         py::arg("causal"), py::arg("offsets"), py::arg("tail"), py::arg("scale"), py::arg("grad_mode"),
-        "Differentiable dilated attention: returns (out, lse).");
+        py::arg("key_padding_mask") = py::none(),
+        "Differentiable dilated attention: returns (out, lse). key_padding_mask: [B, N] bool, true = pad.");
+    m.def(
+        "dilated_attention_varlen",
+        [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& cu_seqlens,
+           std::vector<int64_t> segment_lengths, std::vector<int64_t> dilated_ratios, bool causal, std::string offsets,
+           std::string tail, std::optional<double> scale, std::string grad_mode) {
+            const call_options co = make_options(std::move(segment_lengths), std::move(dilated_ratios), causal,
+                                                 std::move(offsets), std::move(tail), scale, std::move(grad_mode));
+            check_packed_dims(q, "q");
+            check_packed_dims(k, "k");
+            check_packed_dims(v, "v");
+            batching bt;
+            bt.kind = batching::varlen;
+            bt.cu_seqlens = cu_seqlens_of(cu_seqlens);
+            py::gil_scoped_release no_gil;
+            variable_list r = DilatedAttentionFunction::apply(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), co, bt);
+            return std::make_tuple(r[0].squeeze(0), r[1].squeeze(0));
+        },
+        py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cu_seqlens"), py::arg("segment_lengths"),
+        py::arg("dilated_ratios"), py::arg("causal"), py::arg("offsets"), py::arg("tail"), py::arg("scale"),
+        py::arg("grad_mode"),
+        "Differentiable packed variable-length dilated attention on [total, H, D]: returns (out, lse [total, H]).");
     m.def(
         "forward",
         [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::vector<int64_t> segment_lengths,

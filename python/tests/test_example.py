@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""python/examples/train_tiny.py runs and learns: 40 steps on a generated text lower the held-out loss."""
+"""The examples run: python/examples/train_tiny.py learns (40 steps on a generated text lower the held-out
+loss); python/examples/encode_slides.py encodes a padded batch of slides as each slide alone."""
 
 import os
 import re
@@ -24,3 +25,17 @@ def test_train_tiny_learns(tmp_path):
     assert m, run.stdout
     first, last = float(m.group(1)), float(m.group(2))
     assert last < first - 1.0, run.stdout
+
+
+SLIDES = os.path.join(os.path.dirname(__file__), "..", "examples", "encode_slides.py")
+
+
+def test_encode_slides_batch_equals_each_slide_alone():
+    """python/examples/encode_slides.py: a left-padded float64 batch of slides (1 to 260 tiles) encoded with
+    a key_padding_mask equals every slide encoded alone (tokens, slide embedding, parameter gradients; right
+    padding and float32 are tested on the module in test_module.py)."""
+    run = subprocess.run([sys.executable, SLIDES, "--tiles", "37,260,1,120,75", "--left-pad"], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len(re.findall(r"^slide \d: ", run.stdout, re.M)) == 5, run.stdout
+    assert "all 5 slides match their unbatched encoding" in run.stdout, run.stdout

@@ -44,7 +44,8 @@ def test_decoder_anchored_equals_centred_in_range():
     logits = dec(tokens)
     for layer in dec.layers:  # the old form, as a reference
         attn = layer.self_attn
-        attn._attention = (lambda m: lambda q, k, v, causal: centred_attention(m, q, k, v, causal))(attn)
+        attn._attention = (lambda m: lambda q, k, v, causal, key_padding_mask=None:
+                           centred_attention(m, q, k, v, causal))(attn)
     assert rel_err(logits, dec(tokens)) <= 1e-12
 
 
