@@ -288,6 +288,8 @@ if(LONGNET_WITH_EIGEN AND TARGET nlohmann_json::nlohmann_json AND NOT CMAKE_VERS
                             ${_m} ${_x} --mask @IN@/mask_float32.npy ${_o})
   _longnet_cli_encode_error(mask_shape 1 "shape (3,) does not match the embeddings' [B, N] = (2, 40)"
                             ${_m} ${_x} --mask @IN@/mask_short.npy ${_o})
+  _longnet_cli_encode_error(mask_value 1 "entry [0, 39] = 2 (a mask holds 0 = token, 1 = pad)"
+                            ${_m} --embeddings @IN@/x0.npy --mask @IN@/mask_two.npy ${_o})
   _longnet_cli_encode_error(mask_not_npy 1 "bad magic" ${_m} ${_x} --mask @IN@/text.npy ${_o})
   _longnet_cli_encode_error(checkpoint 1 "inner_attn_ln" --weights ${_cli_data}/encoder_02/model.safetensors
                             --config @IN@/config.json ${_x} ${_o})

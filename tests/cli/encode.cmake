@@ -5,7 +5,8 @@
 #   MODE fixture  the fixture's batch: --mask as bool in double (vs encoder_out_pure64.npy, 1e-9) with
 #                 --cls-out (= token 0 of each row); --mask as uint8 in float (1e-5); --lengths (int32)
 #                 equal to that --mask output exactly; the batch moved to left padding (double, 1e-9);
-#                 row 0 alone as an [N, D] array (double, 1e-9). No temporary file is left.
+#                 row 0 alone as an [N, D] array and row 1 as [N, D] with an [N] mask (double, 1e-9). No
+#                 temporary file is left.
 #   MODE random   --random-config gigapath and --config examples/configs/gigapath_slide_encoder.json on the
 #                 same seed and a cut-down layer count give the same output (the JSON file is the built-in
 #                 config), and the timing line reports peak RSS.
@@ -13,7 +14,8 @@
 #                 an empty folder that must stay empty): exit code CODE, one stderr line with EXPECT.
 #
 # WORK/in holds: config.json (the fixture's config), mask_{bool,uint8,int64,float32}.npy, lengths.npy
-# (int32 [2]), lengths_long.npy (40, 41), lengths_three.npy ([3]), mask_short.npy ([3]) and the inputs
+# (int32 [2]), lengths_long.npy (40, 41), lengths_three.npy ([3]), mask_short.npy ([3]), x0.npy (row 0 of
+# the embeddings, [40, D]), mask_two.npy (int64 [40], the last entry 2) and the inputs
 # of `longnet_cli_testkit make-bad` (other.npy float32 [8, 2, 8], int64.npy, text.npy, ...).
 #
 #   cmake -DTOOL=<exe> -DTESTKIT=<exe> -DWORK=<dir> -DCASE_DIR=<dir> -DMODE=<mode> [-DCODE= -DEXPECT=]
@@ -35,6 +37,12 @@ cli_run_testkit(lengths "${CASE_DIR}/padding_mask.npy" "${in}/lengths.npy")
 cli_run_testkit(tokens "${in}/lengths_long.npy" 40 41)
 cli_run_testkit(tokens "${in}/lengths_three.npy" 40 27 1)
 cli_run_testkit(tokens "${in}/mask_short.npy" 0 0 1)
+cli_run_testkit(row "${CASE_DIR}/embeddings.npy" "${in}/x0.npy" 0)
+set(ids "")
+foreach(i RANGE 38)
+  list(APPEND ids 0)
+endforeach()
+cli_run_testkit(tokens "${in}/mask_two.npy" ${ids} 2)
 cli_run_testkit(make-bad "${in}")
 set(model --weights "${CASE_DIR}/model.safetensors" --config "${in}/config.json")
 
@@ -101,6 +109,13 @@ cli_run_testkit(row "${x}" "${WORK}/x0.npy" 0)
 cli_run_testkit(row "${want}" "${WORK}/want0.npy" 0)
 encode("${out}/row0.npy" ${model} --embeddings "${WORK}/x0.npy" --dtype double --out "${out}/row0.npy")
 cli_run_testkit(compare "${out}/row0.npy" "${WORK}/want0.npy" 1e-9 float64)
+# row 1 (27 tokens, 13 pads) alone as [N, D] with its [N] mask
+foreach(f embeddings padding_mask encoder_out_pure64)
+  cli_run_testkit(row "${CASE_DIR}/${f}.npy" "${WORK}/${f}1.npy" 1)
+endforeach()
+encode("${out}/row1.npy" ${model} --embeddings "${WORK}/embeddings1.npy" --mask "${WORK}/padding_mask1.npy" --dtype double
+       --out "${out}/row1.npy")
+cli_run_testkit(compare "${out}/row1.npy" "${WORK}/encoder_out_pure641.npy" 1e-9 float64)
 file(GLOB temps "${out}/*.tmp-*")
 if(temps)
   cli_fail("temporary files left behind: ${temps}")

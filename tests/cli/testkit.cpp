@@ -15,7 +15,7 @@
 //                                     float32 (the encoder CLI's masks)
 //   lengths IN OUT                    the int32 lengths [B] of a right-padded [B, N] mask IN (1 = pad)
 //   first-token IN OUT                [B, N, D] -> [B, D]: each row's token 0
-//   row IN OUT B                      [B, ...] -> [...]: batch row B
+//   row IN OUT B                      [B, ...] -> [...]: batch row B (integers as int64, float32 kept, else float64)
 //   left-pad X MASK WANT DIR          a right-padded batch (X [B, N, D], MASK [B, N], expected output WANT
 //                                     [B, N, D]) moved to left padding: DIR/x.npy, DIR/mask.npy (uint8),
 //                                     DIR/want.npy; pads of x get row b's first token, want's pads stay 0
@@ -251,8 +251,14 @@ int row(const std::string& in, const std::string& out, std::int64_t b) {
     if (a.ndim() < 2 || b < 0 || b >= a.shape()[0]) throw std::runtime_error(in + ": no batch row " + std::to_string(b));
     const std::vector<std::int64_t> shape(a.shape().begin() + 1, a.shape().end());
     const std::size_t n = a.size() / static_cast<std::size_t>(a.shape()[0]);
+    const auto first = static_cast<std::ptrdiff_t>(n) * b, last = static_cast<std::ptrdiff_t>(n) * (b + 1);
+    if (a.dtype() == io::npy_dtype::int32 || a.dtype() == io::npy_dtype::int64) {
+        const std::vector<std::int64_t> v = a.as_int64();
+        io::save_npy(out, std::vector<std::int64_t>(v.begin() + first, v.begin() + last), shape);
+        return 0;
+    }
     const std::vector<double> v = a.as_double();
-    const std::vector<double> r(v.begin() + static_cast<std::ptrdiff_t>(n) * b, v.begin() + static_cast<std::ptrdiff_t>(n) * (b + 1));
+    const std::vector<double> r(v.begin() + first, v.begin() + last);
     if (a.dtype() == io::npy_dtype::float32) io::save_npy(out, std::vector<float>(r.begin(), r.end()), shape);
     else io::save_npy(out, r, shape);
     return 0;
