@@ -2,9 +2,9 @@
 #pragma once
 // Private helpers of the example programs (not part of the library): strict argument parsing
 // (arg_reader, numbers, lists), error classes with exit codes and main_guard (the one place an exception
-// becomes an exit code and a message), memory limits, output-path checks, deterministic random inputs,
-// timing, --tokenizer (load it, check it against the tokenizer a config records). The model flags
-// longnet_lm and longnet_train share are in model_flags.hpp.
+// becomes an exit code and a message), memory limits, peak RSS and CPU time (getrusage), output-path
+// checks, deterministic random inputs, timing, --tokenizer (load it, check it against the tokenizer a
+// config records). The model flags longnet_lm and longnet_train share are in model_flags.hpp.
 //
 // Exit codes of the tools: 0 success, 1 data error (files, shapes, dtypes, I/O), 2 usage error
 // (flags, numbers, policies, sizes that cannot fit in memory).

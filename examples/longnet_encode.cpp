@@ -97,7 +97,7 @@ arguments parse(int argc, char** argv) {
             if (a.random_config != "gigapath")
                 throw cli::usage_error("--random-config: only 'gigapath' is known (got '" + a.random_config + "')");
         } else if (f == "--random-tokens") a.random_tokens = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
-        else if (f == "--layers") a.layers = cli::parse_int(f, r.value(f), 0, 1000);
+        else if (f == "--layers") a.layers = cli::parse_int(f, r.value(f), 1, 1000);
         else if (f == "--seed") {
             a.seed = cli::parse_uint64(f, r.value(f));
             a.seed_given = true;

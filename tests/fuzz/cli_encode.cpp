@@ -26,7 +26,7 @@ int fuzz_cli::encode(int argc, char** argv) {
     }
     FUZZ_CHECK(argc > 1, "no arguments accepted");
     FUZZ_CHECK(a.dtype == "float" || a.dtype == "double", "--dtype " + a.dtype);
-    FUZZ_CHECK(a.layers >= -1 && a.layers <= 1000, "--layers " + std::to_string(a.layers));
+    FUZZ_CHECK(a.layers == -1 || (a.layers >= 1 && a.layers <= 1000), "--layers " + std::to_string(a.layers));
     if (a.random_tokens > 0) {
         FUZZ_CHECK(a.random_tokens <= (std::int64_t(1) << 40), "--random-tokens " + std::to_string(a.random_tokens));
         FUZZ_CHECK((a.random_config == "gigapath") != !a.config.empty(), "random mode: not exactly one model");
