@@ -2,9 +2,9 @@
 #pragma once
 // Private helpers of the example programs (not part of the library): strict argument parsing
 // (arg_reader, numbers, lists), error classes with exit codes and main_guard (the one place an exception
-// becomes an exit code and a message), memory limits, output-path checks, deterministic random inputs,
-// timing, --tokenizer (load it, check it against the tokenizer a config records). The model flags
-// longnet_lm and longnet_train share are in model_flags.hpp.
+// becomes an exit code and a message), memory limits, peak RSS and CPU time (getrusage), output-path
+// checks, deterministic random inputs, timing, --tokenizer (load it, check it against the tokenizer a
+// config records). The model flags longnet_lm and longnet_train share are in model_flags.hpp.
 //
 // Exit codes of the tools: 0 success, 1 data error (files, shapes, dtypes, I/O), 2 usage error
 // (flags, numbers, policies, sizes that cannot fit in memory).
@@ -36,6 +36,7 @@
 #include <omp.h>
 #endif
 #if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
 #include <unistd.h>
 #define LONGNET_CLI_POSIX 1
 #else
@@ -279,6 +280,35 @@ inline std::uint64_t physical_memory_bytes() noexcept {
     }
 #endif
     return 0;
+}
+
+// The process's peak resident set size in bytes (getrusage: ru_maxrss, KiB on Linux, bytes on macOS), or 0
+// when unknown.
+inline std::uint64_t peak_rss_bytes() noexcept {
+#if LONGNET_CLI_POSIX
+    struct rusage u {};
+    if (getrusage(RUSAGE_SELF, &u) != 0 || u.ru_maxrss < 0) return 0;
+#if defined(__APPLE__)
+    return static_cast<std::uint64_t>(u.ru_maxrss);
+#else
+    return static_cast<std::uint64_t>(u.ru_maxrss) * 1024u;
+#endif
+#else
+    return 0;
+#endif
+}
+
+// CPU time (user + system) the process has used so far in seconds, all threads, or 0 when unknown. On a
+// shared machine the CPU time a run takes says more than its wall time.
+inline double process_cpu_seconds() noexcept {
+#if LONGNET_CLI_POSIX
+    struct rusage u {};
+    if (getrusage(RUSAGE_SELF, &u) != 0) return 0;
+    const auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+    return sec(u.ru_utime) + sec(u.ru_stime);
+#else
+    return 0;
+#endif
 }
 
 inline std::string human_bytes(double bytes) {

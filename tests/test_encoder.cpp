@@ -230,6 +230,29 @@ TEST_CASE("encoder: random batches equal each sequence encoded alone", "[encoder
     }
 }
 
+TEST_CASE("random_encoder: seeded, reproducible, the fixtures' parameter scheme", "[encoder]") {
+    for (const std::string name : {"encoder_01", "encoder_02"}) {  // embedding LayerNorm; post-LN
+        const auto cfg = fixture_config(name);
+        const auto a = nn::random_encoder<double>(cfg, 7);
+        const auto b = nn::random_encoder<double>(cfg, 7);
+        const auto c = nn::random_encoder<double>(cfg, 8);
+        const auto x = embeddings<double>(name, cfg.embed_dim);
+        const nn::matrix<double> ya = a.forward(x);
+        CHECK(ya.allFinite());
+        CHECK(ya == b.forward(x));
+        CHECK((ya - c.forward(x)).cwiseAbs().maxCoeff() > 1e-3);
+        for (const auto* norm : {&a.layernorm_embedding, &a.final_norm, &a.layers.back().final_layer_norm}) {
+            CHECK(norm->weight.minCoeff() >= 0.5);
+            CHECK(norm->weight.maxCoeff() <= 1.5);
+            CHECK(norm->bias.cwiseAbs().maxCoeff() > 0);
+        }
+        const auto& fc1 = a.layers.front().ffn.fc1.weight;  // N(0, 1/fan_in): variance about 1/D
+        const double var = fc1.squaredNorm() / static_cast<double>(fc1.size());
+        CHECK(var * static_cast<double>(cfg.embed_dim) > 0.8);
+        CHECK(var * static_cast<double>(cfg.embed_dim) < 1.2);
+    }
+}
+
 TEST_CASE("encoder config: torchscale fields, postprocessing and refusals", "[encoder]") {
     const auto base = params("encoder_00").at("config");
     const auto cfg = nn::encoder_config::from_json(base);

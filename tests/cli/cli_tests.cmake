@@ -246,3 +246,62 @@ _longnet_cli_error(backward_without_random 2 "--backward is only for --random" $
 _longnet_cli_error(backward_random_files 2 "with --random use --backward" --random 1,8,2,4 ${_br} --dout @IN@/good.npy ${_grads})
 _longnet_cli_error(dout_shape 1 "dout (${_cli_work}/cli_attend_error_dout_shape/in/other.npy) has shape (8, 2, 8) float32 but q"
                    ${_in} ${_br} ${_out} --dout @IN@/other.npy ${_grads})
+
+# --- examples/longnet_encode: the torchscale encoder fixtures, GigaPath config, bad inputs -----------------
+#   cli_encode_fixture_<case>  tests/data/encoder_*: --mask (bool, uint8), --lengths, left padding, [N, D],
+#                              --cls-out against the fixture (encode.cmake)
+#   cli_encode_gigapath        --random-config gigapath = examples/configs/gigapath_slide_encoder.json
+#   cli_encode_error_<class>   one bad command line or bad input: exit code and message, nothing written
+if(LONGNET_WITH_EIGEN AND TARGET nlohmann_json::nlohmann_json AND NOT CMAKE_VERSION VERSION_LESS 3.19)
+  set(_encode_tools -DTOOL=$<TARGET_FILE:longnet_encode> -DTESTKIT=$<TARGET_FILE:longnet_cli_testkit>)
+  foreach(case encoder_00 encoder_01 encoder_02)
+    set(name cli_encode_fixture_${case})
+    add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} ${_encode_tools} -DWORK=${_cli_work}/${name} -DMODE=fixture
+                                  -DCASE_DIR=${_cli_data}/${case} -P ${_cli_scripts}/encode.cmake)
+    _longnet_cli_label(${name})
+  endforeach()
+  add_test(NAME cli_encode_gigapath
+           COMMAND ${CMAKE_COMMAND} ${_encode_tools} -DWORK=${_cli_work}/cli_encode_gigapath -DMODE=random
+                   -DCASE_DIR=${_cli_data}/encoder_00 "-DCONFIG=${PROJECT_SOURCE_DIR}/examples/configs/gigapath_slide_encoder.json"
+                   -P ${_cli_scripts}/encode.cmake)
+  _longnet_cli_label(cli_encode_gigapath)
+  # _longnet_cli_encode_error(<class> <exit code> <expected stderr text> <arguments...>) on encoder_00:
+  # @IN@ the prepared inputs (encode.cmake), @OUT@ a folder that must stay empty, @CASE@ the fixture.
+  function(_longnet_cli_encode_error class code expect)
+    set(name cli_encode_error_${class})
+    add_test(NAME ${name}
+             COMMAND ${CMAKE_COMMAND} ${_encode_tools} -DWORK=${_cli_work}/${name} -DMODE=error -DCODE=${code}
+                     "-DEXPECT=${expect}" -DCASE_DIR=${_cli_data}/encoder_00 -P ${_cli_scripts}/encode.cmake -- ${ARGN})
+    _longnet_cli_label(${name})
+  endfunction()
+  set(_m --weights @CASE@/model.safetensors --config @IN@/config.json)
+  set(_x --embeddings @CASE@/embeddings.npy)
+  set(_o --out @OUT@/y.npy --cls-out @OUT@/cls.npy)
+  # data errors: exit code 1
+  _longnet_cli_encode_error(width 1 "(8, 2, 8) is 8 wide but the config's encoder_embed_dim is 32"
+                            ${_m} --embeddings @IN@/other.npy ${_o})
+  _longnet_cli_encode_error(embeddings_dtype 1 "expected float32 or float64, got int64" ${_m} --embeddings @IN@/int64.npy ${_o})
+  _longnet_cli_encode_error(length_above_n 1 "lengths[1] = 41 is outside [0, N = 40]" ${_m} ${_x} --lengths @IN@/lengths_long.npy ${_o})
+  _longnet_cli_encode_error(lengths_count 1 "expected shape (2,)" ${_m} ${_x} --lengths @IN@/lengths_three.npy ${_o})
+  _longnet_cli_encode_error(lengths_dtype 1 "--lengths" ${_m} ${_x} --lengths @IN@/mask_float32.npy ${_o})
+  _longnet_cli_encode_error(mask_dtype 1 "expected bool, uint8, int32 or int64 (1 = pad), got float32"
+                            ${_m} ${_x} --mask @IN@/mask_float32.npy ${_o})
+  _longnet_cli_encode_error(mask_shape 1 "shape (3,) does not match the embeddings' [B, N] = (2, 40)"
+                            ${_m} ${_x} --mask @IN@/mask_short.npy ${_o})
+  _longnet_cli_encode_error(mask_value 1 "entry [0, 39] = 2 (a mask holds 0 = token, 1 = pad)"
+                            ${_m} --embeddings @IN@/x0.npy --mask @IN@/mask_two.npy ${_o})
+  _longnet_cli_encode_error(mask_not_npy 1 "bad magic" ${_m} ${_x} --mask @IN@/text.npy ${_o})
+  _longnet_cli_encode_error(checkpoint 1 "inner_attn_ln" --weights ${_cli_data}/encoder_02/model.safetensors
+                            --config @IN@/config.json ${_x} ${_o})
+  _longnet_cli_encode_error(out_folder 1 "does not exist" ${_m} ${_x} --out @OUT@/missing/y.npy)
+  # usage errors: exit code 2
+  _longnet_cli_encode_error(lengths_and_mask 2 "give --lengths or --mask, not both" ${_m} ${_x}
+                            --lengths @IN@/lengths.npy --mask @IN@/mask_bool.npy ${_o})
+  _longnet_cli_encode_error(missing_out 2 "file mode needs" ${_m} ${_x})
+  _longnet_cli_encode_error(same_outputs 2 "--out and --cls-out name the same file" ${_m} ${_x} --out @OUT@/y.npy --cls-out @OUT@/y.npy)
+  _longnet_cli_encode_error(random_config 2 "only 'gigapath' is known" --random-config gigantic --random-tokens 8)
+  _longnet_cli_encode_error(random_with_files 2 "does not take --weights" --random-config gigapath --random-tokens 8 --weights @CASE@/model.safetensors)
+  add_test(NAME cli_encode_help COMMAND longnet_encode --help)
+  set_tests_properties(cli_encode_help PROPERTIES PASS_REGULAR_EXPRESSION "longnet_encode --weights")
+  _longnet_cli_label(cli_encode_help)
+endif()

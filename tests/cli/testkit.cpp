@@ -11,6 +11,14 @@
 //   tokens OUT [ID ...]               writes the ids as an int64 [n] array (no ids: an empty [0] array)
 //   values FILE                       prints every value, space-separated (integers as integers)
 //   argmax FILE                       prints the arg max of each row of a 2-D array, space-separated
+//   mask IN OUT DTYPE                 an integer 0/1 mask IN rewritten as bool ('|b1'), uint8 ('|u1'), int64 or
+//                                     float32 (the encoder CLI's masks)
+//   lengths IN OUT                    the int32 lengths [B] of a right-padded [B, N] mask IN (1 = pad)
+//   first-token IN OUT                [B, N, D] -> [B, D]: each row's token 0
+//   row IN OUT B                      [B, ...] -> [...]: batch row B (integers as int64, float32 kept, else float64)
+//   left-pad X MASK WANT DIR          a right-padded batch (X [B, N, D], MASK [B, N], expected output WANT
+//                                     [B, N, D]) moved to left padding: DIR/x.npy, DIR/mask.npy (uint8),
+//                                     DIR/want.npy; pads of x get row b's first token, want's pads stay 0
 
 #include <longnet/io/npy.hpp>
 
@@ -185,6 +193,105 @@ int argmax(const std::string& path) {
     return 0;
 }
 
+// A .npy image of one-byte elements (numpy's '|b1' or '|u1'), which io::save_npy does not write.
+void save_bytes_npy(const std::string& path, const char* descr, const std::vector<std::uint8_t>& v,
+                    const std::vector<std::int64_t>& shape) {
+    std::string dict = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + io::shape_string(shape) + ", }";
+    while ((10 + dict.size() + 1) % 64 != 0) dict += ' ';
+    dict += '\n';
+    std::string bytes("\x93NUMPY\x01\x00", 8);
+    bytes += static_cast<char>(dict.size() & 0xff);
+    bytes += static_cast<char>(dict.size() >> 8);
+    bytes += dict;
+    bytes.append(reinterpret_cast<const char*>(v.data()), v.size());
+    write_raw(path, bytes);
+}
+
+int mask(const std::string& in, const std::string& out, const std::string& dtype) {
+    const io::npy_array a = io::load_npy(in);
+    const std::vector<std::int64_t> m = a.as_int64();
+    if (dtype == "bool" || dtype == "uint8") save_bytes_npy(out, dtype == "bool" ? "|b1" : "|u1", std::vector<std::uint8_t>(m.begin(), m.end()), a.shape());
+    else if (dtype == "int64") io::save_npy(out, m, a.shape());
+    else if (dtype == "float32") io::save_npy(out, a.as_float(), a.shape());
+    else throw std::runtime_error("mask: unknown dtype " + dtype);
+    return 0;
+}
+
+int lengths(const std::string& in, const std::string& out) {
+    const io::npy_array a = io::load_npy(in);
+    if (a.ndim() != 2) throw std::runtime_error(in + ": expected a [B, N] mask");
+    const std::vector<std::int64_t> m = a.as_int64();
+    const std::int64_t batch = a.shape()[0], seq = a.shape()[1];
+    std::vector<std::int32_t> len(static_cast<std::size_t>(batch));
+    for (std::int64_t b = 0; b < batch; ++b) {
+        std::int64_t n = 0;
+        while (n < seq && m[static_cast<std::size_t>(b * seq + n)] == 0) ++n;
+        for (std::int64_t i = n; i < seq; ++i)
+            if (m[static_cast<std::size_t>(b * seq + i)] == 0) throw std::runtime_error(in + ": row " + std::to_string(b) + " is not right-padded");
+        len[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(n);
+    }
+    io::save_npy(out, len, {batch});
+    return 0;
+}
+
+int first_token(const std::string& in, const std::string& out) {
+    const io::npy_array a = io::load_npy(in);
+    if (a.ndim() != 3) throw std::runtime_error(in + ": expected [B, N, D]");
+    const std::vector<double> v = a.as_double();
+    const std::int64_t batch = a.shape()[0], seq = a.shape()[1], dim = a.shape()[2];
+    std::vector<double> first;
+    for (std::int64_t b = 0; b < batch; ++b)
+        first.insert(first.end(), v.begin() + b * seq * dim, v.begin() + (b * seq + 1) * dim);
+    io::save_npy(out, first, {batch, dim});
+    return 0;
+}
+
+int row(const std::string& in, const std::string& out, std::int64_t b) {
+    const io::npy_array a = io::load_npy(in);
+    if (a.ndim() < 2 || b < 0 || b >= a.shape()[0]) throw std::runtime_error(in + ": no batch row " + std::to_string(b));
+    const std::vector<std::int64_t> shape(a.shape().begin() + 1, a.shape().end());
+    const std::size_t n = a.size() / static_cast<std::size_t>(a.shape()[0]);
+    const auto first = static_cast<std::ptrdiff_t>(n) * b, last = static_cast<std::ptrdiff_t>(n) * (b + 1);
+    if (a.dtype() == io::npy_dtype::int32 || a.dtype() == io::npy_dtype::int64) {
+        const std::vector<std::int64_t> v = a.as_int64();
+        io::save_npy(out, std::vector<std::int64_t>(v.begin() + first, v.begin() + last), shape);
+        return 0;
+    }
+    const std::vector<double> v = a.as_double();
+    const std::vector<double> r(v.begin() + first, v.begin() + last);
+    if (a.dtype() == io::npy_dtype::float32) io::save_npy(out, std::vector<float>(r.begin(), r.end()), shape);
+    else io::save_npy(out, r, shape);
+    return 0;
+}
+
+int left_pad(const std::string& x_path, const std::string& mask_path, const std::string& want_path, const std::string& dir) {
+    const io::npy_array x = io::load_npy(x_path), want = io::load_npy(want_path);
+    const std::vector<std::int64_t> m = io::load_npy(mask_path).as_int64();
+    const std::int64_t batch = x.shape()[0], seq = x.shape()[1], dim = x.shape()[2];
+    const std::vector<float> xv = x.as_float();
+    const std::vector<double> wv = want.as_double();
+    std::vector<float> xl(xv.size());
+    std::vector<double> wl(wv.size(), 0.0);
+    std::vector<std::uint8_t> ml(m.size(), 1);
+    for (std::int64_t b = 0; b < batch; ++b) {
+        std::int64_t n = 0;
+        while (n < seq && m[static_cast<std::size_t>(b * seq + n)] == 0) ++n;
+        const std::int64_t shift = seq - n;
+        for (std::int64_t i = 0; i < seq; ++i) {
+            const std::int64_t from = i < shift ? 0 : i - shift;  // pads: a copy of token 0 (must not matter)
+            for (std::int64_t j = 0; j < dim; ++j) {
+                xl[static_cast<std::size_t>((b * seq + i) * dim + j)] = xv[static_cast<std::size_t>((b * seq + from) * dim + j)];
+                if (i >= shift) wl[static_cast<std::size_t>((b * seq + i) * dim + j)] = wv[static_cast<std::size_t>((b * seq + from) * dim + j)];
+            }
+            if (i >= shift) ml[static_cast<std::size_t>(b * seq + i)] = 0;
+        }
+    }
+    io::save_npy(dir + "/x.npy", xl, x.shape());
+    io::save_npy(dir + "/want.npy", wl, want.shape());
+    save_bytes_npy(dir + "/mask.npy", "|u1", ml, {batch, seq});
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -198,7 +305,13 @@ int main(int argc, char** argv) {
         if (a.size() >= 2 && a[0] == "tokens") return tokens(a[1], std::vector<std::string>(a.begin() + 2, a.end()));
         if (a.size() == 2 && a[0] == "values") return values(a[1]);
         if (a.size() == 2 && a[0] == "argmax") return argmax(a[1]);
-        std::fprintf(stderr, "usage: longnet_cli_testkit compare|convert|batch2|info|make-bad|tokens|values|argmax ...\n");
+        if (a.size() == 4 && a[0] == "mask") return mask(a[1], a[2], a[3]);
+        if (a.size() == 3 && a[0] == "lengths") return lengths(a[1], a[2]);
+        if (a.size() == 3 && a[0] == "first-token") return first_token(a[1], a[2]);
+        if (a.size() == 4 && a[0] == "row") return row(a[1], a[2], std::stoll(a[3]));
+        if (a.size() == 5 && a[0] == "left-pad") return left_pad(a[1], a[2], a[3], a[4]);
+        std::fprintf(stderr, "usage: longnet_cli_testkit compare|convert|batch2|info|make-bad|tokens|values|argmax|mask|lengths|"
+                             "first-token|row|left-pad ...\n");
         return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "testkit: %s\n", e.what());

@@ -73,7 +73,8 @@ if(TARGET nlohmann_json::nlohmann_json)
   endif()
   if(LONGNET_WITH_EIGEN AND EXISTS "${PROJECT_SOURCE_DIR}/examples/longnet_lm.cpp")
     _longnet_fuzz_target(cli "${_fuzz_dir}/fuzz_cli.cpp" "${_fuzz_dir}/cli_attend.cpp" "${_fuzz_dir}/cli_demo.cpp"
-                         "${_fuzz_dir}/cli_lm.cpp" "${_fuzz_dir}/cli_train.cpp" "${_fuzz_dir}/cli_distributed.cpp")
+                         "${_fuzz_dir}/cli_lm.cpp" "${_fuzz_dir}/cli_train.cpp" "${_fuzz_dir}/cli_distributed.cpp"
+                         "${_fuzz_dir}/cli_encode.cpp")
   endif()
 else()
   message(STATUS "longnet: nlohmann_json not found; only the .npy fuzz target is built")

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fuzz target: the command-line parsing of the tools (examples/cli_common.hpp and each tool's parser).
 //
-// Input: a selector byte, then the bytes of the command line. Selector % 6:
+// Input: a selector byte, then the bytes of the command line. Selector % 7:
 //   0, 1, 2   argv for longnet_attend, longnet_demo, longnet_lm: the rest split at NUL bytes (argv[0]
 //             is the tool's name); the tool's parser accepts (and its result is checked, see cli_*.cpp)
 //             or refuses with a usage error.
@@ -10,9 +10,11 @@
 //             lies in the range and is the text's value (integers: the text is the number's decimal
 //             digits, up to a '+' and leading zeros; doubles: what strtod reads).
 //   4, 5      argv for longnet_train and longnet_distributed, as 0-2 (cli_train.cpp, cli_distributed.cpp).
-// Selectors 0-3 mean what they meant when the scheme was % 4 (the seeds in corpus/cli/ start with 0-5).
-// LONGNET_FUZZ_CLI_TOOL=K (0-5) in the environment sends every input to selector K (its first byte is
-// still read as the selector byte and ignored): a run on one tool's parser alone.
+//   6         argv for longnet_encode, as 0-2 (cli_encode.cpp).
+// Selectors 0-5 mean what they meant when the scheme was % 6 (the seeds in corpus/cli/ start with the
+// bytes 0-6, the regressions in regressions/cli/ with 4 and 5). LONGNET_FUZZ_CLI_TOOL=K (0-6) in the
+// environment sends every input to selector K (its first byte is still read as the selector byte and
+// ignored): a run on one tool's parser alone.
 
 #include <algorithm>
 #include <cerrno>
@@ -86,7 +88,7 @@ void numbers(const std::uint8_t* data, std::size_t size) {
 namespace {
 int forced_tool() {
     const char* env = std::getenv("LONGNET_FUZZ_CLI_TOOL");
-    if (env == nullptr || env[0] < '0' || env[0] > '5' || env[1] != '\0') return -1;
+    if (env == nullptr || env[0] < '0' || env[0] > '6' || env[1] != '\0') return -1;
     return env[0] - '0';
 }
 }  // namespace
@@ -94,13 +96,13 @@ int forced_tool() {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 1) return 0;
     static const int forced = forced_tool();
-    const int tool = forced >= 0 ? forced : data[0] % 6;
+    const int tool = forced >= 0 ? forced : data[0] % 7;
     if (tool == 3) {
         numbers(data + 1, size - 1);
         return 0;
     }
     static const char* const names[] = {"longnet_attend", "longnet_demo", "longnet_lm", nullptr, "longnet_train",
-                                        "longnet_distributed"};
+                                        "longnet_distributed", "longnet_encode"};
     std::vector<std::string> args{names[tool]};
     if (size > 1) {
         std::string current;
@@ -114,7 +116,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         args.push_back(current);
     }
-    if (tool == 2 || tool == 4)  // longnet_lm's and longnet_train's --help exit the process (cli_lm.cpp, cli_train.cpp)
+    if (tool == 2 || tool == 4 || tool == 6)  // --help exits the process in longnet_lm, longnet_train, longnet_encode
         for (const std::string& a : args)
             if (a == "-h" || a.rfind("--help", 0) == 0) return 0;
     std::vector<char*> argv;
@@ -125,6 +127,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     else if (tool == 1) fuzz_cli::demo(argc, argv.data());
     else if (tool == 2) fuzz_cli::lm(argc, argv.data());
     else if (tool == 4) fuzz_cli::train(argc, argv.data());
-    else fuzz_cli::distributed(argc, argv.data());
+    else if (tool == 5) fuzz_cli::distributed(argc, argv.data());
+    else fuzz_cli::encode(argc, argv.data());
     return 0;
 }

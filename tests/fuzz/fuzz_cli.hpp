@@ -12,4 +12,5 @@ int demo(int argc, char** argv);
 int lm(int argc, char** argv);
 int train(int argc, char** argv);        // cli_train.cpp
 int distributed(int argc, char** argv);  // cli_distributed.cpp (the parser of longnet_distributed_args.hpp, no MPI)
+int encode(int argc, char** argv);       // cli_encode.cpp
 }  // namespace fuzz_cli

@@ -204,6 +204,11 @@ def cli_seeds():
     write(out, "distributed_paper", argv(5, "--config", "paper", "--tokens", "1m", "--max-segment", "256k",
                                          "--heads", "2", "--dim", "32", "--config", "paper-extended"))
     write(out, "distributed_help", argv(5, "--help"))
+    # longnet_encode (selector 6)
+    write(out, "encode_files", argv(6, "--weights", "w.safetensors", "--config", "c.json", "--embeddings", "x.npy",
+                                    "--mask", "m.npy", "--out", "y.npy", "--cls-out", "cls.npy", "--dtype", "double"))
+    write(out, "encode_random", argv(6, "--random-config", "gigapath", "--random-tokens", "10000", "--layers", "2",
+                                     "--seed", "3", "--out=y.npy"))
     rng = struct.pack("<qq", 1, 1 << 40)
     write(out, "number_int", bytes([3, 0]) + rng + b"+0002048")
     write(out, "number_uint64", bytes([3, 1]) + rng + b"18446744073709551615")
