@@ -458,12 +458,10 @@ private:
         return per_document(*docs, [&](index_t n) { return rotary.coefficients(n, downscale); });
     }
     void decay_rows(matrix<T>& x, index_t first, index_t w, bool downscale, const std::vector<index_t>* docs) const {
-        if (!docs) {
+        if (docs)
+            rotary.decay_documents(x, *docs, w, downscale);
+        else
             rotary.decay(x, first, w, downscale);
-            return;
-        }
-        for (std::size_t b = 0; b + 1 < docs->size(); ++b)
-            rotary.decay(x.middleRows((*docs)[b], (*docs)[b + 1] - (*docs)[b]), 0, w, downscale);
     }
     // The tables of each document alone (table(n): n rows), stacked.
     template <class Table>
