@@ -20,6 +20,14 @@
 //        --task recall: the synthetic long-range task (training/data.hpp): key-value pairs (--recall-pairs,
 //        repeated --recall-copies times) at the start of a sequence of --seq-len tokens, --recall-queries
 //        keys at its end, only their values scored.
+//        --pack-documents [--eos-token ID]: the data are documents, each ending with the end token (ID, or
+//        the --tokenizer's eos; required for byte-level data, e.g. --eos-token 10 makes every line a
+//        document). Each sequence (the whole file, or a window) is cut at every end token, which stays the
+//        last token of its document; attention never crosses a boundary and the XPos positions restart at
+//        0 at each document, so every document trains as if alone and no compute goes to padding. The
+//        target of an end token (the next document's first token) is not scored; a window's first and last
+//        documents may be cut off by its edges (docs/training.md, "Packed documents"). Not under mpirun
+//        with more than one rank; not with --task recall.
 //        --tokenizer spm.model (a build with SentencePiece): --text is encoded with that SentencePiece model
 //        (line by line, as spm_encode and longnet_data do; longnet/text/tokenizer.hpp) instead of bytes; with
 //        --tokens or --data the ids are taken to be its encoding. The vocabulary (from the data, --vocab or
@@ -86,6 +94,7 @@ const char* const usage_text =
     "                (--tokens T.npy | --text FILE | --task recall) [--seq-len N] [--batch B] [--heldout F]\n"
     "                [--tokenizer spm.model]   (--text encoded with a SentencePiece model; recorded in config.json)\n"
     "                | --data 'train_*.bin' --seq-len N [--heldout 'val_*.bin']\n"
+    "                [--pack-documents [--eos-token ID]]   (documents split at the end token, each attended alone)\n"
     "                [--steps K] [--lr X] [--schedule cosine|constant] [--warmup W] [--min-lr X]\n"
     "                [--betas b1,b2] [--eps E] [--weight-decay W] [--clip-norm C]\n"
     "                [--grad-mode exact|stop_grad_weights] [--checkpoint-activations] [--seed S]\n"
@@ -108,6 +117,8 @@ struct arguments : cli::model_flags {
     double lr = 3e-4, min_lr = 0, heldout = 0.1, clip_norm = 1.0, xpos_scale_base = 0;
     std::vector<std::int64_t> segment_length, dilated_ratio;
     bool steps_set = false;
+    bool pack_documents = false;
+    std::int64_t eos_token = -1;  // --eos-token; -1: the tokenizer's eos
     tr::schedule_kind schedule = tr::schedule_kind::cosine;
     tr::adamw_options adamw;
     nn::train_options pass;
@@ -175,7 +186,11 @@ arguments parse(const std::vector<std::string>& args) {
             } catch (const std::invalid_argument& e) {
                 throw cli::usage_error(std::string("--grad-mode: ") + e.what());
             }
-        } else if (f == "--checkpoint-activations") {
+        } else if (f == "--pack-documents") {
+            r.no_value(f);
+            a.pack_documents = true;
+        } else if (f == "--eos-token") a.eos_token = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
+        else if (f == "--checkpoint-activations") {
             r.no_value(f);
             a.pass.checkpoint_activations = true;
         } else if (f == "--segment-length") a.segment_length = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
@@ -231,6 +246,8 @@ arguments parse(const std::vector<std::string>& args) {
         throw cli::usage_error("--segment-length/--dilated-ratio/--xpos-scale-base are for --random-config (a config file gives its own)");
     if (a.segment_length.size() != a.dilated_ratio.size())
         throw cli::usage_error("--segment-length and --dilated-ratio need equally many entries");
+    if (a.eos_token >= 0 && !a.pack_documents) throw cli::usage_error("--eos-token is for --pack-documents");
+    if (a.pack_documents && !a.task.empty()) throw cli::usage_error("--pack-documents is for --tokens, --text or --data, not --task recall");
     if (a.seq_len == 0 && a.task == "recall") a.seq_len = 8192;
     if (a.seq_len == 0 && a.batch != 1) throw cli::usage_error("--batch needs --seq-len (without it the whole file is one sequence)");
     if (a.eval_every > 0 && a.seq_len == 0) throw cli::usage_error("--eval-every needs --seq-len (a held-out tail)");
@@ -270,6 +287,7 @@ struct data_source {
     bool recall = false;
     tr::recall_task task;
     std::int64_t vocab_needed = 0;  // largest token + 1
+    std::int64_t eos = -1;          // --pack-documents: the end token; -1: no packing
 
     std::vector<tr::sequence> batch(tr::rng_state& rng, std::int64_t size) const {
         std::vector<tr::sequence> b;
@@ -279,7 +297,7 @@ struct data_source {
             else if (shards) b.push_back(shard_data.sample(rng));
             else b.push_back(dataset.sample(rng));
         }
-        return b;
+        return packed(std::move(b));
     }
     std::vector<tr::sequence> heldout(std::int64_t count, std::uint64_t seed) const {
         if (recall) {
@@ -288,10 +306,26 @@ struct data_source {
             for (std::int64_t i = 0; i < count; ++i) b.push_back(task.sample(r));
             return b;
         }
-        if (shards) return shard_data.heldout(static_cast<std::size_t>(count));
-        return dataset.heldout(static_cast<std::size_t>(count));
+        if (shards) return packed(shard_data.heldout(static_cast<std::size_t>(count)));
+        return packed(dataset.heldout(static_cast<std::size_t>(count)));
+    }
+    // --pack-documents: each sequence cut at its end tokens (training/data.hpp: pack_documents).
+    std::vector<tr::sequence> packed(std::vector<tr::sequence> b) const {
+        if (eos >= 0)
+            for (auto& s : b) tr::pack_documents(s, eos);
+        return b;
     }
 };
+
+// --pack-documents: the end token (--eos-token, else the tokenizer's eos); -1 without packing.
+std::int64_t end_token(const arguments& a, const longnet::text::tokenizer& tok) {
+    if (!a.pack_documents) return -1;
+    if (a.eos_token >= 0) return a.eos_token;
+    if (tok.eos_id() >= 0) return tok.eos_id();
+    throw cli::usage_error(std::string("--pack-documents needs the end token: give --eos-token ID (") +
+                           (tok.byte_level() ? "byte-level data have none; --eos-token 10 makes every line a document)"
+                                             : tok.record().describe() + " has no eos piece)"));
+}
 
 data_source load_data(const arguments& a, const longnet::text::tokenizer& tok) {
     data_source d;
@@ -426,7 +460,8 @@ int train(arguments a) {
     } catch (const nlohmann::json::exception&) {
         throw cli::usage_error("--tokenizer: the path is not valid UTF-8 (config.json records it)");
     }
-    const data_source data = load_data(a, tok);
+    data_source data = load_data(a, tok);
+    data.eos = end_token(a, tok);
     if (!a.save_grads.empty()) cli::check_writable("--save-grads", a.save_grads);
     if (!a.save.empty()) cli::check_writable("--save", a.save);
 
@@ -481,6 +516,9 @@ int train(arguments a) {
             throw cli::data_error(e.what());
         }
     }
+    if (data.eos >= cfg.vocab_size)
+        throw cli::usage_error("--eos-token: " + std::to_string(data.eos) + " is outside the model's vocabulary [0, " +
+                               std::to_string(cfg.vocab_size) + ")");
     if (data.vocab_needed > cfg.vocab_size)
         throw cli::data_error("the data has token " + std::to_string(data.vocab_needed - 1) + ", outside the model's vocabulary [0, " +
                               std::to_string(cfg.vocab_size) + ")");
@@ -506,6 +544,9 @@ int train(arguments a) {
     dopt.data_parallel = static_cast<int>(a.data_parallel);
     tr::distributed_trainer<T> trainer(model, topt, mpi_world(), dopt);  // alone: the single-process trainer
     const bool root = trainer.is_root();                                 // rank 0 writes and prints
+    if (a.pack_documents && trainer.distributed())  // every rank: the same condition, one message
+        throw tr::collective_error("--pack-documents is not supported across MPI ranks (a document boundary inside a "
+                                   "rank's chunk); run it in one process");
 #else
     if (a.data_parallel != 1) throw cli::usage_error("--data-parallel needs a longnet_train built with MPI, run under mpirun");
     tr::trainer<T> trainer(model, topt);
@@ -541,12 +582,14 @@ int train(arguments a) {
 
     if (root) std::fprintf(stderr,
                  "longnet_train: %lld layers, hidden %lld, %lld heads, FFN %lld, vocab %lld (%.2f M parameters), %s, "
-                 "segments %s / dilations %s, grad mode %s%s, %d threads\n",
+                 "segments %s / dilations %s, grad mode %s%s%s, %d threads\n",
                  static_cast<long long>(cfg.layers), static_cast<long long>(cfg.embed_dim), static_cast<long long>(cfg.heads),
                  static_cast<long long>(cfg.ffn_dim), static_cast<long long>(cfg.vocab_size),
                  static_cast<double>(model.parameter_count()) / 1e6, std::is_same_v<T, double> ? "double" : "float",
                  cli::join(cfg.segment_length).c_str(), cli::join(cfg.dilated_ratio).c_str(), longnet::to_string(a.pass.mode),
-                 a.pass.checkpoint_activations ? ", activation checkpointing" : "", cli::max_threads());
+                 a.pass.checkpoint_activations ? ", activation checkpointing" : "",
+                 data.eos >= 0 ? (", packed documents (end token " + std::to_string(data.eos) + ")").c_str() : "",
+                 cli::max_threads());
 
     const std::vector<tr::sequence> heldout =
         a.eval_every > 0 ? data.heldout(a.eval_batches, a.seed) : std::vector<tr::sequence>{};

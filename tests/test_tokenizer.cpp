@@ -87,6 +87,7 @@ TEST_CASE("byte-level tokenizer: ids are the bytes, both ways", "[tokenizer]") {
     const text::tokenizer t;
     CHECK(t.byte_level());
     CHECK(t.vocab_size() == 256);
+    CHECK(t.eos_id() == -1);  // no end token (longnet_train --pack-documents needs --eos-token)
     const std::string bytes = random_bytes(4099, 7);
     const std::vector<std::int64_t> ids = t.encode(bytes);
     REQUIRE(ids.size() == bytes.size());
@@ -216,6 +217,7 @@ TEST_CASE("SentencePiece: encode and encode_file give spm_encode's ids, decode s
     const text::tokenizer t = text::tokenizer::load(model);
     CHECK_FALSE(t.byte_level());
     CHECK(t.vocab_size() == 300);  // spm_train --vocab_size=300
+    CHECK(t.eos_id() == 2);  // spm_train's default --eos_id (unk 0, bos 1, eos 2)
     CHECK(t.record().path == model);
     CHECK(t.record().fnv1a64 == fnv_reference(read_all(model)));
 

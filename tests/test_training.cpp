@@ -2,7 +2,8 @@
 // Training against the torchscale fixture tests/data/train_00 (see tests/data/README.md): the whole
 // decoder's gradients in both grad modes (double ~1e-9, float ~1e-3 of each tensor's largest value),
 // with and without activation checkpointing; three AdamW steps (clipping, decoupled weight decay on
-// matrices only) against params_step3 and losses.npy; the learning-rate schedule; optimizer errors.
+// matrices only) against params_step3 and losses.npy; the learning-rate schedule; optimizer errors;
+// packed documents (the packed pass against each document alone, the trainer on packed sequences).
 
 #include <algorithm>
 #include <cmath>
@@ -343,4 +344,172 @@ TEST_CASE("load_checkpoint: malformed checkpoint.json refused with the file name
         CHECK_THROWS_WITH(trainer.load_checkpoint(dir.string(), back), Catch::Contains(message) && Catch::Contains("checkpoint.json"));
     }
     fs::remove_all(dir);
+}
+
+// --- packed documents (issue 22 §4, longnet_train --pack-documents) -------------------------------------
+namespace {
+
+constexpr std::int64_t packed_eos = 0;
+
+// Documents of these lengths (random tokens in [1, vocab), each ending with the end token 0) laid end to
+// end: the packed sequence's inputs and next-token targets (the last one random), packed by pack_documents.
+tr::sequence packed_documents(const std::vector<std::size_t>& lengths, std::int64_t vocab, std::uint64_t seed) {
+    tr::rng_state rng{seed};
+    tr::sequence s;
+    for (std::size_t n : lengths) {
+        for (std::size_t i = 0; i + 1 < n; ++i) s.inputs.push_back(1 + static_cast<std::int64_t>(rng.below(vocab - 1)));
+        s.inputs.push_back(packed_eos);
+    }
+    s.targets.assign(s.inputs.begin() + 1, s.inputs.end());
+    s.targets.push_back(1 + static_cast<std::int64_t>(rng.below(vocab - 1)));
+    tr::pack_documents(s, packed_eos);
+    return s;
+}
+
+// max |a − b| over max |b|, over every gradient tensor (the worst).
+template <class T>
+double worst_grad_error(nn::decoder_grad<T>& got, nn::decoder_grad<T>& want) {
+    const auto a = tr::named_gradients(got), b = tr::named_gradients(want);
+    REQUIRE(a.size() == b.size());
+    double worst = 0;
+    for (std::size_t t = 0; t < a.size(); ++t) {
+        double err = 0, scale = 1e-300;
+        for (std::int64_t i = 0; i < b[t].size(); ++i) {
+            err = std::max(err, std::fabs(static_cast<double>(a[t].data[i]) - static_cast<double>(b[t].data[i])));
+            scale = std::max(scale, std::fabs(static_cast<double>(b[t].data[i])));
+        }
+        worst = std::max(worst, err / scale);
+    }
+    return worst;
+}
+
+// The packed pass (nn::decoder::forward_backward with documents) against each document run alone: the
+// final hidden rows and their logits, the summed loss and the parameter gradients (the per-document runs
+// divide by the packed sequence's scored count, so their sum is the packed gradient). The same pass
+// without the documents must be far off (the check can fail).
+template <class T>
+void check_packed_pass(const nn::model_options& mopt, bool checkpoint, double tol) {
+    nn::decoder_config cfg = nn::decoder_config::base(29);
+    cfg.embed_dim = 16;
+    cfg.heads = 2;
+    cfg.ffn_dim = 32;
+    cfg.layers = 2;
+    cfg.segment_length = {4, 8};
+    cfg.dilated_ratio = {1, 2};
+    const auto model = nn::random_decoder<T>(cfg, 5, mopt);
+    const std::vector<std::size_t> lengths{5, 1, 11, 3};  // a lone end token; 11 > the longest segment
+    const tr::sequence s = packed_documents(lengths, cfg.vocab_size, 17);
+    REQUIRE(s.documents == std::vector<std::int64_t>{0, 5, 6, 17, 20});
+    const auto scored = nn::scored_targets(s.targets.data(), static_cast<std::ptrdiff_t>(s.targets.size()));
+    REQUIRE(scored == 16);  // one ignored target per document
+    nn::train_options opt;
+    opt.checkpoint_activations = checkpoint;
+    opt.loss_row_block = 7;  // blocks that straddle the boundaries
+
+    auto packed_grad = model.make_grad();
+    packed_grad.set_zero();
+    nn::decoder_activations<T> ws;
+    const double packed_loss = model.forward_backward(s.inputs, s.targets, s.documents, packed_grad, opt, 1.0, &ws);
+    const nn::matrix<T> packed_hidden = ws.hidden;
+
+    auto alone_grad = model.make_grad();
+    alone_grad.set_zero();
+    double alone_sum = 0, hidden_err = 0, logit_err = 0;
+    for (std::size_t b = 0; b + 1 < s.documents.size(); ++b) {
+        const auto first = s.documents[b], n = s.documents[b + 1] - first;
+        const std::vector<std::int64_t> in(s.inputs.begin() + first, s.inputs.begin() + first + n),
+            tg(s.targets.begin() + first, s.targets.begin() + first + n);
+        nn::decoder_activations<T> alone_ws;
+        alone_sum += model.forward_backward_sum(in, tg, scored, alone_grad, opt, 1.0, &alone_ws);
+        const nn::matrix<T> inference = model.forward_hidden(in);  // and the inference forward of the document
+        const nn::matrix<T> rows = packed_hidden.middleRows(first, n);
+        const double scale = static_cast<double>(inference.cwiseAbs().maxCoeff());
+        hidden_err = std::max(hidden_err, static_cast<double>((rows - alone_ws.hidden).cwiseAbs().maxCoeff()) / scale);
+        hidden_err = std::max(hidden_err, static_cast<double>((rows - inference).cwiseAbs().maxCoeff()) / scale);
+        const nn::matrix<T> want = model.project(inference), got = model.project(rows);
+        logit_err = std::max(logit_err, static_cast<double>((got - want).cwiseAbs().maxCoeff() / want.cwiseAbs().maxCoeff()));
+    }
+    INFO("hidden " << hidden_err << ", logits " << logit_err);
+    CHECK(hidden_err < tol);
+    CHECK(logit_err < tol);
+    CHECK(std::fabs(packed_loss * static_cast<double>(scored) - alone_sum) < tol * alone_sum);
+    const double grad_err = worst_grad_error(packed_grad, alone_grad);
+    INFO("gradients " << grad_err);
+    CHECK(grad_err < tol);
+    // the evaluation forward of the packing (forward_hidden with documents) is the same rows
+    CHECK(static_cast<double>((model.forward_hidden(s.inputs, s.documents) - packed_hidden).cwiseAbs().maxCoeff()) <
+          tol * static_cast<double>(packed_hidden.cwiseAbs().maxCoeff()));
+
+    // without the boundaries, the same tokens and targets give another loss and gradient
+    auto unpacked_grad = model.make_grad();
+    unpacked_grad.set_zero();
+    const double unpacked_loss = model.forward_backward(s.inputs, s.targets, unpacked_grad, opt);
+    CHECK(std::fabs(unpacked_loss - packed_loss) > 1000 * tol * packed_loss);
+    CHECK(worst_grad_error(unpacked_grad, alone_grad) > 1000 * tol);
+}
+
+}  // namespace
+
+TEST_CASE("packed documents: pack_documents cuts after every end token and ignores its target", "[training][packed]") {
+    tr::sequence s;
+    s.inputs = {5, 0, 0, 7, 8, 0};
+    s.targets = {0, 0, 7, 8, 0, 9};
+    tr::pack_documents(s, 0);
+    CHECK(s.documents == std::vector<std::int64_t>{0, 2, 3, 6});  // a final end token makes no empty document
+    CHECK(s.targets == std::vector<std::int64_t>{0, -1, -1, 8, 0, -1});
+    tr::sequence none{{3, 4}, {4, 5}, {}};
+    tr::pack_documents(none, 0);
+    CHECK(none.documents == std::vector<std::int64_t>{0, 2});
+    CHECK(none.targets == std::vector<std::int64_t>{4, 5});
+}
+
+TEST_CASE("packed documents: the packed pass equals each document alone (dilated, anchored XPos)", "[training][packed]") {
+    check_packed_pass<double>({}, false, 1e-12);
+    check_packed_pass<double>({}, true, 1e-12);  // activation checkpointing recomputes with the boundaries
+    check_packed_pass<float>({}, false, 1e-5);
+}
+
+TEST_CASE("packed documents: the packed pass equals each document alone (RoPE: varlen attention; dense XPos)", "[training][packed]") {
+    nn::model_options rope;
+    rope.positions = nn::position_encoding::rope;
+    check_packed_pass<double>(rope, false, 1e-12);
+    nn::model_options dense;
+    dense.attention = nn::attention_kind::dense;
+    check_packed_pass<double>(dense, false, 1e-12);
+}
+
+TEST_CASE("packed documents: bad boundaries are refused naming the value; the trainer takes packed sequences", "[training][packed]") {
+    nn::decoder_config cfg = nn::decoder_config::base(29);
+    cfg.embed_dim = 16;
+    cfg.heads = 2;
+    cfg.ffn_dim = 32;
+    cfg.layers = 1;
+    cfg.segment_length = {4, 8};
+    cfg.dilated_ratio = {1, 2};
+    auto model = nn::random_decoder<double>(cfg, 5);
+    const tr::sequence s = packed_documents({5, 1, 11, 3}, cfg.vocab_size, 17);
+    auto grad = model.make_grad();
+    CHECK_THROWS_WITH(model.forward_backward(s.inputs, s.targets, std::vector<std::int64_t>{0, 7, 5, 20}, grad),
+                      Catch::Contains("cu_seqlens[2] = 5"));
+    CHECK_THROWS_WITH(model.forward_backward(s.inputs, s.targets, std::vector<std::int64_t>{0, 19}, grad),
+                      Catch::Contains("19") && Catch::Contains("20 tokens"));
+    CHECK_THROWS_AS(model.forward_hidden(s.inputs, std::vector<std::int64_t>{1, 20}), std::invalid_argument);
+    // trainer: the batch loss of a packed sequence is the packed pass's; evaluation scores the packing
+    tr::trainer_options topt;
+    tr::trainer<double> trainer(model, topt);
+    auto want = model.make_grad();
+    want.set_zero();
+    const double loss = model.forward_backward(s.inputs, s.targets, s.documents, want);
+    CHECK(trainer.compute_gradients({s}) == loss);
+    CHECK(worst_grad_error(trainer.gradients(), want) == 0);
+    const auto e = trainer.evaluate({s});
+    CHECK(std::fabs(e.loss - model.loss(s.inputs, s.targets)) > 1e-6);  // not the unpacked loss
+    const nn::matrix<double> hidden = model.forward_hidden(s.inputs, s.documents);
+    double sum = 0;
+    for (std::size_t t = 0; t < s.targets.size(); ++t)
+        if (s.targets[t] >= 0) {
+            const nn::matrix<double> z = model.project(hidden.middleRows(static_cast<std::ptrdiff_t>(t), 1));
+            sum += std::log(z.array().exp().sum()) - z(0, s.targets[t]);
+        }
+    CHECK(std::fabs(e.loss - sum / 16) < 1e-12);
 }

@@ -3,7 +3,8 @@
 // tests/data/train_00, double and float, both grad modes), a run folder (log.jsonl, atomic checkpoints,
 // model.safetensors reproduced through examples/longnet_lm), --resume bitwise equal to an uninterrupted
 // run (after a clean stop, and after SIGKILL of a real process mid-run), and bad flags / data / config /
-// checkpoint files: exit 2 / 1, a message naming the problem, nothing written.
+// checkpoint files: exit 2 / 1, a message naming the problem, nothing written; --pack-documents: the loss
+// and gradients of packed documents are those of each document trained alone.
 
 #include <signal.h>
 #include <sys/types.h>
@@ -332,6 +333,12 @@ TEST_CASE("longnet_train: bad flags exit 2, bad files exit 1, nothing written", 
         {{"--weights", data_dir + "model.safetensors", "--config", fixture_config(w), "--tokens", w + "/missing.npy", "--out", out},
          1, "missing.npy"},
         {{"--random-config", "tiny", "--text", w + "/missing.txt", "--out", out}, 1, "missing.txt"},
+        {{"--random-config", "tiny", "--tokens", data_dir + "tokens.npy", "--eos-token", "10", "--out", out}, 2,
+         "--eos-token is for --pack-documents"},
+        {{"--random-config", "tiny", "--tokens", data_dir + "tokens.npy", "--pack-documents", "--out", out}, 2, "--eos-token ID"},
+        {{"--random-config", "tiny", "--tokens", data_dir + "tokens.npy", "--pack-documents", "--eos-token", "300", "--out", out}, 2,
+         "--eos-token: 300 is outside the model's vocabulary"},
+        {{"--random-config", "tiny", "--task", "recall", "--pack-documents", "--out", out}, 2, "not --task recall"},
         {{"--resume", w + "/empty"}, 1, "no checkpoint"},
         {{"--resume", w + "/corrupt"}, 1, "state-2.safetensors"},
     };
@@ -361,4 +368,84 @@ TEST_CASE("longnet_train: --task recall runs and scores only the answer", "[trai
     CHECK(last.at("heldout_accuracy").get<double>() >= 0.0);
     // an untrained model: about log(64) per scored token
     CHECK(nlohmann::json::parse(lines[0]).at("loss").get<double>() == Approx(std::log(64.0)).margin(1.5));
+}
+
+TEST_CASE("longnet_train --pack-documents: loss and gradients of each document trained alone", "[training][cli][packed]") {
+    const std::string w = scratch("packed");
+    // byte-level documents, each ending with the end token '\n' (10); one is the end token alone; the
+    // longest is longer than both segments
+    const std::vector<std::string> docs{"packed documents train alone\n", "\n", "no attention crosses a boundary\n",
+                                        "xpos restarts\n"};
+    std::string all;
+    for (const auto& d : docs) all += d;
+    std::ofstream(w + "/all.txt", std::ios::binary) << all;
+    const std::vector<std::string> common{"--random-config", "tiny", "--segment-length", "4,8", "--dilated-ratio", "1,2",
+                                          "--dtype", "double", "--steps", "1", "--seed", "3", "--save-dtype", "float64"};
+    // the whole file is one packed sequence: inputs all[:-1], so every document's inputs are its tokens
+    // but the end token (whose target, the next document, is not scored): what a document's file alone gives
+    const auto r = run(tool, cat(common, {"--text", w + "/all.txt", "--pack-documents", "--eos-token", "10", "--save-grads",
+                                          w + "/packed.safetensors", "--out", w + "/packed"}), w);
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(r.err.find("packed documents (end token 10)") != std::string::npos);
+    const double packed_loss = nlohmann::json::parse(log_lines(w + "/packed").at(0)).at("loss").get<double>();
+    // each document alone (the lone end token has no target: nothing to train); weights = scored share
+    double scored = 0;
+    for (const auto& d : docs) scored += static_cast<double>(d.size() - 1);
+    double want_loss = 0;
+    std::vector<std::pair<std::string, double>> alone;  // gradient file, weight
+    for (std::size_t i = 0; i < docs.size(); ++i) {
+        if (docs[i].size() < 2) continue;
+        const std::string name = w + "/doc" + std::to_string(i);
+        std::ofstream(name + ".txt", std::ios::binary) << docs[i];
+        const auto d = run(tool, cat(common, {"--text", name + ".txt", "--save-grads", name + ".safetensors", "--out", name}), w);
+        INFO(d.err);
+        REQUIRE(d.rc == 0);
+        const double weight = static_cast<double>(docs[i].size() - 1) / scored;
+        want_loss += weight * nlohmann::json::parse(log_lines(name).at(0)).at("loss").get<double>();
+        alone.emplace_back(name + ".safetensors", weight);
+    }
+    CHECK(packed_loss == Approx(want_loss).epsilon(1e-12));
+    // gradients: the packed one is the scored-share weighted sum of the documents' gradients
+    const io::safetensors_file packed(w + "/packed.safetensors");
+    std::vector<io::safetensors_file> files;
+    files.reserve(alone.size());  // no moves
+    for (const auto& a : alone) files.emplace_back(a.first);
+    double worst = 0, unpacked_gap = 0;
+    std::size_t compared = 0;
+    for (const auto& kv : packed.tensors()) {
+        const auto got = packed.read<double>(kv.first);
+        std::vector<double> want(got.size(), 0.0);
+        for (std::size_t f = 0; f < files.size(); ++f) {
+            const auto g = files[f].read<double>(kv.first);
+            for (std::size_t i = 0; i < g.size(); ++i) want[i] += alone[f].second * g[i];
+        }
+        double err = 0, scale = 1e-300;
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            err = std::max(err, std::fabs(got[i] - want[i]));
+            scale = std::max(scale, std::fabs(want[i]));
+        }
+        worst = std::max(worst, err / scale);
+        ++compared;
+    }
+    CHECK(compared > 20);
+    CHECK(worst < 1e-10);
+    // without --pack-documents the same file is another loss (the check can fail)
+    const auto u = run(tool, cat(common, {"--text", w + "/all.txt", "--out", w + "/unpacked"}), w);
+    REQUIRE(u.rc == 0);
+    unpacked_gap = std::fabs(nlohmann::json::parse(log_lines(w + "/unpacked").at(0)).at("loss").get<double>() - packed_loss);
+    CHECK(unpacked_gap > 1e-3);
+    // windows of a token stream, held-out evaluation on packed windows, and --resume's recorded flags
+    const auto s = run(tool, {"--random-config", "tiny", "--text", w + "/all.txt", "--pack-documents", "--eos-token", "10",
+                              "--seq-len", "16", "--batch", "2", "--steps", "2", "--eval-every", "1", "--heldout", "0.3",
+                              "--out", w + "/windows"}, w);
+    INFO(s.err);
+    REQUIRE(s.rc == 0);
+    const auto lines = log_lines(w + "/windows");
+    REQUIRE(lines.size() == 2);
+    CHECK(std::isfinite(nlohmann::json::parse(lines[1]).at("heldout_loss").get<double>()));
+    const auto resumed = run(tool, {"--resume", w + "/windows", "--steps", "3"}, w);
+    INFO(resumed.err);
+    CHECK(resumed.rc == 0);
+    CHECK(resumed.err.find("packed documents (end token 10)") != std::string::npos);
 }

@@ -2,7 +2,7 @@
 // XPos in the training pass: the anchored form (per-branch decay, nn/xpos.hpp) against the centred
 // (torchscale) form, rebuilt here from the public pieces, wherever the centred form is finite: float
 // <= 3e-6 relative (two different float roundings), double <= 1e-12, both grad modes, both offset
-// policies, causal and not.
+// policies, causal and not; the decay of packed documents (decay_documents) against each document alone.
 #include <random>
 #include <stdexcept>
 
@@ -156,4 +156,25 @@ TEST_CASE("anchored XPos training pass past the centred range: float agrees with
     CHECK(rel<double>(y32.cast<double>(), y) <= 1e-5);
     CHECK(rel<double>(dx32.cast<double>(), dx) <= 1e-4);
     CHECK(rel<double>(g32.q_proj.weight.cast<double>(), g.q_proj.weight) <= 1e-4);
+}
+
+TEST_CASE("packed documents: decay_documents is bitwise decay() of each document alone", "[nn][xpos]") {
+    std::mt19937 rng(9);
+    nn::rotary_options opt;
+    const nn::rotary_embedding<float> rotary(8, opt);
+    const std::vector<index_t> docs{0, 5, 5, 6, 23, 26};  // an empty document, one of length 1, one > 2 segments
+    const nn::matrix<float> x = random_matrix<float>(26, 16, rng);
+    for (const index_t w : {4, 8}) {
+        for (const bool down : {false, true}) {
+            nn::matrix<float> packed = x, alone = x;
+            rotary.decay_documents(packed, docs, w, down);
+            for (std::size_t b = 0; b + 1 < docs.size(); ++b) {
+                nn::matrix<float> rows = x.middleRows(docs[b], docs[b + 1] - docs[b]);
+                rotary.decay(rows, 0, w, down);
+                alone.middleRows(docs[b], docs[b + 1] - docs[b]) = rows;
+            }
+            CHECK(packed == alone);
+            CHECK(packed != x);
+        }
+    }
 }

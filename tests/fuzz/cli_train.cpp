@@ -7,7 +7,8 @@
 // with nothing but --steps (the run's other arguments are the recorded ones, so any other flag would be
 // silently ignored); otherwise exactly one model and one data source, the pairings the usage states
 // (--weights with --config, --segment-length/--dilated-ratio/--xpos-scale-base with --random-config and
-// equally many, --batch/--eval-every with --seq-len, --save-every with --out), every number in its
+// equally many, --batch/--eval-every with --seq-len, --save-every with --out, --eos-token with
+// --pack-documents, which is not for --task recall), every number in its
 // stated range and finite, AdamW options that validate, and the steps the tool takes next without
 // files: the built-in model of --random-config with its overrides validates or is refused with
 // std::invalid_argument (the tool's usage error), and so does the recall task.
@@ -53,7 +54,8 @@ bool only_resume_and_steps(const arguments& a) {
            a.adamw.beta1 == d.adamw.beta1 && a.adamw.beta2 == d.adamw.beta2 && a.adamw.eps == d.adamw.eps &&
            a.adamw.weight_decay == d.adamw.weight_decay && a.pass.mode == d.pass.mode &&
            a.pass.checkpoint_activations == d.pass.checkpoint_activations && a.options.angles == d.options.angles &&
-           a.data_parallel == d.data_parallel && a.tokenizer == d.tokenizer;
+           a.data_parallel == d.data_parallel && a.tokenizer == d.tokenizer && a.pack_documents == d.pack_documents &&
+           a.eos_token == d.eos_token;
 }
 
 }  // namespace
@@ -93,6 +95,9 @@ int fuzz_cli::train(int argc, char** argv) {
     if (a.task == "recall") FUZZ_CHECK(a.seq_len >= 1, "recall without a sequence length:" + shown);
     if (a.batch != 1 || a.eval_every > 0) FUZZ_CHECK(a.seq_len >= 1, "--batch/--eval-every without --seq-len:" + shown);
     if (a.save_every > 0) FUZZ_CHECK(!a.out.empty(), "--save-every without --out:" + shown);
+    if (a.eos_token >= 0) FUZZ_CHECK(a.pack_documents, "--eos-token without --pack-documents:" + shown);
+    if (a.pack_documents) FUZZ_CHECK(a.task.empty(), "--pack-documents with --task recall:" + shown);
+    FUZZ_CHECK(in(a.eos_token, -1, big), "--eos-token of" + shown);
     FUZZ_CHECK(in(a.batch, 1, 1 << 20) && in(a.warmup, 0, big) && in(a.vocab, 0, std::int64_t(1) << 31) &&
                    in(a.eval_every, 0, big) && in(a.eval_batches, 1, 1 << 20) && in(a.save_every, 0, big) &&
                    in(a.recall_pairs, 1, 16) && in(a.recall_copies, 1, 1 << 20) && in(a.recall_queries, 1, 1 << 20) &&

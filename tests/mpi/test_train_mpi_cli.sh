@@ -11,6 +11,7 @@
 #   5. a failure on rank 0 alone (--out cannot be created): the job ends with a non-zero exit, no hang;
 #   6. a rank killed (SIGKILL) mid-run: mpirun ends non-zero, no hang; the last checkpoint resumes;
 #   7. a damaged checkpoint: every rank refuses it, exit 1, one message.
+#   8. --pack-documents with 2 ranks (not supported across ranks): exit 1, one clear message, nothing written.
 set -u
 MPIEXEC=$1
 PREFLAGS=$2
@@ -89,6 +90,14 @@ mpi 2 --resume damaged --steps 6 > damaged.txt 2>&1
 rc=$?
 [ $rc = 1 ] || fail "damaged checkpoint: exit $rc, expected 1 ($(tail -3 damaged.txt))"
 [ "$(grep -c '^longnet_train: .*\[rank 0 of 2\]' damaged.txt)" = 1 ] || fail "damaged checkpoint: expected one message: $(cat damaged.txt)"
+
+# 8. packed documents are refused across ranks, before anything is written
+mpi 2 "${COMMON[@]}" --steps 1 --pack-documents --eos-token 10 --out packed > packed.txt 2>&1
+rc=$?
+[ $rc = 1 ] || fail "--pack-documents on 2 ranks: exit $rc, expected 1 ($(tail -3 packed.txt))"
+[ "$(grep -c '^longnet_train: --pack-documents is not supported across MPI ranks' packed.txt)" = 1 ] ||
+    fail "--pack-documents on 2 ranks: expected one message: $(cat packed.txt)"
+[ ! -e packed ] || fail "--pack-documents on 2 ranks: --out was created"
 
 if [ $failures = 0 ]; then echo "test_train_mpi_cli: all checks passed"; fi
 exit $((failures > 0))

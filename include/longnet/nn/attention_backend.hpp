@@ -8,8 +8,15 @@
 //   a derived backend: the pass holds rows [first, first + n) of a longer sequence and computes their
 //       attention over all of it (training/distributed_trainer.hpp: the rows of one MPI rank, the
 //       attention over the sequence group's communicator). XPos rotates those rows at their global positions.
+//   document_attention<T> (below): the pass holds packed documents, one sequence of documents laid end to
+//       end with their boundaries (cu_seqlens); each document's attention runs as if it were alone
+//       (longnet::dilated_attention_varlen) and XPos positions restart at 0 at each document's first token.
 // nn/ never includes MPI: communicating backends live above it (training/).
 
+
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "longnet/attention.hpp"
 #include "longnet/backward.hpp"
@@ -17,6 +24,7 @@
 #include "longnet/nn/common.hpp"
 #include "longnet/options.hpp"
 #include "longnet/tensor.hpp"
+#include "longnet/varlen.hpp"
 
 namespace longnet::nn {
 
@@ -38,6 +46,9 @@ public:
 
     // Where the pass's `rows` rows lie in the sequence. Local: all of it.
     virtual row_slice slice(index_t rows) const { return {0, rows}; }
+    // Packed documents: the boundaries (cu_seqlens) of the documents the held rows are made of, each to
+    // be attended and positioned as if alone; null: the rows are one sequence.
+    virtual const std::vector<index_t>* documents() const noexcept { return nullptr; }
 
     // out, lse = attention of the held rows' queries q over the sequence's keys and values ([1, n, H, hd]
     // views of the held rows; lse [1, n, H]).
@@ -66,6 +77,65 @@ public:
         dense.scale = opt.scale;
         return dense;
     }
+};
+
+// Packed documents (issue 22 §4, longnet_train --pack-documents): the pass holds a whole sequence made
+// of documents laid end to end; cu_seqlens (B + 1 offsets, 0 .. total, non-decreasing: varlen.hpp's
+// convention, checked there) says where each begins. No token attends across a boundary: the dilated
+// attention is longnet::dilated_attention_varlen (segments, tails and causal masks restart at each
+// document), dense attention runs once per document; multihead_attention restarts the XPos / RoPE
+// positions at 0 at each document (documents()). Length-0 documents are allowed. The result for each
+// document's rows is that of the document run alone.
+template <class T>
+class document_attention : public attention_backend<T> {
+public:
+    using A = accum_t<T>;
+    // Throws std::invalid_argument (naming the bad offset) unless cu_seqlens fits `total` rows.
+    document_attention(const std::vector<std::int64_t>& cu_seqlens, index_t total)
+        : cu_(check_cu_seqlens(cu_seqlens, total)) {}
+
+    const std::vector<index_t>* documents() const noexcept override { return &cu_; }
+
+    void forward(attention_kind kind, const dilated_options& opt, tensor_view<const T> q, tensor_view<const T> k,
+                 tensor_view<const T> v, tensor_view<T> out, lse_view<A> lse) override {
+        check_rows(q.extent(1));
+        if (kind == attention_kind::dilated) {
+            dilated_attention_varlen(q, k, v, cu_, out, opt, lse);
+            return;
+        }
+        using varlen_views::rows;
+        for (std::size_t b = 0; b + 1 < cu_.size(); ++b) {
+            const index_t s = cu_[b], n = cu_[b + 1] - s;
+            if (n > 0)
+                dense_attention(rows(q, s, n), rows(k, s, n), rows(v, s, n), rows(out, s, n), this->dense_options(opt),
+                                rows(lse, s, n));
+        }
+    }
+    void backward(attention_kind kind, const dilated_options& opt, tensor_view<const T> q, tensor_view<const T> k,
+                  tensor_view<const T> v, tensor_view<const T> out, lse_view<const A> lse, tensor_view<const T> dout,
+                  tensor_view<T> dq, tensor_view<T> dk, tensor_view<T> dv, grad_mode mode) override {
+        check_rows(q.extent(1));
+        if (kind == attention_kind::dilated) {
+            dilated_attention_varlen_backward(q, k, v, out, lse, dout, dq, dk, dv, cu_, opt, mode);
+            return;
+        }
+        using varlen_views::rows;
+        for (std::size_t b = 0; b + 1 < cu_.size(); ++b) {
+            const index_t s = cu_[b], n = cu_[b + 1] - s;
+            if (n > 0)
+                dense_attention_backward(rows(q, s, n), rows(k, s, n), rows(v, s, n), rows(out, s, n), rows(lse, s, n),
+                                         rows(dout, s, n), rows(dq, s, n), rows(dk, s, n), rows(dv, s, n),
+                                         this->dense_options(opt));
+        }
+    }
+
+private:
+    void check_rows(index_t rows) const {
+        if (rows != cu_.back())
+            throw std::invalid_argument("longnet::nn::document_attention: the pass holds " + std::to_string(rows) +
+                                        " rows but the documents end at " + std::to_string(cu_.back()));
+    }
+    std::vector<index_t> cu_;
 };
 
 // The default backend: the whole sequence, in this process (stateless, shared).

@@ -20,6 +20,14 @@
 // forward_backward_sum is the same pass on rows that may be one slice of a longer sequence (sequence
 // parallelism, training/distributed_trainer.hpp): an attention backend (attention_backend.hpp) computes
 // the rows' attention over the whole sequence, and the caller supplies the sequence's scored count.
+// Packed documents (longnet_train --pack-documents; docs/training.md): forward_backward(inputs, targets,
+// documents, ...) trains on documents laid end to end in one sequence, documents = their boundaries
+// (cu_seqlens over the inputs: 0, ..., inputs.size()). Attention never crosses a boundary and the XPos
+// positions restart at 0 at each document (document_attention, attention_backend.hpp): each document's
+// rows get exactly what that document alone would. Which targets are scored is the caller's choice
+// (training::pack_documents ignores the one that would predict the next document's first token); the
+// loss is the mean over all scored targets of the sequence. forward_hidden(tokens, documents) is the
+// inference forward of the same packing (each document's rows through the stack alone).
 
 #include <algorithm>
 #include <cstdint>
@@ -38,6 +46,7 @@
 #include "longnet/nn/layer_norm.hpp"
 #include "longnet/nn/linear.hpp"
 #include "longnet/options.hpp"
+#include "longnet/varlen.hpp"
 
 namespace longnet::nn {
 
@@ -172,6 +181,19 @@ public:
         return x;
     }
 
+    // hidden of packed documents: each document's tokens (rows [documents[b], documents[b + 1])) through the
+    // stack alone, in place. documents: cu_seqlens over the tokens, checked (std::invalid_argument).
+    matrix<T> forward_hidden(const std::vector<std::int64_t>& tokens, const std::vector<std::int64_t>& documents) const {
+        const std::vector<index_t> cu = check_cu_seqlens(documents, static_cast<index_t>(tokens.size()));
+        matrix<T> hidden(static_cast<index_t>(tokens.size()), embed_dim());
+        for (std::size_t b = 0; b + 1 < cu.size(); ++b) {
+            if (cu[b + 1] == cu[b]) continue;
+            const auto first = tokens.begin() + cu[b], last = tokens.begin() + cu[b + 1];
+            hidden.middleRows(cu[b], cu[b + 1] - cu[b]) = forward_hidden(std::vector<std::int64_t>(first, last));
+        }
+        return hidden;
+    }
+
     // logits [rows, vocab] of some rows of hidden (e.g. hidden.bottomRows(1)).
     matrix<T> project(const_matrix_ref<T> hidden, forward_profile* profile = nullptr) const {
         detail::scoped_timer t(detail::slot(profile, &forward_profile::dense));
@@ -218,6 +240,18 @@ public:
         check_targets(inputs, targets);
         const index_t scored = scored_targets(targets.data(), static_cast<index_t>(targets.size()));
         return forward_backward_sum(inputs, targets, scored, grad, opt, loss_weight, workspace) / static_cast<double>(scored);
+    }
+
+    // forward_backward on packed documents (see the top of this file): documents = cu_seqlens over the
+    // inputs (B + 1 offsets from 0 to inputs.size(), non-decreasing; std::invalid_argument naming a bad one).
+    double forward_backward(const std::vector<std::int64_t>& inputs, const std::vector<std::int64_t>& targets,
+                            const std::vector<std::int64_t>& documents, decoder_grad<T>& grad, const train_options& opt = {},
+                            double loss_weight = 1.0, decoder_activations<T>* workspace = nullptr) const {
+        check_targets(inputs, targets);
+        document_attention<T> packed(documents, static_cast<index_t>(inputs.size()));
+        const index_t scored = scored_targets(targets.data(), static_cast<index_t>(targets.size()));
+        return forward_backward_sum(inputs, targets, scored, grad, opt, loss_weight, workspace, packed) /
+               static_cast<double>(scored);
     }
 
     // forward_backward on rows [first, first + n) of a sequence (attention.slice(n); the whole sequence

@@ -20,6 +20,11 @@
 //       (out, lse) merge exactly (lse = logsumexp over the groups, out = Σ exp(lse_g − lse)·out_g);
 //   backward (both): per segment-length group, the backend's backward on its decayed copies with the
 //       merged out and lse, the decay applied to the group's dq, dk, summed.
+//   packed documents (a backend with documents(): nn::document_attention, longnet_train --pack-documents):
+//       positions restart at 0 at each document's first token (rotation, anchors and decay, or the centred
+//       tables of each document alone); the forward runs the whole-sequence form above on each document's
+//       rows, the backward the per-group form with the backend's varlen backward: each document's rows
+//       get what the document alone gets.
 // Dense attention uses the centred form (coefficients()): float ≈ 66K tokens, double ≈ 570K for hd = 64;
 // past that std::overflow_error, since one vector scale per row cannot span a whole sequence.
 //
@@ -208,14 +213,17 @@ public:
         k_proj.forward(x, act.k);
         v_proj.forward(x, act.v);
         const row_slice rows = attention.slice(seq);
+        const std::vector<index_t>* docs = attention.documents();
+        if (docs && !whole_sequence(rows, seq))
+            throw std::invalid_argument("longnet::nn::multihead_attention: packed documents need the whole sequence in one pass");
         const bool anchored = anchored_form();
         if (anchored) {  // rotation only; act.q, act.k are saved before the per-branch decay
-            const matrix<T> table = rotary.rotation(rows.first, seq);
+            const matrix<T> table = rotation_table(rows, seq, docs);
             rotary.apply(act.q, table);
             rotary.apply(act.k, table);
         } else if (config.rotary.kind != position_encoding::none) {
-            rotary.apply(act.q, rotary.coefficients(rows.total, false, rows.first, seq));
-            rotary.apply(act.k, rotary.coefficients(rows.total, true, rows.first, seq));
+            rotary.apply(act.q, coefficient_table(rows, seq, false, docs));
+            rotary.apply(act.k, coefficient_table(rows, seq, true, docs));
         }
         using CT = const T;
         auto qv = make_bnhd<CT>(act.q.data(), 1, seq, heads, hd);
@@ -223,7 +231,15 @@ public:
         auto vv = make_bnhd<CT>(act.v.data(), 1, seq, heads, hd);
         auto ov = make_bnhd<T>(act.a.data(), 1, seq, heads, hd);
         auto lv = make_lse_bnh<accum_t<T>>(act.lse.data(), 1, seq, heads);
-        if (anchored && whole_sequence(rows, seq))
+        if (anchored && docs)  // each document alone: the whole-sequence form on its rows
+            for (std::size_t b = 0; b + 1 < docs->size(); ++b) {
+                const index_t s = (*docs)[b], n = (*docs)[b + 1] - s;
+                const lse_view<accum_t<T>> ld = make_lse_bnh<accum_t<T>>(act.lse.data() + s * heads, 1, n, heads);
+                anchored_dilated_attention(act.q.middleRows(s, n), act.k.middleRows(s, n),
+                                           make_bnhd<CT>(act.v.data() + s * dim, 1, n, heads, hd),
+                                           make_bnhd<T>(act.a.data() + s * dim, 1, n, heads, hd), 0, &ld);
+            }
+        else if (anchored && whole_sequence(rows, seq))
             anchored_dilated_attention(act.q, act.k, vv, ov, 0, &lv);
         else if (anchored)
             anchored_slice_attention(attention, act.q, act.k, vv, ov, lv, rows.first);
@@ -266,18 +282,19 @@ public:
         auto dkv = make_bnhd<T>(dk.data(), 1, seq, heads, hd);
         auto dvv = make_bnhd<T>(dv.data(), 1, seq, heads, hd);
         const row_slice rows = attention.slice(seq);
+        const std::vector<index_t>* docs = attention.documents();
         const bool anchored = anchored_form();
         if (anchored)
-            anchored_dilated_attention_backward(attention, act, vv, ov, lv, dov, dq, dk, dv, mode, rows.first);
+            anchored_dilated_attention_backward(attention, act, vv, ov, lv, dov, dq, dk, dv, mode, rows.first, docs);
         else
             attention.backward(config.kind, config.dilated, qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mode);
         if (anchored) {  // the rotation's transpose (the decay was applied per group above)
-            const matrix<T> table = transposed_coefficients(rotary.rotation(rows.first, seq));
+            const matrix<T> table = transposed_coefficients(rotation_table(rows, seq, docs));
             rotary.apply(dq, table);
             rotary.apply(dk, table);
         } else if (config.rotary.kind != position_encoding::none) {  // XPos backward: the rotation's transpose
-            rotary.apply(dq, transposed_coefficients(rotary.coefficients(rows.total, false, rows.first, seq)));
-            rotary.apply(dk, transposed_coefficients(rotary.coefficients(rows.total, true, rows.first, seq)));
+            rotary.apply(dq, transposed_coefficients(coefficient_table(rows, seq, false, docs)));
+            rotary.apply(dk, transposed_coefficients(coefficient_table(rows, seq, true, docs)));
         }
         q_proj.backward(x, dq, dx, grad.q_proj);
         k_proj.backward(x, dk, dx, grad.k_proj);
@@ -301,7 +318,7 @@ private:
     // Dilated attention with the anchored XPos decay: each branch on its own decayed copies of q and k,
     // merged into out through the running log-sum-exp in branch order (as dilated_attention does).
     // lse_out (optional): the merged log-sum-exp, for the training pass.
-    void anchored_dilated_attention(const matrix<T>& q, const matrix<T>& k, const tensor_view<const T>& vv,
+    void anchored_dilated_attention(const_matrix_ref<T> q, const_matrix_ref<T> k, const tensor_view<const T>& vv,
                                     const tensor_view<T>& ov, index_t first_position,
                                     const lse_view<accum_t<T>>* lse_out = nullptr) const {
         using A = accum_t<T>;
@@ -404,7 +421,7 @@ private:
                                              const tensor_view<const T>& vv, const tensor_view<const T>& ov,
                                              const lse_view<const accum_t<T>>& lv, const tensor_view<const T>& dov,
                                              matrix<T>& dq, matrix<T>& dk, matrix<T>& dv, grad_mode mode,
-                                             index_t first) const {
+                                             index_t first, const std::vector<index_t>* docs = nullptr) const {
         const index_t seq = act.q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
         dq.setZero();
         dk.setZero();
@@ -415,18 +432,46 @@ private:
             const index_t w = group.branches.front().segment_length;
             qb = act.q;
             kb = act.k;
-            rotary.decay(qb, first, w, false);
-            rotary.decay(kb, first, w, true);
+            decay_rows(qb, first, w, false, docs);
+            decay_rows(kb, first, w, true, docs);
             attention.backward(config.kind, group, make_bnhd<CT>(qb.data(), 1, seq, heads, hd),
                                make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, ov, lv, dov,
                                make_bnhd<T>(dqb.data(), 1, seq, heads, hd), make_bnhd<T>(dkb.data(), 1, seq, heads, hd),
                                make_bnhd<T>(dvb.data(), 1, seq, heads, hd), mode);
-            rotary.decay(dqb, first, w, false);
-            rotary.decay(dkb, first, w, true);
+            decay_rows(dqb, first, w, false, docs);
+            decay_rows(dkb, first, w, true, docs);
             dq += dqb;
             dk += dkb;
             dv += dvb;
         }
+    }
+
+    // Positions of the pass's rows: rows.first .. (a slice: global positions), or restarting at 0 at each
+    // document (packed documents). The rotation table (anchored form) and the centred coefficient tables
+    // (each document's centre its own), and the anchored decay of segment length w.
+    matrix<T> rotation_table(const row_slice& rows, index_t seq, const std::vector<index_t>* docs) const {
+        if (!docs) return rotary.rotation(rows.first, seq);
+        return per_document(*docs, [&](index_t n) { return rotary.rotation(0, n); });
+    }
+    matrix<T> coefficient_table(const row_slice& rows, index_t seq, bool downscale, const std::vector<index_t>* docs) const {
+        if (!docs) return rotary.coefficients(rows.total, downscale, rows.first, seq);
+        return per_document(*docs, [&](index_t n) { return rotary.coefficients(n, downscale); });
+    }
+    void decay_rows(matrix<T>& x, index_t first, index_t w, bool downscale, const std::vector<index_t>* docs) const {
+        if (docs)
+            rotary.decay_documents(x, *docs, w, downscale);
+        else
+            rotary.decay(x, first, w, downscale);
+    }
+    // The tables of each document alone (table(n): n rows), stacked.
+    template <class Table>
+    matrix<T> per_document(const std::vector<index_t>& docs, const Table& table) const {
+        matrix<T> all(docs.back(), config.head_dim());
+        for (std::size_t b = 0; b + 1 < docs.size(); ++b) {
+            const index_t n = docs[b + 1] - docs[b];
+            if (n > 0) all.middleRows(docs[b], n) = table(n);
+        }
+        return all;
     }
 
     // The training pass uses the anchored XPos form whenever the attention is dilated with XPos (the

@@ -228,33 +228,28 @@ public:
     // Multiply every head's pair c of x [rows, H·hd] (row r at absolute position first + r) by the
     // anchored XPos decay of a branch with segment length w: zeta_c^(±(i − anchor(i, w))/s).
     void decay(matrix_ref<T> x, index_t first, index_t segment_length, bool downscale) const {
-        if (options.kind != position_encoding::xpos) return;
-        if (segment_length < 1 || x.cols() % head_dim_ != 0)
-            throw std::invalid_argument("longnet::nn::rotary_embedding::decay: segment length " + std::to_string(segment_length) +
-                                        ", input columns " + std::to_string(x.cols()) + ", head dim " + std::to_string(head_dim_));
-        const index_t rows = x.rows(), heads = x.cols() / head_dim_, half = head_dim_ / 2;
-        if (rows == 0) return;
+        if (!decays(x, segment_length)) return;
+        const index_t rows = x.rows();
         // factors by in-segment index u = i mod w (shared by all segments); only the u that occur
         const index_t u_first = first % segment_length;
         const index_t span = std::min(segment_length, rows + u_first);  // u in [u_lo, span) or all of [0, w)
         const index_t u_lo = rows + u_first > segment_length ? 0 : u_first;
-        const index_t a = anchor(0, segment_length);
-        check_decay_range(u_lo - a, segment_length);
-        check_decay_range(span - 1 - a, segment_length);
-        matrix<T> table(span - u_lo, half);
-        LONGNET_NN_PARALLEL_FOR
-        for (index_t u = u_lo; u < span; ++u)
-            for (index_t c = 0; c < half; ++c) table(u - u_lo, c) = decay_factor(u - a, c, downscale);
-        LONGNET_NN_PARALLEL_FOR
-        for (index_t r = 0; r < rows; ++r) {
-            const T* f = table.data() + ((first + r) % segment_length - u_lo) * half;
-            T* row = x.data() + r * x.outerStride();
-            for (index_t h = 0; h < heads; ++h)
-                for (index_t c = 0; c < half; ++c) {
-                    row[h * head_dim_ + 2 * c] *= f[c];
-                    row[h * head_dim_ + 2 * c + 1] *= f[c];
-                }
+        scale_rows(x, segment_length, u_lo, span, downscale, [&](index_t r) { return (first + r) % segment_length; });
+    }
+    // decay() of packed documents: rows [documents[b], documents[b + 1]) of x are one document, its first
+    // row at position 0 (documents: cu_seqlens over x's rows, checked by the caller). Bitwise decay() of
+    // each document's rows alone; the factors are computed once for all documents.
+    void decay_documents(matrix_ref<T> x, const std::vector<index_t>& documents, index_t segment_length, bool downscale) const {
+        if (!decays(x, segment_length)) return;
+        std::vector<index_t> u(static_cast<std::size_t>(x.rows()));  // each row's in-segment index
+        index_t longest = 0;
+        for (std::size_t b = 0; b + 1 < documents.size(); ++b) {
+            longest = std::max(longest, documents[b + 1] - documents[b]);
+            for (index_t r = documents[b]; r < documents[b + 1]; ++r)
+                u[static_cast<std::size_t>(r)] = (r - documents[b]) % segment_length;
         }
+        scale_rows(x, segment_length, 0, std::min(segment_length, longest), downscale,
+                   [&](index_t r) { return u[static_cast<std::size_t>(r)]; });
     }
 
     // Largest |log s(i, c)| over the sequence; throws std::overflow_error when T cannot hold s and 1/s
@@ -276,6 +271,39 @@ public:
     }
 
 private:
+    // Whether decay() has anything to do on x (XPos, rows); std::invalid_argument for a bad segment length
+    // or x that does not fit the head dim.
+    bool decays(const matrix_ref<T>& x, index_t segment_length) const {
+        if (options.kind != position_encoding::xpos) return false;
+        if (segment_length < 1 || x.cols() % head_dim_ != 0)
+            throw std::invalid_argument("longnet::nn::rotary_embedding::decay: segment length " + std::to_string(segment_length) +
+                                        ", input columns " + std::to_string(x.cols()) + ", head dim " + std::to_string(head_dim_));
+        return x.rows() > 0;
+    }
+    // Row r of x times the decay factors of in-segment index u_of(r), which lies in [u_lo, span).
+    template <class Index>
+    void scale_rows(matrix_ref<T>& x, index_t segment_length, index_t u_lo, index_t span, bool downscale,
+                    const Index& u_of) const {
+        const index_t rows = x.rows(), heads = x.cols() / head_dim_, half = head_dim_ / 2;
+        const index_t a = anchor(0, segment_length);
+        check_decay_range(u_lo - a, segment_length);
+        check_decay_range(span - 1 - a, segment_length);
+        matrix<T> table(span - u_lo, half);
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t u = u_lo; u < span; ++u)
+            for (index_t c = 0; c < half; ++c) table(u - u_lo, c) = decay_factor(u - a, c, downscale);
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t r = 0; r < rows; ++r) {
+            const T* f = table.data() + (u_of(r) - u_lo) * half;
+            T* row = x.data() + r * x.outerStride();
+            for (index_t h = 0; h < heads; ++h)
+                for (index_t c = 0; c < half; ++c) {
+                    row[h * head_dim_ + 2 * c] *= f[c];
+                    row[h * head_dim_ + 2 * c + 1] *= f[c];
+                }
+        }
+    }
+
     index_t head_dim_ = 0;
 };
 

@@ -9,6 +9,7 @@
 //   std::vector<std::int64_t> ids = t.encode("some text");
 //   std::string back = t.decode(ids);
 //   t.vocab_size(); t.record();   // what a model trained on it records (text/tokenizer_record.hpp)
+//   t.eos_id();                   // the end-of-document id, or -1 (byte level; a model without one)
 //   t.encode_file("corpus.txt", [](const std::int64_t* ids, std::size_t n) { ... });
 //
 // Files (encode_file): byte level streams the file's bytes in 1 MiB blocks, newlines included (a file
@@ -93,6 +94,14 @@ public:
     tokenizer_kind kind() const noexcept { return record_.kind; }
     bool byte_level() const noexcept { return record_.byte_level(); }
     std::int64_t vocab_size() const noexcept { return record_.vocab_size; }
+    // The end-of-document id: a SentencePiece model's eos piece (−1 when it has none, --eos_id=-1); the
+    // byte-level tokenizer has none (−1). encode / encode_file never insert it.
+    std::int64_t eos_id() const noexcept {
+#if LONGNET_WITH_SENTENCEPIECE
+        if (sp_) return sp_->eos_id();
+#endif
+        return -1;
+    }
     // What a model trained with this tokenizer records in its config.
     const tokenizer_record& record() const noexcept { return record_; }
 

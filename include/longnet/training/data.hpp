@@ -5,7 +5,9 @@
 // from memory-mapped files (shard_dataset), and the synthetic long-range recall task.
 //
 // A training example is a `sequence`: inputs x[0..T) and targets y[0..T) (next tokens, y[t] = x[t+1] of
-// the underlying stream); a target of nn::ignore_target (−1) is not scored.
+// the underlying stream); a target of nn::ignore_target (−1) is not scored. Packed documents
+// (pack_documents, longnet_train --pack-documents): the sequence also carries the boundaries of the
+// documents it holds, split at an end token (see pack_documents and docs/training.md).
 
 #include <cstdint>
 #include <fstream>
@@ -24,7 +26,28 @@ namespace longnet::training {
 
 struct sequence {
     std::vector<std::int64_t> inputs, targets;
+    // Packed documents: cu_seqlens over the inputs (0, ..., inputs.size()); empty: one sequence.
+    std::vector<std::int64_t> documents;
 };
+
+// Packs a sequence of documents separated by the end token `eos` (each document's last token; the
+// sequence's last document may be cut off by its end, its first may have begun before it): a boundary
+// follows every input equal to eos (documents = 0, one past each such input, inputs.size(); no empty
+// document), and the target of every such input, the next document's first token, becomes
+// nn::ignore_target: a document is not asked to predict the one after it. Every other target stays
+// (the target of the token before an end token is the end token: ending a document is learned). The
+// decoder then attends and positions each document as if alone (nn::decoder::forward_backward with
+// documents).
+inline void pack_documents(sequence& s, std::int64_t eos) {
+    const std::size_t n = s.inputs.size();
+    s.documents.assign(1, 0);
+    for (std::size_t t = 0; t < n; ++t) {
+        if (s.inputs[t] != eos) continue;
+        if (t < s.targets.size()) s.targets[t] = nn::ignore_target;
+        if (t + 1 < n) s.documents.push_back(static_cast<std::int64_t>(t + 1));
+    }
+    s.documents.push_back(static_cast<std::int64_t>(n));
+}
 
 // The window tokens[start .. start + length] as a sequence of `length` inputs and targets.
 inline sequence window(const std::vector<std::int64_t>& tokens, std::size_t start, std::size_t length) {

@@ -26,6 +26,10 @@
 // check_parameters() compares a checksum of every parameter's bytes across the world and throws when ranks
 // differ; the trainer runs it after every step when verify_parameters is on (by default in builds without
 // NDEBUG).
+// Packed documents (sequence::documents, --pack-documents) are refused across ranks (an agreed error,
+// std::invalid_argument's message): a document boundary inside a rank's chunk would need the varlen
+// distributed attention and per-document XPos positions across ranks. Alone, the trainer is the
+// single-process one and takes them.
 //
 // Errors: local checks (tokens, lengths, the attention's rank preconditions) run first on every rank and
 // are agreed over the whole world before any blocking collective: when one rank's data is bad, every rank
@@ -378,6 +382,9 @@ public:
 
     // This rank's chunk [ρ·n, (ρ+1)·n) of a whole sequence (T must be a multiple of P).
     sequence chunk(const sequence& s) const {
+        if (!s.documents.empty())
+            throw std::invalid_argument("longnet::training::distributed_trainer: packed documents (pack_documents, "
+                                        "--pack-documents) are not supported across MPI ranks; train them in one process");
         const std::size_t total = s.inputs.size(), ranks = static_cast<std::size_t>(seq_size_);
         if (total % ranks != 0 || total != s.targets.size())
             throw std::invalid_argument("longnet::training::distributed_trainer: a sequence of " + std::to_string(total) +

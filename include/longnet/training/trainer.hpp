@@ -4,7 +4,8 @@
 // (the loss is the mean over the batch of each sequence's mean cross-entropy), clip the global gradient
 // norm, AdamW at the schedule's learning rate. Plus held-out evaluation and the run-folder checkpoint
 // (save_checkpoint / load_checkpoint, see checkpoint.hpp) that makes a resumed run bitwise identical to
-// one never stopped.
+// one never stopped. A sequence carrying documents (pack_documents, data.hpp) trains and is evaluated as
+// packed documents: each document attended and positioned as if alone (nn::decoder's packed pass).
 
 #include <algorithm>
 #include <charconv>
@@ -117,7 +118,10 @@ public:
         grad_.set_zero();
         double loss = 0;
         const double weight = 1.0 / static_cast<double>(batch.size());
-        for (const auto& s : batch) loss += model_.forward_backward(s.inputs, s.targets, grad_, options_.pass, weight, &workspace_);
+        for (const auto& s : batch)
+            loss += s.documents.empty()
+                        ? model_.forward_backward(s.inputs, s.targets, grad_, options_.pass, weight, &workspace_)
+                        : model_.forward_backward(s.inputs, s.targets, s.documents, grad_, options_.pass, weight, &workspace_);
         return loss * weight;
     }
     // Clip and take the AdamW step with the gradients of compute_gradients.
@@ -141,8 +145,9 @@ public:
         double scored = 0, correct = 0;
         for (const auto& s : batch) {
             model_.check_targets(s.inputs, s.targets);
-            const detail::score_sums r =
-                detail::score_rows(model_, model_.forward_hidden(s.inputs), s.targets.data(), options_.pass.loss_row_block);
+            const nn::matrix<T> hidden =
+                s.documents.empty() ? model_.forward_hidden(s.inputs) : model_.forward_hidden(s.inputs, s.documents);
+            const detail::score_sums r = detail::score_rows(model_, hidden, s.targets.data(), options_.pass.loss_row_block);
             e.loss += r.loss / r.scored;
             correct += r.correct;
             scored += r.scored;
