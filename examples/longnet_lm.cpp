@@ -709,7 +709,7 @@ passkey_arguments parse_passkey(int argc, char** argv) {
         try {
             (void)longnet::training::passkey_fillers(static_cast<std::size_t>(l) + 1, static_cast<std::uint64_t>(a.max_key));
         } catch (const std::invalid_argument& e) {
-            throw cli::usage_error(std::string("--length: ") + e.what());
+            throw cli::usage_error("--length " + std::to_string(l) + " (documents of L + 1 bytes): " + e.what());
         }
     }
     return a;
