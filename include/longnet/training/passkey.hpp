@@ -22,6 +22,7 @@
 // Tokens are bytes (ids 0..255; a byte-level model, vocab >= 256). Everything is deterministic given the
 // rng_state.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
