@@ -43,6 +43,17 @@
 // one stream). --text: bytes, or with --tokenizer encoded by that SentencePiece model (line by line; the
 // tokenizer config.json records). --save-logits writes the scored rows' logits (one context): the
 // reference for --kl-base, which reports the KL divergence of this model against it (e.g. bf16 weights against float).
+//
+//   longnet_lm passkey --weights W --config C --length L[,L2,...] --trials K [--depths 0,0.25,0.5,0.75,1]
+//              [--seed S] [--passkey-max M] [--dtype float|double] [--weights-dtype float|bf16]
+//              [--offsets torchscale|paper] [--angles torchscale|float64]
+// Passkey retrieval (longnet/training/passkey.hpp: llama.cpp's examples/passkey prompt, byte level) with a
+// byte-level model (vocab >= 256), e.g. one trained by `longnet_train --task passkey`: for every length,
+// depth and trial a document of L + 1 bytes (the document `longnet_train --task passkey --seq-len L`
+// trains on; keys uniform in 1..M, default 50000, from --seed); its prompt (up to "... The pass key is")
+// is prefilled, then greedy decoding with the bounded cache produces len(" N") + 1 bytes. Correct: " N"
+// and then a non-digit. One JSON line per trial on stdout ({"length", "depth", "key", "answer" (the digits
+// read), "correct", "output", "prompt_bytes", "key_offset"}); on stderr a table of accuracy per length and depth.
 
 #include <algorithm>
 #include <chrono>
@@ -60,6 +71,7 @@
 #include <longnet/io/safetensors.hpp>
 #include <longnet/nn/nn.hpp>
 #include <longnet/training/data.hpp>
+#include <longnet/training/passkey.hpp>
 #include <longnet/training/perplexity.hpp>
 
 #include "cli_common.hpp"
@@ -86,7 +98,10 @@ const char* const usage_text =
     "             [--out-tokens OUT.npy] [--dtype float|double] [--weights-dtype float|bf16]\n"
     "             [--offsets torchscale|paper] [--angles torchscale|float64]\n"
     "  longnet_lm generate --random-config base --prompt-random N --max-new-tokens N [--layers L] [--vocab V]\n"
-    "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy] [--prompt TEXT [--tokenizer T.model]]\n";
+    "             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out-tokens OUT.npy] [--prompt TEXT [--tokenizer T.model]]\n"
+    "  longnet_lm passkey --weights W --config C --length L[,L2,...] --trials K [--depths 0,0.25,0.5,0.75,1] [--seed S]\n"
+    "             [--passkey-max M] [--dtype float|double] [--weights-dtype float|bf16] [--offsets torchscale|paper]\n"
+    "             [--angles torchscale|float64]\n";
 
 // The model flags of the forward mode, generate and perplexity (model_flags.hpp): generate runs no
 // dense attention and needs at least one layer; perplexity runs a checkpoint as it is.
@@ -651,7 +666,132 @@ int run_perplexity(int argc, char** argv) {
     return a.weights_dtype == "bf16" ? perplexity_files<float, Eigen::bfloat16>(a) : perplexity_files<float, float>(a);
 }
 
+// ---- passkey --------------------------------------------------------------------------------------------
+
+// passkey's arguments: the model flags (--weights, --config, --seed, --dtype, ...) and its own.
+struct passkey_arguments : cli::model_flags {
+    std::vector<std::int64_t> lengths;
+    std::vector<double> depths{0, 0.25, 0.5, 0.75, 1};
+    std::int64_t trials = 0, max_key = 50000;
+};
+
+passkey_arguments parse_passkey(int argc, char** argv) {
+    passkey_arguments a;
+    cli::model_flag_set model_flags;
+    model_flags.weights = model_flags.config = model_flags.seed = model_flags.dtype = model_flags.weights_dtype = true;
+    model_flags.offsets = model_flags.angles = true;
+    cli::arg_reader r(argc, argv);
+    cli::read_flags(r, usage_text, "passkey: ", [&](const std::string& f) {
+        if (a.read(r, f, model_flags)) return true;
+        if (f == "--length") a.lengths = cli::parse_int_list(f, r.value(f), 1, std::int64_t(1) << 40);
+        else if (f == "--trials") a.trials = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 30);
+        else if (f == "--passkey-max") a.max_key = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
+        else if (f == "--depths") {
+            const std::string v = r.value(f);
+            a.depths.clear();
+            std::size_t start = 0;
+            while (true) {
+                const std::size_t comma = v.find(',', start);
+                const double d = cli::parse_double(f, v.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+                if (!(d >= 0 && d <= 1)) throw cli::usage_error("--depths: " + std::to_string(d) + " is outside [0, 1]");
+                a.depths.push_back(d);
+                if (comma == std::string::npos) break;
+                start = comma + 1;
+            }
+        } else return false;
+        return true;
+    });
+    if (a.weights.empty() || a.config.empty()) throw cli::usage_error("passkey needs --weights and --config (a byte-level model)");
+    if (a.lengths.empty()) throw cli::usage_error("passkey needs --length L (document bytes, as longnet_train --task passkey --seq-len L)");
+    if (a.trials < 1) throw cli::usage_error("passkey needs --trials K");
+    if (a.dtype == "double" && a.weights_dtype == "bf16") throw cli::usage_error("--weights-dtype bf16 needs --dtype float");
+    for (std::int64_t l : a.lengths) {
+        try {
+            (void)longnet::training::passkey_fillers(static_cast<std::size_t>(l) + 1, static_cast<std::uint64_t>(a.max_key));
+        } catch (const std::invalid_argument& e) {
+            throw cli::usage_error("--length " + std::to_string(l) + " (documents of L + 1 bytes): " + e.what());
+        }
+    }
+    return a;
+}
+
+template <class T, class W>
+int passkey_files(const passkey_arguments& a) {
+    namespace tr = longnet::training;
+    nn::decoder_config cfg;
+    try {
+        cfg = nn::decoder_config::from_file(a.config);
+    } catch (const std::invalid_argument& e) {
+        throw cli::data_error(e.what());
+    }
+    if (cfg.vocab_size < 256 || !cfg.tokenizer.byte_level())
+        throw cli::data_error(a.config + ": passkey needs a byte-level model (vocab_size >= 256, no tokenizer); this one has vocab_size " +
+                              std::to_string(cfg.vocab_size) + (cfg.tokenizer.byte_level() ? "" : " and " + cfg.tokenizer.describe()));
+    const auto model = nn::load_decoder<T, W>(a.weights, cfg, a.options);
+    const dec::incremental_decoder<T, W> gen(model);
+    dec::sampler greedy(dec::sampling_options{0, 0, 1}, 0);
+    tr::rng_state rng{a.seed * 0x9e3779b97f4a7c15ull ^ 0x9a55ull};
+    const std::size_t depths = a.depths.size();
+    std::vector<std::int64_t> right(a.lengths.size() * depths, 0);
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t li = 0; li < a.lengths.size(); ++li) {
+        const std::size_t length = static_cast<std::size_t>(a.lengths[li]);
+        for (std::size_t di = 0; di < depths; ++di) {
+            for (std::int64_t k = 0; k < a.trials; ++k) {
+                const tr::passkey_document d =
+                    tr::sample_passkey_document(length + 1, a.depths[di], static_cast<std::uint64_t>(a.max_key), rng);
+                const std::string prompt = d.prompt();
+                const std::vector<std::int64_t> ids(prompt.begin(), prompt.end());  // ASCII: bytes = ids
+                dec::decoding_state<T> state = gen.make_state();
+                nn::vector<T> logits = gen.prefill(state, ids);
+                const std::size_t want = tr::passkey_answer(d.key).size();  // " N" and one more byte
+                std::string out;
+                while (true) {
+                    if (!logits.allFinite()) throw cli::data_error("the model produced non-finite logits at position " + std::to_string(state.position() - 1));
+                    const std::int64_t next = greedy(logits);
+                    out += next < 256 ? std::string(1, static_cast<char>(next)) : "<" + std::to_string(next) + ">";
+                    if (out.size() >= want) break;
+                    logits = gen.step(state, next);
+                }
+                std::string answer;
+                const bool ok = tr::passkey_correct(out, d.key, &answer);
+                right[li * depths + di] += ok;
+                std::printf("{\"length\": %zu, \"depth\": %s, \"key\": %llu, \"answer\": %s, \"correct\": %s, \"output\": %s, "
+                            "\"prompt_bytes\": %zu, \"key_offset\": %zu}\n",
+                            length, cli::json_number(a.depths[di]).c_str(), static_cast<unsigned long long>(d.key),
+                            nlohmann::json(answer).dump().c_str(), ok ? "true" : "false",
+                            nlohmann::json(out).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str(), prompt.size(),
+                            d.key_offset);
+                std::fflush(stdout);
+            }
+        }
+    }
+    std::fprintf(stderr, "longnet_lm passkey: %lld trials per length and depth, keys 1..%lld, %.2f s\n\n| length |",
+                 static_cast<long long>(a.trials), static_cast<long long>(a.max_key), cli::seconds_since(start));
+    for (double d : a.depths) std::fprintf(stderr, " depth %s |", cli::json_number(d).c_str());
+    std::fprintf(stderr, " all |\n|---:|");
+    for (std::size_t di = 0; di <= depths; ++di) std::fprintf(stderr, "---:|");
+    std::fputc('\n', stderr);
+    for (std::size_t li = 0; li < a.lengths.size(); ++li) {
+        std::fprintf(stderr, "| %lld |", static_cast<long long>(a.lengths[li]));
+        std::int64_t all = 0;
+        for (std::size_t di = 0; di < depths; ++di) {
+            all += right[li * depths + di];
+            std::fprintf(stderr, " %.3f |", static_cast<double>(right[li * depths + di]) / static_cast<double>(a.trials));
+        }
+        std::fprintf(stderr, " %.3f |\n", static_cast<double>(all) / static_cast<double>(a.trials * static_cast<std::int64_t>(depths)));
+    }
+    return 0;
+}
+
+int run_passkey(int argc, char** argv) {
+    const passkey_arguments a = parse_passkey(argc, argv);
+    if (a.dtype == "double") return passkey_files<double, double>(a);
+    return a.weights_dtype == "bf16" ? passkey_files<float, Eigen::bfloat16>(a) : passkey_files<float, float>(a);
+}
+
 int run(int argc, char** argv) {
+    if (argc >= 2 && std::string(argv[1]) == "passkey") return run_passkey(argc - 1, argv + 1);
     if (argc >= 2 && std::string(argv[1]) == "perplexity") return run_perplexity(argc - 1, argv + 1);
     if (argc >= 2 && std::string(argv[1]) == "generate") return run_generate(argc - 1, argv + 1);
     const arguments a = parse(argc, argv);

@@ -9,7 +9,7 @@
 //        --random-config tiny|small|base          fresh model of a built-in size (vocabulary from the data
 //                                                 or --vocab; --segment-length/--dilated-ratio and
 //                                                 --xpos-scale-base override)
-// DATA:  --tokens T.npy (int32/int64 ids) | --text FILE (bytes, vocabulary 256) | --task recall
+// DATA:  --tokens T.npy (int32/int64 ids) | --text FILE (bytes, vocabulary 256) | --task recall | --task passkey
 //        | --data 'dir/train_*.bin' [--heldout 'dir/val_*.bin'] (llm.c token shards, memory-mapped and never
 //        read whole, sorted by name into one stream; needs --seq-len; windows drawn from the seed exactly as
 //        for --tokens, so --resume continues the same stream; every token checked against the vocabulary
@@ -27,7 +27,11 @@
 //        0 at each document, so every document trains as if alone and no compute goes to padding. The
 //        target of an end token (the next document's first token) is not scored; a window's first and last
 //        documents may be cut off by its edges (docs/training.md, "Packed documents"). Not under mpirun
-//        with more than one rank; not with --task recall.
+//        with more than one rank; not with --task recall or passkey.
+//        --task passkey: llama.cpp's passkey retrieval, byte level (training/passkey.hpp): every sequence a
+//        fresh document of --seq-len + 1 bytes (default 1024), the key N uniform in 1..--passkey-max (default
+//        50000) at a random filler boundary; --passkey-loss answer (default: only " N." after the question
+//        is scored) | all (every byte). Evaluate with `longnet_lm passkey`.
 //        --tokenizer spm.model (a build with SentencePiece): --text is encoded with that SentencePiece model
 //        (line by line, as spm_encode and longnet_data do; longnet/text/tokenizer.hpp) instead of bytes; with
 //        --tokens or --data the ids are taken to be its encoding. The vocabulary (from the data, --vocab or
@@ -71,6 +75,7 @@
 #include <longnet/training/checkpoint.hpp>
 #include <longnet/training/data.hpp>
 #include <longnet/training/init.hpp>
+#include <longnet/training/passkey.hpp>
 #include <longnet/training/trainer.hpp>
 
 #include "cli_common.hpp"
@@ -91,7 +96,7 @@ namespace fs = std::filesystem;
 const char* const usage_text =
     "usage:\n"
     "  longnet_train (--weights W.safetensors --config C.json | --config C.json | --random-config tiny|small|base)\n"
-    "                (--tokens T.npy | --text FILE | --task recall) [--seq-len N] [--batch B] [--heldout F]\n"
+    "                (--tokens T.npy | --text FILE | --task recall|passkey) [--seq-len N] [--batch B] [--heldout F]\n"
     "                [--tokenizer spm.model]   (--text encoded with a SentencePiece model; recorded in config.json)\n"
     "                | --data 'train_*.bin' --seq-len N [--heldout 'val_*.bin']\n"
     "                [--pack-documents [--eos-token ID]]   (documents split at the end token, each attended alone)\n"
@@ -100,6 +105,7 @@ const char* const usage_text =
     "                [--grad-mode exact|stop_grad_weights] [--checkpoint-activations] [--seed S]\n"
     "                [--dtype float|double] [--angles torchscale|float64] [--vocab V]\n"
     "                [--segment-length 64,128 --dilated-ratio 1,2] [--xpos-scale-base S] [--recall-pairs P] [--recall-copies C] [--recall-queries Q]\n"
+    "                [--passkey-max K] [--passkey-loss answer|all]\n"
     "                [--eval-every N] [--eval-batches N] [--save-every N] [--out DIR]\n"
     "                [--save-grads G.safetensors] [--save P.safetensors] [--save-dtype float32|float64]\n"
     "                [--data-parallel K]   (under mpirun: K groups of ranks, each splitting its sequences)\n"
@@ -108,6 +114,8 @@ const char* const usage_text =
 // The model flags (model_flags.hpp; defaults: seed 1, vocabulary from the data) and the tool's own.
 struct arguments : cli::model_flags {
     std::string tokens, text, task;
+    std::int64_t passkey_max = 50000;
+    bool passkey_all = false;  // --passkey-loss all
     std::string data, heldout_data;  // --data shards; --heldout shards (with --data)
     std::string save_grads, save, out, resume;
     std::string tokenizer;  // --tokenizer: a SentencePiece model file
@@ -153,7 +161,7 @@ arguments parse(const std::vector<std::string>& args) {
         else if (f == "--tokenizer") a.tokenizer = cli::tokenizer_flag(r, f);
         else if (f == "--task") {
             a.task = r.value(f);
-            if (a.task != "recall") throw cli::usage_error("--task: only 'recall' is known, got '" + a.task + "'");
+            if (a.task != "recall" && a.task != "passkey") throw cli::usage_error("--task: expected recall or passkey, got '" + a.task + "'");
         } else if (f == "--seq-len") a.seq_len = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 32);
         else if (f == "--batch") a.batch = cli::parse_int(f, r.value(f), 1, 1 << 20);
         else if (f == "--data") a.data = r.value(f);
@@ -201,7 +209,12 @@ arguments parse(const std::vector<std::string>& args) {
         } else if (f == "--recall-pairs") a.recall_pairs = cli::parse_int(f, r.value(f), 1, 16);
         else if (f == "--recall-copies") a.recall_copies = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 20);
         else if (f == "--recall-queries") a.recall_queries = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 20);
-        else if (f == "--eval-every") a.eval_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
+        else if (f == "--passkey-max") a.passkey_max = cli::parse_int(f, r.value(f), 1, std::int64_t(1) << 40);
+        else if (f == "--passkey-loss") {
+            const std::string v = r.value(f);
+            if (v != "answer" && v != "all") throw cli::usage_error("--passkey-loss: expected answer or all, got '" + v + "'");
+            a.passkey_all = v == "all";
+        } else if (f == "--eval-every") a.eval_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--eval-batches") a.eval_batches = cli::parse_int(f, r.value(f), 1, 1 << 20);
         else if (f == "--save-every") a.save_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--out") a.out = r.value(f);
@@ -238,8 +251,8 @@ arguments parse(const std::vector<std::string>& args) {
     if (models != 1) throw cli::usage_error("give exactly one model: --config C.json (with or without --weights) or --random-config");
     if (!a.weights.empty() && a.config.empty()) throw cli::usage_error("--weights needs --config");
     const int data = !a.tokens.empty() + !a.text.empty() + !a.task.empty() + !a.data.empty();
-    if (data != 1) throw cli::usage_error("give exactly one data source: --tokens, --text, --data or --task recall");
-    if (!a.tokenizer.empty() && !a.task.empty()) throw cli::usage_error("--tokenizer is for --text, --tokens or --data, not --task recall");
+    if (data != 1) throw cli::usage_error("give exactly one data source: --tokens, --text, --data or --task recall|passkey");
+    if (!a.tokenizer.empty() && !a.task.empty()) throw cli::usage_error("--tokenizer is for --text, --tokens or --data, not --task " + a.task);
     if (!a.data.empty() && a.seq_len == 0) throw cli::usage_error("--data needs --seq-len (windows of the shard stream)");
     if (!a.heldout_data.empty() && a.eval_every == 0) throw cli::usage_error("--heldout shards need --eval-every");
     if ((!a.segment_length.empty() || !a.dilated_ratio.empty() || a.xpos_scale_base > 0) && a.random_config.empty())
@@ -247,8 +260,11 @@ arguments parse(const std::vector<std::string>& args) {
     if (a.segment_length.size() != a.dilated_ratio.size())
         throw cli::usage_error("--segment-length and --dilated-ratio need equally many entries");
     if (a.eos_token >= 0 && !a.pack_documents) throw cli::usage_error("--eos-token is for --pack-documents");
-    if (a.pack_documents && !a.task.empty()) throw cli::usage_error("--pack-documents is for --tokens, --text or --data, not --task recall");
+    if (a.pack_documents && !a.task.empty()) throw cli::usage_error("--pack-documents is for --tokens, --text or --data, not --task " + a.task);
     if (a.seq_len == 0 && a.task == "recall") a.seq_len = 8192;
+    if (a.seq_len == 0 && a.task == "passkey") a.seq_len = 1024;
+    for (const std::string& f : flags)
+        if ((f == "--passkey-max" || f == "--passkey-loss") && a.task != "passkey") throw cli::usage_error(f + " is for --task passkey");
     if (a.seq_len == 0 && a.batch != 1) throw cli::usage_error("--batch needs --seq-len (without it the whole file is one sequence)");
     if (a.eval_every > 0 && a.seq_len == 0) throw cli::usage_error("--eval-every needs --seq-len (a held-out tail)");
     if (a.save_every > 0 && a.out.empty()) throw cli::usage_error("--save-every needs --out DIR");
@@ -277,7 +293,7 @@ nn::decoder_config random_config(const std::string& name) {
     return c;
 }
 
-// The run's data: a fixed sequence, a token dataset, or the recall task.
+// The run's data: a fixed sequence, a token dataset, or the recall or passkey task.
 struct data_source {
     bool whole = false;  // one fixed sequence
     tr::sequence fixed;
@@ -286,6 +302,8 @@ struct data_source {
     tr::shard_dataset shard_data;
     bool recall = false;
     tr::recall_task task;
+    bool passkey = false;
+    tr::passkey_task passkey_task;
     std::int64_t vocab_needed = 0;  // largest token + 1
     std::int64_t eos = -1;          // --pack-documents: the end token; -1: no packing
 
@@ -294,16 +312,17 @@ struct data_source {
         for (std::int64_t i = 0; i < size; ++i) {
             if (whole) b.push_back(fixed);
             else if (recall) b.push_back(task.sample(rng));
+            else if (passkey) b.push_back(passkey_task.sample(rng));
             else if (shards) b.push_back(shard_data.sample(rng));
             else b.push_back(dataset.sample(rng));
         }
         return packed(std::move(b));
     }
     std::vector<tr::sequence> heldout(std::int64_t count, std::uint64_t seed) const {
-        if (recall) {
+        if (recall || passkey) {
             tr::rng_state r{seed ^ 0x4e1dull};  // a fixed evaluation set, never the training stream
             std::vector<tr::sequence> b;
-            for (std::int64_t i = 0; i < count; ++i) b.push_back(task.sample(r));
+            for (std::int64_t i = 0; i < count; ++i) b.push_back(recall ? task.sample(r) : passkey_task.sample(r));
             return b;
         }
         if (shards) return packed(shard_data.heldout(static_cast<std::size_t>(count)));
@@ -341,6 +360,19 @@ data_source load_data(const arguments& a, const longnet::text::tokenizer& tok) {
             throw cli::usage_error(e.what());
         }
         d.vocab_needed = tr::recall_task::vocab;
+        return d;
+    }
+    if (a.task == "passkey") {
+        d.passkey = true;
+        d.passkey_task.seq_len = static_cast<std::size_t>(a.seq_len);
+        d.passkey_task.max_key = static_cast<std::uint64_t>(a.passkey_max);
+        d.passkey_task.answer_only = !a.passkey_all;
+        try {
+            d.passkey_task.validate();
+        } catch (const std::invalid_argument& e) {
+            throw cli::usage_error(std::string(e.what()) + " (--seq-len " + std::to_string(a.seq_len) + ")");
+        }
+        d.vocab_needed = tr::passkey_task::vocab;
         return d;
     }
     if (!a.data.empty()) {  // shards: the vocabulary is checked (file and offset named) once the model is known

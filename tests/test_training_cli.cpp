@@ -449,3 +449,23 @@ TEST_CASE("longnet_train --pack-documents: loss and gradients of each document t
     CHECK(resumed.rc == 0);
     CHECK(resumed.err.find("packed documents (end token 10)") != std::string::npos);
 }
+
+TEST_CASE("longnet_train --task passkey runs, scores only the answer; longnet_lm passkey evaluates its model", "[training][cli]") {
+    const std::string w = scratch("passkey");
+    const auto r = run(tool, {"--random-config", "tiny", "--task", "passkey", "--seq-len", "400", "--batch", "2", "--steps", "2",
+                              "--out", w + "/run"},
+                       w);
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    const auto lines = log_lines(w + "/run");
+    REQUIRE(lines.size() == 2);
+    // an untrained byte-level model: about log(256) per scored byte (the answer " N." only)
+    CHECK(nlohmann::json::parse(lines[0]).at("loss").get<double>() == Approx(std::log(256.0)).margin(1.5));
+    const auto e = run(lm_tool, {"passkey", "--weights", w + "/run/model.safetensors", "--config", w + "/run/config.json", "--length", "400",
+                                 "--trials", "2", "--depths", "0,1", "--seed", "4"},
+                       w);
+    INFO(e.err);
+    REQUIRE(e.rc == 0);
+    CHECK(e.err.find("| 400 |") != std::string::npos);  // the table's row
+    CHECK(e.err.find("2 trials per length and depth") != std::string::npos);
+}

@@ -4,7 +4,8 @@
 // trainer; its loss must fall, every gradient and parameter stay finite, and the named parameters carry
 // torchscale's names; the tokens written as an llm.c shard (longnet/io/token_shards.hpp) read back
 // through shard_dataset as the same windows, and the model's perplexity on them (training/perplexity.hpp)
-// below the vocabulary size. Exit code 0 only if so. Built a second time through longnet::onednn
+// below the vocabulary size; a passkey document (training/passkey.hpp) holds its key sentence and ends
+// its prompt with the question. Exit code 0 only if so. Built a second time through longnet::onednn
 // (consumer_training_onednn, LONGNET_CONSUMER_EXPECT_ONEDNN): then the nn GEMMs must be oneDNN's.
 #include <longnet/nn/nn.hpp>
 #include <longnet/training/training.hpp>
@@ -70,5 +71,10 @@ int main() {
     std::filesystem::remove(shard);
     std::printf("shards: windows %s; perplexity (ctx 16, %llu tokens scored) %.3f +/- %.3f\n", same ? "equal" : "DIFFER",
                 static_cast<unsigned long long>(ppl.scored), ppl.ppl(), ppl.ppl_stderr());
-    return (finite && named && last < 0.7 * first && same && ppl.ppl() < 29) ? 0 : 1;
+    const tr::passkey_document pk = tr::make_passkey_document(600, 4242, 1);
+    const bool passkey = pk.text.size() == 600 && pk.text.find(" The pass key is 4242. Remember it. 4242 is the pass key.") == pk.key_offset &&
+                         pk.prompt().size() >= tr::passkey_question.size() &&
+                         pk.prompt().compare(pk.prompt().size() - tr::passkey_question.size(), std::string::npos, tr::passkey_question) == 0;
+    std::printf("passkey document: %s\n", passkey ? "as llama.cpp's" : "WRONG");
+    return (finite && named && last < 0.7 * first && same && ppl.ppl() < 29 && passkey) ? 0 : 1;
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // examples/longnet_lm.cpp's argument parser for the CLI fuzz target (its main renamed). Its --help
 // prints and calls std::exit(0) inside the parser, which a fuzz target cannot survive: fuzz_cli.cpp
-// does not send argument vectors holding -h or --help here. `perplexity ...` goes to its own parser.
+// does not send argument vectors holding -h or --help here. `perplexity ...` and `passkey ...` go to their own parsers.
 
 #include <cstdint>
 #include <stdexcept>
@@ -44,8 +44,31 @@ static int lm_perplexity(int argc, char** argv) {
     return 0;
 }
 
+// `longnet_lm passkey ...`: its parser's promises.
+static int lm_passkey(int argc, char** argv) {
+    passkey_arguments a;
+    try {
+        a = parse_passkey(argc, argv);
+    } catch (const cli::usage_error&) {
+        return 2;
+    } catch (const std::invalid_argument&) {
+        return 2;
+    }
+    FUZZ_CHECK(!a.weights.empty() && !a.config.empty(), "passkey without --weights or --config");
+    FUZZ_CHECK(!a.lengths.empty() && a.trials >= 1 && a.max_key >= 1, "passkey: no length, trials or keys");
+    for (std::int64_t l : a.lengths)  // every document holds at least one filler
+        FUZZ_CHECK(longnet::training::passkey_fillers(static_cast<std::size_t>(l) + 1, static_cast<std::uint64_t>(a.max_key)) >= 1,
+                   "passkey: --length " + std::to_string(l));
+    FUZZ_CHECK(!a.depths.empty(), "passkey: no depth");
+    for (double d : a.depths) FUZZ_CHECK(d >= 0 && d <= 1, "passkey: depth " + std::to_string(d));
+    FUZZ_CHECK(a.dtype == "float" || a.dtype == "double", "passkey: --dtype " + a.dtype);
+    FUZZ_CHECK(a.weights_dtype == "float" || (a.weights_dtype == "bf16" && a.dtype == "float"), "passkey: --weights-dtype " + a.weights_dtype);
+    return 0;
+}
+
 int fuzz_cli::lm(int argc, char** argv) {
     if (argc >= 2 && std::string(argv[1]) == "perplexity") return lm_perplexity(argc - 1, argv + 1);
+    if (argc >= 2 && std::string(argv[1]) == "passkey") return lm_passkey(argc - 1, argv + 1);
     arguments a;
     try {
         a = parse(argc, argv);

@@ -8,10 +8,10 @@
 // silently ignored); otherwise exactly one model and one data source, the pairings the usage states
 // (--weights with --config, --segment-length/--dilated-ratio/--xpos-scale-base with --random-config and
 // equally many, --batch/--eval-every with --seq-len, --save-every with --out, --eos-token with
-// --pack-documents, which is not for --task recall), every number in its
+// --pack-documents, which is not for a --task), every number in its
 // stated range and finite, AdamW options that validate, and the steps the tool takes next without
 // files: the built-in model of --random-config with its overrides validates or is refused with
-// std::invalid_argument (the tool's usage error), and so does the recall task.
+// std::invalid_argument (the tool's usage error), and so do the recall and passkey tasks.
 
 #include <cmath>
 #include <cstdint>
@@ -48,7 +48,7 @@ bool only_resume_and_steps(const arguments& a) {
            a.dtype == d.dtype && a.save_dtype == d.save_dtype && a.seq_len == d.seq_len && a.batch == d.batch &&
            a.warmup == d.warmup && a.vocab == d.vocab && a.eval_every == d.eval_every && a.eval_batches == d.eval_batches &&
            a.save_every == d.save_every && a.recall_pairs == d.recall_pairs && a.recall_copies == d.recall_copies &&
-           a.recall_queries == d.recall_queries && a.lr == d.lr && a.min_lr == d.min_lr && a.heldout == d.heldout &&
+           a.recall_queries == d.recall_queries && a.passkey_max == d.passkey_max && a.passkey_all == d.passkey_all && a.lr == d.lr && a.min_lr == d.min_lr && a.heldout == d.heldout &&
            a.clip_norm == d.clip_norm && a.xpos_scale_base == d.xpos_scale_base && a.segment_length == d.segment_length &&
            a.dilated_ratio == d.dilated_ratio && a.seed == d.seed && a.schedule == d.schedule &&
            a.adamw.beta1 == d.adamw.beta1 && a.adamw.beta2 == d.adamw.beta2 && a.adamw.eps == d.adamw.eps &&
@@ -85,22 +85,23 @@ int fuzz_cli::train(int argc, char** argv) {
                "--random-config of" + shown);
     FUZZ_CHECK(a.weights.empty() || !a.config.empty(), "--weights without --config:" + shown);
     FUZZ_CHECK(!a.tokens.empty() + !a.text.empty() + !a.task.empty() + !a.data.empty() == 1, "not exactly one data source:" + shown);
-    FUZZ_CHECK(a.task.empty() || a.task == "recall", "--task of" + shown);
+    FUZZ_CHECK(a.task.empty() || a.task == "recall" || a.task == "passkey", "--task of" + shown);
+    if (a.task != "passkey") FUZZ_CHECK(a.passkey_max == 50000 && !a.passkey_all, "--passkey-* without --task passkey:" + shown);
     FUZZ_CHECK(a.segment_length.size() == a.dilated_ratio.size(), "unequal branch lists:" + shown);
     if (!a.segment_length.empty() || a.xpos_scale_base != 0)
         FUZZ_CHECK(!a.random_config.empty(), "model overrides without --random-config:" + shown);
     for (std::size_t i = 0; i < a.segment_length.size(); ++i)
         FUZZ_CHECK(in(a.segment_length[i], 1, big) && in(a.dilated_ratio[i], 1, big), "branch range of" + shown);
     FUZZ_CHECK(in(a.seq_len, 0, std::int64_t(1) << 32), "--seq-len of" + shown);
-    if (a.task == "recall") FUZZ_CHECK(a.seq_len >= 1, "recall without a sequence length:" + shown);
+    if (!a.task.empty()) FUZZ_CHECK(a.seq_len >= 1, "a task without a sequence length:" + shown);
     if (a.batch != 1 || a.eval_every > 0) FUZZ_CHECK(a.seq_len >= 1, "--batch/--eval-every without --seq-len:" + shown);
     if (a.save_every > 0) FUZZ_CHECK(!a.out.empty(), "--save-every without --out:" + shown);
     if (a.eos_token >= 0) FUZZ_CHECK(a.pack_documents, "--eos-token without --pack-documents:" + shown);
-    if (a.pack_documents) FUZZ_CHECK(a.task.empty(), "--pack-documents with --task recall:" + shown);
+    if (a.pack_documents) FUZZ_CHECK(a.task.empty(), "--pack-documents with a --task:" + shown);
     FUZZ_CHECK(in(a.eos_token, -1, big), "--eos-token of" + shown);
     FUZZ_CHECK(in(a.batch, 1, 1 << 20) && in(a.warmup, 0, big) && in(a.vocab, 0, std::int64_t(1) << 31) &&
                    in(a.eval_every, 0, big) && in(a.eval_batches, 1, 1 << 20) && in(a.save_every, 0, big) &&
-                   in(a.recall_pairs, 1, 16) && in(a.recall_copies, 1, 1 << 20) && in(a.recall_queries, 1, 1 << 20) &&
+                   in(a.recall_pairs, 1, 16) && in(a.recall_copies, 1, 1 << 20) && in(a.recall_queries, 1, 1 << 20) && in(a.passkey_max, 1, big) &&
                    in(a.data_parallel, 1, 1 << 20),
                "an integer out of its range:" + shown);
     FUZZ_CHECK(std::isfinite(a.lr) && a.lr >= 0, "--lr of" + shown);
@@ -134,6 +135,15 @@ int fuzz_cli::train(int argc, char** argv) {
         task.pairs = static_cast<std::size_t>(a.recall_pairs);
         task.copies = static_cast<std::size_t>(a.recall_copies);
         task.queries = static_cast<std::size_t>(a.recall_queries);
+        try {
+            task.validate();
+        } catch (const std::invalid_argument&) {
+        }
+    }
+    if (a.task == "passkey") {
+        tr::passkey_task task;
+        task.seq_len = static_cast<std::size_t>(a.seq_len);
+        task.max_key = static_cast<std::uint64_t>(a.passkey_max);
         try {
             task.validate();
         } catch (const std::invalid_argument&) {

@@ -194,6 +194,10 @@ def cli_seeds():
                                       "val_*.bin", "--ctx", "16,32", "--stride", "8"))
     write(out, "lm_perplexity_kl", argv(2, "perplexity", "--weights", "m.safetensors", "--config", "c.json", "--tokens",
                                          "t.npy", "--ctx", "64", "--kl-base", "b.npy", "--weights-dtype", "bf16"))
+    write(out, "train_passkey", argv(4, "--random-config", "tiny", "--task", "passkey", "--seq-len", "432",
+                                     "--passkey-max", "9", "--passkey-loss", "all", "--batch", "8"))
+    write(out, "lm_passkey", argv(2, "passkey", "--weights", "m.safetensors", "--config", "c.json", "--length", "432,4096",
+                                   "--trials", "4", "--depths", "0,0.5,1", "--seed", "3", "--passkey-max", "99"))
     write(out, "train_data", argv(4, "--random-config", "tiny", "--data", "train_*.bin", "--heldout", "val_*.bin",
                                   "--seq-len", "64", "--eval-every", "2"))
     # longnet_distributed (selector 5)
