@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Packed variable-length sequences split across ranks (longnet::distributed::dilated_attention_varlen,
+// issue 22 §1): the agreement on cu_seqlens and the chunk sizes, which sequences are local to a rank
+// and which span ranks, and the point-to-point exchange that assembles a spanning sequence's rows on
+// every rank that holds part of it. Included only with <mpi.h> (longnet/distributed.hpp).
+//
+// Layout: rank ρ holds the packed rows [c_ρ, c_ρ+1) of the global [total, H, D] tensors (c from an
+// all-gather of the chunk lengths; they may differ between ranks). Sequence b covers rows
+// [cu[b], cu[b+1]). A sequence inside one chunk runs locally; a sequence over several ranks ("spanning")
+// has as peers exactly the ranks whose chunks intersect it: each sends its rows to the others
+// (MPI_Isend/Irecv on a duplicate of the communicator; two ranks share at most one spanning sequence,
+// the one over the boundaries between them, so one tag per tensor identifies a message).
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "longnet/detail/distributed_common.hpp"
+#include "longnet/tensor.hpp"
+#include "longnet/varlen.hpp"
+
+namespace longnet::detail::dist {
+
+// Owns a duplicate of a communicator (its own point-to-point matching space).
+class dup_comm {
+public:
+    explicit dup_comm(MPI_Comm parent) { mpi_check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup"); }
+    dup_comm(const dup_comm&) = delete;
+    dup_comm& operator=(const dup_comm&) = delete;
+    ~dup_comm() {
+        if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    }
+    MPI_Comm get() const noexcept { return comm_; }
+
+private:
+    MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
+// One non-empty sequence that intersects this rank's chunk.
+struct varlen_sequence {
+    index_t begin = 0, length = 0;  // global rows [begin, begin + length)
+    index_t own_begin = 0;          // first global row of it on this rank
+    index_t own_length = 0;         // its rows on this rank
+    bool spans = false;             // some of its rows are on other ranks
+    std::vector<int> peers;         // the other ranks holding part of it (spanning only)
+};
+
+// The agreed layout of one call, identical on every rank but for `rank`.
+struct varlen_layout {
+    int rank = 0;
+    std::vector<index_t> chunk;  // P + 1 offsets: rank ρ holds global rows [chunk[ρ], chunk[ρ+1])
+    std::vector<varlen_sequence> sequences;  // this rank's, in sequence order
+    index_t local_begin() const { return chunk[static_cast<std::size_t>(rank)]; }
+};
+
+// The shared checks of the varlen entries on every rank, before any blocking collective: the local
+// errors, then the fingerprint of the shapes, options and cu_seqlens (every rank must pass the same
+// offsets), then the chunk lengths (all-gathered) against cu_seqlens. Throws std::invalid_argument
+// with the same message on every rank.
+template <class T, class I>
+varlen_layout agree_varlen(MPI_Comm comm, const char* op, const std::string& local_error, index_t n, index_t heads,
+                           index_t dim, const dilated_options& opt, const std::vector<I>& cu_seqlens, long long extra,
+                           std::uint64_t& control_bytes) {
+    agree_on_errors(comm, local_error, control_bytes);
+    std::vector<fingerprint_field> fields = fingerprint<T>(1, 0, heads, dim, opt, extra);
+    fields.erase(fields.begin(), fields.begin() + 2);  // chunk lengths may differ; batch is 1 (checked locally)
+    std::vector<long long> cu64(cu_seqlens.begin(), cu_seqlens.end());
+    fields.push_back({"number of cu_seqlens entries", static_cast<long long>(cu64.size())});
+    fields.push_back({"cu_seqlens (hash of the offsets)", hash_bits(cu64.data(), cu64.size() * sizeof(long long))});
+    agree_on_fingerprint(comm, op, fields, control_bytes);
+
+    varlen_layout lay;
+    int size = 1;
+    MPI_Comm_rank(comm, &lay.rank);
+    MPI_Comm_size(comm, &size);
+    const long long mine = static_cast<long long>(n);
+    std::vector<long long> lengths(static_cast<std::size_t>(size));
+    mpi_check(MPI_Allgather(&mine, 1, MPI_LONG_LONG, lengths.data(), 1, MPI_LONG_LONG, comm),
+              "MPI_Allgather (chunk lengths)");
+    control_bytes += lengths.size() * sizeof(long long);
+    lay.chunk.assign(1, 0);
+    for (long long len : lengths) lay.chunk.push_back(lay.chunk.back() + static_cast<index_t>(len));
+    std::vector<index_t> cu;
+    try {
+        cu = check_cu_seqlens(cu_seqlens, lay.chunk.back());
+    } catch (const std::invalid_argument& e) {
+        const std::string msg = e.what(), from = "longnet::dilated_attention_varlen: ";
+        throw std::invalid_argument(std::string("longnet::distributed::") + op + ": " +
+                                    (msg.rfind(from, 0) == 0 ? msg.substr(from.size()) : msg) +
+                                    " (the total is the sum of every rank's chunk length)");
+    }
+    const index_t c0 = lay.chunk[static_cast<std::size_t>(lay.rank)];
+    const index_t c1 = lay.chunk[static_cast<std::size_t>(lay.rank) + 1];
+    for (std::size_t b = 0; b + 1 < cu.size(); ++b) {
+        varlen_sequence s;
+        s.begin = cu[b];
+        s.length = cu[b + 1] - cu[b];
+        s.own_begin = std::max(s.begin, c0);
+        s.own_length = std::min(cu[b + 1], c1) - s.own_begin;
+        if (s.length == 0 || s.own_length <= 0) continue;
+        s.spans = s.own_length != s.length;
+        if (s.spans) {
+            if (s.length > INT_MAX)
+                throw std::invalid_argument(std::string("longnet::distributed::") + op + ": sequence " +
+                                            std::to_string(b) + " has " + std::to_string(s.length) +
+                                            " rows, more than MPI's int counts");
+            for (int p = 0; p < size; ++p)
+                if (p != lay.rank && std::max(lay.chunk[static_cast<std::size_t>(p)], s.begin) <
+                                         std::min(lay.chunk[static_cast<std::size_t>(p) + 1], cu[b + 1]))
+                    s.peers.push_back(p);
+        }
+        lay.sequences.push_back(s);
+    }
+    return lay;
+}
+
+// The rows [a, a + len) of a local [1, n, H, D] view <-> a contiguous [len][H][D] buffer.
+template <class E, class X>
+void copy_rows_out(const tensor_view<X>& x, index_t a, index_t len, E* dst) {
+    const index_t H = x.heads(), D = x.head_dim();
+    for (index_t i = 0; i < len; ++i)
+        for (index_t h = 0; h < H; ++h) std::copy_n(x.row(0, a + i, h), D, dst + (i * H + h) * D);
+}
+template <class E, class X>
+void copy_rows_in(const E* src, index_t len, const tensor_view<X>& x, index_t a) {
+    const index_t H = x.heads(), D = x.head_dim();
+    for (index_t i = 0; i < len; ++i)
+        for (index_t h = 0; h < H; ++h) std::copy_n(src + (i * H + h) * D, D, x.row(0, a + i, h));
+}
+template <class E, class X>
+void copy_lse_out(const lse_view<X>& x, index_t a, index_t len, E* dst) {
+    const index_t H = x.extent(2);
+    for (index_t i = 0; i < len; ++i)
+        for (index_t h = 0; h < H; ++h) dst[i * H + h] = x(0, a + i, h);
+}
+template <class E, class X>
+void copy_lse_in(const E* src, index_t len, const lse_view<X>& x, index_t a) {
+    const index_t H = x.extent(2);
+    for (index_t i = 0; i < len; ++i)
+        for (index_t h = 0; h < H; ++h) x(0, a + i, h) = src[i * H + h];
+}
+
+// Assembles whole spanning sequences: add() one tensor of one sequence (this rank's rows already copied
+// into `full` at their place, `row_elems` elements a row), then run() posts every send and receive and
+// waits for all of them.
+class row_exchange {
+public:
+    row_exchange(MPI_Comm comm, const varlen_layout& lay) : comm_(comm), lay_(lay) {}
+
+    template <class E>
+    void add(const varlen_sequence& s, E* full, index_t row_elems, int tag) {
+        const std::size_t row_bytes = static_cast<std::size_t>(row_elems) * sizeof(E);
+        if (row_bytes == 0) return;
+        auto* bytes = reinterpret_cast<unsigned char*>(full);
+        for (int p : s.peers) {
+            const index_t p0 = std::max(s.begin, lay_.chunk[static_cast<std::size_t>(p)]);
+            const index_t p1 = std::min(s.begin + s.length, lay_.chunk[static_cast<std::size_t>(p) + 1]);
+            items_.push_back({bytes + static_cast<std::size_t>(p0 - s.begin) * row_bytes, p1 - p0, row_bytes, p, tag, false});
+            items_.push_back({bytes + static_cast<std::size_t>(s.own_begin - s.begin) * row_bytes, s.own_length,
+                              row_bytes, p, tag, true});
+        }
+    }
+
+    void run(distributed::comm_stats& st) {
+        if (items_.empty()) return;
+        std::vector<mpi_type> types;
+        std::vector<MPI_Request> requests(items_.size(), MPI_REQUEST_NULL);
+        types.reserve(items_.size());
+        const auto t0 = clock::now();
+        {
+            cpu_scope cpu(st.cpu_seconds_communication);
+            for (std::size_t i = 0; i < items_.size(); ++i) {
+                const item& it = items_[i];
+                types.push_back(row_type(it.row_bytes));
+                const int count = static_cast<int>(it.rows);
+                if (it.send)
+                    mpi_check(MPI_Isend(it.data, count, types.back().get(), it.peer, it.tag, comm_, &requests[i]), "MPI_Isend (rows)");
+                else
+                    mpi_check(MPI_Irecv(it.data, count, types.back().get(), it.peer, it.tag, comm_, &requests[i]), "MPI_Irecv (rows)");
+                (it.send ? st.bytes_sent : st.bytes_received) += static_cast<std::uint64_t>(it.rows) * it.row_bytes;
+                st.collectives += it.send ? 1 : 0;
+            }
+            mpi_check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall (rows)");
+        }
+        st.seconds_communication += seconds_since(t0);
+        items_.clear();
+    }
+
+private:
+    struct item {
+        unsigned char* data;
+        index_t rows;
+        std::size_t row_bytes;
+        int peer, tag;
+        bool send;
+    };
+    MPI_Comm comm_;
+    const varlen_layout& lay_;
+    std::vector<item> items_;
+};
+
+// A whole spanning sequence's [1, L, H, D] tensor, this rank's rows copied from a local view.
+template <class T>
+struct full_rows {
+    std::vector<T> data;
+    full_rows(const varlen_sequence& s, index_t H, index_t D) : data(static_cast<std::size_t>(s.length * H * D), T(0)) {}
+    template <class X>
+    full_rows(const varlen_sequence& s, const tensor_view<X>& x, index_t local_begin)
+        : full_rows(s, x.heads(), x.head_dim()) {
+        copy_rows_out(x, s.own_begin - local_begin, s.own_length, own(s, x.heads() * x.head_dim()));
+    }
+    T* own(const varlen_sequence& s, index_t row_elems) { return data.data() + (s.own_begin - s.begin) * row_elems; }
+    tensor_view<T> view(const varlen_sequence& s, index_t H, index_t D) { return make_bnhd(data.data(), 1, s.length, H, D); }
+};
+
+}  // namespace longnet::detail::dist
