@@ -20,12 +20,15 @@
 // [c_ρ, c_ρ+1) as a local [1, n_ρ, H, D] view (chunk lengths may differ between ranks, even be 0); every
 // rank passes the same global cu_seqlens. Sequence boundaries may fall anywhere, sequences may span
 // ranks. A sequence inside one rank's chunk runs there alone, without communication; a sequence over
-// several ranks is assembled, point to point, on exactly the ranks that hold part of it (K and V rows in
-// the forward; Q, K, V, O, dO rows and L in the backward), each of which runs the single-process op on it
-// and keeps its own rows. Every rank's out, lse, dq, dk, dv are bitwise its rows of the single-process
-// longnet::dilated_attention_varlen (resp. its backward) on the whole packed tensors. Cost of a spanning
-// sequence of L rows over g ranks: each of them computes all of it (g-fold compute) and receives its
-// other rows, 2·(L − own)·H·D elements in the forward, 5·(L − own)·H·D + (L − own)·H in the backward.
+// several ranks is exchanged, point to point, among exactly the ranks that hold part of it: each receives
+// from the others only the (row, head) pairs its own rows read — for every branch, the rows its heads
+// select in the segments where they select one of its rows (K, V in the forward; Q, K, V, O, dO and L
+// in the exact backward; stop_grad_weights exchanges every row) — and runs the single-process op on the
+// whole sequence, the unread rows left 0, keeping its own rows. Every rank's out, lse, dq, dk, dv are
+// bitwise its rows of the single-process longnet::dilated_attention_varlen (resp. its backward) on the
+// whole packed tensors. Traffic: per branch the selected rows of the segments a rank shares with others
+// (the dense op's per long branch, plus the few rows of short segments straddling a chunk edge), the
+// union over branches; compute is the whole sequence on each of its g ranks (g-fold).
 //
 // Errors: every rank checks its inputs, then all ranks agree (small collectives) before any blocking
 // one: when one rank's input is bad (a shape, options that differ between ranks, a precondition),
@@ -214,10 +217,10 @@ void dilated_attention_varlen(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<
     }
     {
         const detail::dist::dup_comm own(comm);
-        detail::dist::row_exchange ex(own.get(), lay);
+        detail::dist::row_exchange ex(own.get(), lay, opt, H, false);
         for (auto& f : far) {
-            ex.add(*f.s, f.k.data.data(), row, 0);
-            ex.add(*f.s, f.v.data.data(), row, 1);
+            ex.add(*f.s, f.k.data.data(), D, 0);
+            ex.add(*f.s, f.v.data.data(), D, 1);
         }
         ex.run(st);
     }
@@ -304,14 +307,14 @@ void dilated_attention_varlen_backward(tensor_view<TQ> q, tensor_view<TK> k, ten
     }
     {
         const detail::dist::dup_comm own(comm);
-        detail::dist::row_exchange ex(own.get(), lay);
+        detail::dist::row_exchange ex(own.get(), lay, opt, H, mode != grad_mode::exact);
         for (auto& f : far) {
-            ex.add(*f.s, f.q.data.data(), row, 0);
-            ex.add(*f.s, f.k.data.data(), row, 1);
-            ex.add(*f.s, f.v.data.data(), row, 2);
-            ex.add(*f.s, f.o.data.data(), row, 3);
-            ex.add(*f.s, f.g.data.data(), row, 4);
-            ex.add(*f.s, f.l.data(), H, 5);
+            ex.add(*f.s, f.q.data.data(), D, 0);
+            ex.add(*f.s, f.k.data.data(), D, 1);
+            ex.add(*f.s, f.v.data.data(), D, 2);
+            ex.add(*f.s, f.o.data.data(), D, 3);
+            ex.add(*f.s, f.g.data.data(), D, 4);
+            ex.add(*f.s, f.l.data(), 1, 5);
         }
         ex.run(st);
     }

@@ -6,8 +6,9 @@
 // equal and unequal chunk lengths, one rank with an empty chunk), runs the single-process
 // longnet::dilated_attention_varlen (and backward) on the whole packed tensors itself, runs the
 // distributed op on its chunk and compares its rows BITWISE: out, lse, dq, dk, dv (double, float,
-// bfloat16; half forward), causal and not. The traffic is checked exactly (each rank receives the other
-// ranks' rows of its spanning sequences: K, V in the forward; Q, K, V, O, dO and L in the backward).
+// bfloat16; half forward), causal and not, both grad modes. The traffic is checked exactly against a
+// brute-force count of the (row, head) pairs of other ranks that this rank's rows read (K, V in the
+// forward; Q, K, V, O, dO and L in the exact backward; every row for stop_grad_weights).
 // Bad input (cu_seqlens differing between ranks, a bad total, a bad shape on one rank): every rank
 // throws the same std::invalid_argument, then a good call still works. Harness: mpi_check.hpp.
 
@@ -74,16 +75,32 @@ layout make_layout(const std::string& name, std::vector<index_t> lengths, const 
     return l;
 }
 
-// Bytes this rank receives (= sends) for its spanning sequences, `per_row` bytes per row.
-std::uint64_t expected_bytes(const layout& l, std::uint64_t per_row) {
-    std::uint64_t bytes = 0;
+// The (row, head) pairs of other ranks this rank receives for its spanning sequences, by brute force
+// from the definition: row j of head h is read iff some branch puts j and one of this rank's rows i in
+// the same segment, both selected by head h (all = every row, the stop_grad_weights backward).
+std::uint64_t expected_pairs(const layout& l, const longnet::dilated_options& opt, index_t H, bool all) {
+    std::uint64_t count = 0;
     const index_t c0 = l.begin(), c1 = c0 + l.rows();
     for (std::size_t b = 0; b + 1 < l.cu.size(); ++b) {
-        const index_t s = l.cu[b], e = l.cu[b + 1];
-        const index_t own = std::max<index_t>(0, std::min(e, c1) - std::max(s, c0));
-        if (own > 0 && own < e - s) bytes += static_cast<std::uint64_t>(e - s - own) * per_row;
+        const index_t s = l.cu[b], e = l.cu[b + 1], L = e - s;
+        const index_t a = std::max(s, c0), z = std::min(e, c1);
+        if (a >= z || z - a == L) continue;  // not here, or local
+        for (index_t j = s; j < e; ++j) {
+            if (j >= a && j < z) continue;
+            for (index_t h = 0; h < H; ++h) {
+                bool read = all;
+                for (const auto& br : opt.branches) {
+                    const index_t w = std::min(br.segment_length, L), r = br.dilation;
+                    const index_t o = longnet::head_offset(opt.offsets, h, H, r);
+                    auto selected = [&](index_t x) { return (x - s) % w >= o && ((x - s) % w - o) % r == 0; };
+                    for (index_t i = a; i < z && !read; ++i)
+                        read = (i - s) / w == (j - s) / w && selected(i) && selected(j);
+                }
+                count += read ? 1 : 0;
+            }
+        }
     }
-    return bytes;
+    return count;
 }
 
 // Every byte sent is received: the sums over the ranks agree.
@@ -97,7 +114,7 @@ bool balanced(const longnet::distributed::comm_stats& st) {
 template <class T>
 void test_case(const layout& l, const longnet::dilated_options& opt, const char* type_name, bool backward) {
     using A = longnet::accum_t<T>;
-    const index_t H = 2, D = 4, N = l.total(), n = l.rows(), r0 = l.begin();
+    const index_t H = 3, D = 4, N = l.total(), n = l.rows(), r0 = l.begin();
     const std::size_t full = static_cast<std::size_t>(N * H * D), row = static_cast<std::size_t>(H * D);
     const auto q = random_tensor<T>(full, 21, 2.0), k = random_tensor<T>(full, 22, 2.0);
     const auto v = random_tensor<T>(full, 23, 1.0), dout = random_tensor<T>(full, 24, 1.0);
@@ -115,7 +132,7 @@ void test_case(const layout& l, const longnet::dilated_options& opt, const char*
                                                    opt, MPI_COMM_WORLD, longnet::make_lse_bnh(lse.data(), 1, n, H), &st);
     check(same_bits(out_ref, static_cast<std::size_t>(r0) * row, out, out.size()), what + ": forward out differs from the single process");
     check(same_bits(lse_ref, static_cast<std::size_t>(r0 * H), lse, lse.size()), what + ": forward lse differs from the single process");
-    const std::uint64_t fwd = expected_bytes(l, 2 * row * sizeof(T));
+    const std::uint64_t fwd = expected_pairs(l, opt, H, false) * 2 * D * sizeof(T);
     check(st.bytes_received == fwd && balanced(st),
           what + ": forward received " + std::to_string(st.bytes_received) + " bytes, expected " + std::to_string(fwd));
     if (!backward) return;
@@ -126,18 +143,29 @@ void test_case(const layout& l, const longnet::dilated_options& opt, const char*
                                                longnet::make_bnhd(dq_ref.data(), 1, N, H, D),
                                                longnet::make_bnhd(dk_ref.data(), 1, N, H, D),
                                                longnet::make_bnhd(dv_ref.data(), 1, N, H, D), l.cu, opt);
-    std::vector<T> dq(out.size(), T(7)), dk(out.size(), T(7)), dv(out.size(), T(7));
-    longnet::distributed::dilated_attention_varlen_backward(
-        chunk(q), chunk(k), chunk(v), chunk(out_ref), longnet::make_lse_bnh(lse_ref.data() + r0 * H, 1, n, H), chunk(dout),
-        longnet::make_bnhd(dq.data(), 1, n, H, D), longnet::make_bnhd(dk.data(), 1, n, H, D),
-        longnet::make_bnhd(dv.data(), 1, n, H, D), l.cu, opt, MPI_COMM_WORLD, longnet::grad_mode::exact, &st);
-    const std::size_t at = static_cast<std::size_t>(r0) * row;
-    check(same_bits(dq_ref, at, dq, dq.size()), what + ": dq differs from the single process");
-    check(same_bits(dk_ref, at, dk, dk.size()), what + ": dk differs from the single process");
-    check(same_bits(dv_ref, at, dv, dv.size()), what + ": dv differs from the single process");
-    const std::uint64_t bwd = expected_bytes(l, 5 * row * sizeof(T) + static_cast<std::uint64_t>(H) * sizeof(A));
-    check(st.bytes_received == bwd && balanced(st),
-          what + ": backward received " + std::to_string(st.bytes_received) + " bytes, expected " + std::to_string(bwd));
+    for (auto mode : {longnet::grad_mode::exact, longnet::grad_mode::stop_grad_weights}) {
+        const bool exact = mode == longnet::grad_mode::exact;
+        if (!exact) {
+            longnet::dilated_attention_varlen_backward(packed(q), packed(k), packed(v), packed(out_ref),
+                                                       longnet::make_lse_bnh(lse_ref.data(), 1, N, H), packed(dout),
+                                                       longnet::make_bnhd(dq_ref.data(), 1, N, H, D),
+                                                       longnet::make_bnhd(dk_ref.data(), 1, N, H, D),
+                                                       longnet::make_bnhd(dv_ref.data(), 1, N, H, D), l.cu, opt, mode);
+        }
+        std::vector<T> dq(out.size(), T(7)), dk(out.size(), T(7)), dv(out.size(), T(7));
+        longnet::distributed::dilated_attention_varlen_backward(
+            chunk(q), chunk(k), chunk(v), chunk(out_ref), longnet::make_lse_bnh(lse_ref.data() + r0 * H, 1, n, H),
+            chunk(dout), longnet::make_bnhd(dq.data(), 1, n, H, D), longnet::make_bnhd(dk.data(), 1, n, H, D),
+            longnet::make_bnhd(dv.data(), 1, n, H, D), l.cu, opt, MPI_COMM_WORLD, mode, &st);
+        const std::string how = what + (exact ? " backward" : " backward (stop_grad_weights)");
+        const std::size_t at = static_cast<std::size_t>(r0) * row;
+        check(same_bits(dq_ref, at, dq, dq.size()), how + ": dq differs from the single process");
+        check(same_bits(dk_ref, at, dk, dk.size()), how + ": dk differs from the single process");
+        check(same_bits(dv_ref, at, dv, dv.size()), how + ": dv differs from the single process");
+        const std::uint64_t bwd = expected_pairs(l, opt, H, !exact) * (5 * D * sizeof(T) + sizeof(A));
+        check(st.bytes_received == bwd && balanced(st),
+              how + ": received " + std::to_string(st.bytes_received) + " bytes, expected " + std::to_string(bwd));
+    }
 }
 
 void expect_agreed_error(const std::string& name, const std::function<void()>& call, const std::string& expect) {

@@ -8,14 +8,17 @@
 // Layout: rank ρ holds the packed rows [c_ρ, c_ρ+1) of the global [total, H, D] tensors (c from an
 // all-gather of the chunk lengths; they may differ between ranks). Sequence b covers rows
 // [cu[b], cu[b+1]). A sequence inside one chunk runs locally; a sequence over several ranks ("spanning")
-// has as peers exactly the ranks whose chunks intersect it: each sends its rows to the others
-// (MPI_Isend/Irecv on a duplicate of the communicator; two ranks share at most one spanning sequence,
-// the one over the boundaries between them, so one tag per tensor identifies a message).
+// has as peers exactly the ranks whose chunks intersect it: each sends every peer the (row, head) pairs of
+// its rows that the peer reads (rows_read; MPI_Isend/Irecv on a duplicate of the communicator; two ranks
+// share at most one spanning sequence, the one over the boundaries between them, so one tag per tensor
+// identifies a message).
 
 #include <mpi.h>
 
 #include <algorithm>
 #include <climits>
+#include <map>
+#include <utility>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -146,63 +149,118 @@ void copy_lse_in(const E* src, index_t len, const lse_view<X>& x, index_t a) {
         for (index_t h = 0; h < H; ++h) x(0, a + i, h) = src[i * H + h];
 }
 
-// Assembles whole spanning sequences: add() one tensor of one sequence (this rank's rows already copied
-// into `full` at their place, `row_elems` elements a row), then run() posts every send and receive and
-// waits for all of them.
+// The (row, head) pairs of a sequence of L rows that a rank holding its rows [a, b) (sequence-relative)
+// reads, as mask[row·H + h]: for every branch (segment w' = min(w, L), dilation r, head offset o_h) the
+// selected rows of head h in every segment where head h selects one of [a, b). Exactly the keys of the
+// rank's own queries in the single-process op (and, as the selection is symmetric, the queries of its
+// own keys in the backward); every other row of the sequence never reaches the rank's rows.
+inline std::vector<char> rows_read(index_t L, index_t a, index_t b, index_t H, const dilated_options& opt) {
+    std::vector<char> mask(static_cast<std::size_t>(L * H), 0);
+    for (const branch& br : opt.branches) {
+        const index_t w = std::min(br.segment_length, L), r = br.dilation;
+        for (index_t h = 0; h < H; ++h) {
+            const index_t o = head_offset(opt.offsets, h, H, r);
+            for (index_t g = a / w; g * w < b; ++g) {
+                const index_t start = g * w, stop = std::min(start + w, L);
+                const index_t lo = std::max(a, start + o);  // first own row at or after the offset
+                const index_t first = start + o + (lo - start - o + r - 1) / r * r;
+                if (first >= std::min(b, stop)) continue;  // head h selects none of [a, b) here
+                for (index_t j = start + o; j < stop; j += r) mask[static_cast<std::size_t>(j * H + h)] = 1;
+            }
+        }
+    }
+    return mask;
+}
+
+// Assembles the rows of spanning sequences that each rank reads: add() one [L][H][E] tensor of one
+// sequence (this rank's rows already in `full` at their place), then run() packs what every peer reads
+// of this rank's rows, posts every send and receive, waits, and unpacks what this rank reads of the
+// peers' rows (the rest of `full` stays as it was). reads_all: every row (stop_grad_weights backward).
 class row_exchange {
 public:
-    row_exchange(MPI_Comm comm, const varlen_layout& lay) : comm_(comm), lay_(lay) {}
+    row_exchange(MPI_Comm comm, const varlen_layout& lay, const dilated_options& opt, index_t heads, bool reads_all)
+        : comm_(comm), lay_(lay), opt_(opt), heads_(heads), all_(reads_all) {}
 
     template <class E>
-    void add(const varlen_sequence& s, E* full, index_t row_elems, int tag) {
-        const std::size_t row_bytes = static_cast<std::size_t>(row_elems) * sizeof(E);
-        if (row_bytes == 0) return;
-        auto* bytes = reinterpret_cast<unsigned char*>(full);
+    void add(const varlen_sequence& s, E* full, index_t elems, int tag) {
+        const std::size_t bytes = static_cast<std::size_t>(elems) * sizeof(E);
+        if (bytes == 0 || heads_ == 0) return;
+        auto* base = reinterpret_cast<unsigned char*>(full);
+        const index_t a = s.own_begin - s.begin, b = a + s.own_length;
+        const std::vector<char>& mine = mask(s, a, b);
         for (int p : s.peers) {
-            const index_t p0 = std::max(s.begin, lay_.chunk[static_cast<std::size_t>(p)]);
-            const index_t p1 = std::min(s.begin + s.length, lay_.chunk[static_cast<std::size_t>(p) + 1]);
-            items_.push_back({bytes + static_cast<std::size_t>(p0 - s.begin) * row_bytes, p1 - p0, row_bytes, p, tag, false});
-            items_.push_back({bytes + static_cast<std::size_t>(s.own_begin - s.begin) * row_bytes, s.own_length,
-                              row_bytes, p, tag, true});
+            const index_t p0 = std::max(s.begin, lay_.chunk[static_cast<std::size_t>(p)]) - s.begin;
+            const index_t p1 = std::min(s.begin + s.length, lay_.chunk[static_cast<std::size_t>(p) + 1]) - s.begin;
+            item recv{base, bytes, p, tag, false, pairs(mine, p0, p1), {}};
+            item send{base, bytes, p, tag, true, pairs(mask(s, p0, p1), a, b), {}};
+            items_.push_back(std::move(recv));
+            items_.push_back(std::move(send));
         }
     }
 
     void run(distributed::comm_stats& st) {
         if (items_.empty()) return;
-        std::vector<mpi_type> types;
         std::vector<MPI_Request> requests(items_.size(), MPI_REQUEST_NULL);
-        types.reserve(items_.size());
+        for (item& it : items_) {
+            it.buffer.resize(it.at.size() * it.bytes);
+            if (it.send)
+                for (std::size_t i = 0; i < it.at.size(); ++i)
+                    std::copy_n(it.base + static_cast<std::size_t>(it.at[i]) * it.bytes, it.bytes, it.buffer.data() + i * it.bytes);
+        }
         const auto t0 = clock::now();
         {
             cpu_scope cpu(st.cpu_seconds_communication);
             for (std::size_t i = 0; i < items_.size(); ++i) {
-                const item& it = items_[i];
-                types.push_back(row_type(it.row_bytes));
-                const int count = static_cast<int>(it.rows);
+                item& it = items_[i];
+                if (it.buffer.size() > static_cast<std::size_t>(INT_MAX))
+                    throw std::runtime_error("longnet::distributed: a varlen message exceeds MPI's int count");
+                const int count = static_cast<int>(it.buffer.size());
                 if (it.send)
-                    mpi_check(MPI_Isend(it.data, count, types.back().get(), it.peer, it.tag, comm_, &requests[i]), "MPI_Isend (rows)");
+                    mpi_check(MPI_Isend(it.buffer.data(), count, MPI_BYTE, it.peer, it.tag, comm_, &requests[i]), "MPI_Isend (rows)");
                 else
-                    mpi_check(MPI_Irecv(it.data, count, types.back().get(), it.peer, it.tag, comm_, &requests[i]), "MPI_Irecv (rows)");
-                (it.send ? st.bytes_sent : st.bytes_received) += static_cast<std::uint64_t>(it.rows) * it.row_bytes;
+                    mpi_check(MPI_Irecv(it.buffer.data(), count, MPI_BYTE, it.peer, it.tag, comm_, &requests[i]), "MPI_Irecv (rows)");
+                (it.send ? st.bytes_sent : st.bytes_received) += it.buffer.size();
                 st.collectives += it.send ? 1 : 0;
             }
             mpi_check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall (rows)");
         }
         st.seconds_communication += seconds_since(t0);
+        for (const item& it : items_)
+            if (!it.send)
+                for (std::size_t i = 0; i < it.at.size(); ++i)
+                    std::copy_n(it.buffer.data() + i * it.bytes, it.bytes, it.base + static_cast<std::size_t>(it.at[i]) * it.bytes);
         items_.clear();
     }
 
 private:
     struct item {
-        unsigned char* data;
-        index_t rows;
-        std::size_t row_bytes;
+        unsigned char* base;  // the [L][H][E] tensor
+        std::size_t bytes;    // of one (row, head): E elements
         int peer, tag;
         bool send;
+        std::vector<index_t> at;  // row·H + h of each (row, head) in the message, in order
+        std::vector<unsigned char> buffer;
     };
+    // The rows [a, b) of the mask as (row·H + h) indices.
+    std::vector<index_t> pairs(const std::vector<char>& m, index_t a, index_t b) const {
+        std::vector<index_t> at;
+        for (index_t j = a * heads_; j < b * heads_; ++j)
+            if (all_ || m[static_cast<std::size_t>(j)]) at.push_back(j);
+        return at;
+    }
+    // rows_read of the rows [a, b) of s, cached (the same for every tensor of a call).
+    const std::vector<char>& mask(const varlen_sequence& s, index_t a, index_t b) {
+        auto& slot = masks_[{s.begin, a}];
+        if (slot.empty() && !all_) slot = rows_read(s.length, a, b, heads_, opt_);
+        return slot;
+    }
     MPI_Comm comm_;
     const varlen_layout& lay_;
+    const dilated_options& opt_;
+    index_t heads_;
+    bool all_;
     std::vector<item> items_;
+    std::map<std::pair<index_t, index_t>, std::vector<char>> masks_;
 };
 
 // A whole spanning sequence's [1, L, H, D] tensor, this rank's rows copied from a local view.
