@@ -185,11 +185,7 @@ void dilated_attention_varlen(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<
     const char* op = "distributed::dilated_attention_varlen";
     try {
         validate(opt);
-        using C = tensor_view<const T>;
-        varlen_views::check_packed(op, "k", C(q), C(k));
-        varlen_views::check_packed(op, "v", C(q), C(v));
-        varlen_views::check_packed(op, "out", C(q), C(out));
-        varlen_views::check_packed_lse(op, q, lse, false);
+        varlen_views::check_forward_packed(op, q, k, v, out, lse);
     } catch (const std::invalid_argument& e) {
         error = detail::dist::with_prefix("longnet::distributed::dilated_attention_varlen: ", e.what());
     }
@@ -216,7 +212,7 @@ void dilated_attention_varlen(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<
         }
     }
     {
-        const detail::dist::dup_comm own(comm);
+        const detail::dist::sub_comm own(comm);  // its own point-to-point matching space
         detail::dist::row_exchange ex(own.get(), lay, opt, H, false);
         for (auto& f : far) {
             ex.add(*f.s, f.k.data.data(), D, 0);
@@ -264,15 +260,7 @@ void dilated_attention_varlen_backward(tensor_view<TQ> q, tensor_view<TK> k, ten
         validate(opt);
         if (mode != grad_mode::exact && mode != grad_mode::stop_grad_weights)
             throw std::invalid_argument("unknown grad mode value " + std::to_string(static_cast<int>(mode)));
-        using C = tensor_view<const T>;
-        varlen_views::check_packed(op, "k", C(q), C(k));
-        varlen_views::check_packed(op, "v", C(q), C(v));
-        varlen_views::check_packed(op, "out", C(q), C(out));
-        varlen_views::check_packed(op, "dout", C(q), C(dout));
-        varlen_views::check_packed(op, "dq", C(q), C(dq));
-        varlen_views::check_packed(op, "dk", C(q), C(dk));
-        varlen_views::check_packed(op, "dv", C(q), C(dv));
-        varlen_views::check_packed_lse(op, q, lse, true);
+        varlen_views::check_backward_packed(op, q, k, v, out, lse, dout, dq, dk, dv);
     } catch (const std::invalid_argument& e) {
         error = detail::dist::with_prefix("longnet::distributed::dilated_attention_varlen_backward: ", e.what());
     }
@@ -306,7 +294,7 @@ void dilated_attention_varlen_backward(tensor_view<TQ> q, tensor_view<TK> k, ten
         far.push_back(std::move(f));
     }
     {
-        const detail::dist::dup_comm own(comm);
+        const detail::dist::sub_comm own(comm);  // its own point-to-point matching space
         detail::dist::row_exchange ex(own.get(), lay, opt, H, mode != grad_mode::exact);
         for (auto& f : far) {
             ex.add(*f.s, f.q.data.data(), D, 0);

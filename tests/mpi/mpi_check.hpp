@@ -2,7 +2,7 @@
 #pragma once
 // The harness of the MPI tests (tests/mpi/test_*.cpp), which run under mpiexec with their own main
 // (Catch2's reporters are not MPI-aware): this rank and the world size, check() counting failures per
-// rank, agreement helpers over MPI_COMM_WORLD, and start()/finish() around a test's body (finish sums
+// rank, agreement helpers over MPI_COMM_WORLD, expect_agreed_error() for a bad call, and start()/finish() around a test's body (finish sums
 // the failures of every rank, prints the summary on rank 0 and gives the exit code: 1 on any failure on
 // any rank).
 
@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 namespace mpi_check {
@@ -39,6 +40,22 @@ inline bool same_on_all_ranks(const std::string& text) {
     MPI_Allreduce(&h, &lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(&h, &hi, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
     return lo == hi;
+}
+
+// One bad call: every rank must throw std::invalid_argument with the same message containing `expect`.
+inline void expect_agreed_error(const std::string& name, const std::function<void()>& call, const std::string& expect) {
+    std::string message;
+    bool threw = false;
+    try {
+        call();
+    } catch (const std::invalid_argument& e) {
+        threw = true;
+        message = e.what();
+    }
+    check(threw, name + ": no std::invalid_argument on this rank");
+    check(message.find(expect) != std::string::npos, name + ": message '" + message + "' lacks '" + expect + "'");
+    check(same_on_all_ranks(message), name + ": ranks got different messages (this rank: '" + message + "')");
+    if (g_rank == 0 && threw) std::printf("  %s -> %s\n", name.c_str(), message.c_str());
 }
 
 // MPI_Init, then this rank and the world size.

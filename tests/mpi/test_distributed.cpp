@@ -274,22 +274,6 @@ void test_backward(const problem& pr, const longnet::dilated_options& opt, const
           what + ": traffic " + std::to_string(st.bytes_sent) + " bytes, expected " + std::to_string(expect));
 }
 
-// One bad call: every rank must throw std::invalid_argument with the same message containing `expect`.
-void expect_agreed_error(const std::string& name, const std::function<void()>& call, const std::string& expect) {
-    std::string message;
-    bool threw = false;
-    try {
-        call();
-    } catch (const std::invalid_argument& e) {
-        threw = true;
-        message = e.what();
-    }
-    check(threw, name + ": no std::invalid_argument on this rank");
-    check(message.find(expect) != std::string::npos, name + ": message '" + message + "' lacks '" + expect + "'");
-    check(same_on_all_ranks(message), name + ": ranks got different messages (this rank: '" + message + "')");
-    if (g_rank == 0 && threw) std::printf("  %s -> %s\n", name.c_str(), message.c_str());
-}
-
 void test_bad_preconditions() {
     using T = float;
     const index_t B = 1, n = 32, H = 2, D = 4;

@@ -168,21 +168,6 @@ void test_case(const layout& l, const longnet::dilated_options& opt, const char*
     }
 }
 
-void expect_agreed_error(const std::string& name, const std::function<void()>& call, const std::string& expect) {
-    std::string message;
-    bool threw = false;
-    try {
-        call();
-    } catch (const std::invalid_argument& e) {
-        threw = true;
-        message = e.what();
-    }
-    check(threw, name + ": no std::invalid_argument on this rank");
-    check(message.find(expect) != std::string::npos, name + ": message '" + message + "' lacks '" + expect + "'");
-    check(same_on_all_ranks(message), name + ": ranks got different messages (this rank: '" + message + "')");
-    if (g_rank == 0 && threw) std::printf("  %s -> %s\n", name.c_str(), message.c_str());
-}
-
 void test_bad_input() {
     using T = float;
     const index_t n = 12, H = 2, D = 4, N = n * g_size;

@@ -132,13 +132,14 @@ inline mpi_type strided_block_type(const mpi_type& row, std::size_t row_bytes, i
     return mpi_type(resized);
 }
 
-// Owns a communicator made by MPI_Comm_split.
+// Owns a communicator made by MPI_Comm_split (or MPI_Comm_dup: the parent's group, its own matching space).
 class sub_comm {
 public:
     sub_comm() = default;
     sub_comm(MPI_Comm parent, int color, int key) {
         mpi_check(MPI_Comm_split(parent, color, key, &comm_), "MPI_Comm_split");
     }
+    explicit sub_comm(MPI_Comm parent) { mpi_check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup"); }
     sub_comm(const sub_comm&) = delete;
     sub_comm& operator=(const sub_comm&) = delete;
     ~sub_comm() {

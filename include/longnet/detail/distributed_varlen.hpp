@@ -30,21 +30,6 @@
 
 namespace longnet::detail::dist {
 
-// Owns a duplicate of a communicator (its own point-to-point matching space).
-class dup_comm {
-public:
-    explicit dup_comm(MPI_Comm parent) { mpi_check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup"); }
-    dup_comm(const dup_comm&) = delete;
-    dup_comm& operator=(const dup_comm&) = delete;
-    ~dup_comm() {
-        if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
-    }
-    MPI_Comm get() const noexcept { return comm_; }
-
-private:
-    MPI_Comm comm_ = MPI_COMM_NULL;
-};
-
 // One non-empty sequence that intersects this rank's chunk.
 struct varlen_sequence {
     index_t begin = 0, length = 0;  // global rows [begin, begin + length)
