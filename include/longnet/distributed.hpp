@@ -141,8 +141,7 @@ void dilated_attention_backward(tensor_view<TQ> q, tensor_view<TK> k, tensor_vie
     std::string error;
     try {
         validate(opt);
-        if (mode != grad_mode::exact && mode != grad_mode::stop_grad_weights)
-            throw std::invalid_argument("unknown grad mode value " + std::to_string(static_cast<int>(mode)));
+        detail::dist::check_grad_mode(mode);
         const char* op = "distributed::dilated_attention_backward";
         detail::check_shapes(op, q, k, v, out, lse);
         detail::check_backward_shapes(op, q, out, lse, dout, dq, dk, dv);
@@ -258,8 +257,7 @@ void dilated_attention_varlen_backward(tensor_view<TQ> q, tensor_view<TK> k, ten
     const char* op = "distributed::dilated_attention_varlen_backward";
     try {
         validate(opt);
-        if (mode != grad_mode::exact && mode != grad_mode::stop_grad_weights)
-            throw std::invalid_argument("unknown grad mode value " + std::to_string(static_cast<int>(mode)));
+        detail::dist::check_grad_mode(mode);
         varlen_views::check_backward_packed(op, q, k, v, out, lse, dout, dq, dk, dv);
     } catch (const std::invalid_argument& e) {
         error = detail::dist::with_prefix("longnet::distributed::dilated_attention_varlen_backward: ", e.what());

@@ -2,7 +2,7 @@
 #pragma once
 // The harness of the MPI tests (tests/mpi/test_*.cpp), which run under mpiexec with their own main
 // (Catch2's reporters are not MPI-aware): this rank and the world size, check() counting failures per
-// rank, agreement helpers over MPI_COMM_WORLD, expect_agreed_error() for a bad call, and start()/finish() around a test's body (finish sums
+// rank, agreement helpers over MPI_COMM_WORLD, expect_agreed_error() for a bad call and expect_good_call(), and start()/finish() around a test's body (finish sums
 // the failures of every rank, prints the summary on rank 0 and gives the exit code: 1 on any failure on
 // any rank).
 
@@ -56,6 +56,18 @@ inline void expect_agreed_error(const std::string& name, const std::function<voi
     check(message.find(expect) != std::string::npos, name + ": message '" + message + "' lacks '" + expect + "'");
     check(same_on_all_ranks(message), name + ": ranks got different messages (this rank: '" + message + "')");
     if (g_rank == 0 && threw) std::printf("  %s -> %s\n", name.c_str(), message.c_str());
+}
+
+// A good call (e.g. after error cases: nobody was left inside a collective) must run on every rank.
+inline void expect_good_call(const std::string& name, const std::function<void()>& call) {
+    bool ok = true;
+    try {
+        call();
+    } catch (const std::exception& e) {
+        ok = false;
+        std::fprintf(stderr, "[rank %d] %s threw: %s\n", g_rank, name.c_str(), e.what());
+    }
+    check(all_ranks(ok), name);
 }
 
 // MPI_Init, then this rank and the world size.

@@ -86,6 +86,12 @@ inline std::string with_prefix(const std::string& prefix, const std::string& mes
     return prefix + message;
 }
 
+// The backward's mode must be one of the two grad modes.
+inline void check_grad_mode(grad_mode mode) {
+    if (mode != grad_mode::exact && mode != grad_mode::stop_grad_weights)
+        throw std::invalid_argument("unknown grad mode value " + std::to_string(static_cast<int>(mode)));
+}
+
 inline void mpi_check(int rc, const char* what) {
     if (rc != MPI_SUCCESS) {
         char text[MPI_MAX_ERROR_STRING];
