@@ -42,19 +42,6 @@ namespace {
 using namespace mpi_check;
 
 template <class T>
-std::vector<T> random_tensor(std::size_t count, std::uint64_t seed, double amplitude) {
-    std::mt19937_64 gen(seed);
-    std::uniform_real_distribution<double> dist(-amplitude, amplitude);
-    std::vector<T> x(count);
-    for (auto& e : x) e = T(static_cast<float>(dist(gen)));
-    if constexpr (std::is_same_v<T, double>) {
-        std::mt19937_64 gen2(seed);
-        for (auto& e : x) e = dist(gen2);
-    }
-    return x;
-}
-
-template <class T>
 double as_double(T x) {
     return static_cast<double>(static_cast<float>(x));
 }

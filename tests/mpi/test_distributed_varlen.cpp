@@ -35,17 +35,6 @@ namespace {
 using namespace mpi_check;
 
 template <class T>
-std::vector<T> random_tensor(std::size_t count, std::uint64_t seed, double amplitude) {
-    std::mt19937_64 gen(seed);
-    std::uniform_real_distribution<double> dist(-amplitude, amplitude);
-    std::vector<T> x(count);
-    for (auto& e : x) e = static_cast<T>(static_cast<float>(dist(gen)));
-    if constexpr (std::is_same_v<T, double>)
-        for (auto& e : x) e = dist(gen);
-    return x;
-}
-
-template <class T>
 bool same_bits(const std::vector<T>& a, std::size_t a0, const std::vector<T>& b, std::size_t count) {
     return count == 0 || std::memcmp(a.data() + a0, b.data(), count * sizeof(T)) == 0;
 }
