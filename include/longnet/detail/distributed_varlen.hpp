@@ -83,6 +83,21 @@ varlen_layout agree_varlen(MPI_Comm comm, const char* op, const std::string& loc
                                     (msg.rfind(from, 0) == 0 ? msg.substr(from.size()) : msg) +
                                     " (the total is the sum of every rank's chunk length)");
     }
+    // A message is at most one rank's rows of a spanning sequence, in bytes an MPI int count: checked for
+    // every sequence on every rank (the same inputs), so that all ranks throw or none does.
+    const long long row_bytes = static_cast<long long>(heads) * static_cast<long long>(dim) * static_cast<long long>(sizeof(T));
+    index_t widest = 0;
+    for (std::size_t p = 0; p + 1 < lay.chunk.size(); ++p) widest = std::max(widest, lay.chunk[p + 1] - lay.chunk[p]);
+    for (std::size_t b = 0; b + 1 < cu.size(); ++b) {
+        if (cu[b + 1] == cu[b]) continue;
+        const auto first = std::upper_bound(lay.chunk.begin(), lay.chunk.end(), cu[b]);  // end of cu[b]'s chunk
+        const bool spans = first != lay.chunk.end() && *first < cu[b + 1];
+        const index_t most = std::min(cu[b + 1] - cu[b], widest);
+        if (spans && row_bytes > 0 && most > INT_MAX / row_bytes)
+            throw std::invalid_argument(std::string("longnet::distributed::") + op + ": sequence " + std::to_string(b) +
+                                        " spans ranks with up to " + std::to_string(most) + " rows of " +
+                                        std::to_string(row_bytes) + " bytes on one rank: more than MPI's int counts");
+    }
     const index_t c0 = lay.chunk[static_cast<std::size_t>(lay.rank)];
     const index_t c1 = lay.chunk[static_cast<std::size_t>(lay.rank) + 1];
     for (std::size_t b = 0; b + 1 < cu.size(); ++b) {
@@ -94,10 +109,6 @@ varlen_layout agree_varlen(MPI_Comm comm, const char* op, const std::string& loc
         if (s.length == 0 || s.own_length <= 0) continue;
         s.spans = s.own_length != s.length;
         if (s.spans) {
-            if (s.length > INT_MAX)
-                throw std::invalid_argument(std::string("longnet::distributed::") + op + ": sequence " +
-                                            std::to_string(b) + " has " + std::to_string(s.length) +
-                                            " rows, more than MPI's int counts");
             for (int p = 0; p < size; ++p)
                 if (p != lay.rank && std::max(lay.chunk[static_cast<std::size_t>(p)], s.begin) <
                                          std::min(lay.chunk[static_cast<std::size_t>(p) + 1], cu[b + 1]))
