@@ -103,6 +103,30 @@ void check_packed_lse(const char* op, const tensor_view<T>& q, const lse_view<L>
                                         shape_of(lse.extent(0), lse.extent(1), lse.extent(2)) + " but must be " +
                                         shape_of(q.extent(0), q.extent(1), q.extent(2)));
 }
+// The forward's views (k, v, out like q; lse optional) and the backward's (also dout, dq, dk, dv; lse
+// required), checked in that order.
+template <class TQ, class TK, class TV, class TO, class L>
+void check_forward_packed(const char* op, const tensor_view<TQ>& q, const tensor_view<TK>& k, const tensor_view<TV>& v,
+                          const tensor_view<TO>& out, const lse_view<L>& lse, bool lse_required = false) {
+    using C = tensor_view<const std::remove_const_t<TO>>;
+    check_packed(op, "k", C(q), C(k));
+    check_packed(op, "v", C(q), C(v));
+    check_packed(op, "out", C(q), C(out));
+    if (!lse_required) check_packed_lse(op, q, lse, false);
+}
+template <class TQ, class TK, class TV, class TO, class L, class TD, class TGQ, class TGK, class TGV>
+void check_backward_packed(const char* op, const tensor_view<TQ>& q, const tensor_view<TK>& k,
+                           const tensor_view<TV>& v, const tensor_view<TO>& out, const lse_view<L>& lse,
+                           const tensor_view<TD>& dout, const tensor_view<TGQ>& dq, const tensor_view<TGK>& dk,
+                           const tensor_view<TGV>& dv) {
+    using C = tensor_view<const std::remove_const_t<TQ>>;
+    check_forward_packed(op, q, k, v, out, lse, true);
+    check_packed(op, "dout", C(q), C(dout));
+    check_packed(op, "dq", C(q), C(dq));
+    check_packed(op, "dk", C(q), C(dk));
+    check_packed(op, "dv", C(q), C(dv));
+    check_packed_lse(op, q, lse, true);
+}
 }  // namespace varlen_views
 
 // Forward. lse: optional packed [1, total, H] view of accum_t<T>. Shapes are checked as by
@@ -111,14 +135,7 @@ template <class TQ, class TK, class TV, class TO, class I>
 void dilated_attention_varlen(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<TV> v, const std::vector<I>& cu_seqlens,
                               tensor_view<TO> out, const dilated_options& opt, lse_view<accum_t<TO>> lse = {}) {
     validate(opt);
-    {
-        using C = tensor_view<const std::remove_const_t<TO>>;
-        const char* op = "dilated_attention_varlen";
-        varlen_views::check_packed(op, "k", C(q), C(k));
-        varlen_views::check_packed(op, "v", C(q), C(v));
-        varlen_views::check_packed(op, "out", C(q), C(out));
-        varlen_views::check_packed_lse(op, q, lse, false);
-    }
+    varlen_views::check_forward_packed("dilated_attention_varlen", q, k, v, out, lse);
     const std::vector<index_t> cu = check_cu_seqlens(cu_seqlens, q.extent(1));
     using varlen_views::rows;
     for (std::size_t b = 0; b + 1 < cu.size(); ++b) {
@@ -137,18 +154,7 @@ void dilated_attention_varlen_backward(tensor_view<TQ> q, tensor_view<TK> k, ten
                                        tensor_view<TGK> dk, tensor_view<TGV> dv, const std::vector<I>& cu_seqlens,
                                        const dilated_options& opt, grad_mode mode = grad_mode::exact) {
     validate(opt);
-    {
-        using C = tensor_view<const std::remove_const_t<TQ>>;
-        const char* op = "dilated_attention_varlen_backward";
-        varlen_views::check_packed(op, "k", C(q), C(k));
-        varlen_views::check_packed(op, "v", C(q), C(v));
-        varlen_views::check_packed(op, "out", C(q), C(out));
-        varlen_views::check_packed(op, "dout", C(q), C(dout));
-        varlen_views::check_packed(op, "dq", C(q), C(dq));
-        varlen_views::check_packed(op, "dk", C(q), C(dk));
-        varlen_views::check_packed(op, "dv", C(q), C(dv));
-        varlen_views::check_packed_lse(op, q, lse, true);
-    }
+    varlen_views::check_backward_packed("dilated_attention_varlen_backward", q, k, v, out, lse, dout, dq, dk, dv);
     const std::vector<index_t> cu = check_cu_seqlens(cu_seqlens, q.extent(1));
     using varlen_views::rows;
     for (std::size_t b = 0; b + 1 < cu.size(); ++b) {

@@ -2,15 +2,21 @@
 #pragma once
 // The harness of the MPI tests (tests/mpi/test_*.cpp), which run under mpiexec with their own main
 // (Catch2's reporters are not MPI-aware): this rank and the world size, check() counting failures per
-// rank, agreement helpers over MPI_COMM_WORLD, and start()/finish() around a test's body (finish sums
-// the failures of every rank, prints the summary on rank 0 and gives the exit code: 1 on any failure on
-// any rank).
+// rank, agreement helpers over MPI_COMM_WORLD, random_tensor() (the same inputs on every rank),
+// expect_agreed_error() for a bad call and expect_good_call(), and start()/finish() around a test's
+// body (finish sums the failures of every rank, prints the summary on rank 0 and gives the exit code:
+// 1 on any failure on any rank).
 
 #include <mpi.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <random>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 namespace mpi_check {
 
@@ -39,6 +45,48 @@ inline bool same_on_all_ranks(const std::string& text) {
     MPI_Allreduce(&h, &lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(&h, &hi, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
     return lo == hi;
+}
+
+// One bad call: every rank must throw std::invalid_argument with the same message containing `expect`.
+inline void expect_agreed_error(const std::string& name, const std::function<void()>& call, const std::string& expect) {
+    std::string message;
+    bool threw = false;
+    try {
+        call();
+    } catch (const std::invalid_argument& e) {
+        threw = true;
+        message = e.what();
+    }
+    check(threw, name + ": no std::invalid_argument on this rank");
+    check(message.find(expect) != std::string::npos, name + ": message '" + message + "' lacks '" + expect + "'");
+    check(same_on_all_ranks(message), name + ": ranks got different messages (this rank: '" + message + "')");
+    if (g_rank == 0 && threw) std::printf("  %s -> %s\n", name.c_str(), message.c_str());
+}
+
+// A good call (e.g. after error cases: nobody was left inside a collective) must run on every rank.
+inline void expect_good_call(const std::string& name, const std::function<void()>& call) {
+    bool ok = true;
+    try {
+        call();
+    } catch (const std::exception& e) {
+        ok = false;
+        std::fprintf(stderr, "[rank %d] %s threw: %s\n", g_rank, name.c_str(), e.what());
+    }
+    check(all_ranks(ok), name);
+}
+
+// count values uniform in [-amplitude, amplitude) from `seed`: the same inputs on every rank.
+template <class T>
+std::vector<T> random_tensor(std::size_t count, std::uint64_t seed, double amplitude) {
+    std::mt19937_64 gen(seed);
+    std::uniform_real_distribution<double> dist(-amplitude, amplitude);
+    std::vector<T> x(count);
+    for (auto& e : x) e = T(static_cast<float>(dist(gen)));
+    if constexpr (std::is_same_v<T, double>) {
+        std::mt19937_64 gen2(seed);
+        for (auto& e : x) e = dist(gen2);
+    }
+    return x;
 }
 
 // MPI_Init, then this rank and the world size.

@@ -42,19 +42,6 @@ namespace {
 using namespace mpi_check;
 
 template <class T>
-std::vector<T> random_tensor(std::size_t count, std::uint64_t seed, double amplitude) {
-    std::mt19937_64 gen(seed);
-    std::uniform_real_distribution<double> dist(-amplitude, amplitude);
-    std::vector<T> x(count);
-    for (auto& e : x) e = T(static_cast<float>(dist(gen)));
-    if constexpr (std::is_same_v<T, double>) {
-        std::mt19937_64 gen2(seed);
-        for (auto& e : x) e = dist(gen2);
-    }
-    return x;
-}
-
-template <class T>
 double as_double(T x) {
     return static_cast<double>(static_cast<float>(x));
 }
@@ -274,22 +261,6 @@ void test_backward(const problem& pr, const longnet::dilated_options& opt, const
           what + ": traffic " + std::to_string(st.bytes_sent) + " bytes, expected " + std::to_string(expect));
 }
 
-// One bad call: every rank must throw std::invalid_argument with the same message containing `expect`.
-void expect_agreed_error(const std::string& name, const std::function<void()>& call, const std::string& expect) {
-    std::string message;
-    bool threw = false;
-    try {
-        call();
-    } catch (const std::invalid_argument& e) {
-        threw = true;
-        message = e.what();
-    }
-    check(threw, name + ": no std::invalid_argument on this rank");
-    check(message.find(expect) != std::string::npos, name + ": message '" + message + "' lacks '" + expect + "'");
-    check(same_on_all_ranks(message), name + ": ranks got different messages (this rank: '" + message + "')");
-    if (g_rank == 0 && threw) std::printf("  %s -> %s\n", name.c_str(), message.c_str());
-}
-
 void test_bad_preconditions() {
     using T = float;
     const index_t B = 1, n = 32, H = 2, D = 4;
@@ -328,14 +299,7 @@ void test_bad_preconditions() {
                             "not a multiple of r");
     }
     // after all that, a good call still runs on every rank (nobody is stuck in a collective)
-    bool ok = true;
-    try {
-        run(n, n, good);
-    } catch (const std::exception& e) {
-        ok = false;
-        std::fprintf(stderr, "[rank %d] good call after errors threw: %s\n", g_rank, e.what());
-    }
-    check(all_ranks(ok), "a good call after the error cases");
+    expect_good_call("a good call after the error cases", [&] { run(n, n, good); });
 }
 
 }  // namespace

@@ -86,6 +86,12 @@ inline std::string with_prefix(const std::string& prefix, const std::string& mes
     return prefix + message;
 }
 
+// The backward's mode must be one of the two grad modes.
+inline void check_grad_mode(grad_mode mode) {
+    if (mode != grad_mode::exact && mode != grad_mode::stop_grad_weights)
+        throw std::invalid_argument("unknown grad mode value " + std::to_string(static_cast<int>(mode)));
+}
+
 inline void mpi_check(int rc, const char* what) {
     if (rc != MPI_SUCCESS) {
         char text[MPI_MAX_ERROR_STRING];
@@ -132,13 +138,14 @@ inline mpi_type strided_block_type(const mpi_type& row, std::size_t row_bytes, i
     return mpi_type(resized);
 }
 
-// Owns a communicator made by MPI_Comm_split.
+// Owns a communicator made by MPI_Comm_split (or MPI_Comm_dup: the parent's group, its own matching space).
 class sub_comm {
 public:
     sub_comm() = default;
     sub_comm(MPI_Comm parent, int color, int key) {
         mpi_check(MPI_Comm_split(parent, color, key, &comm_), "MPI_Comm_split");
     }
+    explicit sub_comm(MPI_Comm parent) { mpi_check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup"); }
     sub_comm(const sub_comm&) = delete;
     sub_comm& operator=(const sub_comm&) = delete;
     ~sub_comm() {
