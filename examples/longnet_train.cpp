@@ -81,6 +81,11 @@
 #include "cli_common.hpp"
 #include "model_flags.hpp"
 
+#if defined(__GLIBC__)
+#include <climits>
+#include <malloc.h>
+#endif
+
 #if LONGNET_TRAIN_MPI
 #include <cstdlib>
 
@@ -722,7 +727,20 @@ int run(int argc, char** argv) {
     return dtype == "double" ? train<double>(a) : train<float>(a);
 }
 
+// A training step allocates and frees its activations at every step. glibc gives each freed block above its
+// mmap threshold back to the system and the next step faults it in again: past ~256K tokens most of a
+// small model's step went to the kernel zeroing pages (docs/training.md, "One million tokens per
+// sequence"). Both thresholds raised keep the freed memory in the heap for the next step at the same peak
+// RSS. MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment still decide when set.
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+    if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, INT_MAX);
+    if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, INT_MAX);
+#endif
+}
+
 int main_body(int argc, char** argv) {
+    keep_freed_memory();
     return cli::main_guard({"longnet_train", "", usage_text}, [&] {
 #if LONGNET_TRAIN_MPI
         try {
