@@ -81,6 +81,15 @@ namespace {
 
 namespace nn = longnet::nn;
 
+// config.json (torchscale DecoderConfig names); a bad file is a data error (exit 1) naming it.
+nn::decoder_config read_config(const std::string& path) {
+    try {
+        return nn::decoder_config::from_file(path);
+    } catch (const std::invalid_argument& e) {
+        throw cli::data_error(e.what());
+    }
+}
+
 const char* const usage_text =
     "usage:\n"
     "  longnet_lm --weights model.safetensors --config config.json --tokens tokens.npy --logits logits.npy\n"
@@ -208,12 +217,7 @@ std::vector<std::int64_t> read_tokens(const std::string& path) {
 
 template <class T, class W>
 int run_files(const arguments& a) {
-    nn::decoder_config cfg;
-    try {
-        cfg = nn::decoder_config::from_file(a.config);
-    } catch (const std::invalid_argument& e) {
-        throw cli::data_error(e.what());
-    }
+    nn::decoder_config cfg = read_config(a.config);
     const std::vector<std::int64_t> tokens = read_tokens(a.tokens);
     if (!a.logits.empty()) cli::check_writable("--logits", a.logits);
     if (!a.hidden.empty()) cli::check_writable("--hidden", a.hidden);
@@ -456,12 +460,7 @@ std::vector<std::int64_t> read_prompt(const std::string& path) {
 
 template <class T, class W>
 int generate_files(const generate_arguments& a) {
-    nn::decoder_config cfg;
-    try {
-        cfg = nn::decoder_config::from_file(a.config);
-    } catch (const std::invalid_argument& e) {
-        throw cli::data_error(e.what());
-    }
+    nn::decoder_config cfg = read_config(a.config);
     const longnet::text::tokenizer tok = cli::load_tokenizer(a.tokenizer);  // byte level without --tokenizer
     if (a.text) cli::check_tokenizer(cfg.tokenizer, a.config, tok.record(), cfg.vocab_size);  // the one it was trained with
     if (a.text && tok.byte_level() && cfg.vocab_size < 256)
@@ -561,12 +560,7 @@ perplexity_arguments parse_perplexity(int argc, char** argv) {
 template <class T, class W>
 int perplexity_files(const perplexity_arguments& a) {
     namespace tr = longnet::training;
-    nn::decoder_config cfg;
-    try {
-        cfg = nn::decoder_config::from_file(a.config);
-    } catch (const std::invalid_argument& e) {
-        throw cli::data_error(e.what());
-    }
+    nn::decoder_config cfg = read_config(a.config);
     // The token stream: in memory (.npy, text bytes) or memory-mapped shards.
     std::vector<std::int64_t> memory;
     longnet::io::token_shard_stream shards;
@@ -718,12 +712,7 @@ passkey_arguments parse_passkey(int argc, char** argv) {
 template <class T, class W>
 int passkey_files(const passkey_arguments& a) {
     namespace tr = longnet::training;
-    nn::decoder_config cfg;
-    try {
-        cfg = nn::decoder_config::from_file(a.config);
-    } catch (const std::invalid_argument& e) {
-        throw cli::data_error(e.what());
-    }
+    nn::decoder_config cfg = read_config(a.config);
     if (cfg.vocab_size < 256 || !cfg.tokenizer.byte_level())
         throw cli::data_error(a.config + ": passkey needs a byte-level model (vocab_size >= 256, no tokenizer); this one has vocab_size " +
                               std::to_string(cfg.vocab_size) + (cfg.tokenizer.byte_level() ? "" : " and " + cfg.tokenizer.describe()));
