@@ -1,24 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
-// examples/longnet_attend.cpp's argument parser for the CLI fuzz target (its main renamed).
+// examples/longnet_attend.cpp's argument parser for the CLI fuzz target: parse_arguments and make_options
+// of examples/longnet_attend_args.hpp (the tool's command line, kept apart from its attention calls).
 
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
-// The tool's own includes first: the rename of main below then touches the tool's main only.
-#include <longnet/backward.hpp>
-#include <longnet/io/npy.hpp>
-#include <longnet/longnet.hpp>
+#include <longnet/options.hpp>
 
 #include "cli_common.hpp"
-
-#define main longnet_attend_main
-#include "longnet_attend.cpp"
-#undef main
+#include "longnet_attend_args.hpp"
 
 #include "fuzz_check.hpp"
 #include "fuzz_cli.hpp"
+
+using namespace attend_cli;  // the tool's arguments and parser
 
 int fuzz_cli::attend(int argc, char** argv) {
     arguments a;

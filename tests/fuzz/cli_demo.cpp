@@ -1,20 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
-// examples/longnet_demo.cpp's argument parser for the CLI fuzz target (its main renamed).
+// examples/longnet_demo.cpp's argument parser for the CLI fuzz target: parse_arguments of
+// examples/longnet_demo_args.hpp (the tool's command line, kept apart from its run).
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
-#include <longnet/longnet.hpp>
-
 #include "cli_common.hpp"
-
-#define main longnet_demo_main
-#include "longnet_demo.cpp"
-#undef main
+#include "longnet_demo_args.hpp"
 
 #include "fuzz_check.hpp"
 #include "fuzz_cli.hpp"
+
+using namespace demo_cli;  // the tool's arguments and parser
 
 int fuzz_cli::demo(int argc, char** argv) {
     arguments a;

@@ -1,19 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// examples/longnet_encode.cpp's argument parser for the CLI fuzz target (its main renamed). Its --help
-// prints and calls std::exit(0) inside the parser: fuzz_cli.cpp does not send -h or --help here.
+// examples/longnet_encode.cpp's argument parser for the CLI fuzz target: parse of
+// examples/longnet_encode_args.hpp (the tool's command line, kept apart from its encoder code). Its
+// --help prints and calls std::exit(0) inside the parser: fuzz_cli.cpp does not send -h or --help here.
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
 #include "cli_common.hpp"
-
-#define main longnet_encode_main
-#include "longnet_encode.cpp"
-#undef main
+#include "longnet_encode_args.hpp"
 
 #include "fuzz_check.hpp"
 #include "fuzz_cli.hpp"
+
+using namespace encode_cli;  // the tool's arguments and parser
 
 int fuzz_cli::encode(int argc, char** argv) {
     arguments a;

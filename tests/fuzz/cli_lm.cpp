@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// examples/longnet_lm.cpp's argument parser for the CLI fuzz target (its main renamed). Its --help
+// examples/longnet_lm.cpp's argument parsers for the CLI fuzz target: those of
+// examples/longnet_lm_args.hpp (the tool's command line, kept apart from its model code). Its --help
 // prints and calls std::exit(0) inside the parser, which a fuzz target cannot survive: fuzz_cli.cpp
 // does not send argument vectors holding -h or --help here. `perplexity ...` and `passkey ...` go to their own parsers.
 
@@ -7,18 +8,15 @@
 #include <stdexcept>
 #include <string>
 
-#include <longnet/io/npy.hpp>
-#include <longnet/io/safetensors.hpp>
-#include <longnet/nn/nn.hpp>
+#include <longnet/training/passkey.hpp>
 
 #include "cli_common.hpp"
-
-#define main longnet_lm_main
-#include "longnet_lm.cpp"
-#undef main
+#include "longnet_lm_args.hpp"
 
 #include "fuzz_check.hpp"
 #include "fuzz_cli.hpp"
+
+using namespace lm_cli;  // the arguments and parsers of each mode
 
 // `longnet_lm perplexity ...`: its parser's promises.
 static int lm_perplexity(int argc, char** argv) {

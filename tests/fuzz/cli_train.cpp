@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// examples/longnet_train.cpp's argument parser for the CLI fuzz target (its main renamed; the tool's
-// parse(args) is called, nothing is run). Its --help prints and calls std::exit(0) inside the parser,
-// which a fuzz target cannot survive: fuzz_cli.cpp does not send argument vectors holding -h or --help.
+// examples/longnet_train.cpp's argument parser for the CLI fuzz target: parse and random_config of
+// examples/longnet_train_args.hpp (the tool's command line, kept apart from its training code; nothing
+// is run). Its --help prints and calls std::exit(0) inside the parser, which a fuzz target cannot
+// survive: fuzz_cli.cpp does not send argument vectors holding -h or --help.
 //
 // Checked on acceptance: the recorded arguments (for --resume) are the ones given; --resume DIR comes
 // with nothing but --steps (the run's other arguments are the recorded ones, so any other flag would be
@@ -19,24 +20,21 @@
 #include <string>
 #include <vector>
 
-#include <longnet/io/npy.hpp>
-#include <longnet/io/safetensors.hpp>
-#include <longnet/nn/nn.hpp>
-#include <longnet/training/checkpoint.hpp>
+#include <longnet/nn/decoder_config.hpp>
 #include <longnet/training/data.hpp>
-#include <longnet/training/init.hpp>
-#include <longnet/training/trainer.hpp>
+#include <longnet/training/passkey.hpp>
 
 #include "cli_common.hpp"
-
-#define main longnet_train_main
-#include "longnet_train.cpp"
-#undef main
+#include "longnet_train_args.hpp"
 
 #include "fuzz_check.hpp"
 #include "fuzz_cli.hpp"
 
 namespace {
+
+namespace nn = longnet::nn;
+namespace tr = longnet::training;
+using train_cli::arguments;
 
 bool in(std::int64_t v, std::int64_t lo, std::int64_t hi) { return v >= lo && v <= hi; }
 
@@ -64,7 +62,7 @@ int fuzz_cli::train(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     arguments a;
     try {
-        a = parse(args);
+        a = train_cli::parse(args);
     } catch (const cli::usage_error&) {
         return 2;
     } catch (const std::invalid_argument&) {
@@ -117,7 +115,7 @@ int fuzz_cli::train(int argc, char** argv) {
     }
     // What the tool does next without reading files: std::invalid_argument there is its usage error.
     if (!a.random_config.empty()) {
-        nn::decoder_config cfg = random_config(a.random_config);
+        nn::decoder_config cfg = train_cli::random_config(a.random_config);
         cfg.vocab_size = a.vocab > 0 ? a.vocab : 256;
         if (!a.segment_length.empty()) {
             cfg.segment_length = a.segment_length;

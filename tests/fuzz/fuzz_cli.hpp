@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// The command-line parsers of the tools, one entry per tool (tests/fuzz/cli_<tool>.cpp compiles the
-// tool's source with its main renamed and calls its parse function). Each returns 0 when the arguments
+// The command-line parsers of the tools, one entry per tool (tests/fuzz/cli_<tool>.cpp includes the
+// tool's command line, examples/longnet_<tool>_args.hpp, and calls its parse function). Each returns 0 when the arguments
 // were accepted (after checking what was accepted: FUZZ_CHECK) and 2 when they were refused with the
 // tool's usage error (or std::invalid_argument, which the tools report as a usage error too); any
 // other exception escapes and is a defect.
