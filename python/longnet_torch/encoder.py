@@ -122,8 +122,11 @@ class LongNetEncoderLayer(nn.Module):
         self.ffn = _FeedForward(embed_dim, ffn_dim, layernorm_eps, subln, factory)
         self.final_layer_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory)
 
-    def forward(self, x, encoder_padding_mask=None):
-        """x [B, T, embed_dim]; ``encoder_padding_mask`` [B, T] bool, True = pad (torchscale's name)."""
+    def forward(self, x, encoder_padding_mask=None, lengths=None):
+        """x [B, T, embed_dim]; ``encoder_padding_mask`` [B, T] bool, True = pad (torchscale's name), or
+        ``lengths`` int32 / int64 [B] (right padding). The pads of x are read only by row-wise layers."""
+        if lengths is not None:
+            encoder_padding_mask = resolve_padding(encoder_padding_mask, lengths, x.shape[0], x.shape[1])
         if self.normalize_before:
             h = self.self_attn_layer_norm(x)
             x = x + self.self_attn(h, key_padding_mask=encoder_padding_mask)[0]

@@ -299,8 +299,11 @@ class LongNetDecoderLayer(nn.Module):
         self.ffn = _FeedForward(embed_dim, ffn_dim, layernorm_eps, subln, factory)
         self.final_layer_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory)
 
-    def forward(self, x, self_attn_padding_mask=None):
-        """x [B, T, embed_dim]; ``self_attn_padding_mask`` [B, T] bool, True = pad (torchscale's name)."""
+    def forward(self, x, self_attn_padding_mask=None, lengths=None):
+        """x [B, T, embed_dim]; ``self_attn_padding_mask`` [B, T] bool, True = pad (torchscale's name), or
+        ``lengths`` int32 / int64 [B] (right padding)."""
+        if lengths is not None:
+            self_attn_padding_mask = resolve_padding(self_attn_padding_mask, lengths, x.shape[0], x.shape[1])
         h = self.self_attn_layer_norm(x)
         x = x + self.self_attn(h, h, h, key_padding_mask=self_attn_padding_mask, is_causal=True)[0]
         return x + self.ffn(self.final_layer_norm(x))

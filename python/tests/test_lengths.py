@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The ``lengths`` argument (per-row lengths, right padding) beside every key_padding_mask of the public
-torch API: dilated_attention, MultiheadDilatedAttention, LongNetDecoder (LongNetEncoder: test_encoder.py).
+torch API: dilated_attention, MultiheadDilatedAttention, LongNetDecoder and the decoder and encoder layers
+(LongNetEncoder: test_encoder.py).
 It equals the mask ``arange(N) >= lengths[:, None]`` bitwise, forward and gradients (int32, int64 and a
 list of ints; 0 and N included); bad lengths get errors naming the value."""
 
@@ -59,6 +60,16 @@ def test_decoder():
         model(tokens, lengths=torch.tensor([-1, 2, 3, 4]))
     with pytest.raises(ValueError, match="key_padding_mask or lengths, not both"):
         model(tokens, self_attn_padding_mask=mask_of(LENGTHS), lengths=LENGTHS)
+
+
+def test_layers():
+    dec = longnet_torch.LongNetDecoderLayer(16, 2, 32, [4, 8], [1, 2], factory={"dtype": torch.float64})
+    enc = longnet_torch.LongNetEncoderLayer(16, 2, 32, [4, 8], [1, 2], factory={"dtype": torch.float64})
+    x = torch.randn(4, N, 16, dtype=torch.float64)
+    for layer, mask_name in ((dec, "self_attn_padding_mask"), (enc, "encoder_padding_mask")):
+        want_y, want_g = run(layer, x, **{mask_name: mask_of(LENGTHS)})
+        y, g = run(layer, x, lengths=torch.tensor(LENGTHS))
+        assert torch.equal(y, want_y) and torch.equal(g, want_g), mask_name
 
 
 @pytest.mark.parametrize("lengths,exc,match", [
