@@ -35,7 +35,7 @@ def _config_dict(config):
     if isinstance(config, (str, os.PathLike)):
         with open(config) as f:
             config = json.load(f)
-    elif not isinstance(config, dict):
+    elif not isinstance(config, dict) and hasattr(config, "__dict__"):
         config = vars(config)  # torchscale's EncoderConfig (a plain attribute object)
     if not isinstance(config, dict):
         raise TypeError(f"longnet_torch.LongNetEncoder: config must be a dict, a JSON file or an EncoderConfig, "

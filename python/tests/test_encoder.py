@@ -173,6 +173,15 @@ def test_from_config_reads_torchscale_fields(tmp_path):
     single = longnet_torch.LongNetEncoder.from_config(dict(cfg, segment_length=16, dilated_ratio=1))
     assert single.layers[0].self_attn.segment_lengths == [16]
 
+    class EncoderConfig:  # torchscale's config is a plain attribute object
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    from_object = longnet_torch.LongNetEncoder.from_config(EncoderConfig(**cfg))
+    assert set(from_object.state_dict()) == keys
+    with pytest.raises(TypeError, match="config must be a dict, a JSON file or an EncoderConfig, got int"):
+        longnet_torch.LongNetEncoder.from_config(5)
+
 
 @pytest.mark.parametrize("change,exc,match", [
     ({"deepnorm": True}, ValueError, "deepnorm = True is not implemented"),
