@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Encode a batch of whole-slide images of different tile counts with one padded batch and a key_padding_mask.
+"""Encode a batch of whole-slide images of different tile counts with one padded batch and a padding mask.
 
 A slide encoder in computational pathology (Prov-GigaPath's is a torchscale LongNet encoder) turns the
 tile embeddings of one slide, [N_tiles, D] with N_tiles different for every slide, into contextual tile
-embeddings and a slide embedding. Here a small pre-LN encoder stack (non-causal
-longnet_torch.MultiheadDilatedAttention with Sub-LN, no positions, as torchscale's encoder by default,
-and a GELU feed-forward) encodes a padded batch [B, N_max, D] with key_padding_mask [B, N_max]
-(True = pad, torchscale's convention), on CPU, forward and backward. The example then checks what the
-mask promises: every slide's tokens, its mean-pooled slide embedding and the parameter gradients equal
-those of the slides encoded one at a time, and the pad rows are 0.
+embeddings and a slide embedding. Here a small longnet_torch.LongNetEncoder (built from torchscale's
+EncoderConfig fields: pre-LN with Sub-LN, non-causal dilated attention, no positions, final LayerNorm)
+encodes a padded batch [B, N_max, D] with key_padding_mask [B, N_max] (True = pad, torchscale's
+convention; left padding) or per-slide lengths [B] (right padding), on CPU, forward and backward. The
+example then checks what the mask promises: every slide's tokens, its mean-pooled slide embedding and
+the parameter gradients equal those of the slides encoded one at a time, and the pad rows are 0.
 
     PYTHONPATH=<build>/python python3 python/examples/encode_slides.py
     PYTHONPATH=<build>/python python3 python/examples/encode_slides.py --tiles 500,3000,17,1200 --left-pad
@@ -28,48 +28,26 @@ import torch.nn.functional as F
 import longnet_torch
 
 
-class EncoderLayer(nn.Module):
-    """Pre-LN: x + attn(LN(x)), then x + ffn(LN(x)); pad rows kept at 0."""
-
-    def __init__(self, dim, heads, segment_lengths, dilated_ratios, dtype):
-        super().__init__()
-        self.self_attn_layer_norm = nn.LayerNorm(dim, dtype=dtype)
-        self.self_attn = longnet_torch.MultiheadDilatedAttention(dim, heads, segment_lengths, dilated_ratios,
-                                                                 xpos=False, dtype=dtype)
-        self.final_layer_norm = nn.LayerNorm(dim, dtype=dtype)
-        self.fc1 = nn.Linear(dim, 4 * dim, dtype=dtype)
-        self.fc2 = nn.Linear(4 * dim, dim, dtype=dtype)
-
-    def forward(self, x, key_padding_mask=None):
-        h = self.self_attn_layer_norm(x)
-        x = x + self.self_attn(h, key_padding_mask=key_padding_mask)[0]
-        x = x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
-        return x if key_padding_mask is None else x.masked_fill(key_padding_mask[..., None], 0.0)
-
-
 class SlideEncoder(nn.Module):
-    """Tile embeddings [B, N, D] (+ key_padding_mask) -> (tokens [B, N, D], slide embedding [B, D])."""
+    """Tile embeddings [B, N, D] (+ key_padding_mask or lengths) -> (tokens [B, N, D], slide embedding [B, D]):
+    a LongNetEncoder (torchscale's EncoderConfig fields) and a mean over each slide's real tiles."""
 
     def __init__(self, dim, heads, layers, segment_lengths, dilated_ratios, dtype):
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(dim, heads, segment_lengths, dilated_ratios, dtype)
-                                    for _ in range(layers))
-        self.layer_norm = nn.LayerNorm(dim, dtype=dtype)
+        config = {"encoder_embed_dim": dim, "encoder_attention_heads": heads, "encoder_ffn_embed_dim": 4 * dim,
+                  "encoder_layers": layers, "segment_length": segment_lengths, "dilated_ratio": dilated_ratios}
+        self.encoder = longnet_torch.LongNetEncoder.from_config(config, dtype=dtype)
 
-    def forward(self, tiles, key_padding_mask=None):
-        x = tiles if key_padding_mask is None else tiles.masked_fill(key_padding_mask[..., None], 0.0)
-        for layer in self.layers:
-            x = layer(x, key_padding_mask)
-        x = self.layer_norm(x)
-        if key_padding_mask is None:
+    def forward(self, tiles, key_padding_mask=None, lengths=None):
+        x = self.encoder(tiles, key_padding_mask=key_padding_mask, lengths=lengths)  # pad rows come out 0
+        if key_padding_mask is None and lengths is None:
             return x, x.mean(dim=1)
-        real = (~key_padding_mask)[..., None].to(x.dtype)
-        x = x * real
-        return x, x.sum(dim=1) / real.sum(dim=1).clamp(min=1)  # mean over the real tiles
+        real = lengths if lengths is not None else x.shape[1] - key_padding_mask.sum(dim=1)  # tiles per slide
+        return x, x.sum(dim=1) / real.clamp(min=1)[:, None].to(x.dtype)  # mean over the real tiles
 
 
 def pad_batch(slides, left):
-    """Stack [N_i, D] tensors into [B, N_max, D] with key_padding_mask [B, N_max] (True = pad)."""
+    """Stack [N_i, D] tensors into [B, N_max, D] with key_padding_mask [B, N_max] (True = pad) and the lengths."""
     n_max = max(s.shape[0] for s in slides)
     batch = torch.full((len(slides), n_max, slides[0].shape[1]), float("nan"), dtype=slides[0].dtype)
     mask = torch.ones(len(slides), n_max, dtype=torch.bool)
@@ -77,7 +55,7 @@ def pad_batch(slides, left):
         rows = slice(n_max - s.shape[0], n_max) if left else slice(0, s.shape[0])
         batch[b, rows] = s
         mask[b, rows] = False
-    return batch, mask
+    return batch, mask, torch.tensor([s.shape[0] for s in slides])
 
 
 def main():
@@ -105,9 +83,12 @@ def main():
     targets = [torch.randn(args.dim, dtype=dtype) for _ in tiles]  # a toy regression loss on the slide embedding
 
     # the batch: one padded tensor, one call (the pads hold NaN: the mask keeps them out)
-    batch, mask = pad_batch(slides, args.left_pad)
+    batch, mask, lengths = pad_batch(slides, args.left_pad)
     start = time.perf_counter()
-    tokens, pooled = model(batch, key_padding_mask=mask)
+    if args.left_pad:
+        tokens, pooled = model(batch, key_padding_mask=mask)
+    else:
+        tokens, pooled = model(batch, lengths=lengths)  # right padding: the lengths say it all
     loss = sum(F.mse_loss(pooled[b], t, reduction="sum") for b, t in enumerate(targets))
     loss.backward()
     elapsed = time.perf_counter() - start

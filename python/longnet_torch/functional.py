@@ -102,8 +102,47 @@ def check_key_padding_mask(mask, batch, seq):
                          f"[{batch}, {seq}]")
 
 
+def key_padding_mask_from_lengths(lengths, batch, seq):
+    """Per-row lengths (right padding: row b's real tokens are n < lengths[b]) as the [B, N] torch.bool
+    key_padding_mask (True = pad). ``lengths``: an int32 / int64 tensor [B] (any device; B values are
+    read) or a sequence of B ints, each in 0..N (0: a fully padded row)."""
+    if isinstance(lengths, torch.Tensor):
+        if lengths.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"longnet_torch: lengths has dtype {lengths.dtype}; it must be int32 or int64 "
+                            f"(one length per batch row)")
+        if lengths.dim() != 1 or lengths.shape[0] != batch:
+            raise ValueError(f"longnet_torch: lengths has shape {list(lengths.shape)} but must be [B] = [{batch}]")
+        values = [int(x) for x in lengths.cpu().tolist()]
+    else:
+        if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__iter__"):
+            raise TypeError(f"longnet_torch: lengths must be an int32/int64 tensor [B] or a sequence of ints, got "
+                            f"{type(lengths).__name__} {lengths!r}")
+        values = []
+        for i, x in enumerate(lengths):
+            if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+                raise TypeError(f"longnet_torch: lengths[{i}] must be an int, got {type(x).__name__} {x!r}")
+            values.append(int(x))
+        if len(values) != batch:
+            raise ValueError(f"longnet_torch: lengths has {len(values)} entries but the batch has B = {batch} rows")
+    for b, n in enumerate(values):
+        if n < 0 or n > seq:
+            raise ValueError(f"longnet_torch: lengths[{b}] = {n} is outside 0..N = 0..{seq}")
+    return torch.arange(seq)[None, :] >= torch.tensor(values, dtype=torch.int64).reshape(batch, 1)
+
+
+def resolve_padding(key_padding_mask, lengths, batch, seq):
+    """The checked [B, N] bool mask of either argument (None when both are None; both given is an error)."""
+    if lengths is not None:
+        if key_padding_mask is not None:
+            raise ValueError("longnet_torch: pass key_padding_mask or lengths, not both")
+        return key_padding_mask_from_lengths(lengths, batch, seq)
+    if key_padding_mask is not None:
+        check_key_padding_mask(key_padding_mask, batch, seq)
+    return key_padding_mask
+
+
 def dilated_attention(q, k, v, segment_lengths, dilated_ratios, causal=False, offsets="paper", tail="exact",
-                      scale=None, grad_mode="exact", return_lse=False, key_padding_mask=None):
+                      scale=None, grad_mode="exact", return_lse=False, key_padding_mask=None, lengths=None):
     """LongNet dilated attention of q, k, v [B, N, H, D] (CPU; float32, float64, bfloat16 or float16).
 
     Branch i cuts the sequence into segments of ``segment_lengths[i]`` rows and keeps every
@@ -130,6 +169,9 @@ def dilated_attention(q, k, v, segment_lengths, dilated_ratios, causal=False, of
             row's first real token, so left and right padding and holes all work; no token sees a pad):
             exactly ``dilated_attention_varlen`` on the packed real tokens. Pads get out 0, lse -inf and
             zero gradients; the pads of q, k, v are never read (longnet/padding.hpp).
+        lengths: optional int32 / int64 tensor [B] (or B ints), instead of key_padding_mask: right
+            padding, row b's real tokens are n < lengths[b] (0 <= lengths[b] <= N); the same as
+            ``key_padding_mask=torch.arange(N) >= lengths[:, None]``.
 
     Returns:
         out [B, N, H, D] (contiguous, the inputs' dtype), or (out, lse) when return_lse.
@@ -139,15 +181,15 @@ def dilated_attention(q, k, v, segment_lengths, dilated_ratios, causal=False, of
             key_padding_mask that is not torch.bool.
         ValueError: a non-CPU tensor, a wrong shape, an empty branch list, a length or ratio < 1, counts
             that differ, an unknown offsets / tail / grad_mode, a non-finite scale, a key_padding_mask of
-            a shape other than [B, N].
+            a shape other than [B, N]; lengths not [B], or a length outside 0..N (named); both
+            key_padding_mask and lengths. TypeError for lengths of a non-integer dtype.
     """
     _check_tensor(q, "q", None)
     _check_tensor(k, "k", q)
     _check_tensor(v, "v", q)
     segments, dilations, scale = _check_options(segment_lengths, dilated_ratios, causal, offsets, tail, scale,
                                                 grad_mode)
-    if key_padding_mask is not None:
-        check_key_padding_mask(key_padding_mask, q.shape[0], q.shape[1])
+    key_padding_mask = resolve_padding(key_padding_mask, lengths, q.shape[0], q.shape[1])
     out, lse = _C.dilated_attention(q, k, v, segments, dilations, bool(causal), offsets, tail, scale, grad_mode,
                                     key_padding_mask)
     return (out, lse) if return_lse else out

@@ -7,6 +7,9 @@
 - ``LongNetDecoder``: torchscale's ``LongNetDecoder`` with ``subln=True``, ``xpos_rel_pos=True``,
   ``decoder_normalize_before=True``, no absolute positions, untied output projection: the configuration
   of the shared fixtures (``decoder_00``).
+- ``LongNetEncoder``: torchscale's ``LongNetEncoder`` on token embeddings (the slide-encoder use):
+  ``layers.L.*``, ``layer_norm``, ``layernorm_embedding``; pre-LN with Sub-LN or post-LN, configured from
+  torchscale's ``EncoderConfig`` fields (``from_config``); fixtures ``encoder_00`` .. ``encoder_02``.
 
 The computation is written from the recipe in tests/data/README.md (the fixtures are the link to
 torchscale; none of its code is used here).
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .functional import dilated_attention, check_key_padding_mask, _choice, _int_list, _OFFSETS, _TAILS, _GRAD_MODES
+from .functional import dilated_attention, resolve_padding, _choice, _int_list, _OFFSETS, _TAILS, _GRAD_MODES
 
 
 class XPos(nn.Module):
@@ -142,6 +145,8 @@ class MultiheadDilatedAttention(nn.Module):
     segments start at the row's first real token, so left padding, right padding and holes give every
     real row exactly the result of that sequence run unpadded; no token sees a pad. Pad rows of the
     output are 0 and receive no gradient; whatever the pads of the input hold (even NaN) changes nothing.
+    ``lengths``: an int32 / int64 tensor [B] instead of the mask, for right padding (row b's real tokens
+    are the first lengths[b]).
     """
 
     def __init__(self, embed_dim, num_heads, segment_lengths, dilated_ratios, subln=True, xpos=True,
@@ -184,7 +189,7 @@ class MultiheadDilatedAttention(nn.Module):
             nn.init.constant_(self.out_proj.bias, 0.0)
 
     def forward(self, query, key=None, value=None, incremental_state=None, key_padding_mask=None, attn_mask=None,
-                rel_pos=None, is_first_step=False, is_causal=False):
+                rel_pos=None, is_first_step=False, is_causal=False, lengths=None):
         for name, arg in (("incremental_state", incremental_state), ("attn_mask", attn_mask), ("rel_pos", rel_pos)):
             if arg is not None:
                 raise ValueError(f"longnet_torch.MultiheadDilatedAttention: {name} is not supported (pass None); "
@@ -198,8 +203,8 @@ class MultiheadDilatedAttention(nn.Module):
             raise ValueError(f"longnet_torch.MultiheadDilatedAttention: key {list(key.shape)} and value "
                              f"{list(value.shape)} must have the query's shape {list(query.shape)}")
         B, T, _ = query.shape
+        key_padding_mask = resolve_padding(key_padding_mask, lengths, B, T)
         if key_padding_mask is not None:
-            check_key_padding_mask(key_padding_mask, B, T)
             # pads are not attended, but a pad holding inf/NaN would still reach the projections' weight
             # gradients (0 * NaN): zero them first
             pad = key_padding_mask[..., None]
@@ -294,8 +299,11 @@ class LongNetDecoderLayer(nn.Module):
         self.ffn = _FeedForward(embed_dim, ffn_dim, layernorm_eps, subln, factory)
         self.final_layer_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory)
 
-    def forward(self, x, self_attn_padding_mask=None):
-        """x [B, T, embed_dim]; ``self_attn_padding_mask`` [B, T] bool, True = pad (torchscale's name)."""
+    def forward(self, x, self_attn_padding_mask=None, lengths=None):
+        """x [B, T, embed_dim]; ``self_attn_padding_mask`` [B, T] bool, True = pad (torchscale's name), or
+        ``lengths`` int32 / int64 [B] (right padding)."""
+        if lengths is not None:
+            self_attn_padding_mask = resolve_padding(self_attn_padding_mask, lengths, x.shape[0], x.shape[1])
         h = self.self_attn_layer_norm(x)
         x = x + self.self_attn(h, h, h, key_padding_mask=self_attn_padding_mask, is_causal=True)[0]
         return x + self.ffn(self.final_layer_norm(x))
@@ -320,12 +328,18 @@ class LongNetDecoder(nn.Module):
         self.layer_norm = nn.LayerNorm(embed_dim, eps=layernorm_eps, **factory)
         self.output_projection = nn.Linear(embed_dim, vocab_size, bias=False, **factory)
 
-    def forward(self, tokens, return_hidden=False, self_attn_padding_mask=None):
+    def forward(self, tokens, return_hidden=False, self_attn_padding_mask=None, lengths=None):
         """tokens [B, T]. ``self_attn_padding_mask``: optional [B, T] bool, True = pad (torchscale's
         ``Decoder.forward`` argument): each row's real tokens are decoded as that sequence alone (positions
         and segments restart at its first real token, so left-padded prompts work). The logits and hidden
         states of pad rows are meaningless (row-wise layers of the pad token's embedding): leave them out
-        of the loss."""
+        of the loss. ``lengths``: an int32 / int64 tensor [B] instead of the mask (right padding: row b's
+        real tokens are the first lengths[b])."""
+        if lengths is not None or self_attn_padding_mask is not None:
+            if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
+                raise ValueError(f"longnet_torch.LongNetDecoder: tokens must be [B, T], got "
+                                 f"{list(getattr(tokens, 'shape', []))}")
+            self_attn_padding_mask = resolve_padding(self_attn_padding_mask, lengths, *tokens.shape)
         x = self.embed_tokens(tokens)
         for layer in self.layers:
             x = layer(x, self_attn_padding_mask)
