@@ -12,9 +12,8 @@
 //   - the local run's losses, held-out loss and accuracy, and final parameters bitwise the whole-batch
 //     run's, its losses within 1e-12 of the single-process trainer's on the whole windows;
 //   - the reader statistic: the local run's dataset read exactly its group's windows' chunks, n + 1
-//     tokens each (n inputs and the next-token target at the chunk's end), and each chunk's tokens are
-//     the whole window's tokens [part·n, (part+1)·n] (so no other token was read); the whole-batch run
-//     read T + 1 tokens per window.
+//     tokens each (n inputs and the next-token target at the chunk's end); the whole-batch run read
+//     T + 1 tokens per window. (That the chunks are the windows' slices: tests/test_token_shards.cpp.)
 // Exit code 1 on any failure on any rank (mpi_check.hpp).
 
 #include <mpi.h>
@@ -172,54 +171,12 @@ void split_case(const fs::path& dir, const run_result& ref, int data_parallel) {
                     static_cast<unsigned long long>(local.tokens_read), static_cast<unsigned long long>(whole.tokens_read));
 }
 
-// The chunks read are the whole windows' tokens [part·n, (part+1)·n] (same draws, nothing else read).
-void chunk_contents(const fs::path& dir) {
-    const tr::shard_dataset data(io::glob_token_shards((dir / "train_*.bin").string()), {(dir / "val_000000.bin").string()},
-                                 seq_len, vocab);
-    for (std::size_t parts : {std::size_t{1}, std::size_t{2}, std::size_t{4}})
-        for (std::size_t groups : {std::size_t{1}, std::size_t{3}})
-            for (std::size_t part = 0; part < parts; ++part)
-                for (std::size_t group = 0; group < groups; ++group) {
-                    tr::rng_state a{23}, b{23};
-                    const tr::data_share share{group, groups, part, parts};
-                    const auto whole = data.sample_batch(a, 5), mine = data.sample_batch(b, 5, share);
-                    const auto whole_eval = data.heldout(eval_windows), mine_eval = data.heldout(eval_windows, share);
-                    const std::size_t n = seq_len / parts;
-                    bool ok = a.state == b.state && mine.size() == (5 - group + groups - 1) / groups &&
-                              mine_eval.size() == (eval_windows - group + groups - 1) / groups;
-                    // chunk j of mine is window group + j·groups's tokens [part·n, (part + 1)·n]
-                    const auto slice_of = [&](const std::vector<tr::sequence>& w, const std::vector<tr::sequence>& m) {
-                        for (std::size_t j = 0; j < m.size(); ++j) {
-                            const auto& s = w[group + j * groups];
-                            const auto at = static_cast<std::ptrdiff_t>(part * n), end = static_cast<std::ptrdiff_t>((part + 1) * n);
-                            if (std::vector<std::int64_t>(s.inputs.begin() + at, s.inputs.begin() + end) != m[j].inputs ||
-                                std::vector<std::int64_t>(s.targets.begin() + at, s.targets.begin() + end) != m[j].targets)
-                                return false;
-                        }
-                        return true;
-                    };
-                    ok = ok && slice_of(whole, mine) && slice_of(whole_eval, mine_eval);
-                    check(ok, "share (group " + std::to_string(group) + " of " + std::to_string(groups) + ", part " +
-                                  std::to_string(part) + " of " + std::to_string(parts) +
-                                  "): chunks differ from the whole windows' slices");
-                }
-    bool threw = false;
-    try {
-        tr::rng_state r{1};
-        data.sample_batch(r, 1, tr::data_share{0, 1, 0, 3});  // 32 tokens do not split into 3 chunks
-    } catch (const std::invalid_argument& e) {
-        threw = std::string(e.what()).find("does not split into 3") != std::string::npos;
-    }
-    check(threw, "a sequence length that does not split into the parts: no clear std::invalid_argument");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     start(argc, argv);
     const fs::path dir = make_shards();
     try {
-        chunk_contents(dir);
         const run_result ref = single(dir);
         for (int k = 1; k <= g_size; ++k)
             if (g_size % k == 0) split_case(dir, ref, k);
