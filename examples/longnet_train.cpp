@@ -68,6 +68,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <longnet/io/npy.hpp>
@@ -352,6 +353,28 @@ std::int64_t end_token(const arguments& a, const longnet::text::tokenizer& tok) 
                                              : tok.record().describe() + " has no eos piece)"));
 }
 
+#if LONGNET_TRAIN_MPI
+// MPI runs only when a launcher started this process (mpirun / mpiexec set these); alone, the tool never
+// initialises MPI.
+bool launched_by_mpi() {
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
+        if (std::getenv(v)) return true;
+    return false;
+}
+bool g_mpi = false;              // MPI_Init was called
+bool g_collective_error = false; // the error that ends the run was agreed by every rank
+int g_rank = 0, g_ranks = 1;
+MPI_Comm mpi_world() { return g_mpi ? MPI_COMM_WORLD : MPI_COMM_NULL; }
+#endif
+
+// Which share of the shards this process scans for the vocabulary (rank of ranks under mpirun; 0 of 1).
+std::pair<std::size_t, std::size_t> shard_part() {
+#if LONGNET_TRAIN_MPI
+    if (g_mpi && g_ranks > 1) return {static_cast<std::size_t>(g_rank), static_cast<std::size_t>(g_ranks)};
+#endif
+    return {0, 1};
+}
+
 data_source load_data(const arguments& a, const longnet::text::tokenizer& tok) {
     data_source d;
     if (a.task == "recall") {
@@ -388,9 +411,16 @@ data_source load_data(const arguments& a, const longnet::text::tokenizer& tok) {
                                              a.heldout_data.empty() ? std::vector<std::string>{}
                                                                     : longnet::io::glob_token_shards(a.heldout_data),
                                              static_cast<std::size_t>(a.seq_len), std::uint64_t{1} << 32);
-            // the vocabulary from the data only when nothing else gives it (a second pass over the corpus)
-            if (a.config.empty() && a.vocab == 0 && tok.byte_level())
-                d.vocab_needed = static_cast<std::int64_t>(d.shard_data.max_token()) + 1;
+            // the vocabulary from the data only when nothing else gives it (a second pass over the corpus;
+            // under mpirun each rank scans its share of the shards, the largest over the world)
+            if (a.config.empty() && a.vocab == 0 && tok.byte_level()) {
+                const auto [part, parts] = shard_part();
+                long long largest = static_cast<long long>(d.shard_data.max_token(part, parts));
+#if LONGNET_TRAIN_MPI
+                if (parts > 1) MPI_Allreduce(MPI_IN_PLACE, &largest, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+#endif
+                d.vocab_needed = static_cast<std::int64_t>(largest) + 1;
+            }
         } catch (const std::runtime_error& e) {
             throw cli::data_error(e.what());
         }
@@ -446,20 +476,6 @@ void truncate_log(const std::string& path, std::int64_t step) {
     }
     tr::save_text(path, kept);
 }
-
-#if LONGNET_TRAIN_MPI
-// MPI runs only when a launcher started this process (mpirun / mpiexec set these); alone, the tool never
-// initialises MPI.
-bool launched_by_mpi() {
-    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
-        if (std::getenv(v)) return true;
-    return false;
-}
-bool g_mpi = false;              // MPI_Init was called
-bool g_collective_error = false; // the error that ends the run was agreed by every rank
-int g_rank = 0, g_ranks = 1;
-MPI_Comm mpi_world() { return g_mpi ? MPI_COMM_WORLD : MPI_COMM_NULL; }
-#endif
 
 template <class T>
 int train(arguments a) {
@@ -547,12 +563,18 @@ int train(arguments a) {
                                       cfg.tokenizer.describe() + ": the tokenizer changed since the run started");
         }
     }
-    if (data.shards) {
+    if (data.shards) {  // under mpirun each rank scans its share of the shards; a bad token ends every rank
+        const auto [part, parts] = shard_part();
+        std::string error;
         try {
-            data.shard_data.check_vocab(static_cast<std::uint64_t>(cfg.vocab_size));
+            data.shard_data.check_vocab(static_cast<std::uint64_t>(cfg.vocab_size), part, parts);
         } catch (const std::runtime_error& e) {
-            throw cli::data_error(e.what());
+            error = e.what();
         }
+#if LONGNET_TRAIN_MPI
+        if (parts > 1) tr::detail::agree_or_throw(MPI_COMM_WORLD, error);  // collective_error on every rank
+#endif
+        if (!error.empty()) throw cli::data_error(error);
     }
     if (data.eos >= cfg.vocab_size)
         throw cli::usage_error("--eos-token: " + std::to_string(data.eos) + " is outside the model's vocabulary [0, " +

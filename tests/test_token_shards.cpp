@@ -5,6 +5,7 @@
 // boundaries), and seeded windows equal to token_dataset's on the same tokens, resumed bitwise; a rank's
 // share (data_share) of a batch: only its chunks of its group's windows read (tokens_read).
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -243,6 +244,20 @@ TEST_CASE("shard dataset: a rank's share reads only its chunks of its group's wi
                     REQUIRE(shards.tokens_read() == (mine_count + eval_count) * (n + 1));
                     REQUIRE(shards.heldout_windows(windows) == windows);
                 }
+    // the vocabulary check and max_token split between 2 parts: shards 0 and 2 (a_000000, the held-out
+    // shard) to part 0, shard 1 (a_000001) to part 1; together the whole data's
+    io::write_token_shard(d.file("a_000000.bin"), {1, 2, 90, 3}, io::token_width::u16);
+    io::write_token_shard(d.file("a_000001.bin"), {4, 200, 5, 6}, io::token_width::u32);
+    io::write_token_shard(d.file("b_000000.bin"), {7, 8, 150}, io::token_width::u16);
+    const tr::shard_dataset split(io::glob_token_shards(d.file("a_*.bin")), {d.file("b_000000.bin")}, 2, 256);
+    REQUIRE(split.max_token(0, 2) == 150);
+    REQUIRE(split.max_token(1, 2) == 200);
+    REQUIRE(split.max_token() == 200);
+    REQUIRE_NOTHROW(split.check_vocab(151, 0, 2));
+    REQUIRE_THROWS_WITH(split.check_vocab(151, 1, 2), Catch::Contains("a_000001.bin: offset 1028: token 200 at position 1"));
+    REQUIRE_THROWS_WITH(split.check_vocab(100, 0, 2), Catch::Contains("b_000000.bin: offset 1028: token 150"));
+    REQUIRE(split.tokens_read() == 0);  // the scans are not reads of windows
+
     const tr::shard_dataset shards(io::glob_token_shards(d.file("train_*.bin")), {}, seq, 256);
     tr::rng_state r{1};
     REQUIRE_THROWS_WITH(shards.sample_batch(r, 1, tr::data_share{0, 1, 0, 3}), Catch::Contains("does not split into 3"));

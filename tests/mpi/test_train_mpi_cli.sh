@@ -13,7 +13,8 @@
 #   7. a damaged checkpoint: every rank refuses it, exit 1, one message.
 #   8. --pack-documents with 2 ranks (not supported across ranks): exit 1, one clear message, nothing written.
 #   9. --data token shards with 2 ranks (each reads only its chunks): losses and held-out losses as the
-#      single process's.
+#      single process's; a token outside the vocabulary in the shard rank 1 checks: exit 1, one message
+#      naming the file and the offset.
 set -u
 MPIEXEC=$1
 PREFLAGS=$2
@@ -108,16 +109,24 @@ shard() {  # shard OUT FIRST_BYTE COUNT: COUNT bytes of the text from FIRST_BYTE
 }
 shard train_000000.bin 0 3000 && shard train_000001.bin 3000 2000 && shard val_000000.bin 5000 1000 ||
     fail "could not write the test shards"
-DATA=(--random-config tiny --segment-length 32,128 --dilated-ratio 1,4 --data 'train_*.bin' --heldout 'val_*.bin'
+DATA=(--random-config tiny --segment-length 32,128 --dilated-ratio 1,4 --heldout 'val_*.bin'
       --vocab 256 --seq-len 128 --batch 2 --lr 3e-3 --warmup 1 --dtype double --seed 5 --steps 3 --eval-every 1
       --eval-batches 3)
-"$TOOL" "${DATA[@]}" --out shard_solo > shard_solo.txt 2>&1 || fail "shards, single process: $(tail -3 shard_solo.txt)"
-mpi 2 "${DATA[@]}" --out shard_two > shard_two.txt 2>&1 || fail "shards, 2 ranks: $(tail -5 shard_two.txt)"
+"$TOOL" "${DATA[@]}" --data 'train_*.bin' --out shard_solo > shard_solo.txt 2>&1 || fail "shards, single process: $(tail -3 shard_solo.txt)"
+mpi 2 "${DATA[@]}" --data 'train_*.bin' --out shard_two > shard_two.txt 2>&1 || fail "shards, 2 ranks: $(tail -5 shard_two.txt)"
 same_losses shard_solo/log.jsonl shard_two/log.jsonl || fail "shards, 2 ranks: losses differ from the single process"
 heldout() { sed -n 's/.*"heldout_loss":\([-0-9.eE+]*\).*/\1/p' "$1"; }
 [ "$(heldout shard_solo/log.jsonl | wc -l)" = 3 ] && paste <(heldout shard_solo/log.jsonl) <(heldout shard_two/log.jsonl) |
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-9 * ($1 < 0 ? -$1 : $1)) bad = 1 } END { exit bad }' ||
     fail "shards, 2 ranks: held-out losses differ: $(heldout shard_solo/log.jsonl | tr '\n' ' ') vs $(heldout shard_two/log.jsonl | tr '\n' ' ')"
+mkdir -p bad && cp train_000000.bin bad/ && cp train_000001.bin bad/ &&
+    printf '\x2c\x01' | dd of=bad/train_000001.bin bs=1 seek=1034 conv=notrunc status=none ||
+    fail "could not write the bad shard"                                     # token 300 at position 5
+mpi 2 "${DATA[@]}" --data 'bad/train_*.bin' > shard_bad.txt 2>&1
+rc=$?
+[ $rc = 1 ] || fail "bad shard on 2 ranks: exit $rc, expected 1 ($(tail -3 shard_bad.txt))"
+[ "$(grep -c '^longnet_train: token shard: bad/train_000001.bin: offset 1034: token 300 .*\[rank 1 of 2\]' shard_bad.txt)" = 1 ] ||
+    fail "bad shard on 2 ranks: expected one message naming the file, the offset and rank 1: $(cat shard_bad.txt)"
 
 if [ $failures = 0 ]; then echo "test_train_mpi_cli: all checks passed"; fi
 exit $((failures > 0))

@@ -153,7 +153,8 @@ struct data_share {
 // Under mpirun, sample_batch and heldout with a data_share read only the rank's part: the windows are
 // drawn exactly as for the whole batch (every rank advances the same rng over every sequence), and of
 // each of its group's windows only its chunk's n = T/parts inputs and their n next-token targets, the
-// n + 1 tokens [start + part·n, start + (part + 1)·n], are read; tokens_read() counts them.
+// n + 1 tokens [start + part·n, start + (part + 1)·n], are read; tokens_read() counts them. The
+// vocabulary check and max_token split the shards between the ranks the same way (part of parts).
 class shard_dataset {
 public:
     shard_dataset() = default;
@@ -177,11 +178,17 @@ public:
     std::uint64_t train_tokens() const noexcept { return train_ ? train_->size() : 0; }
     std::uint64_t heldout_tokens() const noexcept { return heldout_ ? heldout_->size() : 0; }
     // Every token (training and held-out) below vocab, or io::token_shard_error naming the file and offset.
-    void check_vocab(std::uint64_t vocab) const {
-        train_->check_vocab(vocab);
-        if (heldout_) heldout_->check_vocab(vocab);
+    // Split between `parts` callers (e.g. MPI ranks, each then agreeing on the outcome): part p scans the
+    // shards k (the training shards, then the held-out ones, in order) with k mod parts = p.
+    void check_vocab(std::uint64_t vocab, std::size_t part = 0, std::size_t parts = 1) const {
+        for_shards(part, parts, [&](const io::token_shard& s) { s.check_vocab(vocab); });
     }
-    std::uint32_t max_token() const { return std::max(train_->max_token(), heldout_ ? heldout_->max_token() : 0u); }
+    // The largest token of the shards this part scans (as check_vocab; the whole data by default).
+    std::uint32_t max_token(std::size_t part = 0, std::size_t parts = 1) const {
+        std::uint32_t m = 0;
+        for_shards(part, parts, [&](const io::token_shard& s) { m = std::max(m, s.max_token()); });
+        return m;
+    }
 
     // A uniformly random window of the training stream (the draw of token_dataset::sample).
     sequence sample(rng_state& rng) const { return stream_window(*train_, rng.below(train_->size() - seq_len_), {}); }
@@ -219,6 +226,13 @@ public:
     }
 
 private:
+    template <class F>
+    void for_shards(std::size_t part, std::size_t parts, F&& f) const {
+        std::size_t k = 0;
+        for (const io::token_shard_stream* stream : {train_.get(), heldout_.get()})
+            for (std::size_t i = 0; stream && i < stream->shard_count(); ++i, ++k)
+                if (parts < 2 || k % parts == part) f(stream->shard(i));
+    }
     void check_share(const data_share& share) const {
         if (share.groups < 1 || share.group >= share.groups || share.parts < 1 || share.part >= share.parts)
             throw std::invalid_argument("training data: share: group " + std::to_string(share.group) + " of " +
