@@ -141,7 +141,6 @@ private:
 // equal chunks (its place in the group). The default is the whole batch.
 struct data_share {
     std::size_t group = 0, groups = 1, part = 0, parts = 1;
-    bool whole() const noexcept { return groups == 1 && parts == 1; }
 };
 
 // Training and held-out windows drawn from llm.c token shards (io/token_shards.hpp), memory-mapped:
