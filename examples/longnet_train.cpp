@@ -51,8 +51,9 @@
 // Distributed (built with MPI, longnet::mpi): mpirun -np W longnet_train ... [--data-parallel K] trains with
 //        sequence parallelism over W/K ranks per sequence and K data-parallel groups
 //        (longnet/training/distributed_trainer.hpp): the same flags, the batch split between the groups,
-//        every sequence split into W/K equal chunks; rank 0 writes the log, the checkpoints and --save
-//        files; --resume DIR restarts with the recorded arguments. An error every rank agrees on (bad data
+//        every sequence split into W/K equal chunks (with --data each rank reads only the tokens of its
+//        chunks of its group's windows, the windows drawn as alone); rank 0 writes the log, the
+//        checkpoints and --save files; --resume DIR restarts with the recorded arguments. An error every rank agrees on (bad data
 //        in one rank's chunk) ends every rank with exit 1; any other failure on one rank aborts the job
 //        (MPI_Abort, non-zero exit). Without mpirun the tool runs alone, as before.
 // Exit codes: 0 success, 1 data error (files, checkpoints, I/O), 2 usage error (flags, values).
@@ -66,6 +67,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <longnet/io/npy.hpp>
@@ -115,12 +118,12 @@ struct data_source {
     std::int64_t eos = -1;          // --pack-documents: the end token; -1: no packing
 
     std::vector<tr::sequence> batch(tr::rng_state& rng, std::int64_t size) const {
+        if (shards) return packed(shard_data.sample_batch(rng, static_cast<std::size_t>(size)));
         std::vector<tr::sequence> b;
         for (std::int64_t i = 0; i < size; ++i) {
             if (whole) b.push_back(fixed);
             else if (recall) b.push_back(task.sample(rng));
             else if (passkey) b.push_back(passkey_task.sample(rng));
-            else if (shards) b.push_back(shard_data.sample(rng));
             else b.push_back(dataset.sample(rng));
         }
         return packed(std::move(b));
@@ -151,6 +154,28 @@ std::int64_t end_token(const arguments& a, const longnet::text::tokenizer& tok) 
     throw cli::usage_error(std::string("--pack-documents needs the end token: give --eos-token ID (") +
                            (tok.byte_level() ? "byte-level data have none; --eos-token 10 makes every line a document)"
                                              : tok.record().describe() + " has no eos piece)"));
+}
+
+#if LONGNET_TRAIN_MPI
+// MPI runs only when a launcher started this process (mpirun / mpiexec set these); alone, the tool never
+// initialises MPI.
+bool launched_by_mpi() {
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
+        if (std::getenv(v)) return true;
+    return false;
+}
+bool g_mpi = false;              // MPI_Init was called
+bool g_collective_error = false; // the error that ends the run was agreed by every rank
+int g_rank = 0, g_ranks = 1;
+MPI_Comm mpi_world() { return g_mpi ? MPI_COMM_WORLD : MPI_COMM_NULL; }
+#endif
+
+// Which share of the shards this process scans for the vocabulary (rank of ranks under mpirun; 0 of 1).
+std::pair<std::size_t, std::size_t> shard_part() {
+#if LONGNET_TRAIN_MPI
+    if (g_mpi && g_ranks > 1) return {static_cast<std::size_t>(g_rank), static_cast<std::size_t>(g_ranks)};
+#endif
+    return {0, 1};
 }
 
 data_source load_data(const arguments& a, const longnet::text::tokenizer& tok) {
@@ -189,9 +214,16 @@ data_source load_data(const arguments& a, const longnet::text::tokenizer& tok) {
                                              a.heldout_data.empty() ? std::vector<std::string>{}
                                                                     : longnet::io::glob_token_shards(a.heldout_data),
                                              static_cast<std::size_t>(a.seq_len), std::uint64_t{1} << 32);
-            // the vocabulary from the data only when nothing else gives it (a second pass over the corpus)
-            if (a.config.empty() && a.vocab == 0 && tok.byte_level())
-                d.vocab_needed = static_cast<std::int64_t>(d.shard_data.max_token()) + 1;
+            // the vocabulary from the data only when nothing else gives it (a second pass over the corpus;
+            // under mpirun each rank scans its share of the shards, the largest over the world)
+            if (a.config.empty() && a.vocab == 0 && tok.byte_level()) {
+                const auto [part, parts] = shard_part();
+                long long largest = static_cast<long long>(d.shard_data.max_token(part, parts));
+#if LONGNET_TRAIN_MPI
+                if (parts > 1) MPI_Allreduce(MPI_IN_PLACE, &largest, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+#endif
+                d.vocab_needed = static_cast<std::int64_t>(largest) + 1;
+            }
         } catch (const std::runtime_error& e) {
             throw cli::data_error(e.what());
         }
@@ -247,20 +279,6 @@ void truncate_log(const std::string& path, std::int64_t step) {
     }
     tr::save_text(path, kept);
 }
-
-#if LONGNET_TRAIN_MPI
-// MPI runs only when a launcher started this process (mpirun / mpiexec set these); alone, the tool never
-// initialises MPI.
-bool launched_by_mpi() {
-    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
-        if (std::getenv(v)) return true;
-    return false;
-}
-bool g_mpi = false;              // MPI_Init was called
-bool g_collective_error = false; // the error that ends the run was agreed by every rank
-int g_rank = 0, g_ranks = 1;
-MPI_Comm mpi_world() { return g_mpi ? MPI_COMM_WORLD : MPI_COMM_NULL; }
-#endif
 
 template <class T>
 int train(arguments a) {
@@ -348,12 +366,18 @@ int train(arguments a) {
                                       cfg.tokenizer.describe() + ": the tokenizer changed since the run started");
         }
     }
-    if (data.shards) {
+    if (data.shards) {  // under mpirun each rank scans its share of the shards; a bad token ends every rank
+        const auto [part, parts] = shard_part();
+        std::string error;
         try {
-            data.shard_data.check_vocab(static_cast<std::uint64_t>(cfg.vocab_size));
+            data.shard_data.check_vocab(static_cast<std::uint64_t>(cfg.vocab_size), part, parts);
         } catch (const std::runtime_error& e) {
-            throw cli::data_error(e.what());
+            error = e.what();
         }
+#if LONGNET_TRAIN_MPI
+        if (parts > 1) tr::detail::agree_or_throw(MPI_COMM_WORLD, error);  // collective_error on every rank
+#endif
+        if (!error.empty()) throw cli::data_error(error);
     }
     if (data.eos >= cfg.vocab_size)
         throw cli::usage_error("--eos-token: " + std::to_string(data.eos) + " is outside the model's vocabulary [0, " +
@@ -392,6 +416,30 @@ int train(arguments a) {
     const bool root = true;
 #endif
     tr::rng_state rng{a.seed * 0x9e3779b97f4a7c15ull ^ 0xda7aull};
+    // --data under mpirun: each rank reads only its chunks of its group's windows (the same windows as
+    // alone: shard_dataset::sample_batch with the trainer's share), and the trainer takes them as they are
+#if LONGNET_TRAIN_MPI
+    const bool local_chunks = data.shards && trainer.distributed();
+    if (local_chunks && a.seq_len % trainer.sequence_ranks() != 0)  // every rank: the same condition, one message
+        throw tr::collective_error("a sequence of " + std::to_string(a.seq_len) + " tokens does not split into " +
+                                   std::to_string(trainer.sequence_ranks()) +
+                                   " equal chunks (the sequence length must be a multiple of the ranks per sequence)");
+#else
+    const bool local_chunks = false;
+#endif
+    const auto draw = [&](tr::rng_state& r) {  // the batch, or with local_chunks this rank's chunks of it
+#if LONGNET_TRAIN_MPI
+        if (local_chunks)
+            return data.shard_data.sample_batch(r, static_cast<std::size_t>(a.batch), trainer.share());
+#endif
+        return data.batch(r, a.batch);
+    };
+    const auto gradients = [&](const std::vector<tr::sequence>& b) {
+#if LONGNET_TRAIN_MPI
+        if (local_chunks) return trainer.compute_gradients_local(b, a.batch);
+#endif
+        return trainer.compute_gradients(b);
+    };
 
     std::string log_path;
     if (!a.out.empty() && root) {
@@ -430,8 +478,21 @@ int train(arguments a) {
                  data.eos >= 0 ? (", packed documents (end token " + std::to_string(data.eos) + ")").c_str() : "",
                  cli::max_threads());
 
-    const std::vector<tr::sequence> heldout =
-        a.eval_every > 0 ? data.heldout(a.eval_batches, a.seed) : std::vector<tr::sequence>{};
+    std::vector<tr::sequence> heldout;  // with local_chunks: this rank's chunks of heldout_count windows
+    std::int64_t heldout_count = 0;
+    if (a.eval_every > 0) {
+#if LONGNET_TRAIN_MPI
+        if (local_chunks) {
+            heldout = data.shard_data.heldout(static_cast<std::size_t>(a.eval_batches), trainer.share());
+            heldout_count =
+                static_cast<std::int64_t>(data.shard_data.heldout_windows(static_cast<std::size_t>(a.eval_batches)));
+        }
+#endif
+        if (!local_chunks) {
+            heldout = data.heldout(a.eval_batches, a.seed);
+            heldout_count = static_cast<std::int64_t>(heldout.size());
+        }
+    }
     std::ofstream log;
     if (!log_path.empty()) log.open(log_path, std::ios::app);
     nlohmann::json extra;
@@ -454,15 +515,16 @@ int train(arguments a) {
     };
     const auto run_start = std::chrono::steady_clock::now();
     while (trainer.steps_done() < a.steps) {
-        const std::vector<tr::sequence> batch = data.batch(rng, a.batch);
+        const std::vector<tr::sequence> batch = draw(rng);
         const auto t0 = std::chrono::steady_clock::now();
-        const double loss = trainer.compute_gradients(batch);
+        const double loss = gradients(batch);
         if (!a.save_grads.empty() && trainer.steps_done() == 0 && root) {
             tr::save_tensors(a.save_grads, trainer.named_grads(), a.save_dtype);
         }
         tr::step_stats st = trainer.apply(loss);
         st.seconds = cli::seconds_since(t0);
-        for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
+        if (local_chunks) st.tokens = a.batch * a.seq_len;  // the whole sequences (every rank counts the same)
+        else for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
         nlohmann::json line{{"step", st.step},
                             {"loss", st.loss},
                             {"lr", st.lr},
@@ -482,8 +544,12 @@ int train(arguments a) {
         }
 #endif
         std::string eval_text;
-        if (a.eval_every > 0 && (st.step % a.eval_every == 0 || st.step == a.steps) && !heldout.empty()) {
+        if (a.eval_every > 0 && (st.step % a.eval_every == 0 || st.step == a.steps) && heldout_count > 0) {
+#if LONGNET_TRAIN_MPI
+            const auto e = local_chunks ? trainer.evaluate_local(heldout, heldout_count) : trainer.evaluate(heldout);
+#else
             const auto e = trainer.evaluate(heldout);
+#endif
             line["heldout_loss"] = e.loss;
             line["heldout_accuracy"] = e.accuracy;
             char buf[96];
@@ -500,7 +566,7 @@ int train(arguments a) {
         if (a.save_every > 0 && st.step % a.save_every == 0 && st.step != a.steps) checkpoint();
     }
     if (!a.save_grads.empty() && a.steps == 0) {  // gradients only
-        trainer.compute_gradients(data.batch(rng, a.batch));
+        gradients(draw(rng));
         if (root) tr::save_tensors(a.save_grads, trainer.named_grads(), a.save_dtype);
     }
     checkpoint();

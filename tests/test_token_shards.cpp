@@ -2,8 +2,10 @@
 // llm.c token shards (longnet/io/token_shards.hpp) and the shard dataset (training/data.hpp): header
 // bytes against llm.c's layout written by hand, round trips of both widths, every header defect with its
 // file and offset in the message, token >= vocab, a glob of shards read as one stream (across shard
-// boundaries), and seeded windows equal to token_dataset's on the same tokens, resumed bitwise.
+// boundaries), and seeded windows equal to token_dataset's on the same tokens, resumed bitwise; a rank's
+// share (data_share) of a batch: only its chunks of its group's windows read (tokens_read).
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -200,6 +202,67 @@ TEST_CASE("shard dataset: the windows of token_dataset on the same tokens; resum
     REQUIRE_THROWS_WITH(tr::shard_dataset(io::glob_token_shards(d.file("train_*.bin")), {}, seq, 200),
                         Catch::Contains("train_00000") && Catch::Contains("vocabulary size 200"));
     REQUIRE_THROWS_WITH(tr::shard_dataset({d.file("val_000000.bin")}, {}, 400, 256), Catch::Contains("too few"));
+}
+
+TEST_CASE("shard dataset: a rank's share reads only its chunks of its group's windows, drawn as the whole batch's",
+          "[shards]") {
+    temp_dir d;
+    const auto all = random_tokens(700, 256, 6), heldout = random_tokens(200, 256, 7);
+    io::write_token_shard(d.file("train_000000.bin"), std::vector<std::int64_t>(all.begin(), all.begin() + 400), io::token_width::u16);
+    io::write_token_shard(d.file("train_000001.bin"), std::vector<std::int64_t>(all.begin() + 400, all.end()), io::token_width::u32);
+    io::write_token_shard(d.file("val_000000.bin"), heldout, io::token_width::u16);
+    const std::size_t seq = 32, batch = 5, windows = 4;
+    const tr::token_dataset memory(all, seq, 0.0);  // the oracle: whole windows in memory
+    for (std::size_t parts : {1, 2, 4})
+        for (std::size_t groups : {1, 3})
+            for (std::size_t part = 0; part < parts; ++part)
+                for (std::size_t group = 0; group < groups; ++group) {
+                    CAPTURE(parts, groups, part, group);
+                    const tr::shard_dataset shards(io::glob_token_shards(d.file("train_*.bin")), {d.file("val_000000.bin")}, seq, 256);
+                    tr::rng_state a{23}, b{23};
+                    const auto mine = shards.sample_batch(a, batch, tr::data_share{group, groups, part, parts});
+                    const auto mine_eval = shards.heldout(windows, tr::data_share{group, groups, part, parts});
+                    std::vector<tr::sequence> whole;
+                    for (std::size_t i = 0; i < batch; ++i) whole.push_back(memory.sample(b));
+                    REQUIRE(a.state == b.state);  // every window drawn, read or not
+                    const std::size_t n = seq / parts, mine_count = (batch - group + groups - 1) / groups,
+                                      eval_count = (windows - group + groups - 1) / groups;
+                    REQUIRE(mine.size() == mine_count);
+                    REQUIRE(mine_eval.size() == eval_count);
+                    const auto at = static_cast<std::ptrdiff_t>(part * n), end = static_cast<std::ptrdiff_t>((part + 1) * n);
+                    for (std::size_t j = 0; j < mine.size(); ++j) {  // chunk j: window group + j·groups, [part·n, (part+1)·n]
+                        const tr::sequence& w = whole[group + j * groups];
+                        REQUIRE(mine[j].inputs == std::vector<std::int64_t>(w.inputs.begin() + at, w.inputs.begin() + end));
+                        REQUIRE(mine[j].targets == std::vector<std::int64_t>(w.targets.begin() + at, w.targets.begin() + end));
+                    }
+                    for (std::size_t j = 0; j < mine_eval.size(); ++j) {
+                        const auto first = heldout.begin() + static_cast<std::ptrdiff_t>((group + j * groups) * seq) + at;
+                        REQUIRE(mine_eval[j].inputs == std::vector<std::int64_t>(first, first + (end - at)));
+                        REQUIRE(mine_eval[j].targets == std::vector<std::int64_t>(first + 1, first + 1 + (end - at)));
+                    }
+                    // the reader statistic: n inputs and the target after them, of its windows only
+                    REQUIRE(shards.tokens_read() == (mine_count + eval_count) * (n + 1));
+                    REQUIRE(shards.heldout_windows(windows) == windows);
+                }
+    // the vocabulary check and max_token split between 2 parts: shards 0 and 2 (a_000000, the held-out
+    // shard) to part 0, shard 1 (a_000001) to part 1; together the whole data's
+    io::write_token_shard(d.file("a_000000.bin"), {1, 2, 90, 3}, io::token_width::u16);
+    io::write_token_shard(d.file("a_000001.bin"), {4, 200, 5, 6}, io::token_width::u32);
+    io::write_token_shard(d.file("b_000000.bin"), {7, 8, 150}, io::token_width::u16);
+    const tr::shard_dataset split(io::glob_token_shards(d.file("a_*.bin")), {d.file("b_000000.bin")}, 2, 256);
+    REQUIRE(split.max_token(0, 2) == 150);
+    REQUIRE(split.max_token(1, 2) == 200);
+    REQUIRE(split.max_token() == 200);
+    REQUIRE_NOTHROW(split.check_vocab(151, 0, 2));
+    REQUIRE_THROWS_WITH(split.check_vocab(151, 1, 2), Catch::Contains("a_000001.bin: offset 1028: token 200 at position 1"));
+    REQUIRE_THROWS_WITH(split.check_vocab(100, 0, 2), Catch::Contains("b_000000.bin: offset 1028: token 150"));
+    REQUIRE(split.tokens_read() == 0);  // the scans are not reads of windows
+
+    const tr::shard_dataset shards(io::glob_token_shards(d.file("train_*.bin")), {}, seq, 256);
+    tr::rng_state r{1};
+    REQUIRE_THROWS_WITH(shards.sample_batch(r, 1, tr::data_share{0, 1, 0, 3}), Catch::Contains("does not split into 3"));
+    REQUIRE_THROWS_WITH(shards.sample_batch(r, 1, tr::data_share{2, 2, 0, 1}), Catch::Contains("not a valid share"));
+    REQUIRE(shards.heldout_windows(windows) == 0);
 }
 
 namespace {

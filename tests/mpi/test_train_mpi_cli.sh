@@ -12,6 +12,9 @@
 #   6. a rank killed (SIGKILL) mid-run: mpirun ends non-zero, no hang; the last checkpoint resumes;
 #   7. a damaged checkpoint: every rank refuses it, exit 1, one message.
 #   8. --pack-documents with 2 ranks (not supported across ranks): exit 1, one clear message, nothing written.
+#   9. --data token shards with 2 ranks (each reads only its chunks): losses and held-out losses as the
+#      single process's; a token outside the vocabulary in the shard rank 1 checks: exit 1, one message
+#      naming the file and the offset.
 set -u
 MPIEXEC=$1
 PREFLAGS=$2
@@ -98,6 +101,32 @@ rc=$?
 [ "$(grep -c '^longnet_train: --pack-documents is not supported across MPI ranks' packed.txt)" = 1 ] ||
     fail "--pack-documents on 2 ranks: expected one message: $(cat packed.txt)"
 [ ! -e packed ] || fail "--pack-documents on 2 ranks: --out was created"
+
+# 9. token shards (llm.c uint16, written here from the text's bytes): 2 ranks read their chunks only
+shard() {  # shard OUT FIRST_BYTE COUNT: COUNT bytes of the text from FIRST_BYTE, one uint16 token each
+    perl -e 'local $/; open(my $f, "<", $ARGV[0]) or die; binmode $f; my $t = substr(<$f>, $ARGV[1], $ARGV[2]);
+             print pack("l<l<l<", 20240520, 1, length $t), "\0" x 1012, pack("v*", unpack("C*", $t))' "$TEXT" "$2" "$3" > "$1"
+}
+shard train_000000.bin 0 3000 && shard train_000001.bin 3000 2000 && shard val_000000.bin 5000 1000 ||
+    fail "could not write the test shards"
+DATA=(--random-config tiny --segment-length 32,128 --dilated-ratio 1,4 --heldout 'val_*.bin'
+      --vocab 256 --seq-len 128 --batch 2 --lr 3e-3 --warmup 1 --dtype double --seed 5 --steps 3 --eval-every 1
+      --eval-batches 3)
+"$TOOL" "${DATA[@]}" --data 'train_*.bin' --out shard_solo > shard_solo.txt 2>&1 || fail "shards, single process: $(tail -3 shard_solo.txt)"
+mpi 2 "${DATA[@]}" --data 'train_*.bin' --out shard_two > shard_two.txt 2>&1 || fail "shards, 2 ranks: $(tail -5 shard_two.txt)"
+same_losses shard_solo/log.jsonl shard_two/log.jsonl || fail "shards, 2 ranks: losses differ from the single process"
+heldout() { sed -n 's/.*"heldout_loss":\([-0-9.eE+]*\).*/\1/p' "$1"; }
+[ "$(heldout shard_solo/log.jsonl | wc -l)" = 3 ] && paste <(heldout shard_solo/log.jsonl) <(heldout shard_two/log.jsonl) |
+    awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-9 * ($1 < 0 ? -$1 : $1)) bad = 1 } END { exit bad }' ||
+    fail "shards, 2 ranks: held-out losses differ: $(heldout shard_solo/log.jsonl | tr '\n' ' ') vs $(heldout shard_two/log.jsonl | tr '\n' ' ')"
+mkdir -p bad && cp train_000000.bin bad/ && cp train_000001.bin bad/ &&
+    printf '\x2c\x01' | dd of=bad/train_000001.bin bs=1 seek=1034 conv=notrunc status=none ||
+    fail "could not write the bad shard"                                     # token 300 at position 5
+mpi 2 "${DATA[@]}" --data 'bad/train_*.bin' > shard_bad.txt 2>&1
+rc=$?
+[ $rc = 1 ] || fail "bad shard on 2 ranks: exit $rc, expected 1 ($(tail -3 shard_bad.txt))"
+[ "$(grep -c '^longnet_train: token shard: bad/train_000001.bin: offset 1034: token 300 .*\[rank 1 of 2\]' shard_bad.txt)" = 1 ] ||
+    fail "bad shard on 2 ranks: expected one message naming the file, the offset and rank 1: $(cat shard_bad.txt)"
 
 if [ $failures = 0 ]; then echo "test_train_mpi_cli: all checks passed"; fi
 exit $((failures > 0))

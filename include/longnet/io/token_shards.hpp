@@ -14,6 +14,7 @@
 //   io::token_shard s("train_000001.bin");                    // memory-mapped, never read whole
 //   io::token_shard_stream all(io::glob_token_shards("dir/train_*.bin"));  // sorted names, one stream
 //   all.read(start, count, out);                              // tokens [start, start + count) as int64
+//   all.tokens_read();                                        // how many tokens read() has returned
 //   all.check_vocab(50257);                                   // every token < vocab, or a clear error
 //   io::write_token_shard("x.bin", tokens, io::token_width::u16);  // atomic (staged file + rename)
 //   io::token_shard_writer w("dir/train", 1 << 20, width);    // dir/train_000000.bin, ... of 1M tokens
@@ -23,6 +24,7 @@
 // count before it has been checked against the file's size.
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -339,8 +341,13 @@ public:
             out += n;
             start += n;
             count -= n;
+            tokens_read_->fetch_add(n, std::memory_order_relaxed);
         }
     }
+    // The reader statistic: tokens returned by read() since the stream was opened (each read counts its
+    // `count`; check_vocab and max_token, which scan every token, do not count). Under mpirun it shows
+    // that a rank read only its own chunks (training/data.hpp: shard_dataset::sample_batch).
+    std::uint64_t tokens_read() const noexcept { return tokens_read_ ? tokens_read_->load(std::memory_order_relaxed) : 0; }
     std::vector<std::int64_t> read(std::uint64_t start, std::uint64_t count) const {
         std::vector<std::int64_t> out(static_cast<std::size_t>(count));
         read(start, count, out.data());
@@ -360,6 +367,7 @@ public:
 private:
     std::vector<std::unique_ptr<token_shard>> shards_;
     std::vector<std::uint64_t> starts_;
+    std::unique_ptr<std::atomic<std::uint64_t>> tokens_read_ = std::make_unique<std::atomic<std::uint64_t>>(0);
 };
 
 }  // namespace longnet::io

@@ -9,6 +9,7 @@
 // (pack_documents, longnet_train --pack-documents): the sequence also carries the boundaries of the
 // documents it holds, split at an end token (see pack_documents and docs/training.md).
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <iterator>
@@ -135,12 +136,24 @@ private:
     std::size_t seq_len_ = 0, train_end_ = 0;
 };
 
+// One rank's share of a batch under mpirun (distributed_trainer.hpp's layout): the sequences i of the
+// batch with i mod groups = group (its data-parallel group), and of each the chunk `part` of `parts`
+// equal chunks (its place in the group). The default is the whole batch.
+struct data_share {
+    std::size_t group = 0, groups = 1, part = 0, parts = 1;
+};
+
 // Training and held-out windows drawn from llm.c token shards (io/token_shards.hpp), memory-mapped:
 // only the pages of the windows drawn are read, so memory does not grow with the corpus. The training
 // shards form one stream (in the order given; glob_token_shards sorts by name); sample() draws its
 // window start exactly as token_dataset::sample does (rng.below(tokens - seq_len)), so the same seed
 // gives the same windows as the same tokens in one .npy, and a resumed rng_state continues the stream
 // bitwise. Every token is checked against `vocab` when the dataset is made (before training starts).
+// Under mpirun, sample_batch and heldout with a data_share read only the rank's part: the windows are
+// drawn exactly as for the whole batch (every rank advances the same rng over every sequence), and of
+// each of its group's windows only its chunk's n = T/parts inputs and their n next-token targets, the
+// n + 1 tokens [start + part·n, start + (part + 1)·n], are read; tokens_read() counts them. The
+// vocabulary check and max_token split the shards between the ranks the same way (part of parts).
 class shard_dataset {
 public:
     shard_dataset() = default;
@@ -164,26 +177,75 @@ public:
     std::uint64_t train_tokens() const noexcept { return train_ ? train_->size() : 0; }
     std::uint64_t heldout_tokens() const noexcept { return heldout_ ? heldout_->size() : 0; }
     // Every token (training and held-out) below vocab, or io::token_shard_error naming the file and offset.
-    void check_vocab(std::uint64_t vocab) const {
-        train_->check_vocab(vocab);
-        if (heldout_) heldout_->check_vocab(vocab);
+    // Split between `parts` callers (e.g. MPI ranks, each then agreeing on the outcome): part p scans the
+    // shards k (the training shards, then the held-out ones, in order) with k mod parts = p.
+    void check_vocab(std::uint64_t vocab, std::size_t part = 0, std::size_t parts = 1) const {
+        for_shards(part, parts, [&](const io::token_shard& s) { s.check_vocab(vocab); });
     }
-    std::uint32_t max_token() const { return std::max(train_->max_token(), heldout_ ? heldout_->max_token() : 0u); }
+    // The largest token of the shards this part scans (as check_vocab; the whole data by default).
+    std::uint32_t max_token(std::size_t part = 0, std::size_t parts = 1) const {
+        std::uint32_t m = 0;
+        for_shards(part, parts, [&](const io::token_shard& s) { m = std::max(m, s.max_token()); });
+        return m;
+    }
 
     // A uniformly random window of the training stream (the draw of token_dataset::sample).
-    sequence sample(rng_state& rng) const { return stream_window(*train_, rng.below(train_->size() - seq_len_)); }
-    // Consecutive windows of the held-out stream from its start (at most max_windows).
-    std::vector<sequence> heldout(std::size_t max_windows) const {
+    sequence sample(rng_state& rng) const { return stream_window(*train_, rng.below(train_->size() - seq_len_), {}); }
+    // `batch` windows drawn as `batch` calls of sample(); returned: the share's chunks of its group's
+    // windows (all of them, whole, by default), in batch order. Throws std::invalid_argument when the
+    // sequence length does not split into share.parts equal chunks (before drawing).
+    std::vector<sequence> sample_batch(rng_state& rng, std::size_t batch, const data_share& share = {}) const {
+        check_share(share);
         std::vector<sequence> out;
-        if (!heldout_) return out;
-        for (std::uint64_t s = 0; s + seq_len_ + 1 <= heldout_->size() && out.size() < max_windows; s += seq_len_)
-            out.push_back(stream_window(*heldout_, s));
+        for (std::size_t i = 0; i < batch; ++i) {
+            const std::uint64_t start = rng.below(train_->size() - seq_len_);  // every rank draws every window
+            if (i % share.groups == share.group) out.push_back(stream_window(*train_, start, share));
+        }
         return out;
+    }
+    // Consecutive windows of the held-out stream from its start (at most max_windows); with a share,
+    // its chunks of its group's windows (window i goes to group i mod groups).
+    std::vector<sequence> heldout(std::size_t max_windows, const data_share& share = {}) const {
+        check_share(share);
+        std::vector<sequence> out;
+        const std::size_t n = heldout_windows(max_windows);
+        for (std::size_t i = share.group; i < n; i += share.groups)
+            out.push_back(stream_window(*heldout_, static_cast<std::uint64_t>(i) * seq_len_, share));
+        return out;
+    }
+    // How many held-out windows heldout(max_windows) covers (over all shares).
+    std::size_t heldout_windows(std::size_t max_windows) const noexcept {
+        if (!heldout_ || heldout_->size() < seq_len_ + 1) return 0;
+        return static_cast<std::size_t>(std::min<std::uint64_t>(max_windows, (heldout_->size() - 1) / seq_len_));
+    }
+    // The reader statistic: tokens read from the training and the held-out shards (not counting the
+    // vocabulary check's scan).
+    std::uint64_t tokens_read() const noexcept {
+        return (train_ ? train_->tokens_read() : 0) + (heldout_ ? heldout_->tokens_read() : 0);
     }
 
 private:
-    sequence stream_window(const io::token_shard_stream& stream, std::uint64_t start) const {
-        std::vector<std::int64_t> t = stream.read(start, seq_len_ + 1);
+    template <class F>
+    void for_shards(std::size_t part, std::size_t parts, F&& f) const {
+        std::size_t k = 0;
+        for (const io::token_shard_stream* stream : {train_.get(), heldout_.get()})
+            for (std::size_t i = 0; stream && i < stream->shard_count(); ++i, ++k)
+                if (parts < 2 || k % parts == part) f(stream->shard(i));
+    }
+    void check_share(const data_share& share) const {
+        if (share.groups < 1 || share.group >= share.groups || share.parts < 1 || share.part >= share.parts)
+            throw std::invalid_argument("training data: share: group " + std::to_string(share.group) + " of " +
+                                        std::to_string(share.groups) + ", part " + std::to_string(share.part) + " of " +
+                                        std::to_string(share.parts) + " is not a valid share");
+        if (seq_len_ % share.parts != 0)
+            throw std::invalid_argument("training data: a sequence of " + std::to_string(seq_len_) +
+                                        " tokens does not split into " + std::to_string(share.parts) +
+                                        " equal chunks (the sequence length must be a multiple of the ranks per sequence)");
+    }
+    // The share's chunk of the window at `start`: n inputs from start + part·n and their targets.
+    sequence stream_window(const io::token_shard_stream& stream, std::uint64_t start, const data_share& share) const {
+        const std::uint64_t n = seq_len_ / share.parts;
+        std::vector<std::int64_t> t = stream.read(start + n * share.part, n + 1);
         sequence s;
         s.inputs.assign(t.begin(), t.end() - 1);
         s.targets.assign(t.begin() + 1, t.end());

@@ -22,6 +22,9 @@
 // and of the XPos segment-length groups' merge (tests/mpi/test_distributed_training.cpp: ≤ 3e-6 relative
 // in float, ≤ 1e-12 in double; also at 2^17 tokens, past the old centred form's float limit).
 //
+// Reading only a rank's part: compute_gradients_local and evaluate_local take this rank's chunks alone,
+// as shard_dataset::sample_batch and heldout read them for share() (training/data.hpp): the same windows,
+// the same chunks, so the same results as the whole batch passed to compute_gradients and evaluate.
 // Same parameters everywhere: every rank applies the same clipped AdamW step to the same summed gradients.
 // check_parameters() compares a checksum of every parameter's bytes across the world and throws when ranks
 // differ; the trainer runs it after every step when verify_parameters is on (by default in builds without
@@ -447,31 +450,20 @@ public:
         std::string error;
         const std::vector<sequence> mine = my_chunks(batch, "empty evaluation batch", error);
         agree_on_chunks(mine, error);
-        const MPI_Comm comm = sequence_comm();
-        sequence_parallel_attention<T> attention(comm, stats_);
-        double sums[3] = {0, 0, 0};  // Σ sequence losses, correct, scored (group totals, counted on ρ = 0)
-        for (const auto& c : mine) {
-            nn::matrix<T> x;  // the training forward on this rank's rows, keeping one layer's activations
-            nn::embedding_forward(model_.embed_tokens, c.inputs, model_.config.embed_scale(), x);
-            nn::decoder_layer_activations<T> act;
-            for (const auto& layer : model_.layers) layer.forward_train(x, act, attention);
-            model_.final_norm.forward(x, x);
-            const detail::score_sums r = detail::score_rows(model_, x, c.targets.data(), options().pass.loss_row_block);
-            double local[3] = {r.loss, r.correct, r.scored};
-            double group_sum[3];
-            detail::mpi_ok(MPI_Allreduce(local, group_sum, 3, MPI_DOUBLE, MPI_SUM, comm), "MPI_Allreduce (evaluation)");
-            if (seq_rank_ == 0) {
-                sums[0] += group_sum[2] > 0 ? group_sum[0] / group_sum[2] : 0;
-                sums[1] += group_sum[1];
-                sums[2] += group_sum[2];
-            }
-        }
-        double all[3];
-        detail::mpi_ok(MPI_Allreduce(sums, all, 3, MPI_DOUBLE, MPI_SUM, world_), "MPI_Allreduce (evaluation)");
-        typename trainer<T>::evaluation e;
-        e.loss = all[0] / static_cast<double>(batch.size());
-        e.accuracy = all[2] > 0 ? all[1] / all[2] : 0;
-        return e;
+        return evaluate_mine(mine, batch.size());
+    }
+    // As evaluate, from this rank's chunks of its group's sequences only (batch_size: the global count of
+    // sequences), as compute_gradients_local; e.g. shard_dataset::heldout with this rank's data_share.
+    typename trainer<T>::evaluation evaluate_local(const std::vector<sequence>& chunks, std::int64_t batch_size) {
+        if (!distributed()) throw std::logic_error("evaluate_local needs an MPI communicator");
+        agree_on_chunks(chunks, batch_size < 1 ? std::string("longnet::training: empty evaluation batch") : std::string());
+        return evaluate_mine(chunks, static_cast<std::size_t>(batch_size));
+    }
+    // This rank's share of the batches: its data-parallel group's sequences and its chunk of each (the
+    // share shard_dataset::sample_batch and heldout read).
+    data_share share() const noexcept {
+        return {static_cast<std::size_t>(group_), static_cast<std::size_t>(dopt_.data_parallel), static_cast<std::size_t>(seq_rank_),
+                static_cast<std::size_t>(seq_size_)};
     }
 
     // Rank 0 writes the run folder (trainer::save_checkpoint: atomic); every rank learns the outcome
@@ -504,6 +496,34 @@ public:
     }
 
 private:
+    // evaluate's forward over this rank's chunks; the loss is the mean over batch_size sequences.
+    typename trainer<T>::evaluation evaluate_mine(const std::vector<sequence>& mine, std::size_t batch_size) {
+        const MPI_Comm comm = sequence_comm();
+        sequence_parallel_attention<T> attention(comm, stats_);
+        double sums[3] = {0, 0, 0};  // Σ sequence losses, correct, scored (group totals, counted on ρ = 0)
+        for (const auto& c : mine) {
+            nn::matrix<T> x;  // the training forward on this rank's rows, keeping one layer's activations
+            nn::embedding_forward(model_.embed_tokens, c.inputs, model_.config.embed_scale(), x);
+            nn::decoder_layer_activations<T> act;
+            for (const auto& layer : model_.layers) layer.forward_train(x, act, attention);
+            model_.final_norm.forward(x, x);
+            const detail::score_sums r = detail::score_rows(model_, x, c.targets.data(), options().pass.loss_row_block);
+            double local[3] = {r.loss, r.correct, r.scored};
+            double group_sum[3];
+            detail::mpi_ok(MPI_Allreduce(local, group_sum, 3, MPI_DOUBLE, MPI_SUM, comm), "MPI_Allreduce (evaluation)");
+            if (seq_rank_ == 0) {
+                sums[0] += group_sum[2] > 0 ? group_sum[0] / group_sum[2] : 0;
+                sums[1] += group_sum[1];
+                sums[2] += group_sum[2];
+            }
+        }
+        double all[3];
+        detail::mpi_ok(MPI_Allreduce(sums, all, 3, MPI_DOUBLE, MPI_SUM, world_), "MPI_Allreduce (evaluation)");
+        typename trainer<T>::evaluation e;
+        e.loss = all[0] / static_cast<double>(batch_size);
+        e.accuracy = all[2] > 0 ? all[1] / all[2] : 0;
+        return e;
+    }
     // This rank's chunks of its group's sequences of batch; a failure goes to error.
     std::vector<sequence> my_chunks(const std::vector<sequence>& batch, const char* empty_message, std::string& error) const {
         std::vector<sequence> mine;
