@@ -82,6 +82,7 @@
 
 #include "cli_common.hpp"
 #include "longnet_train_args.hpp"
+#include "train_memory.hpp"
 #include "model_flags.hpp"
 
 #if defined(__GLIBC__)
@@ -440,6 +441,25 @@ int train(arguments a) {
 #endif
         return trainer.compute_gradients(b);
     };
+    // The memory model's peak (train_memory.hpp), single process: checked before the run folder or anything
+    // large exists.
+    std::uint64_t predicted_bytes = 0;
+    bool distributed = false;
+#if LONGNET_TRAIN_MPI
+    distributed = trainer.distributed();
+#endif
+    if (!distributed) {
+        const std::int64_t longest = data.whole ? static_cast<std::int64_t>(data.fixed.inputs.size()) : a.seq_len;
+        const auto p = train_memory::predict(cfg, longest, model.parameter_count(), a.pass.checkpoint_activations, sizeof(T));
+        cli::require_memory(p ? std::optional<std::uint64_t>(p->total_bytes) : std::nullopt,
+                            "training on sequences of " + std::to_string(longest) + " tokens (the memory model of docs/training.md" +
+                                (a.pass.checkpoint_activations ? ")" : "; --checkpoint-activations needs less)"));
+        predicted_bytes = p->total_bytes;
+        if (root) std::fprintf(stderr, "longnet_train: predicted peak memory %s (%s per token + %s)\n",
+                     cli::human_bytes(static_cast<double>(p->total_bytes)).c_str(),
+                     cli::human_bytes(static_cast<double>(p->per_token_bytes)).c_str(),
+                     cli::human_bytes(static_cast<double>(p->fixed_bytes)).c_str());
+    }
 
     std::string log_path;
     if (!a.out.empty() && root) {
@@ -530,7 +550,8 @@ int train(arguments a) {
                             {"lr", st.lr},
                             {"grad_norm", st.grad_norm},
                             {"tokens_per_s", static_cast<double>(st.tokens) / std::max(st.seconds, 1e-12)},
-                            {"seconds", st.seconds}};
+                            {"seconds", st.seconds},
+                            {"peak_rss_bytes", cli::peak_rss_bytes()}};  // this process's (rank 0's) peak so far
 #if LONGNET_TRAIN_MPI
         if (trainer.distributed()) {  // rank 0's traffic and time in communication this step
             const auto& ds = trainer.last_stats();
@@ -571,8 +592,10 @@ int train(arguments a) {
     }
     checkpoint();
     if (!a.save.empty() && root) tr::save_model(a.save, model, a.save_dtype);
-    if (root) std::fprintf(stderr, "longnet_train: %lld steps in %.2f s%s%s\n", static_cast<long long>(trainer.steps_done()),
-                 cli::seconds_since(run_start), a.out.empty() ? "" : "; checkpoint in ", a.out.c_str());
+    if (root) std::fprintf(stderr, "longnet_train: %lld steps in %.2f s%s%s; peak RSS %s%s\n", static_cast<long long>(trainer.steps_done()),
+                 cli::seconds_since(run_start), a.out.empty() ? "" : "; checkpoint in ", a.out.c_str(),
+                 cli::human_bytes(static_cast<double>(cli::peak_rss_bytes())).c_str(),
+                 predicted_bytes ? (" (predicted " + cli::human_bytes(static_cast<double>(predicted_bytes)) + ")").c_str() : "");
     return 0;
 }
 

@@ -185,7 +185,10 @@ TEST_CASE("longnet_train: run folder, log.jsonl, checkpoint loadable by longnet_
     for (std::size_t i = 0; i < lines.size(); ++i) {
         const auto j = nlohmann::json::parse(lines[i]);
         CHECK(j.at("step").get<int>() == static_cast<int>(i + 1));
-        for (const char* key : {"loss", "lr", "grad_norm", "tokens_per_s", "seconds"}) CHECK(j.contains(key));
+        for (const char* key : {"loss", "lr", "grad_norm", "tokens_per_s", "seconds", "peak_rss_bytes"}) CHECK(j.contains(key));
+#if defined(__linux__)
+        CHECK(j.at("peak_rss_bytes").get<double>() > 1e6);  // getrusage's peak, bytes (a process holds megabytes)
+#endif
         CHECK(j.contains("heldout_loss") == ((i + 1) % 2 == 0));
     }
     CHECK(nlohmann::json::parse(lines[0]).at("lr").get<double>() == Approx(1.5e-3));  // warm-up: 3e-3 · 1/2
@@ -324,6 +327,9 @@ TEST_CASE("longnet_train: bad flags exit 2, bad files exit 1, nothing written", 
         {{"--random-config", "tiny", "--task", "recall", "--seq-len", "64", "--recall-copies", "8"}, 2, "too short"},
         {{"--random-config", "tiny", "--task", "recall", "--seq-len", "100"}, 2, "multiple of 8"},
         {{"--random-config", "tiny", "--task", "recall", "--save-every", "2"}, 2, "--out"},
+        // the memory model refuses before the run folder exists (2^32 tokens: tens of TiB, on any machine)
+        {{"--random-config", "tiny", "--task", "passkey", "--seq-len", "4294967296", "--checkpoint-activations", "--out", out}, 2,
+         "training on sequences of 4294967296 tokens (the memory model of docs/training.md) needs"},
         {{"--weights", data_dir + "model.safetensors", "--config", fixture_config(w), "--tokens", w + "/big.npy", "--out", out}, 1,
          "token 200"},
         {{"--weights", data_dir + "model.safetensors", "--config", w + "/bad.json", "--tokens", data_dir + "tokens.npy", "--out", out},

@@ -99,7 +99,8 @@ struct decoder_grad {
     }
 };
 
-// Saved activations of a training pass (reusable across steps to keep allocations).
+// Saved activations of a training pass (reusable across steps to keep allocations; with activation
+// checkpointing the pass frees each layer's buffers as it goes, and only hidden and final_input remain).
 template <class T>
 struct decoder_activations {
     std::vector<decoder_layer_activations<T>> layers;  // one per layer, or one scratch with checkpointing
@@ -284,6 +285,7 @@ public:
                 ws.layer_inputs[l] = x;
                 layers[l].forward_train(x, ws.layers[0], attention);
             }
+            ws.layers[0] = decoder_layer_activations<T>{};  // recomputed layer by layer in the backward
         } else {
             ws.layers.resize(count);
             ws.layer_inputs.clear();
@@ -309,14 +311,19 @@ public:
         x.setZero();  // now ∂loss/∂(residual stream)
         final_norm.backward(ws.final_input, d_hidden, ws.final_mean, ws.final_rstd, x, grad.layer_norm);
         d_hidden.resize(0, 0);
-        for (std::size_t l = count; l-- > 0;) {
-            if (opt.checkpoint_activations) {
-                matrix<T> xin = ws.layer_inputs[l];
+        if (opt.checkpoint_activations) {
+            // Checkpointing trades time for memory: each layer input and activation is freed as its last use
+            // passes (docs/training.md, "Memory model": the peak is in a layer's attention backward); the next
+            // pass allocates them again. Without checkpointing the workspace keeps its buffers from step to
+            // step instead. (ws.hidden and ws.final_input stay: callers read the pass's hidden states.)
+            for (std::size_t l = count; l-- > 0;) {
+                matrix<T> xin = std::move(ws.layer_inputs[l]);
                 layers[l].forward_train(xin, ws.layers[0], attention);  // recompute: the same code on the same input
-                layers[l].backward(x, ws.layers[0], grad.layers[l], opt.mode, attention);
-            } else {
-                layers[l].backward(x, ws.layers[l], grad.layers[l], opt.mode, attention);
+                xin = matrix<T>{};                                      // (the layer's output: not needed)
+                layers[l].backward_releasing(x, ws.layers[0], grad.layers[l], opt.mode, attention);
             }
+        } else {
+            for (std::size_t l = count; l-- > 0;) layers[l].backward(x, ws.layers[l], grad.layers[l], opt.mode, attention);
         }
         embedding_backward<T>(inputs, config.embed_scale(), x, grad.embed_tokens);
         return total;

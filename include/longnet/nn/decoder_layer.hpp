@@ -14,6 +14,8 @@
 // sublayers add theirs). Both take the attention backend of the pass (attention_backend.hpp; local by
 // default).
 
+#include <type_traits>
+
 #include "longnet/nn/attention_backend.hpp"
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/feed_forward.hpp"
@@ -144,21 +146,53 @@ public:
     // dx: on entry ∂loss/∂(layer output), on return ∂loss/∂(layer input). grad += parameter gradients.
     void backward(matrix<T>& dx, const decoder_layer_activations<T>& act, decoder_layer_grad<T>& grad,
                   grad_mode mode = grad_mode::exact, attention_backend<T>& attention = local_attention<T>()) const {
+        backward_impl(dx, act, grad, mode, attention);
+    }
+
+    // backward, freeing each saved activation once its last use has passed (the FFN's [T, F] activations
+    // before the attention block's backward, which is the training pass's peak): the same bits, less
+    // memory at the peak. act is left empty (forward_train refills it).
+    void backward_releasing(matrix<T>& dx, decoder_layer_activations<T>& act, decoder_layer_grad<T>& grad,
+                            grad_mode mode = grad_mode::exact, attention_backend<T>& attention = local_attention<T>()) const {
+        backward_impl(dx, act, grad, mode, attention);
+    }
+
+private:
+    // Act: decoder_layer_activations<T>, const (kept) or not (released as the pass goes).
+    template <class Act>
+    void backward_impl(matrix<T>& dx, Act& act, decoder_layer_grad<T>& grad, grad_mode mode,
+                       attention_backend<T>& attention) const {
+        constexpr bool release = !std::is_const_v<Act>;
+        const auto free_ffn = [&act] {
+            if constexpr (release) act.ffn = feed_forward_activations<T>{};
+        };
+        const auto free_matrix = [](auto& m) {
+            if constexpr (release) m = std::decay_t<decltype(m)>{};
+        };
         const index_t rows = dx.rows(), dim = dx.cols();
         if (!normalize_before) {
             matrix<T> d_pre2 = matrix<T>::Zero(rows, dim);                                        // out = LN2(pre2)
             final_layer_norm.backward(act.ln2_out, dx, act.ln2_mean, act.ln2_rstd, d_pre2, grad.final_layer_norm);
+            free_matrix(act.ln2_out);
             matrix<T> d_h1 = d_pre2;                                                               // pre2 = h1 + FFN(h1)
             ffn.backward(act.ln1_out, d_pre2, act.ffn, d_h1, grad.ffn);
+            free_ffn();
+            d_pre2 = matrix<T>{};
             matrix<T> d_mid = matrix<T>::Zero(rows, dim);                                          // h1 = LN1(mid)
             self_attn_layer_norm.backward(act.mid, d_h1, act.ln1_mean, act.ln1_rstd, d_mid, grad.self_attn_layer_norm);
+            free_matrix(act.mid);
+            free_matrix(act.ln1_out);
+            d_h1 = matrix<T>{};
             dx = d_mid;                                                                            // mid = in + Attn(in)
             self_attn.backward(act.input, d_mid, act.attn, dx, grad.self_attn, mode, attention);
             return;
         }
         matrix<T> dh = matrix<T>::Zero(rows, dim);
         ffn.backward(act.ln2_out, dx, act.ffn, dh, grad.ffn);                                   // x_out = mid + FFN(LN2(mid))
+        free_ffn();
+        free_matrix(act.ln2_out);
         final_layer_norm.backward(act.mid, dh, act.ln2_mean, act.ln2_rstd, dx, grad.final_layer_norm);
+        free_matrix(act.mid);
         dh.setZero();
         self_attn.backward(act.ln1_out, dx, act.attn, dh, grad.self_attn, mode, attention);    // mid = in + Attn(LN1(in))
         self_attn_layer_norm.backward(act.input, dh, act.ln1_mean, act.ln1_rstd, dx, grad.self_attn_layer_norm);

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// longnet_train's memory model: the peak resident memory of one training process, predicted from the
+// model's shape and the sequence length before anything large is allocated (docs/training.md, "Memory
+// model", derives each term and compares it with the peak RSS the trainer logs: within 12 %).
+//
+// Per token of the longest sequence of a batch (the trainer runs a batch's sequences one after another
+// and reuses one workspace), in scalars of the compute type (4 bytes float, 8 double), with D the hidden
+// size, F the FFN size, H heads, L layers. Where the peak is depends on checkpointing:
+// - with activation checkpointing, at the end of the last layer's recomputed forward (the backward frees
+//   each buffer as its last use passes, nn/decoder.hpp): the residual stream's gradient, the inputs of
+//   the other L - 1 layers, the recomputed layer's input and output, the final LayerNorm's input and
+//   output ((L + 3) D), that layer's activations (below) and the FFN's output (D);
+// - without it, in the first layer's attention backward: the residual stream's gradient and the final
+//   LayerNorm's input and output (3 D), all L layers' activations, and the attention backward's buffers:
+//   dh, d(Sub-LN), d(attention), dq, dk, dv, the anchored XPos path's copies of q, k, dq, dk, dv (11 D)
+//   and its rotation and coefficient tables (2 D / H).
+// A layer's activations: input, LN1 output, q, k, v, attention output, Sub-LN output, residual, LN2
+// output (9 D), FC1 output and the FFN's Sub-LN output (2 F), the log-sum-exp (H) and eight LayerNorm
+// statistics. Token ids (inputs, targets and the batch's copy, int64): 32 bytes.
+// Plus a part that does not grow with the sequence: parameters, gradients and AdamW's two moments
+// (4 × parameters) and the runtime's libraries and small buffers (20 MiB, measured with 512 tokens).
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+
+#include <longnet/nn/decoder_config.hpp>
+
+#include "cli_common.hpp"
+
+namespace train_memory {
+
+struct prediction {
+    std::uint64_t per_token_bytes = 0;  // the part that grows with the sequence, per token
+    std::uint64_t fixed_bytes = 0;      // parameters, optimizer state, blocks, runtime
+    std::uint64_t total_bytes = 0;      // fixed + per token × tokens
+};
+
+// nullopt when the total overflows 64 bits.
+inline std::optional<prediction> predict(const longnet::nn::decoder_config& c, std::int64_t tokens, std::int64_t parameters,
+                                         bool checkpoint, std::uint64_t scalar_bytes) {
+    const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v < 0 ? 0 : v); };
+    const std::uint64_t D = u(c.embed_dim), F = u(c.ffn_dim), H = u(std::max<std::int64_t>(c.heads, 1)), L = u(c.layers);
+    const std::uint64_t layer = 9 * D + 2 * F + H + 8;
+    const std::uint64_t scalars = checkpoint ? (L + 3) * D + layer + D : 3 * D + L * layer + 11 * D + 2 * (D / H);
+    prediction p;
+    p.per_token_bytes = scalars * scalar_bytes + 32;
+    const std::uint64_t runtime = 20ull << 20;
+    p.fixed_bytes = scalar_bytes * 4 * u(parameters) + runtime;
+    const auto grown = cli::mul(p.per_token_bytes, u(tokens));
+    const auto total = grown ? cli::add(*grown, p.fixed_bytes) : std::nullopt;
+    if (!total) return std::nullopt;
+    p.total_bytes = *total;
+    return p;
+}
+
+}  // namespace train_memory
