@@ -157,6 +157,27 @@ TEST_CASE("gelu backward against finite differences", "[nn][backward]") {
     CHECK((d - dx).cwiseAbs().maxCoeff() < 1e-15);
 }
 
+// float GELU backward (its own vectorized erf and exp, detail/nn_loops.hpp, on the active ISA path) against
+// the double one, over rows long enough for the vector loops and their tails.
+TEST_CASE("gelu backward in float against double", "[nn][backward]") {
+    const mat x = random_matrix(4, 53, 3.0), r = random_matrix(4, 53);
+    mat dx = random_matrix(4, 53);
+    const mat dx0 = dx;
+    nn::gelu_backward<double>(x, r, dx);
+    nn::matrix<float> xf = x.cast<float>(), rf = r.cast<float>(), dxf = dx0.cast<float>();
+    nn::gelu_backward<float>(xf, rf, dxf);
+    const mat xw = xf.cast<double>(), rw = rf.cast<double>();
+    mat ref = dx0.cast<float>().cast<double>();
+    nn::gelu_backward<double>(xw, rw, ref);
+    CHECK((dxf.cast<double>() - ref).cwiseAbs().maxCoeff() < 2e-6 * (1 + ref.cwiseAbs().maxCoeff()));
+    nn::matrix<float> df = rf;
+    nn::gelu_backward_inplace<float>(xf, df);
+    mat dref = rw;
+    nn::gelu_backward_inplace<double>(xw, dref);
+    CHECK((df.cast<double>() - dref).cwiseAbs().maxCoeff() < 2e-6 * (1 + dref.cwiseAbs().maxCoeff()));
+    CHECK((dx - ref).cwiseAbs().maxCoeff() < 1e-5);  // the float inputs are within float rounding of x
+}
+
 TEST_CASE("embedding backward against finite differences (repeated tokens)", "[nn][backward]") {
     mat table = random_matrix(5, 4);
     const std::vector<std::int64_t> tokens{3, 1, 3, 0, 4, 3};

@@ -5,11 +5,12 @@
 // target region (target_region.hpp); see dispatch.hpp for the paths. Before each dispatched pass it flips
 // the toggle the bodies' guards test: LONGNET_ISA_TOGGLE, or LONGNET_DIST_ISA_TOGGLE where the includer
 // defines LONGNET_ISA_DIST_TOGGLE_ (the distributed bodies include the kernel bodies, which must not be
-// admitted again). Usage (Highway's foreach_target.h is the model):
+// admitted again), none where it defines LONGNET_ISA_NO_TOGGLE_ (bodies without toggle guards, included
+// from one #pragma once header: nn_loops.hpp). Usage (Highway's foreach_target.h is the model):
 //   #define LONGNET_ISA_BODIES "longnet/detail/kernel_bodies.hpp"
 //   #include "longnet/detail/foreach_isa.hpp"
 // The includer has declared each path's isa_arch; LONGNET_ISA_BODIES and LONGNET_ISA_DIST_TOGGLE_ are
-// undefined at the end.
+// undefined at the end (and LONGNET_ISA_NO_TOGGLE_).
 
 #include "longnet/config.hpp"
 #include "longnet/detail/target_region.hpp"
@@ -51,3 +52,4 @@ LONGNET_POP_TARGET
 
 #undef LONGNET_ISA_BODIES
 #undef LONGNET_ISA_DIST_TOGGLE_
+#undef LONGNET_ISA_NO_TOGGLE_

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // LayerNorm over the last dim (PyTorch nn.LayerNorm): y = (x − mean) / sqrt(var + eps) · weight + bias,
-// biased variance (divide by the feature count), two-pass in T. In place allowed (y may alias x). Each row's
-// sums are Eigen's vectorized reductions (a tree over SIMD lanes, not a left-to-right sum).
+// biased variance (divide by the feature count), two-pass in T. In place allowed (y may alias x). The rows
+// and the parameter sums run on the runtime ISA dispatch (detail/nn_loops.hpp); each row's sums are over
+// fixed SIMD lanes folded pairwise (not a left-to-right sum).
 // Training: forward_train also saves each row's mean and rstd = 1/sqrt(var + eps); backward (llm.c's):
 //   x̂ = (x − mean)·rstd, g = dy ∘ weight,  dx += rstd·(g − mean(g) − x̂·mean(g ∘ x̂)),
 //   dweight += Σ_rows dy ∘ x̂,  dbias += Σ_rows dy.
@@ -11,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "longnet/detail/nn_loops.hpp"
 #include "longnet/nn/common.hpp"
 
 namespace longnet::nn {
@@ -61,31 +63,17 @@ public:
             throw std::invalid_argument("longnet::nn::layer_norm::backward: x [" + std::to_string(rows) + ", " +
                                         std::to_string(n) + "], dy, dx, saved statistics or gradient buffers do not fit " +
                                         std::to_string(features()) + " features");
-        const T inv_n = T(1) / static_cast<T>(n);
-        const row_map w(weight.data(), n);
+        namespace loops = longnet::detail::nn_loops;
+        const auto path = loops::nn_loop_path();
+        const T* w = weight.data();
         LONGNET_NN_PARALLEL_FOR
-        for (index_t i = 0; i < rows; ++i) {
-            const row_map xi(x.data() + i * x.outerStride(), n), gi(dy.data() + i * dy.outerStride(), n);
-            mutable_row_map di(dx.data() + i * dx.outerStride(), n);
-            const T mu = mean[i], rs = rstd[i];
-            const auto g = gi * w;               // dy∘w
-            const auto xhat = (xi - mu) * rs;    // x̂
-            const T mean_g = g.sum() * inv_n;                // mean(dy∘w)
-            const T mean_gx = (g * xhat).sum() * inv_n;      // mean(dy∘w∘x̂)
-            di += rs * (g - mean_g - xhat * mean_gx);
-        }
+        for (index_t i = 0; i < rows; ++i)
+            loops::layer_norm_backward(path, x.data() + i * x.outerStride(), dy.data() + i * dy.outerStride(), w, mean[i],
+                                       rstd[i], dx.data() + i * dx.outerStride(), n);
         // parameter gradients: serial over rows (fixed summation order, any thread count)
-        T* dw = grad.weight.data();
-        T* db = grad.bias.data();
-        for (index_t i = 0; i < rows; ++i) {
-            const T* xi = x.data() + i * x.outerStride();
-            const T* gi = dy.data() + i * dy.outerStride();
-            const T mu = mean[i], rs = rstd[i];
-            for (index_t j = 0; j < n; ++j) {
-                dw[j] += gi[j] * ((xi[j] - mu) * rs);
-                db[j] += gi[j];
-            }
-        }
+        for (index_t i = 0; i < rows; ++i)
+            loops::layer_norm_params(path, x.data() + i * x.outerStride(), dy.data() + i * dy.outerStride(), mean[i],
+                                     rstd[i], grad.weight.data(), grad.bias.data(), n);
     }
 
     void forward_inplace(matrix_ref<T> x) const { forward(x, x); }
@@ -96,10 +84,6 @@ public:
     }
 
 private:
-    // One row as an Eigen array: the sums and elementwise expressions vectorize at the build's ISA.
-    using row_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-    using mutable_row_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-
     void run(const_matrix_ref<T> x, matrix_ref<T> y, T* mean_out, T* rstd_out) const {
         if (x.cols() != features() || y.rows() != x.rows() || y.cols() != x.cols())
             throw std::invalid_argument("longnet::nn::layer_norm: input [" + std::to_string(x.rows()) + ", " +
@@ -107,20 +91,19 @@ private:
                                         std::to_string(y.cols()) + "] do not fit " + std::to_string(features()) +
                                         " features");
         const index_t rows = x.rows(), n = x.cols();
-        const T inv_n = T(1) / static_cast<T>(n);
         const T epsilon = static_cast<T>(eps);
-        const row_map w(weight.data(), n), b(bias.data(), n);
+        namespace loops = longnet::detail::nn_loops;
+        const auto path = loops::nn_loop_path();
+        const T *w = weight.data(), *b = bias.data();
         LONGNET_NN_PARALLEL_FOR
         for (index_t i = 0; i < rows; ++i) {
-            const row_map xi(x.data() + i * x.outerStride(), n);
-            mutable_row_map yi(y.data() + i * y.outerStride(), n);
-            const T mean = xi.sum() * inv_n;
-            const T inv_std = T(1) / std::sqrt((xi - mean).square().sum() * inv_n + epsilon);  // biased variance
+            T mean = 0, inv_std = 0;
+            loops::layer_norm(path, x.data() + i * x.outerStride(), y.data() + i * y.outerStride(), w, b, n, epsilon,
+                              mean, inv_std);
             if (mean_out) {
                 mean_out[i] = mean;
                 rstd_out[i] = inv_std;
             }
-            yi = (xi - mean) * inv_std * w + b;
         }
     }
 };

@@ -6,14 +6,17 @@
 //                                            output projection — never biases or LayerNorm parameters)
 //   m ← β1·m + (1 − β1)·g,   v ← β2·v + (1 − β2)·g²
 //   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps)
-// Moments are stored in T, with the parameters' layout (one buffer per parameter, same names).
+// Moments are stored in T, with the parameters' layout (one buffer per parameter, same names). The update
+// is computed in double, on the runtime ISA dispatch (detail/nn_loops.hpp).
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "longnet/detail/nn_loops.hpp"  // the update loop, on the runtime ISA dispatch
 #include "longnet/nn/common.hpp"  // LONGNET_NN_PARALLEL_FOR
 #include "longnet/training/parameters.hpp"
 
@@ -86,26 +89,29 @@ public:
         const double bias1 = 1 - std::pow(b1, static_cast<double>(step_));
         const double bias2_sqrt = std::sqrt(1 - std::pow(b2, static_cast<double>(step_)));
         const double step_size = lr / bias1;
+        namespace loops = longnet::detail::nn_loops;
+        const auto path = loops::nn_loop_path();
         for (std::size_t t = 0; t < params.size(); ++t) {
             const auto& p = params[t];
             const auto& g = grads[t];
             if (p.size() != g.size() || static_cast<std::size_t>(p.size()) != exp_avg_[t].size())
                 throw std::invalid_argument("adamw: tensor " + p.name + " has " + std::to_string(p.size()) +
                                             " values but its gradient/state has " + std::to_string(g.size()));
-            const T decay = static_cast<T>(1 - lr * (p.is_matrix() ? options_.weight_decay : 0.0));
+            const loops::adamw_coefficients c{1 - lr * (p.is_matrix() ? options_.weight_decay : 0.0), b1, b2, step_size,
+                                              bias2_sqrt, options_.eps};
             T* x = p.data;
             const T* d = g.data;
             T* m = exp_avg_[t].data();
             T* v = exp_avg_sq_[t].data();
             const std::int64_t n = p.size();
-            // elementwise: the same values for any thread count
+            // elementwise, in chunks of a multiple of 16 (the blocks of the update): the same values for any
+            // thread count
+            constexpr std::int64_t chunk = 4096;
+            const std::int64_t chunks = (n + chunk - 1) / chunk;
             LONGNET_NN_PARALLEL_FOR
-            for (std::int64_t i = 0; i < n; ++i) {
-                x[i] *= decay;
-                m[i] = static_cast<T>(b1 * m[i] + (1 - b1) * d[i]);
-                v[i] = static_cast<T>(b2 * v[i] + (1 - b2) * static_cast<double>(d[i]) * d[i]);
-                const double denom = std::sqrt(static_cast<double>(v[i])) / bias2_sqrt + options_.eps;
-                x[i] = static_cast<T>(x[i] - step_size * m[i] / denom);
+            for (std::int64_t k = 0; k < chunks; ++k) {
+                const std::int64_t i0 = k * chunk, len = std::min(chunk, n - i0);
+                loops::adamw(path, x + i0, d + i0, m + i0, v + i0, len, c);
             }
         }
     }
