@@ -2,7 +2,7 @@
 # Passkey retrieval end to end (cmake -P script), registered from tests/CMakeLists.txt as cli_passkey:
 # `longnet_train --task passkey` trains a tiny byte-level model on fresh documents, then `longnet_lm
 # passkey` evaluates it with the bounded cache at the same length: one JSON line per trial, exit 0, and
-# an accuracy of at least 0.9 over all depths (a model that has not learned the task scores ~0: a key is
+# an accuracy of at least 0.8 over all depths (a model that has not learned the task scores ~0: a key is
 # one of PASSKEY_MAX numbers). Also the usage errors of both tools.
 #   -DTRAIN=<longnet_train> -DLM=<longnet_lm> -DWORK=<scratch> -DTRAIN_ARGS=<flags> -DEVAL_ARGS=<flags> (each one string, split as a shell would)
 
@@ -58,7 +58,7 @@ endif()
 math(EXPR t_train "${t1} - ${t0}")
 math(EXPR t_eval "${t2} - ${t1}")
 message(STATUS "passkey: ${correct} of ${trials} correct (training ${t_train} s, evaluation ${t_eval} s)")
-math(EXPR need "(${trials} * 9 + 9) / 10")  # ceil(0.9 trials)
+math(EXPR need "(${trials} * 8 + 9) / 10")  # ceil(0.8 trials)
 if(correct LESS need)
-  cli_fail("passkey accuracy ${correct}/${trials} is below 0.9 (need ${need})\n${last_out}")
+  cli_fail("passkey accuracy ${correct}/${trials} is below 0.8 (need ${need})\n${last_out}")
 endif()
