@@ -18,6 +18,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -30,6 +31,7 @@
 #include "longnet/training/checkpoint.hpp"
 #include "longnet/training/data.hpp"
 #include "longnet/training/parameters.hpp"
+#include "longnet/training/precision.hpp"
 #include "longnet/training/schedule.hpp"
 
 namespace longnet::training {
@@ -39,6 +41,9 @@ struct trainer_options {
     lr_schedule schedule;
     double clip_norm = 1.0;  // global L2 norm; <= 0: no clipping
     nn::train_options pass;  // grad mode, activation checkpointing, logit block
+    // bf16: every Linear's GEMMs on bf16 copies of the float weights, float master weights and AdamW
+    // (precision.hpp). The model computes so while this trainer exists; float models only.
+    training::precision precision = training::precision::float32;
 };
 
 struct step_stats {
@@ -101,9 +106,18 @@ public:
         params_ = named_parameters(model_);
         grads_ = named_gradients(grad_);
         optimizer_ = adamw<T>(params_, opt.adamw);
+        if (opt.precision == precision::bf16) {
+            if constexpr (!std::is_same_v<T, float>)
+                throw std::invalid_argument("trainer: precision bf16 needs a float model (--dtype float)");
+            refresh_bf16_weights();
+        }
     }
     trainer(const trainer&) = delete;
     trainer& operator=(const trainer&) = delete;
+    ~trainer() {
+        if constexpr (std::is_same_v<T, float>)
+            if (options_.precision == precision::bf16) set_bf16_products(model_, false);
+    }
 
     std::int64_t steps_done() const noexcept { return optimizer_.steps(); }
     const trainer_options& options() const noexcept { return options_; }
@@ -130,6 +144,7 @@ public:
         st.grad_norm = clip_grad_norm(grads_, options_.clip_norm);
         st.lr = options_.schedule.at(optimizer_.steps());
         optimizer_.step(params_, grads_, st.lr);
+        refresh_bf16_weights();
         st.step = optimizer_.steps();
         st.loss = loss;
         return st;
@@ -253,10 +268,17 @@ public:
                                      std::to_string(3 * params_.size()) + " (parameters and both moments)");
         optimizer_.set_steps(step);
         rng.state = rng_value;
+        refresh_bf16_weights();
         return j;
     }
 
 private:
+    // The bf16 copies of the Linear weights from the float weights (precision bf16 only).
+    void refresh_bf16_weights() {
+        if constexpr (std::is_same_v<T, float>)
+            if (options_.precision == precision::bf16) set_bf16_products(model_, true);
+    }
+
     nn::decoder<T, T>& model_;
     trainer_options options_;
     nn::decoder_grad<T> grad_;
