@@ -17,14 +17,15 @@
 //                         high-water mark of the whole process so far: run one benchmark per process to
 //                         read it for that size).
 //   BM_train_step_bf16/T/R the step in float and in mixed precision (trainer_options::precision = bf16: every
-//                         Linear's GEMMs on bf16 operands, float master weights and AdamW; training/precision.hpp),
+//                         Linear's GEMMs on bf16 operands and the attention on bf16 q/k/v, float master weights
+//                         and AdamW; training/precision.hpp),
 //                         R rounds alternating the two, each a fresh trainer with one untimed warm-up step;
 //                         counters: medians over the rounds of float_s / bf16_s (wall) and float_cpu_s /
 //                         bf16_cpu_s (CPU seconds of the process), speedup and speedup_cpu (float ÷ bf16),
 //                         loss_rel_diff (|bf16 − float| ÷ float: the loss of one forward of the sequence with
 //                         the same weights after the rounds, float products and bf16 products). The kernel of
 //                         the bf16 products is the context longnet_bf16_gemm.
-//   BM_train_profile/T/B  where a step's time goes (B = 1: the Linears' GEMMs in bf16; seconds of the second of two steps; the first grows
+//   BM_train_profile/T/B  where a step's time goes (B = 1: the Linears' GEMMs and the attention in bf16; seconds of the second of two steps; the first grows
 //                         the heap): the forward and backward of the
 //                         attention blocks, the FFN blocks, the LayerNorms and residuals, the loss head
 //                         (output projection + softmax cross-entropy, both directions), clipping + AdamW.
@@ -178,9 +179,11 @@ void BM_train_step(benchmark::State& state) {
 // and trainer::step, without checkpointing).
 void BM_train_profile(benchmark::State& state) {
     const index_t seq = state.range(0);
-    const bool bf16 = state.range(1) != 0;  // the Linears' GEMMs on bf16 operands (as a bf16 trainer runs them)
+    const bool bf16 = state.range(1) != 0;  // the Linears' GEMMs and the attention in bf16 (as a bf16 trainer runs them)
     nn::decoder<float>& model = base_model();
     tr::set_bf16_products(model, bf16);
+    nn::bf16_attention bf16_attention;  // what a bf16 trainer's pass uses
+    nn::attention_backend<float>& attention = bf16 ? bf16_attention : nn::local_attention<float>();
     const tr::sequence s = random_sequence(static_cast<std::size_t>(seq), 5);
     nn::decoder_grad<float> grad = model.make_grad();
     auto params = tr::named_parameters(model);
@@ -207,7 +210,7 @@ void BM_train_profile(benchmark::State& state) {
             nn::matrix<float> y(x.rows(), x.cols());
             p.norms_residuals += seconds_since(t0);
             t0 = clock_type::now();
-            layer.self_attn.forward_train(act.ln1_out, y, act.attn);
+            layer.self_attn.forward_train(act.ln1_out, y, act.attn, attention);
             p.attention_fwd += seconds_since(t0);
             t0 = clock_type::now();
             x += y;
@@ -260,7 +263,7 @@ void BM_train_profile(benchmark::State& state) {
             dh.setZero();
             p.norms_residuals += seconds_since(t0);
             t0 = clock_type::now();
-            layer.self_attn.backward(act.ln1_out, x, act.attn, dh, g.self_attn, longnet::grad_mode::exact);
+            layer.self_attn.backward(act.ln1_out, x, act.attn, dh, g.self_attn, longnet::grad_mode::exact, attention);
             p.attention_bwd += seconds_since(t0);
             t0 = clock_type::now();
             layer.self_attn_layer_norm.backward(act.input, dh, act.ln1_mean, act.ln1_rstd, x, g.self_attn_layer_norm);

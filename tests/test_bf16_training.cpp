@@ -128,6 +128,50 @@ TEST_CASE("linear: bf16 products of empty shapes", "[bf16][nn]") {
     CHECK(lin2(nn::matrix<float>(0, 5)).rows() == 0);
 }
 
+// The backend's plumbing: strided float views in and out, the same kernels as bf16 storage. Against the
+// float attention of the same inputs: within bf16 rounding (inputs 2^-9, P and the outputs rounded too:
+// 2e-2 of the largest value), and not equal (the bf16 path ran).
+TEST_CASE("bf16_attention: forward and backward against the float attention", "[bf16][nn]") {
+    std::mt19937_64 g(5);
+    const index_t n = 40, heads = 2, dim = 16, width = heads * dim + 6;  // rows 6 wider than the heads
+    const nn::matrix<float> q = random_matrix(n, width, g), k = random_matrix(n, width, g), v = random_matrix(n, width, g),
+                            dout = random_matrix(n, width, g);
+    auto view = [&](const nn::matrix<float>& m) {
+        return longnet::tensor_view<const float>(m.data() + 3, {1, n, heads, dim}, {n * width, width, dim});
+    };
+    auto out_view = [&](nn::matrix<float>& m) {
+        return longnet::tensor_view<float>(m.data() + 3, {1, n, heads, dim}, {n * width, width, dim});
+    };
+    const longnet::dilated_options opt = longnet::dilated_options::from_lists({8, 16}, {1, 2}, true);
+    nn::bf16_attention bf16;
+    nn::attention_backend<float>& plain = nn::local_attention<float>();
+    nn::matrix<float> out[2], dq[2], dk[2], dv[2];
+    std::vector<float> lse[2];
+    for (int p = 0; p < 2; ++p) {
+        nn::attention_backend<float>& b = p == 0 ? plain : bf16;
+        out[p] = dq[p] = dk[p] = dv[p] = nn::matrix<float>::Constant(n, width, 7.0f);
+        lse[p].assign(static_cast<std::size_t>(n * heads), 0.0f);
+        const longnet::lse_view<float> l = longnet::make_lse_bnh(lse[p].data(), 1, n, heads);
+        b.forward(nn::attention_kind::dilated, opt, view(q), view(k), view(v), out_view(out[p]), l);
+        b.backward(nn::attention_kind::dilated, opt, view(q), view(k), view(v), view(out[p]), l, view(dout),
+                   out_view(dq[p]), out_view(dk[p]), out_view(dv[p]), longnet::grad_mode::exact);
+    }
+    auto rel = [&](const nn::matrix<float>& a, const nn::matrix<float>& b) {
+        return static_cast<double>((a - b).cwiseAbs().maxCoeff() / b.cwiseAbs().maxCoeff());
+    };
+    for (const auto* m : {&out, &dq, &dk, &dv}) {
+        INFO("relative error " << rel((*m)[1], (*m)[0]));
+        CHECK(rel((*m)[1], (*m)[0]) < 2e-2);
+        CHECK(rel((*m)[1], (*m)[0]) > 1e-5);
+        // the columns outside the heads are untouched
+        CHECK(((*m)[1].leftCols(3).array() == 7.0f).all());
+        CHECK(((*m)[1].rightCols(3).array() == 7.0f).all());
+    }
+    double lse_err = 0;
+    for (std::size_t i = 0; i < lse[0].size(); ++i) lse_err = std::max(lse_err, std::fabs(static_cast<double>(lse[1][i] - lse[0][i])));
+    CHECK(lse_err < 2e-2);
+}
+
 namespace {
 
 nn::decoder_config tiny_config() {
@@ -195,15 +239,16 @@ std::pair<double, std::string> worst_relative_error(nn::decoder_grad<T>& got, nn
 
 // Tolerance of the bf16 gradients. bf16 keeps 8 significant bits: rounding an operand perturbs it by at
 // most u = 2^-9 ≈ 1.95e-3 relative, so each product term by ≤ 2u and a GEMM's output by ~2u relative in
-// norm (random-sign terms: less). The gradient of a weight is one GEMM of the rounded activations and
-// rounded output gradients, both computed through the earlier rounded GEMMs of the chain: in this 2-layer
-// model a gradient passes up to ~14 GEMMs (loss head, 2 × (fc2, fc1, out, q/k/v) backward, and their
-// forward inputs), and the errors add up mostly at random: ~sqrt(14)·2u ≈ 1.5e-2 in the worst case if
-// each contributes fully, a few u typically. Measured (oneDNN, AVX512-BF16): 0.3–0.9 % for most tensors,
-// worst 1.75 % for layers.1.self_attn.k_proj.bias, whose gradient (1.4 % of the largest tensor's norm) is a
-// sum of nearly cancelling terms. Bound: 3e-2 (15u) for every tensor, 1e-2 for the loss;
-// the float model (same code, float products) must be within 1e-4, and the bf16 one further than 1e-4
-// from float64 (the bf16 products ran: the check can fail both ways).
+// norm (random-sign terms: less). A weight's gradient is one GEMM of rounded activations and rounded
+// output gradients, both computed through the earlier rounded products of the chain: in this 2-layer
+// model a gradient passes up to ~20 rounding stages (the loss head, per layer fc2, fc1, out_proj and
+// q/k/v backward and forward, and the attention's rounded q/k/v, P, out and dq/dk/dv), whose errors add
+// mostly at random: ~sqrt(20)·2u ≈ 1.7e-2 if each contributed fully, a few u typically; small tensors
+// whose gradient is a sum of nearly cancelling terms (the key and query biases) come out worst.
+// Measured (oneDNN, AVX512-BF16, vdpbf16ps attention): 0.3–1.1 % for most tensors, worst 2.0 % for
+// layers.1.self_attn.k_proj.bias (its gradient is 1.4 % of the largest tensor's norm). Bound: 4e-2 (20u)
+// for every tensor, 1e-2 for the loss; the float model (same code, float products) must be within 1e-4,
+// and the bf16 one further than 1e-4 from float64 (the bf16 products ran: the check can fail both ways).
 TEST_CASE("decoder: bf16 gradients against the float64 model", "[bf16][training]") {
     const nn::decoder_config cfg = tiny_config();
     nn::decoder<float> model = nn::random_decoder<float>(cfg, 7);
@@ -232,7 +277,7 @@ TEST_CASE("decoder: bf16 gradients against the float64 model", "[bf16][training]
                             << loss64 << " / " << loss32 << " / " << loss16);
         CHECK(err32 < 1e-4);
         CHECK(err16 > 1e-4);
-        CHECK(err16 < 3e-2);
+        CHECK(err16 < 4e-2);
         CHECK(std::fabs(loss16 - loss64) < 1e-2 * loss64);
         CHECK(std::fabs(loss32 - loss64) < 1e-5 * loss64);
     }

@@ -4,10 +4,12 @@
 //   float32  every product in the compute type (the default)
 //   bf16     every Linear's three GEMMs (q/k/v/out projections, FFN fc1/fc2, the output projection; forward,
 //            input gradient, weight gradient) take bf16 operands with float accumulation and float results
-//            (nn/linear.hpp, nn/gemm.hpp). The master weights, gradients, AdamW and its moments, LayerNorm,
-//            GELU, softmax, the attention, the loss and the residual stream stay float. The bf16 weight
-//            copies are made from the float weights when the trainer starts, after every AdamW step and
-//            after a checkpoint is loaded. Float models only (--dtype float).
+//            (nn/linear.hpp, nn/gemm.hpp), and the training pass's attention runs on bf16 q/k/v
+//            (nn/bf16_attention.hpp; not for packed documents or under MPI, whose attention stays float).
+//            The master weights, gradients, AdamW and its moments, LayerNorm, GELU, the softmax statistics,
+//            the loss and the residual stream stay float. The bf16 weight copies are made from the float
+//            weights when the trainer starts, after every AdamW step and after a checkpoint is loaded.
+//            Float models only (--dtype float).
 // set_bf16_products(model, on) makes (on) or drops (off) the bf16 copies of every Linear of a decoder.
 
 #include <stdexcept>

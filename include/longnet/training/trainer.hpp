@@ -26,6 +26,7 @@
 #include "longnet/io/safetensors.hpp"
 #include "longnet/io/staged_file.hpp"
 #include "longnet/io/strict_json.hpp"
+#include "longnet/nn/bf16_attention.hpp"
 #include "longnet/nn/decoder.hpp"
 #include "longnet/training/adamw.hpp"
 #include "longnet/training/checkpoint.hpp"
@@ -132,10 +133,19 @@ public:
         grad_.set_zero();
         double loss = 0;
         const double weight = 1.0 / static_cast<double>(batch.size());
-        for (const auto& s : batch)
+        for (const auto& s : batch) {
+            if (s.documents.empty() && options_.precision == precision::bf16) {  // the attention in bf16 too
+                model_.check_targets(s.inputs, s.targets);
+                const index_t scored = nn::scored_targets(s.targets.data(), static_cast<index_t>(s.targets.size()));
+                loss += model_.forward_backward_sum(s.inputs, s.targets, scored, grad_, options_.pass, weight, &workspace_,
+                                                    bf16_attention_) /
+                        static_cast<double>(scored);
+                continue;
+            }
             loss += s.documents.empty()
                         ? model_.forward_backward(s.inputs, s.targets, grad_, options_.pass, weight, &workspace_)
                         : model_.forward_backward(s.inputs, s.targets, s.documents, grad_, options_.pass, weight, &workspace_);
+        }
         return loss * weight;
     }
     // Clip and take the AdamW step with the gradients of compute_gradients.
@@ -285,6 +295,8 @@ private:
     std::vector<named_tensor<T>> params_, grads_;
     adamw<T> optimizer_;
     nn::decoder_activations<T> workspace_;
+    // precision bf16: the attention of the training pass (float models only; a placeholder otherwise)
+    std::conditional_t<std::is_same_v<T, float>, nn::bf16_attention, nn::attention_backend<T>> bf16_attention_;
 };
 
 }  // namespace longnet::training
