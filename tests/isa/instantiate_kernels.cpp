@@ -61,7 +61,18 @@ int longnet_isa_check() {
     longnet::nn::decoder<float> f(cfg);
     longnet::nn::decoder<double> d(cfg);
     const std::vector<std::int64_t> tokens{1, 2, 3};
-    return static_cast<int>(f.forward(tokens)(0, 0) + static_cast<float>(d.forward(tokens)(0, 0)));
+    // mixed precision: a Linear's bf16 products (nn/gemm.hpp) and the bf16 attention backend
+    longnet::nn::linear<float> lin(16, 8);
+    lin.set_bf16_weight();
+    const longnet::nn::matrix<float> x = longnet::nn::matrix<float>::Ones(3, 16);
+    longnet::nn::matrix<float> dx = longnet::nn::matrix<float>::Zero(3, 16);
+    auto lg = lin.make_grad();
+    lin.backward(x, lin(x), dx, lg);
+    longnet::nn::bf16_attention bf16_attention;
+    longnet::nn::decoder_grad<float> fg = f.make_grad();
+    const double loss = f.forward_backward_sum(tokens, tokens, 3, fg, {}, 1.0, nullptr, bf16_attention);
+    return static_cast<int>(f.forward(tokens)(0, 0) + static_cast<float>(d.forward(tokens)(0, 0)) + dx(0, 0) +
+                            static_cast<float>(loss));
 #else
     return 0;
 #endif
