@@ -69,10 +69,16 @@ int longnet_isa_check() {
     auto lg = lin.make_grad();
     lin.backward(x, lin(x), dx, lg);
     longnet::nn::bf16_attention bf16_attention;
-    longnet::nn::decoder_grad<float> fg = f.make_grad();
-    const double loss = f.forward_backward_sum(tokens, tokens, 3, fg, {}, 1.0, nullptr, bf16_attention);
-    return static_cast<int>(f.forward(tokens)(0, 0) + static_cast<float>(d.forward(tokens)(0, 0)) + dx(0, 0) +
-                            static_cast<float>(loss));
+    std::vector<float> qkv(3 * 2 * 16, 0.5f), o(3 * 2 * 16), dq(o.size()), lse(3 * 2);
+    const auto in = longnet::make_bnhd<const float>(qkv.data(), 1, 3, 2, 16);
+    const auto lv = longnet::make_lse_bnh(lse.data(), 1, 3, 2);
+    bf16_attention.forward(longnet::nn::attention_kind::dilated, f.layers[0].self_attn.config.dilated, in, in, in,
+                           longnet::make_bnhd(o.data(), 1, 3, 2, 16), lv);
+    const auto dqv = longnet::make_bnhd(dq.data(), 1, 3, 2, 16);
+    bf16_attention.backward(longnet::nn::attention_kind::dilated, f.layers[0].self_attn.config.dilated, in, in, in,
+                            longnet::make_bnhd<const float>(o.data(), 1, 3, 2, 16), lv, in, dqv, dqv, dqv,
+                            longnet::grad_mode::exact);
+    return static_cast<int>(f.forward(tokens)(0, 0) + static_cast<float>(d.forward(tokens)(0, 0)) + dx(0, 0) + dq[0]);
 #else
     return 0;
 #endif
