@@ -23,7 +23,8 @@
 //                         counters: medians over the rounds of float_s / bf16_s (wall) and float_cpu_s /
 //                         bf16_cpu_s (CPU seconds of the process), speedup and speedup_cpu (float ÷ bf16),
 //                         loss_rel_diff (|bf16 − float| ÷ float: the loss of one forward of the sequence with
-//                         the same weights after the rounds, float products and bf16 products). The kernel of
+//                         the same weights after the rounds, the Linears' products in float and in bf16; that
+//                         forward's attention is float). The kernel of
 //                         the bf16 products is the context longnet_bf16_gemm.
 //   BM_train_profile/T/B  where a step's time goes (B = 1: the Linears' GEMMs and the attention in bf16; seconds of the second of two steps; the first grows
 //                         the heap): the forward and backward of the
