@@ -42,8 +42,9 @@ struct trainer_options {
     lr_schedule schedule;
     double clip_norm = 1.0;  // global L2 norm; <= 0: no clipping
     nn::train_options pass;  // grad mode, activation checkpointing, logit block
-    // bf16: every Linear's GEMMs on bf16 copies of the float weights, float master weights and AdamW
-    // (precision.hpp). The model computes so while this trainer exists; float models only.
+    // bf16: every Linear's GEMMs on bf16 copies of the float weights and the training pass's attention on
+    // bf16 q/k/v, float master weights and AdamW (precision.hpp). The model's Linears compute so while this
+    // trainer exists; float models only.
     training::precision precision = training::precision::float32;
 };
 
