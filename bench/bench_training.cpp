@@ -16,7 +16,17 @@
 //                         on a shared machine; with OMP_NUM_THREADS=1 free of spin-waiting), peak_rss_bytes (getrusage
 //                         high-water mark of the whole process so far: run one benchmark per process to
 //                         read it for that size).
-//   BM_train_profile/T    where a step's time goes (seconds of the second of two steps; the first grows
+//   BM_train_step_bf16/T/R the step in float and in mixed precision (trainer_options::precision = bf16: every
+//                         Linear's GEMMs on bf16 operands and the attention on bf16 q/k/v, float master weights
+//                         and AdamW; training/precision.hpp),
+//                         R rounds alternating the two, each a fresh trainer with one untimed warm-up step;
+//                         counters: medians over the rounds of float_s / bf16_s (wall) and float_cpu_s /
+//                         bf16_cpu_s (CPU seconds of the process), speedup and speedup_cpu (float ÷ bf16),
+//                         loss_rel_diff (|bf16 − float| ÷ float: the loss of one forward of the sequence with
+//                         the same weights after the rounds, the Linears' products in float and in bf16; that
+//                         forward's attention is float). The kernel of
+//                         the bf16 products is the context longnet_bf16_gemm.
+//   BM_train_profile/T/B  where a step's time goes (B = 1: the Linears' GEMMs and the attention in bf16; seconds of the second of two steps; the first grows
 //                         the heap): the forward and backward of the
 //                         attention blocks, the FFN blocks, the LayerNorms and residuals, the loss head
 //                         (output projection + softmax cross-entropy, both directions), clipping + AdamW.
@@ -33,7 +43,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstdio>
@@ -168,7 +180,11 @@ void BM_train_step(benchmark::State& state) {
 // and trainer::step, without checkpointing).
 void BM_train_profile(benchmark::State& state) {
     const index_t seq = state.range(0);
+    const bool bf16 = state.range(1) != 0;  // the Linears' GEMMs and the attention in bf16 (as a bf16 trainer runs them)
     nn::decoder<float>& model = base_model();
+    tr::set_bf16_products(model, bf16);
+    nn::bf16_attention bf16_attention;  // what a bf16 trainer's pass uses
+    nn::attention_backend<float>& attention = bf16 ? bf16_attention : nn::local_attention<float>();
     const tr::sequence s = random_sequence(static_cast<std::size_t>(seq), 5);
     nn::decoder_grad<float> grad = model.make_grad();
     auto params = tr::named_parameters(model);
@@ -195,7 +211,7 @@ void BM_train_profile(benchmark::State& state) {
             nn::matrix<float> y(x.rows(), x.cols());
             p.norms_residuals += seconds_since(t0);
             t0 = clock_type::now();
-            layer.self_attn.forward_train(act.ln1_out, y, act.attn);
+            layer.self_attn.forward_train(act.ln1_out, y, act.attn, attention);
             p.attention_fwd += seconds_since(t0);
             t0 = clock_type::now();
             x += y;
@@ -248,7 +264,7 @@ void BM_train_profile(benchmark::State& state) {
             dh.setZero();
             p.norms_residuals += seconds_since(t0);
             t0 = clock_type::now();
-            layer.self_attn.backward(act.ln1_out, x, act.attn, dh, g.self_attn, longnet::grad_mode::exact);
+            layer.self_attn.backward(act.ln1_out, x, act.attn, dh, g.self_attn, longnet::grad_mode::exact, attention);
             p.attention_bwd += seconds_since(t0);
             t0 = clock_type::now();
             layer.self_attn_layer_norm.backward(act.input, dh, act.ln1_mean, act.ln1_rstd, x, g.self_attn_layer_norm);
@@ -260,12 +276,14 @@ void BM_train_profile(benchmark::State& state) {
         t0 = clock_type::now();
         tr::clip_grad_norm(grads, 1.0);
         optimizer.step(params, grads, 1e-4);
+        if (bf16) tr::set_bf16_products(model, true);  // the trainer's refresh of the bf16 copies
         p.optimizer += seconds_since(t0);
         if (!warm) {  // the first step grows the heap (first touch of every buffer): not counted
             p = parts{};
             warm = true;
         }
     }
+    tr::set_bf16_products(model, false);
     const double n = static_cast<double>(state.iterations() - 1);
     state.counters["attention_fwd_s"] = p.attention_fwd / n;
     state.counters["attention_bwd_s"] = p.attention_bwd / n;
@@ -276,6 +294,52 @@ void BM_train_profile(benchmark::State& state) {
     state.counters["optimizer_s"] = p.optimizer / n;
 }
 
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void BM_train_step_bf16(benchmark::State& state) {
+    const index_t seq = state.range(0);
+    const int rounds = static_cast<int>(state.range(1));
+    nn::decoder<float>& model = base_model();
+    const std::vector<tr::sequence> batch{random_sequence(static_cast<std::size_t>(seq), 3)};
+    std::vector<double> wall[2], cpu[2];
+    for (auto _ : state) {
+        for (int r = 0; r < rounds; ++r)
+            for (int p = 0; p < 2; ++p) {
+                tr::trainer_options opt = step_options(false);
+                opt.precision = p == 1 ? tr::precision::bf16 : tr::precision::float32;
+                tr::trainer<float> trainer(model, opt);  // bf16: makes the copies; its destructor drops them
+                trainer.step(batch);                     // warm-up: allocates the workspace
+                const auto t0 = clock_type::now();
+                const double c0 = process_cpu_seconds();
+                const tr::step_stats st = trainer.step(batch);
+                wall[p].push_back(seconds_since(t0));
+                cpu[p].push_back(process_cpu_seconds() - c0);
+                benchmark::DoNotOptimize(st.loss);
+            }
+    }
+    const double loss_float = model.loss(batch[0].inputs, batch[0].targets);
+    tr::set_bf16_products(model, true);
+    const double loss_bf16 = model.loss(batch[0].inputs, batch[0].targets);
+    tr::set_bf16_products(model, false);
+    const double f = median(wall[0]), b = median(wall[1]), fc = median(cpu[0]), bc = median(cpu[1]);
+    state.counters["float_s"] = f;
+    state.counters["bf16_s"] = b;
+    state.counters["speedup"] = f / b;
+    state.counters["float_cpu_s"] = fc;
+    state.counters["bf16_cpu_s"] = bc;
+    state.counters["speedup_cpu"] = fc / bc;
+    state.counters["loss_rel_diff"] = std::fabs(loss_bf16 - loss_float) / loss_float;
+    const double model_flops = 3 * forward_flops(model, seq), peak = longnet_bench::measured_peak_gflops();
+    if (peak > 0) {
+        state.counters["mfu_float"] = model_flops / f * 1e-9 / peak;
+        state.counters["mfu_bf16"] = model_flops / b * 1e-9 / peak;  // of the float FMA peak
+    }
+}
+
 constexpr std::int64_t K = 1024;
 
 // {T, checkpointing, warm-up}: the long ones take minutes per step, so they time their first step
@@ -284,10 +348,14 @@ BENCHMARK(BM_train_step)->Args({8 * K, 0, 1})->Iterations(2)->Unit(benchmark::kS
 BENCHMARK(BM_train_step)->Args({8 * K, 1, 1})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK(BM_train_step)->Args({32 * K, 1, 0})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK(BM_train_step)->Args({64 * K, 1, 0})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK(BM_train_profile)->Arg(8 * K)->Iterations(2)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_profile)->Args({8 * K, 0})->Iterations(2)->Unit(benchmark::kSecond)->UseRealTime();
 // Short ones for alternating two builds on a shared machine (the profile times its second iteration).
 BENCHMARK(BM_train_step)->Args({2 * K, 0, 1})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK(BM_train_profile)->Arg(2 * K)->Iterations(2)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_profile)->Args({2 * K, 0})->Iterations(2)->Unit(benchmark::kSecond)->UseRealTime();
+// Mixed precision (issue 23): float and bf16 steps alternating, and the bf16 step's split.
+BENCHMARK(BM_train_step_bf16)->Args({2 * K, 3})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_step_bf16)->Args({8 * K, 1})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_profile)->Args({2 * K, 1})->Iterations(2)->Unit(benchmark::kSecond)->UseRealTime();
 
 }  // namespace
 
@@ -306,15 +374,17 @@ int main(int argc, char** argv) {
     }
     const double peak = longnet_bench::measure_fma_peak_gflops();
     longnet_bench::measured_peak_gflops() = peak;
-    std::fprintf(stderr, "bench_training: FMA peak %.1f GFLOP/s (%s, %d threads); kernels use %s; nn GEMMs: %s; "
-                 "freed memory kept: %s\n", peak, longnet_bench::fma_isa, longnet_bench::bench_threads(), kernel_isa,
-                 nn::gemm_backend, keep ? "yes" : "no");
+    const std::string bf16_gemm = nn::bf16_gemm_kernel();
+    std::fprintf(stderr, "bench_training: FMA peak %.1f GFLOP/s (%s, %d threads); kernels use %s; nn GEMMs: %s "
+                 "(bf16 products: %s); freed memory kept: %s\n", peak, longnet_bench::fma_isa,
+                 longnet_bench::bench_threads(), kernel_isa, nn::gemm_backend, bf16_gemm.c_str(), keep ? "yes" : "no");
     benchmark::AddCustomContext("longnet_version", LONGNET_VERSION_STRING);
     benchmark::AddCustomContext("longnet_peak_gflops", std::to_string(peak));
     benchmark::AddCustomContext("longnet_fma_isa", longnet_bench::fma_isa);
     benchmark::AddCustomContext("longnet_simd_isa", kernel_isa);
     benchmark::AddCustomContext("longnet_threads", std::to_string(longnet_bench::bench_threads()));
     benchmark::AddCustomContext("longnet_nn_gemm", nn::gemm_backend);
+    benchmark::AddCustomContext("longnet_bf16_gemm", bf16_gemm);
     benchmark::AddCustomContext("longnet_keep_freed_memory", keep ? "yes" : "no");
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

@@ -398,6 +398,7 @@ int train(arguments a) {
     topt.adamw = a.adamw;
     topt.clip_norm = a.clip_norm;
     topt.pass = a.pass;
+    topt.precision = a.precision;
     topt.schedule.kind = a.schedule;
     topt.schedule.lr = a.lr;
     topt.schedule.min_lr = a.min_lr;
@@ -489,12 +490,13 @@ int train(arguments a) {
 
     if (root) std::fprintf(stderr,
                  "longnet_train: %lld layers, hidden %lld, %lld heads, FFN %lld, vocab %lld (%.2f M parameters), %s, "
-                 "segments %s / dilations %s, grad mode %s%s%s, %d threads\n",
+                 "segments %s / dilations %s, grad mode %s%s%s%s, %d threads\n",
                  static_cast<long long>(cfg.layers), static_cast<long long>(cfg.embed_dim), static_cast<long long>(cfg.heads),
                  static_cast<long long>(cfg.ffn_dim), static_cast<long long>(cfg.vocab_size),
                  static_cast<double>(model.parameter_count()) / 1e6, std::is_same_v<T, double> ? "double" : "float",
                  cli::join(cfg.segment_length).c_str(), cli::join(cfg.dilated_ratio).c_str(), longnet::to_string(a.pass.mode),
                  a.pass.checkpoint_activations ? ", activation checkpointing" : "",
+                 a.precision == tr::precision::bf16 ? ", bf16 products (float master weights)" : "",
                  data.eos >= 0 ? (", packed documents (end token " + std::to_string(data.eos) + ")").c_str() : "",
                  cli::max_threads());
 

@@ -16,6 +16,7 @@
 #include <longnet/nn/decoder_config.hpp>
 #include <longnet/options.hpp>
 #include <longnet/training/adamw.hpp>
+#include <longnet/training/precision.hpp>
 #include <longnet/training/checkpoint.hpp>
 #include <longnet/training/schedule.hpp>
 
@@ -34,7 +35,7 @@ inline const char* const usage_text =
     "                [--steps K] [--lr X] [--schedule cosine|constant] [--warmup W] [--min-lr X]\n"
     "                [--betas b1,b2] [--eps E] [--weight-decay W] [--clip-norm C]\n"
     "                [--grad-mode exact|stop_grad_weights] [--checkpoint-activations] [--seed S]\n"
-    "                [--dtype float|double] [--angles torchscale|float64] [--vocab V]\n"
+    "                [--dtype float|double] [--precision float32|bf16] [--angles torchscale|float64] [--vocab V]\n"
     "                [--segment-length 64,128 --dilated-ratio 1,2] [--xpos-scale-base S] [--recall-pairs P] [--recall-copies C] [--recall-queries Q]\n"
     "                [--passkey-max K] [--passkey-loss answer|all]\n"
     "                [--eval-every N] [--eval-batches N] [--save-every N] [--out DIR]\n"
@@ -61,6 +62,7 @@ struct arguments : cli::model_flags {
     longnet::training::schedule_kind schedule = longnet::training::schedule_kind::cosine;
     longnet::training::adamw_options adamw;
     longnet::nn::train_options pass;
+    longnet::training::precision precision = longnet::training::precision::float32;  // --precision
     std::vector<std::string> argv;  // as given (recorded in checkpoint.json for --resume)
     arguments() { seed = 1; }
 };
@@ -124,6 +126,12 @@ inline arguments parse(const std::vector<std::string>& args) {
                 a.pass.mode = longnet::parse_grad_mode(r.value(f));
             } catch (const std::invalid_argument& e) {
                 throw cli::usage_error(std::string("--grad-mode: ") + e.what());
+            }
+        } else if (f == "--precision") {
+            try {
+                a.precision = longnet::training::parse_precision(r.value(f));
+            } catch (const std::invalid_argument& e) {
+                throw cli::usage_error(std::string("--precision: ") + e.what());
             }
         } else if (f == "--pack-documents") {
             r.no_value(f);
@@ -190,6 +198,8 @@ inline arguments parse(const std::vector<std::string>& args) {
         throw cli::usage_error("--segment-length/--dilated-ratio/--xpos-scale-base are for --random-config (a config file gives its own)");
     if (a.segment_length.size() != a.dilated_ratio.size())
         throw cli::usage_error("--segment-length and --dilated-ratio need equally many entries");
+    if (a.precision == longnet::training::precision::bf16 && a.dtype != "float")
+        throw cli::usage_error("--precision bf16 needs --dtype float (bf16 products with float master weights), got --dtype " + a.dtype);
     if (a.eos_token >= 0 && !a.pack_documents) throw cli::usage_error("--eos-token is for --pack-documents");
     if (a.pack_documents && !a.task.empty()) throw cli::usage_error("--pack-documents is for --tokens, --text or --data, not --task " + a.task);
     if (a.seq_len == 0 && a.task == "recall") a.seq_len = 8192;

@@ -61,7 +61,24 @@ int longnet_isa_check() {
     longnet::nn::decoder<float> f(cfg);
     longnet::nn::decoder<double> d(cfg);
     const std::vector<std::int64_t> tokens{1, 2, 3};
-    return static_cast<int>(f.forward(tokens)(0, 0) + static_cast<float>(d.forward(tokens)(0, 0)));
+    // mixed precision: a Linear's bf16 products (nn/gemm.hpp) and the bf16 attention backend
+    longnet::nn::linear<float> lin(16, 8);
+    lin.set_bf16_weight();
+    const longnet::nn::matrix<float> x = longnet::nn::matrix<float>::Ones(3, 16);
+    longnet::nn::matrix<float> dx = longnet::nn::matrix<float>::Zero(3, 16);
+    auto lg = lin.make_grad();
+    lin.backward(x, lin(x), dx, lg);
+    longnet::nn::bf16_attention bf16_attention;
+    std::vector<float> qkv(3 * 2 * 16, 0.5f), o(3 * 2 * 16), dq(o.size()), lse(3 * 2);
+    const auto in = longnet::make_bnhd<const float>(qkv.data(), 1, 3, 2, 16);
+    const auto lv = longnet::make_lse_bnh(lse.data(), 1, 3, 2);
+    bf16_attention.forward(longnet::nn::attention_kind::dilated, f.layers[0].self_attn.config.dilated, in, in, in,
+                           longnet::make_bnhd(o.data(), 1, 3, 2, 16), lv);
+    const auto dqv = longnet::make_bnhd(dq.data(), 1, 3, 2, 16);
+    bf16_attention.backward(longnet::nn::attention_kind::dilated, f.layers[0].self_attn.config.dilated, in, in, in,
+                            longnet::make_bnhd<const float>(o.data(), 1, 3, 2, 16), lv, in, dqv, dqv, dqv,
+                            longnet::grad_mode::exact);
+    return static_cast<int>(f.forward(tokens)(0, 0) + static_cast<float>(d.forward(tokens)(0, 0)) + dx(0, 0) + dq[0]);
 #else
     return 0;
 #endif

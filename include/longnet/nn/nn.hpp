@@ -3,6 +3,7 @@
 // longnet::nn umbrella: the LongNet decoder, encoder and their layers (needs Eigen 3.4 and nlohmann/json).
 
 #include "longnet/nn/attention_backend.hpp"
+#include "longnet/nn/bf16_attention.hpp"
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/config_json.hpp"
 #include "longnet/nn/cross_entropy.hpp"

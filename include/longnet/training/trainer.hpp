@@ -18,6 +18,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -25,11 +26,13 @@
 #include "longnet/io/safetensors.hpp"
 #include "longnet/io/staged_file.hpp"
 #include "longnet/io/strict_json.hpp"
+#include "longnet/nn/bf16_attention.hpp"
 #include "longnet/nn/decoder.hpp"
 #include "longnet/training/adamw.hpp"
 #include "longnet/training/checkpoint.hpp"
 #include "longnet/training/data.hpp"
 #include "longnet/training/parameters.hpp"
+#include "longnet/training/precision.hpp"
 #include "longnet/training/schedule.hpp"
 
 namespace longnet::training {
@@ -39,6 +42,10 @@ struct trainer_options {
     lr_schedule schedule;
     double clip_norm = 1.0;  // global L2 norm; <= 0: no clipping
     nn::train_options pass;  // grad mode, activation checkpointing, logit block
+    // bf16: every Linear's GEMMs on bf16 copies of the float weights and the training pass's attention on
+    // bf16 q/k/v, float master weights and AdamW (precision.hpp). The model's Linears compute so while this
+    // trainer exists; float models only.
+    training::precision precision = training::precision::float32;
 };
 
 struct step_stats {
@@ -101,9 +108,18 @@ public:
         params_ = named_parameters(model_);
         grads_ = named_gradients(grad_);
         optimizer_ = adamw<T>(params_, opt.adamw);
+        if (opt.precision == precision::bf16) {
+            if constexpr (!std::is_same_v<T, float>)
+                throw std::invalid_argument("trainer: precision bf16 needs a float model (--dtype float)");
+            refresh_bf16_weights();
+        }
     }
     trainer(const trainer&) = delete;
     trainer& operator=(const trainer&) = delete;
+    ~trainer() {
+        if constexpr (std::is_same_v<T, float>)
+            if (options_.precision == precision::bf16) set_bf16_products(model_, false);
+    }
 
     std::int64_t steps_done() const noexcept { return optimizer_.steps(); }
     const trainer_options& options() const noexcept { return options_; }
@@ -118,10 +134,19 @@ public:
         grad_.set_zero();
         double loss = 0;
         const double weight = 1.0 / static_cast<double>(batch.size());
-        for (const auto& s : batch)
+        for (const auto& s : batch) {
+            if (s.documents.empty() && options_.precision == precision::bf16) {  // the attention in bf16 too
+                model_.check_targets(s.inputs, s.targets);
+                const index_t scored = nn::scored_targets(s.targets.data(), static_cast<index_t>(s.targets.size()));
+                loss += model_.forward_backward_sum(s.inputs, s.targets, scored, grad_, options_.pass, weight, &workspace_,
+                                                    bf16_attention_) /
+                        static_cast<double>(scored);
+                continue;
+            }
             loss += s.documents.empty()
                         ? model_.forward_backward(s.inputs, s.targets, grad_, options_.pass, weight, &workspace_)
                         : model_.forward_backward(s.inputs, s.targets, s.documents, grad_, options_.pass, weight, &workspace_);
+        }
         return loss * weight;
     }
     // Clip and take the AdamW step with the gradients of compute_gradients.
@@ -130,6 +155,7 @@ public:
         st.grad_norm = clip_grad_norm(grads_, options_.clip_norm);
         st.lr = options_.schedule.at(optimizer_.steps());
         optimizer_.step(params_, grads_, st.lr);
+        refresh_bf16_weights();
         st.step = optimizer_.steps();
         st.loss = loss;
         return st;
@@ -253,16 +279,25 @@ public:
                                      std::to_string(3 * params_.size()) + " (parameters and both moments)");
         optimizer_.set_steps(step);
         rng.state = rng_value;
+        refresh_bf16_weights();
         return j;
     }
 
 private:
+    // The bf16 copies of the Linear weights from the float weights (precision bf16 only).
+    void refresh_bf16_weights() {
+        if constexpr (std::is_same_v<T, float>)
+            if (options_.precision == precision::bf16) set_bf16_products(model_, true);
+    }
+
     nn::decoder<T, T>& model_;
     trainer_options options_;
     nn::decoder_grad<T> grad_;
     std::vector<named_tensor<T>> params_, grads_;
     adamw<T> optimizer_;
     nn::decoder_activations<T> workspace_;
+    // precision bf16: the attention of the training pass (float models only; a placeholder otherwise)
+    std::conditional_t<std::is_same_v<T, float>, nn::bf16_attention, nn::attention_backend<T>> bf16_attention_;
 };
 
 }  // namespace longnet::training
