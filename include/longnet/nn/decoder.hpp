@@ -282,8 +282,8 @@ public:
             ws.layers.resize(1);
             ws.layer_inputs.resize(count);
             for (std::size_t l = 0; l < count; ++l) {
-                ws.layer_inputs[l] = x;
                 layers[l].forward_train(x, ws.layers[0], attention);
+                ws.layer_inputs[l] = std::move(ws.layers[0].input);  // the layer's input, copied by forward_train
             }
             ws.layers[0] = decoder_layer_activations<T>{};  // recomputed layer by layer in the backward
         } else {
@@ -317,9 +317,7 @@ public:
             // pass allocates them again. Without checkpointing the workspace keeps its buffers from step to
             // step instead. (ws.hidden and ws.final_input stay: callers read the pass's hidden states.)
             for (std::size_t l = count; l-- > 0;) {
-                matrix<T> xin = std::move(ws.layer_inputs[l]);
-                layers[l].forward_train(xin, ws.layers[0], attention);  // recompute: the same code on the same input
-                xin = matrix<T>{};                                      // (the layer's output: not needed)
+                layers[l].recompute(std::move(ws.layer_inputs[l]), ws.layers[0], attention);  // forward_train's bits
                 layers[l].backward_releasing(x, ws.layers[0], grad.layers[l], opt.mode, attention);
             }
         } else {
