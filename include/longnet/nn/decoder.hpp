@@ -276,6 +276,10 @@ public:
         decoder_activations<T>& ws = workspace ? *workspace : local;
         const std::size_t count = layers.size();
         const index_t seq = static_cast<index_t>(inputs.size());
+        // The two [seq, D] buffers kept after the pass first, at the bottom of the heap: a step allocates and
+        // frees everything else, and the next step finds the same contiguous free space (less fragmentation).
+        ws.final_input.resize(seq, embed_dim());
+        ws.hidden.resize(seq, embed_dim());
         matrix<T> x;
         embedding_forward(embed_tokens, inputs, config.embed_scale(), x);
         if (opt.checkpoint_activations) {
@@ -292,7 +296,6 @@ public:
             for (std::size_t l = 0; l < count; ++l) layers[l].forward_train(x, ws.layers[l], attention);
         }
         ws.final_input = x;
-        ws.hidden.resize(seq, embed_dim());
         final_norm.forward_train(ws.final_input, ws.hidden, ws.final_mean, ws.final_rstd);
 
         // head: logits, loss and its gradient, output projection backward, one block of rows at a time
