@@ -11,8 +11,8 @@
 // Training: forward_train saves the layer input, both pre-LN outputs and statistics, the residual stream
 // between the sublayers and the sublayers' own activations; backward takes the gradient of the layer's
 // output and turns it, in place, into the gradient of its input (the residuals pass it through and the
-// sublayers add theirs); recompute is forward_train for activation checkpointing (no output). All take the attention backend of the pass (attention_backend.hpp; local by
-// default).
+// sublayers add theirs); recompute is forward_train for activation checkpointing (no output). All take
+// the attention backend of the pass (attention_backend.hpp; local by default).
 
 #include <type_traits>
 #include <utility>

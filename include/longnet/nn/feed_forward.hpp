@@ -5,8 +5,9 @@
 //   (subln = false: no LN_sub, torchscale's FeedForwardNetwork with subln=False).
 // Runs over blocks of `row_block` rows so the [rows, F] intermediate stays small for long sequences.
 // Training: forward_train saves the fc1 output (GELU input) and the Sub-LN statistics and output
-// (2 × [T, F]; save_activations: only these, without the output, for activation checkpointing); backward recomputes GELU, runs in blocks of row_block rows (its scratch is
-// 3 × [row_block, F]) and accumulates the parameter gradients across blocks.
+// (2 × [T, F]; save_activations: only these, without the output, for activation checkpointing);
+// backward recomputes GELU, runs in blocks of row_block rows (its scratch is 3 × [row_block, F]) and
+// accumulates the parameter gradients across blocks.
 
 #include <algorithm>
 #include <stdexcept>
