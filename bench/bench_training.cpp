@@ -26,6 +26,7 @@
 //                         the same weights after the rounds, the Linears' products in float and in bf16; that
 //                         forward's attention is float). The kernel of
 //                         the bf16 products is the context longnet_bf16_gemm.
+//   BM_train_long/T       the tiny model at 64K-1M tokens (issue 21 §2): see BM_train_long below.
 //   BM_train_profile/T/B  where a step's time goes (B = 1: the Linears' GEMMs and the attention in bf16; seconds of the second of two steps; the first grows
 //                         the heap): the forward and backward of the
 //                         attention blocks, the FFN blocks, the LayerNorms and residuals, the loss head
@@ -42,6 +43,9 @@
 
 #include <sys/resource.h>
 #include <time.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -356,6 +360,59 @@ BENCHMARK(BM_train_profile)->Args({2 * K, 0})->Iterations(2)->Unit(benchmark::kS
 BENCHMARK(BM_train_step_bf16)->Args({2 * K, 3})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK(BM_train_step_bf16)->Args({8 * K, 1})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK(BM_train_profile)->Args({2 * K, 1})->Iterations(2)->Unit(benchmark::kSecond)->UseRealTime();
+
+// Long sequences through the whole model (issue 21 §2): `longnet_train --random-config tiny --task passkey
+// --passkey-loss all --checkpoint-activations` at T tokens: 2 layers, hidden 64, 4 heads, FFN 256,
+// vocabulary 256, branches (64, 1) + (256, 4), float, torchscale initialisation (seed 1), one fresh passkey
+// document per step, every byte scored. Two untimed steps first (the heap reaches its high-water mark over
+// the first two; the heap is never trimmed here, as in longnet_train), then the timed steps.
+//   BM_train_long/T   tokens_per_s, us_per_token (wall), cpu_us_per_token (CPU of all threads: robust on
+//                     a shared machine; OMP_NUM_THREADS=1 for single-thread figures), minor_faults per
+//                     step, peak_rss_bytes (run one T per process to read it for that T). The per-token
+//                     cost from 64K to 1M is the paper's linear cost through the whole model (target ≤ 1.2×).
+//   bench_training --benchmark_filter='BM_train_long/1048576'    # 1M: ~7 GiB, ~20-40 s per step
+void BM_train_long(benchmark::State& state) {
+#if defined(__GLIBC__)
+    mallopt(M_TRIM_THRESHOLD, -1);  // never trim: a 2 GiB threshold re-faults GiBs per step at 1M tokens
+#endif
+    const index_t seq = state.range(0);
+    nn::decoder_config c;
+    c.embed_dim = 64, c.heads = 4, c.ffn_dim = 256, c.layers = 2, c.vocab_size = 256;
+    c.segment_length = {64, 256}, c.dilated_ratio = {1, 4};
+    nn::decoder<float> model(c);
+    tr::torchscale_init(model, 1);
+    tr::passkey_task task;
+    task.seq_len = static_cast<std::size_t>(seq);
+    task.answer_only = false;
+    tr::rng_state rng{1};
+    tr::trainer_options opt = step_options(true);
+    tr::trainer<float> trainer(model, opt);
+    for (int i = 0; i < 2; ++i) trainer.step({task.sample(rng)});
+    double seconds = 0, cpu = 0, faults = 0;
+    for (auto _ : state) {
+        const std::vector<tr::sequence> batch{task.sample(rng)};
+        rusage u0{};
+        getrusage(RUSAGE_SELF, &u0);
+        const auto t0 = clock_type::now();
+        const double c0 = process_cpu_seconds();
+        const tr::step_stats st = trainer.step(batch);
+        seconds += seconds_since(t0);
+        cpu += process_cpu_seconds() - c0;
+        rusage u1{};
+        getrusage(RUSAGE_SELF, &u1);
+        faults += static_cast<double>(u1.ru_minflt - u0.ru_minflt);
+        benchmark::DoNotOptimize(st.loss);
+    }
+    const double steps = static_cast<double>(state.iterations()), tokens = static_cast<double>(seq) * steps;
+    state.counters["tokens_per_s"] = tokens / seconds;
+    state.counters["us_per_token"] = 1e6 * seconds / tokens;
+    state.counters["cpu_us_per_token"] = 1e6 * cpu / tokens;
+    state.counters["minor_faults"] = faults / steps;
+    state.counters["peak_rss_bytes"] = static_cast<double>(peak_rss_bytes());
+}
+BENCHMARK(BM_train_long)->Arg(64 * K)->Iterations(3)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_long)->Arg(256 * K)->Iterations(2)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_train_long)->Arg(1024 * K)->Iterations(2)->Unit(benchmark::kSecond)->UseRealTime();
 
 }  // namespace
 

@@ -43,7 +43,8 @@
 //        --dtype float|double --angles torchscale|float64
 // Output: --save-grads G.safetensors (gradients at the initial parameters, before clipping)
 //        --save P.safetensors (parameters after the last step) --save-dtype float32|float64
-//        --out DIR: progress in DIR/log.jsonl (one JSON line per step), checkpoints every --save-every
+//        --out DIR: progress in DIR/log.jsonl (one JSON line per step: loss, seconds, CPU and system
+//        seconds, minor page faults, peak RSS), checkpoints every --save-every
 //        steps and at the end (model.safetensors float32 + config.json, loadable by longnet_lm and
 //        torchscale; state-<step>.safetensors + checkpoint.json for --resume), each file written to a
 //        temporary name and renamed. --resume DIR continues a run with its recorded arguments; the result
@@ -86,7 +87,6 @@
 #include "model_flags.hpp"
 
 #if defined(__GLIBC__)
-#include <climits>
 #include <malloc.h>
 #endif
 
@@ -97,6 +97,26 @@
 #endif
 
 namespace {
+
+// The process's CPU seconds (user, system: all threads) and minor page faults so far (getrusage), for the
+// log's per-step figures: on a shared machine CPU time says more than wall time, and system time with
+// minor faults is what re-faulting freed memory costs.
+struct process_usage {
+    double user = 0, system = 0;
+    double minor_faults = 0;
+};
+process_usage usage_now() noexcept {
+    process_usage p;
+#if LONGNET_CLI_POSIX
+    struct rusage u {};
+    if (getrusage(RUSAGE_SELF, &u) != 0) return p;
+    const auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+    p.user = sec(u.ru_utime);
+    p.system = sec(u.ru_stime);
+    p.minor_faults = static_cast<double>(u.ru_minflt);
+#endif
+    return p;
+}
 
 namespace nn = longnet::nn;
 namespace tr = longnet::training;
@@ -539,12 +559,14 @@ int train(arguments a) {
     while (trainer.steps_done() < a.steps) {
         const std::vector<tr::sequence> batch = draw(rng);
         const auto t0 = std::chrono::steady_clock::now();
+        const process_usage u0 = usage_now();
         const double loss = gradients(batch);
         if (!a.save_grads.empty() && trainer.steps_done() == 0 && root) {
             tr::save_tensors(a.save_grads, trainer.named_grads(), a.save_dtype);
         }
         tr::step_stats st = trainer.apply(loss);
         st.seconds = cli::seconds_since(t0);
+        const process_usage u1 = usage_now();
         if (local_chunks) st.tokens = a.batch * a.seq_len;  // the whole sequences (every rank counts the same)
         else for (const auto& s : batch) st.tokens += static_cast<std::int64_t>(s.inputs.size());
         nlohmann::json line{{"step", st.step},
@@ -553,6 +575,9 @@ int train(arguments a) {
                             {"grad_norm", st.grad_norm},
                             {"tokens_per_s", static_cast<double>(st.tokens) / std::max(st.seconds, 1e-12)},
                             {"seconds", st.seconds},
+                            {"cpu_seconds", u1.user + u1.system - u0.user - u0.system},  // all threads
+                            {"system_seconds", u1.system - u0.system},
+                            {"minor_faults", u1.minor_faults - u0.minor_faults},
                             {"peak_rss_bytes", cli::peak_rss_bytes()}};  // this process's (rank 0's) peak so far
 #if LONGNET_TRAIN_MPI
         if (trainer.distributed()) {  // rank 0's traffic and time in communication this step
@@ -620,15 +645,19 @@ int run(int argc, char** argv) {
     return dtype == "double" ? train<double>(a) : train<float>(a);
 }
 
-// A training step allocates and frees its activations at every step. glibc gives each freed block above its
-// mmap threshold back to the system and the next step faults it in again: past ~256K tokens most of a
-// small model's step went to the kernel zeroing pages (docs/training.md, "One million tokens per
-// sequence"). Both thresholds raised keep the freed memory in the heap for the next step at the same peak
-// RSS. MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment still decide when set.
+// A training step allocates and frees its activations at every step (with --checkpoint-activations each
+// layer's, several times a step). glibc gives each freed block above its mmap threshold back to the system,
+// and trims the top of the heap once more than its trim threshold is free there; the next allocation faults
+// the memory in again: past ~256K tokens most of a small model's step went to the kernel zeroing pages
+// (docs/training.md, "One million tokens per sequence"). So every block comes from the heap (M_MMAP_MAX 0)
+// and the heap is never trimmed (M_TRIM_THRESHOLD -1, mallopt(3)): the freed memory stays for the next
+// allocation at the same peak RSS (a 2 GiB trim threshold, the largest positive one, still gave 2.3 M
+// faults per step at 1M tokens of `tiny`: each recomputed layer freed more than 2 GiB at the top).
+// MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment still decide when set.
 void keep_freed_memory() {
 #if defined(__GLIBC__)
-    if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, INT_MAX);
-    if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, INT_MAX);
+    if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_MAX, 0);
+    if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, -1);
 #endif
 }
 

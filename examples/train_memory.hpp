@@ -2,15 +2,17 @@
 #pragma once
 // longnet_train's memory model: the peak resident memory of one training process, predicted from the
 // model's shape and the sequence length before anything large is allocated (docs/training.md, "Memory
-// model", derives each term and compares it with the peak RSS the trainer logs: within 12 %).
+// model", derives each term and compares it with the peak RSS the trainer logs: within 15 %).
 //
 // Per token of the longest sequence of a batch (the trainer runs a batch's sequences one after another
 // and reuses one workspace), in scalars of the compute type (4 bytes float, 8 double), with D the hidden
 // size, F the FFN size, H heads, L layers. Where the peak is depends on checkpointing:
-// - with activation checkpointing, at the end of the last layer's recomputed forward (the backward frees
-//   each buffer as its last use passes, nn/decoder.hpp): the residual stream's gradient, the inputs of
-//   the other L - 1 layers, the recomputed layer's input and output, the final LayerNorm's input and
-//   output ((L + 3) D), that layer's activations (below) and the FFN's output (D);
+// - with activation checkpointing, in the last layer's backward (the recompute takes over the layer's
+//   input and computes no output, and the backward frees each buffer as its last use passes,
+//   nn/decoder.hpp): the residual stream's gradient, the inputs of the other L - 1 layers, the final
+//   LayerNorm's input and output ((L + 2) D), that layer's activations (below) and the FFN backward's dh
+//   (D); or, when 2 F < 7 D, later in its attention backward, where the FFN's 2 F and two D are freed and
+//   the attention backward holds d(attention), dq, dk, dv and the anchored path's five copies (9 D);
 // - without it, in the first layer's attention backward: the residual stream's gradient and the final
 //   LayerNorm's input and output (3 D), all L layers' activations, and the attention backward's buffers:
 //   dh, d(Sub-LN), d(attention), dq, dk, dv, the anchored XPos path's copies of q, k, dq, dk, dv (11 D)
@@ -43,7 +45,8 @@ inline std::optional<prediction> predict(const longnet::nn::decoder_config& c, s
     const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v < 0 ? 0 : v); };
     const std::uint64_t D = u(c.embed_dim), F = u(c.ffn_dim), H = u(std::max<std::int64_t>(c.heads, 1)), L = u(c.layers);
     const std::uint64_t layer = 9 * D + 2 * F + H + 8;
-    const std::uint64_t scalars = checkpoint ? (L + 3) * D + layer + D : 3 * D + L * layer + 11 * D + 2 * (D / H);
+    const std::uint64_t scalars = checkpoint ? (L + 2) * D + layer + D + (7 * D > 2 * F ? 7 * D - 2 * F : 0)
+                                              : 3 * D + L * layer + 11 * D + 2 * (D / H);
     prediction p;
     p.per_token_bytes = scalars * scalar_bytes + 32;
     const std::uint64_t runtime = 20ull << 20;

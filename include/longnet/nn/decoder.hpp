@@ -276,14 +276,18 @@ public:
         decoder_activations<T>& ws = workspace ? *workspace : local;
         const std::size_t count = layers.size();
         const index_t seq = static_cast<index_t>(inputs.size());
+        // The two [seq, D] buffers kept after the pass first, at the bottom of the heap: a step allocates and
+        // frees everything else, and the next step finds the same contiguous free space (less fragmentation).
+        ws.final_input.resize(seq, embed_dim());
+        ws.hidden.resize(seq, embed_dim());
         matrix<T> x;
         embedding_forward(embed_tokens, inputs, config.embed_scale(), x);
         if (opt.checkpoint_activations) {
             ws.layers.resize(1);
             ws.layer_inputs.resize(count);
             for (std::size_t l = 0; l < count; ++l) {
-                ws.layer_inputs[l] = x;
                 layers[l].forward_train(x, ws.layers[0], attention);
+                ws.layer_inputs[l] = std::move(ws.layers[0].input);  // the layer's input, copied by forward_train
             }
             ws.layers[0] = decoder_layer_activations<T>{};  // recomputed layer by layer in the backward
         } else {
@@ -292,7 +296,6 @@ public:
             for (std::size_t l = 0; l < count; ++l) layers[l].forward_train(x, ws.layers[l], attention);
         }
         ws.final_input = x;
-        ws.hidden.resize(seq, embed_dim());
         final_norm.forward_train(ws.final_input, ws.hidden, ws.final_mean, ws.final_rstd);
 
         // head: logits, loss and its gradient, output projection backward, one block of rows at a time
@@ -317,9 +320,7 @@ public:
             // pass allocates them again. Without checkpointing the workspace keeps its buffers from step to
             // step instead. (ws.hidden and ws.final_input stay: callers read the pass's hidden states.)
             for (std::size_t l = count; l-- > 0;) {
-                matrix<T> xin = std::move(ws.layer_inputs[l]);
-                layers[l].forward_train(xin, ws.layers[0], attention);  // recompute: the same code on the same input
-                xin = matrix<T>{};                                      // (the layer's output: not needed)
+                layers[l].recompute(std::move(ws.layer_inputs[l]), ws.layers[0], attention);  // forward_train's bits
                 layers[l].backward_releasing(x, ws.layers[0], grad.layers[l], opt.mode, attention);
             }
         } else {

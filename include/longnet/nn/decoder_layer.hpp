@@ -11,10 +11,11 @@
 // Training: forward_train saves the layer input, both pre-LN outputs and statistics, the residual stream
 // between the sublayers and the sublayers' own activations; backward takes the gradient of the layer's
 // output and turns it, in place, into the gradient of its input (the residuals pass it through and the
-// sublayers add theirs). Both take the attention backend of the pass (attention_backend.hpp; local by
-// default).
+// sublayers add theirs); recompute is forward_train for activation checkpointing (no output). All take
+// the attention backend of the pass (attention_backend.hpp; local by default).
 
 #include <type_traits>
+#include <utility>
 
 #include "longnet/nn/attention_backend.hpp"
 #include "longnet/nn/common.hpp"
@@ -141,6 +142,29 @@ public:
         final_layer_norm.forward_train(x, act.ln2_out, act.ln2_mean, act.ln2_rstd);
         ffn.forward_train(act.ln2_out, y, act.ffn);
         x += y;
+    }
+
+    // Activation checkpointing's recompute: act receives exactly what forward_train(input) saves (the same
+    // bits), taking over the input's buffer, without computing the layer's output (the FFN's fc2 and the
+    // last residual add are skipped: the backward does not need them).
+    void recompute(matrix<T>&& input, decoder_layer_activations<T>& act,
+                   attention_backend<T>& attention = local_attention<T>()) const {
+        if (!normalize_before) {
+            forward_train(input, act, attention);
+            return;
+        }
+        act.input = std::move(input);
+        const matrix<T>& x = act.input;
+        act.ln1_out.resize(x.rows(), x.cols());
+        self_attn_layer_norm.forward_train(x, act.ln1_out, act.ln1_mean, act.ln1_rstd);
+        act.mid.resize(x.rows(), x.cols());
+        self_attn.forward_train(act.ln1_out, act.mid, act.attn, attention);
+        const index_t rows = x.rows();
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t i = 0; i < rows; ++i) act.mid.row(i) += x.row(i);  // x + y, as forward_train's x += y
+        act.ln2_out.resize(x.rows(), x.cols());
+        final_layer_norm.forward_train(act.mid, act.ln2_out, act.ln2_mean, act.ln2_rstd);
+        ffn.save_activations(act.ln2_out, act.ffn);
     }
 
     // dx: on entry ∂loss/∂(layer output), on return ∂loss/∂(layer input). grad += parameter gradients.

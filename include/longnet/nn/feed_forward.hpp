@@ -5,8 +5,9 @@
 //   (subln = false: no LN_sub, torchscale's FeedForwardNetwork with subln=False).
 // Runs over blocks of `row_block` rows so the [rows, F] intermediate stays small for long sequences.
 // Training: forward_train saves the fc1 output (GELU input) and the Sub-LN statistics and output
-// (2 × [T, F]); backward recomputes GELU, runs in blocks of row_block rows (its scratch is
-// 3 × [row_block, F]) and accumulates the parameter gradients across blocks.
+// (2 × [T, F]; save_activations: only these, without the output, for activation checkpointing);
+// backward recomputes GELU, runs in blocks of row_block rows (its scratch is 3 × [row_block, F]) and
+// accumulates the parameter gradients across blocks.
 
 #include <algorithm>
 #include <stdexcept>
@@ -94,16 +95,43 @@ public:
 
     // y = FFN(x), saving what backward needs. x, y [T, D], may not alias.
     void forward_train(const_matrix_ref<T> x, matrix_ref<T> y, feed_forward_activations<T>& act) const {
-        if (y.rows() != x.rows() || y.cols() != embed_dim() || x.cols() != embed_dim())
-            throw std::invalid_argument("longnet::nn::feed_forward::forward_train: input/output shapes do not fit embed dim " +
-                                        std::to_string(embed_dim()));
-        act.pre_gelu.resize(x.rows(), ffn_dim());
-        act.ln_out.resize(x.rows(), ffn_dim());
-        fc1.forward(x, act.pre_gelu);
-        act.ln_out = act.pre_gelu;
-        gelu_inplace<T>(act.ln_out, gelu_in_float);
-        if (subln) ffn_layernorm.forward_train(act.ln_out, act.ln_out, act.ln_mean, act.ln_rstd);
+        if (y.rows() != x.rows() || y.cols() != embed_dim())
+            throw std::invalid_argument("longnet::nn::feed_forward::forward_train: output [" + std::to_string(y.rows()) +
+                                        ", " + std::to_string(y.cols()) + "] does not fit [" + std::to_string(x.rows()) +
+                                        ", " + std::to_string(embed_dim()) + "]");
+        save_activations(x, act);
         fc2.forward(act.ln_out, y);
+    }
+
+    // forward_train without the output: only what backward needs (activation checkpointing's recompute).
+    // fc1 runs on all rows at once (the same GEMM as before, the same bits); GELU and the Sub-LN, both row
+    // by row, run on blocks of cache_rows rows so each [T, F] buffer is streamed through memory once.
+    void save_activations(const_matrix_ref<T> x, feed_forward_activations<T>& act) const {
+        if (x.cols() != embed_dim())
+            throw std::invalid_argument("longnet::nn::feed_forward::forward_train: input [" + std::to_string(x.rows()) +
+                                        ", " + std::to_string(x.cols()) + "] does not fit embed dim " +
+                                        std::to_string(embed_dim()));
+        const index_t rows = x.rows();
+        act.pre_gelu.resize(rows, ffn_dim());
+        act.ln_out.resize(rows, ffn_dim());
+        act.ln_mean.resize(subln ? rows : 0);
+        act.ln_rstd.resize(subln ? rows : 0);
+        fc1.forward(x, act.pre_gelu);
+        constexpr index_t cache_rows = 64;
+        const index_t blocks = (rows + cache_rows - 1) / cache_rows;
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t b = 0; b < blocks; ++b) {  // (the row loops inside run on this thread)
+            const index_t r0 = b * cache_rows, n = std::min(cache_rows, rows - r0);
+            auto out = act.ln_out.middleRows(r0, n);
+            out = act.pre_gelu.middleRows(r0, n);
+            gelu_inplace<T>(out, gelu_in_float);
+            if (subln) {
+                vector<T> mean, rstd;
+                ffn_layernorm.forward_train(out, out, mean, rstd);
+                act.ln_mean.segment(r0, n) = mean;
+                act.ln_rstd.segment(r0, n) = rstd;
+            }
+        }
     }
 
     // Backward of forward_train(x, ...): dx += ∂/∂x, grad += parameter gradients.
