@@ -27,7 +27,9 @@ namespace longnet {
 inline bool keep_freed_memory() noexcept {
 #if defined(__GLIBC__) && defined(M_MMAP_MAX) && defined(M_TRIM_THRESHOLD)
     const bool no_mmap = mallopt(M_MMAP_MAX, 0) == 1;
-    const bool no_trim = mallopt(M_TRIM_THRESHOLD, 2147483647) == 1;  // the largest int: never trim
+    // −1 disables trimming (mallopt(3)); the largest int (2 GiB) would still trim a freed top of the heap
+    // above 2 GiB, which a long training step frees every layer (docs/training.md, 1M tokens)
+    const bool no_trim = mallopt(M_TRIM_THRESHOLD, -1) == 1;
     return no_mmap && no_trim;
 #else
     return false;
