@@ -189,6 +189,7 @@ private:
         constexpr bool release = !std::is_const_v<Act>;
         const auto free_ffn = [&act] {
             if constexpr (release) act.ffn = feed_forward_activations<T>{};
+            else (void)act;  // kept: the capture is unused (clang's -Wunused-lambda-capture)
         };
         const auto free_matrix = [](auto& m) {
             if constexpr (release) m = std::decay_t<decltype(m)>{};
