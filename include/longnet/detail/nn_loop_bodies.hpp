@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // No #pragma once and no guard on purpose: included once per instruction-set path by nn_loops.hpp (see
 // there), in that path's namespace and target region.
-// The elementwise and row-reduction loops of nn/ and training/ (GELU, LayerNorm, AdamW) as plain scalar
+// The elementwise and row-reduction loops of nn/ and training/ (GELU, LayerNorm, the cross-entropy's rows,
+// AdamW) as plain scalar
 // code that the compiler vectorizes for the region's target: no xsimd here (xsimd 8.1 picks its
 // architecture from the translation unit's macros, which a target region does not set). Reductions go
 // through lane_sum (fixed lanes, so they vectorize without reassociation flags). AdamW's square roots
@@ -117,6 +118,43 @@ inline void layer_norm_param_row(const T* x, const T* dy, T mu, T rs, T* dw, T* 
         dw[j] += dy[j] * ((x[j] - mu) * rs);
         db[j] += dy[j];
     }
+}
+
+// ---- Cross-entropy rows (float logits) -------------------------------------------------------------------
+// The max of a row (n >= 1).
+inline float ce_row_max(const float* z, index_t n) noexcept {
+    constexpr int lanes = 16;
+    float m = z[0];
+    index_t j = 0;
+    if (n >= lanes) {
+        float acc[lanes];
+        for (int l = 0; l < lanes; ++l) acc[l] = z[l];
+        for (j = lanes; j + lanes <= n; j += lanes)
+            for (int l = 0; l < lanes; ++l) acc[l] = acc[l] > z[j + l] ? acc[l] : z[j + l];
+        for (int l = 0; l < lanes; ++l) m = m > acc[l] ? m : acc[l];
+    }
+    for (; j < n; ++j) m = m > z[j] ? m : z[j];
+    return m;
+}
+// Σ_j exp(z[j] − shift) for shift >= max(z): lane sums in float over blocks of 256 lane-rows (4096 terms),
+// each block's lanes added in double, as the xsimd path of nn/cross_entropy.hpp bounds its float sums.
+inline double ce_row_sum_exp(const float* z, index_t n, float shift) noexcept {
+    constexpr int lanes = 16;
+    double sum = 0;
+    index_t j = 0;
+    while (j + lanes <= n) {
+        const index_t end = std::min<index_t>(j + 256 * lanes, n - (n - j) % lanes);
+        float acc[lanes] = {};
+        for (; j < end; j += lanes)
+            for (int l = 0; l < lanes; ++l) acc[l] += exp_nonpositive(z[j + l] - shift);
+        for (int l = 0; l < lanes; ++l) sum += static_cast<double>(acc[l]);
+    }
+    for (; j < n; ++j) sum += static_cast<double>(exp_nonpositive(z[j] - shift));
+    return sum;
+}
+// z[j] <- exp(z[j] − shift)·scale (shift >= max(z): the softmax's log-sum-exp).
+inline void ce_softmax_scaled_row(float* z, index_t n, float shift, float scale) noexcept {
+    for (index_t j = 0; j < n; ++j) z[j] = exp_nonpositive(z[j] - shift) * scale;
 }
 
 // ---- AdamW ----------------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The elementwise and row-reduction loops of nn/ and training/ (GELU forward and backward in float,
-// LayerNorm's rows and parameter sums, AdamW's update) on the runtime ISA dispatch: the bodies
+// LayerNorm's rows and parameter sums, the float cross-entropy's row max, Σ exp and softmax, AdamW's
+// update) on the runtime ISA dispatch: the bodies
 // (nn_loop_bodies.hpp) are compiled once per instruction-set path by foreach_isa.hpp, like the attention
 // kernels, so a build without -march runs them with AVX2 or AVX-512 where the CPU has it. A -march
 // build has the native path only. Callers take the path once (nn_loop_path(), outside their OpenMP
 // loops: it throws when LONGNET_ISA names an unusable path) and pass it to each call.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -105,6 +107,13 @@ void layer_norm_backward(isa_path path, const T* x, const T* dy, const T* w, T m
 template <class T>
 void layer_norm_params(isa_path path, const T* x, const T* dy, T mu, T rs, T* dw, T* db, index_t n) noexcept {
     LONGNET_DETAIL_NN_CALL_(path, layer_norm_param_row<T>(x, dy, mu, rs, dw, db, n))
+}
+inline float ce_max(isa_path path, const float* z, index_t n) noexcept { LONGNET_DETAIL_NN_CALL_(path, ce_row_max(z, n)) }
+inline double ce_sum_exp(isa_path path, const float* z, index_t n, float shift) noexcept {
+    LONGNET_DETAIL_NN_CALL_(path, ce_row_sum_exp(z, n, shift))
+}
+inline void ce_softmax_scaled(isa_path path, float* z, index_t n, float shift, float scale) noexcept {
+    LONGNET_DETAIL_NN_CALL_(path, ce_softmax_scaled_row(z, n, shift, scale))
 }
 template <class T>
 void adamw(isa_path path, T* x, const T* d, T* m, T* v, std::int64_t n, const adamw_coefficients& c) noexcept {

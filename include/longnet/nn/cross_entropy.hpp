@@ -7,9 +7,11 @@
 // over blocks of rows (decoder: loss_row_block) so the [T, V] logits never exist at once.
 // Every target must be in [0, V) or ignore_target (−1: the row is not scored, its gradient is 0);
 // checked: std::out_of_range naming the row and value.
-// float rows: the max, Σ exp(z − max) and the softmax run on xsimd batches at the build's ISA (xsimd::exp,
-// within an ulp or two of std::exp; partial sums of at most 256 terms per lane in float, added in double);
-// the loss is summed in double either way. double rows: scalar, in double.
+// float rows: the max, Σ exp(z − max) and the softmax are vectorized (partial sums of at most 256 terms
+// per lane in float, added in double; exp within an ulp or two of std::exp): on the runtime ISA dispatch
+// (detail/nn_loops.hpp) where it picks an AVX2 or AVX-512 path, i.e. in builds without -march on such
+// CPUs; otherwise (-march builds, the native path) on xsimd batches at the build's ISA. The loss is summed
+// in double either way. double rows: scalar, in double.
 
 #include <algorithm>
 #include <cmath>
@@ -18,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "longnet/detail/nn_loops.hpp"
 #include "longnet/nn/common.hpp"
 #if LONGNET_HAS_XSIMD
 #include <xsimd/xsimd.hpp>
@@ -54,8 +57,17 @@ inline double lane_sum(const float_batch& x) noexcept {
 }
 #endif
 // log Σ exp over one row, max-shifted; the sum in double (see the header comment for float rows).
+// path: the runtime ISA path (float rows on avx2/avx512 go through detail/nn_loops.hpp).
 template <class T>
-double row_log_sum_exp(const T* z, index_t vocab, double& max_out) {
+double row_log_sum_exp(const T* z, index_t vocab, double& max_out, longnet::detail::isa_path path) {
+    namespace loops = longnet::detail::nn_loops;
+    if constexpr (std::is_same_v<T, float>) {
+        if (path != longnet::detail::isa_path::native && vocab > 0) {
+            const float m = loops::ce_max(path, z, vocab);
+            max_out = m;
+            return static_cast<double>(m) + std::log(loops::ce_sum_exp(path, z, vocab, m));
+        }
+    }
     double m = -INFINITY;
     index_t v = 0;
 #if LONGNET_HAS_XSIMD
@@ -90,7 +102,13 @@ double row_log_sum_exp(const T* z, index_t vocab, double& max_out) {
 }
 // z[v] ← exp(z[v] − lse)·scale for every v.
 template <class T>
-void softmax_scaled(T* z, index_t vocab, double lse, double scale) {
+void softmax_scaled(T* z, index_t vocab, double lse, double scale, longnet::detail::isa_path path) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (path != longnet::detail::isa_path::native) {
+            longnet::detail::nn_loops::ce_softmax_scaled(path, z, vocab, static_cast<float>(lse), static_cast<float>(scale));
+            return;
+        }
+    }
     index_t v = 0;
 #if LONGNET_HAS_XSIMD
     if constexpr (std::is_same_v<T, float>) {
@@ -108,13 +126,14 @@ template <class T>
 double cross_entropy_forward(const_matrix_ref<T> logits, const std::int64_t* targets) {
     const index_t rows = logits.rows(), vocab = logits.cols();
     detail::check_targets(targets, rows, vocab);
+    const auto path = longnet::detail::nn_loops::nn_loop_path();  // outside the loop: it may throw
     std::vector<double> loss(static_cast<std::size_t>(rows), 0.0);
     LONGNET_NN_PARALLEL_FOR
     for (index_t i = 0; i < rows; ++i) {
         const T* z = logits.data() + i * logits.outerStride();
         double m;
         if (targets[i] == ignore_target) continue;  // loss stays 0
-        loss[static_cast<std::size_t>(i)] = detail::row_log_sum_exp(z, vocab, m) - static_cast<double>(z[targets[i]]);
+        loss[static_cast<std::size_t>(i)] = detail::row_log_sum_exp(z, vocab, m, path) - static_cast<double>(z[targets[i]]);
     }
     double total = 0;
     for (double l : loss) total += l;  // fixed order: same sum for any thread count
@@ -127,6 +146,7 @@ template <class T>
 double cross_entropy_backward(matrix_ref<T> logits, const std::int64_t* targets, double grad_scale) {
     const index_t rows = logits.rows(), vocab = logits.cols();
     detail::check_targets(targets, rows, vocab);
+    const auto path = longnet::detail::nn_loops::nn_loop_path();  // outside the loop: it may throw
     std::vector<double> loss(static_cast<std::size_t>(rows), 0.0);
     LONGNET_NN_PARALLEL_FOR
     for (index_t i = 0; i < rows; ++i) {
@@ -136,9 +156,9 @@ double cross_entropy_backward(matrix_ref<T> logits, const std::int64_t* targets,
             for (index_t v = 0; v < vocab; ++v) z[v] = T(0);
             continue;
         }
-        const double lse = detail::row_log_sum_exp(z, vocab, m);
+        const double lse = detail::row_log_sum_exp(z, vocab, m, path);
         loss[static_cast<std::size_t>(i)] = lse - static_cast<double>(z[targets[i]]);
-        detail::softmax_scaled(z, vocab, lse, grad_scale);
+        detail::softmax_scaled(z, vocab, lse, grad_scale, path);
         z[targets[i]] = static_cast<T>(static_cast<double>(z[targets[i]]) - grad_scale);
     }
     double total = 0;

@@ -147,7 +147,7 @@ perplexity_result perplexity(const Model& model, const token_reader& read, std::
                 std::vector<double> z(static_cast<std::size_t>(vocab));
                 for (longnet::index_t v = 0; v < vocab; ++v) z[static_cast<std::size_t>(v)] = static_cast<double>(logits(static_cast<longnet::index_t>(i), v));
                 double m;
-                const double lse = nn::detail::row_log_sum_exp(z.data(), vocab, m);
+                const double lse = nn::detail::row_log_sum_exp(z.data(), vocab, m, longnet::detail::isa_path::native);  // double rows: scalar
                 const double nll = lse - z[static_cast<std::size_t>(target)];
                 r.nll_sum += nll;
                 r.nll2_sum += nll * nll;
@@ -158,7 +158,7 @@ perplexity_result perplexity(const Model& model, const token_reader& read, std::
                     const float* b = opt.kl_base + row * static_cast<std::uint64_t>(vocab);
                     std::vector<double> zb(b, b + vocab);
                     double mb;
-                    const double lse_b = nn::detail::row_log_sum_exp(zb.data(), vocab, mb);
+                    const double lse_b = nn::detail::row_log_sum_exp(zb.data(), vocab, mb, longnet::detail::isa_path::native);
                     double kl = 0;
                     for (longnet::index_t v = 0; v < vocab; ++v) {
                         const double lp_b = zb[static_cast<std::size_t>(v)] - lse_b, lp = z[static_cast<std::size_t>(v)] - lse;
