@@ -13,9 +13,10 @@
 //   q, k, v and attention output (5 D), the layer backward's dh and the attention backward's d(attention),
 //   dq, dk, dv (5 D), the per-head anchored backward's copies of one head's q, k and its dq, dk, dv
 //   (5 D / H), the log-sum-exp (H) and LayerNorm statistics (8). The FFN's [T, F] activations never
-//   exist (recomputed per row block in its backward: 5 × [4096, F] scratch, counted as fixed), and the
-//   other phases are lower: the first forward (L + 12) D, the FFN backward (L + 11) D, the recompute
-//   (L + 11) D;
+//   exist (recomputed per row block in its backward); the other phases are lower per token (the first
+//   forward (L + 12) D, the FFN backward and the recompute (L + 11) D), but the FFN backward also holds
+//   5 × [4096, F] of block scratch, so for short sequences (D + 5 D/H per token less than that) it is
+//   the peak: the prediction is the larger of the two;
 // - without it, in the first layer's attention backward: the residual stream's gradient and the final
 //   LayerNorm's input and output (3 D), all L layers' activations, and the attention backward's buffers:
 //   dh, d(Sub-LN), d(attention), dq, dk, dv, the anchored XPos path's copies of q, k, dq, dk, dv (11 D)
@@ -24,8 +25,7 @@
 // output, residual, LN2 output (9 D), FC1 output and the FFN's Sub-LN output (2 F), the log-sum-exp (H)
 // and eight LayerNorm statistics. Token ids (inputs, targets and the batch's copy, int64): 32 bytes.
 // Plus a part that does not grow with the sequence: parameters, gradients and AdamW's two moments
-// (4 × parameters), the FFN's row-block scratch (5 × [4096, F] with checkpointing, 3 × without) and the
-// runtime's libraries and small buffers (20 MiB, measured with 512 tokens).
+// (4 × parameters) and the runtime's libraries and small buffers (20 MiB, measured with 512 tokens).
 
 #include <algorithm>
 #include <cstdint>
@@ -54,11 +54,17 @@ inline std::optional<prediction> predict(const longnet::nn::decoder_config& c, s
     prediction p;
     p.per_token_bytes = scalars * scalar_bytes + 32;
     const std::uint64_t runtime = 20ull << 20;
-    const std::uint64_t ffn_block = std::min<std::uint64_t>(u(tokens), 4096) * F * (checkpoint ? 5 : 3);
-    p.fixed_bytes = scalar_bytes * (4 * u(parameters) + ffn_block) + runtime;
+    p.fixed_bytes = scalar_bytes * 4 * u(parameters) + runtime;
     const auto grown = cli::mul(p.per_token_bytes, u(tokens));
-    const auto total = grown ? cli::add(*grown, p.fixed_bytes) : std::nullopt;
+    auto total = grown ? cli::add(*grown, p.fixed_bytes) : std::nullopt;
     if (!total) return std::nullopt;
+    if (checkpoint) {  // short sequences: the FFN backward, (L + 11) D + H + 8 and its 5 × [4096, F] scratch
+        const std::uint64_t scratch = 5 * std::min<std::uint64_t>(u(tokens), 4096) * F * scalar_bytes;
+        const auto ffn = cli::mul(((L + 11) * D + H + 8) * scalar_bytes + 32, u(tokens));
+        const auto ffn_total = ffn ? cli::add(*ffn, p.fixed_bytes + scratch) : std::nullopt;
+        if (!ffn_total) return std::nullopt;
+        total = std::max(*total, *ffn_total);
+    }
     p.total_bytes = *total;
     return p;
 }
