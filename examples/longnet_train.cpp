@@ -6,7 +6,7 @@
 //
 // MODEL: --weights W.safetensors --config C.json   start from a checkpoint
 //        --config C.json                          fresh model (torchscale initialisation, --seed)
-//        --random-config tiny|small|base          fresh model of a built-in size (vocabulary from the data
+//        --random-config tiny|small|small-long|base          fresh model of a built-in size (vocabulary from the data
 //                                                 or --vocab; --segment-length/--dilated-ratio and
 //                                                 --xpos-scale-base override)
 // DATA:  --tokens T.npy (int32/int64 ids) | --text FILE (bytes, vocabulary 256) | --task recall | --task passkey

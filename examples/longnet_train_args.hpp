@@ -27,7 +27,7 @@ namespace train_cli {
 
 inline const char* const usage_text =
     "usage:\n"
-    "  longnet_train (--weights W.safetensors --config C.json | --config C.json | --random-config tiny|small|base)\n"
+    "  longnet_train (--weights W.safetensors --config C.json | --config C.json | --random-config tiny|small|small-long|base)\n"
     "                (--tokens T.npy | --text FILE | --task recall|passkey) [--seq-len N] [--batch B] [--heldout F]\n"
     "                [--tokenizer spm.model]   (--text encoded with a SentencePiece model; recorded in config.json)\n"
     "                | --data 'train_*.bin' --seq-len N [--heldout 'val_*.bin']\n"
@@ -82,7 +82,7 @@ inline arguments parse(const std::vector<std::string>& args) {
     cli::model_flag_set model_flags;
     model_flags.weights = model_flags.config = model_flags.random_config = model_flags.seed = model_flags.vocab = true;
     model_flags.dtype = model_flags.angles = true;
-    model_flags.random_configs = {"tiny", "small", "base"};
+    model_flags.random_configs = {"tiny", "small", "small-long", "base"};
     cli::arg_reader r(static_cast<int>(argv.size()), argv.data());
     std::string heldout_text;
     std::vector<std::string> flags;  // as given
@@ -228,6 +228,14 @@ inline longnet::nn::decoder_config random_config(const std::string& name) {
     } else if (name == "small") {
         c.embed_dim = 256, c.heads = 4, c.ffn_dim = 1024, c.layers = 4;
         c.segment_length = {256, 1024, 4096}, c.dilated_ratio = {1, 4, 16};
+    } else if (name == "small-long") {
+        // small's shape for 1M-token sequences (docs/training.md, "Memory model"): segment lengths 1K ..
+        // 1M by 4 with dilations 1 .. 1024 (every branch 1024 rows per segment; the last segment is a
+        // 1M-token sequence), XPos scale base 8192 so the anchored decay of a 1M segment fits float.
+        c.embed_dim = 256, c.heads = 4, c.ffn_dim = 1024, c.layers = 4;
+        c.segment_length = {1024, 4096, 16384, 65536, 262144, 1048576};
+        c.dilated_ratio = {1, 4, 16, 64, 256, 1024};
+        c.xpos_scale_base = 8192;
     } else {
         c = longnet::nn::decoder_config::base();
     }

@@ -7,19 +7,23 @@
 // Per token of the longest sequence of a batch (the trainer runs a batch's sequences one after another
 // and reuses one workspace), in scalars of the compute type (4 bytes float, 8 double), with D the hidden
 // size, F the FFN size, H heads, L layers. Where the peak is depends on checkpointing:
-// - with activation checkpointing, in the last layer's backward (the recompute takes over the layer's
-//   input and computes no output, and the backward frees each buffer as its last use passes,
-//   nn/decoder.hpp): the residual stream's gradient, the inputs of the other L - 1 layers, the final
-//   LayerNorm's input and output ((L + 2) D), that layer's activations (below) and the FFN backward's dh
-//   (D); or, when 2 F < 7 D, later in its attention backward, where the FFN's 2 F and two D are freed and
-//   the attention backward holds d(attention), dq, dk, dv and the anchored path's five copies (9 D);
+// - with activation checkpointing, in the last layer's attention backward (nn/decoder.hpp,
+//   decoder_layer::backward_releasing, multihead_attention::backward_releasing): the residual stream's
+//   gradient, the L layer inputs and the final LayerNorm's output ((L + 2) D), the layer's LN1 output,
+//   q, k, v and attention output (5 D), the layer backward's dh and the attention backward's d(attention),
+//   dq, dk, dv (5 D), the per-head anchored backward's copies of one head's q, k and its dq, dk, dv
+//   (5 D / H), the log-sum-exp (H) and LayerNorm statistics (8). The FFN's [T, F] activations never
+//   exist (recomputed per row block in its backward); the other phases are lower per token (the first
+//   forward (L + 12) D, the FFN backward and the recompute (L + 11) D), but the FFN backward also holds
+//   5 × [4096, F] of block scratch, so for short sequences (D + 5 D/H per token less than that) it is
+//   the peak: the prediction is the larger of the two;
 // - without it, in the first layer's attention backward: the residual stream's gradient and the final
 //   LayerNorm's input and output (3 D), all L layers' activations, and the attention backward's buffers:
 //   dh, d(Sub-LN), d(attention), dq, dk, dv, the anchored XPos path's copies of q, k, dq, dk, dv (11 D)
 //   and its rotation and coefficient tables (2 D / H).
-// A layer's activations: input, LN1 output, q, k, v, attention output, Sub-LN output, residual, LN2
-// output (9 D), FC1 output and the FFN's Sub-LN output (2 F), the log-sum-exp (H) and eight LayerNorm
-// statistics. Token ids (inputs, targets and the batch's copy, int64): 32 bytes.
+// A layer's activations (without checkpointing): input, LN1 output, q, k, v, attention output, Sub-LN
+// output, residual, LN2 output (9 D), FC1 output and the FFN's Sub-LN output (2 F), the log-sum-exp (H)
+// and eight LayerNorm statistics. Token ids (inputs, targets and the batch's copy, int64): 32 bytes.
 // Plus a part that does not grow with the sequence: parameters, gradients and AdamW's two moments
 // (4 × parameters) and the runtime's libraries and small buffers (20 MiB, measured with 512 tokens).
 
@@ -45,15 +49,22 @@ inline std::optional<prediction> predict(const longnet::nn::decoder_config& c, s
     const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v < 0 ? 0 : v); };
     const std::uint64_t D = u(c.embed_dim), F = u(c.ffn_dim), H = u(std::max<std::int64_t>(c.heads, 1)), L = u(c.layers);
     const std::uint64_t layer = 9 * D + 2 * F + H + 8;
-    const std::uint64_t scalars = checkpoint ? (L + 2) * D + layer + D + (7 * D > 2 * F ? 7 * D - 2 * F : 0)
+    const std::uint64_t scalars = checkpoint ? (L + 12) * D + 5 * (D / H) + H + 8
                                               : 3 * D + L * layer + 11 * D + 2 * (D / H);
     prediction p;
     p.per_token_bytes = scalars * scalar_bytes + 32;
     const std::uint64_t runtime = 20ull << 20;
     p.fixed_bytes = scalar_bytes * 4 * u(parameters) + runtime;
     const auto grown = cli::mul(p.per_token_bytes, u(tokens));
-    const auto total = grown ? cli::add(*grown, p.fixed_bytes) : std::nullopt;
+    auto total = grown ? cli::add(*grown, p.fixed_bytes) : std::nullopt;
     if (!total) return std::nullopt;
+    if (checkpoint) {  // short sequences: the FFN backward, (L + 11) D + H + 8 and its 5 × [4096, F] scratch
+        const std::uint64_t scratch = 5 * std::min<std::uint64_t>(u(tokens), 4096) * F * scalar_bytes;
+        const auto ffn = cli::mul(((L + 11) * D + H + 8) * scalar_bytes + 32, u(tokens));
+        const auto ffn_total = ffn ? cli::add(*ffn, p.fixed_bytes + scratch) : std::nullopt;
+        if (!ffn_total) return std::nullopt;
+        total = std::max(*total, *ffn_total);
+    }
     p.total_bytes = *total;
     return p;
 }

@@ -4,7 +4,8 @@
 // model.safetensors reproduced through examples/longnet_lm), --resume bitwise equal to an uninterrupted
 // run (after a clean stop, and after SIGKILL of a real process mid-run), and bad flags / data / config /
 // checkpoint files: exit 2 / 1, a message naming the problem, nothing written; --pack-documents: the loss
-// and gradients of packed documents are those of each document trained alone.
+// and gradients of packed documents are those of each document trained alone; the memory model's guard
+// (a checkpointed step's peak RSS against examples/train_memory.hpp).
 
 #include <signal.h>
 #include <sys/types.h>
@@ -13,6 +14,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -28,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "catch.hpp"
+#include "train_memory.hpp"
 
 namespace {
 
@@ -477,3 +480,37 @@ TEST_CASE("longnet_train --task passkey runs, scores only the answer; longnet_lm
     CHECK(e.err.find("| 400 |") != std::string::npos);  // the table's row
     CHECK(e.err.find("2 trials per length and depth") != std::string::npos);
 }
+
+// The memory model's guard (docs/training.md, "Memory model"): the peak RSS that longnet_train logs for a
+// checkpointed `tiny` step at 32K tokens is within 15 % of examples/train_memory.hpp's prediction (the
+// per-token part is three quarters of it there). Not in sanitizer builds: their shadow memory and
+// quarantine are not the model's (the check is compiled out there, and says so).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LONGNET_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LONGNET_TEST_SANITIZED 1
+#endif
+#endif
+#if !defined(LONGNET_TEST_SANITIZED) && defined(__linux__)
+TEST_CASE("longnet_train: checkpointed peak RSS within 15 % of the memory model (tiny, 32K tokens)", "[training][cli][memory]") {
+    const std::string w = scratch("memory_model");
+    const std::string out = w + "/run";
+    const std::int64_t tokens = 32768;
+    auto r = run(tool, {"--random-config", "tiny", "--task", "passkey", "--passkey-loss", "all", "--seq-len",
+                        std::to_string(tokens), "--batch", "1", "--steps", "1", "--checkpoint-activations", "--seed", "1",
+                        "--out", out}, w);
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    const auto cfg = longnet::nn::decoder_config::from_json(nlohmann::json::parse(slurp(out + "/config.json")));
+    const longnet::nn::decoder<float> model(cfg);
+    const auto p = train_memory::predict(cfg, tokens, model.parameter_count(), /*checkpoint=*/true, sizeof(float));
+    REQUIRE(p);
+    const auto lines = log_lines(out);
+    REQUIRE(lines.size() == 1);
+    const double measured = nlohmann::json::parse(lines[0]).at("peak_rss_bytes").get<double>();
+    const double predicted = static_cast<double>(p->total_bytes);
+    INFO("measured " << measured << " bytes, predicted " << predicted);
+    CHECK(std::fabs(measured - predicted) <= 0.15 * measured);
+}
+#endif

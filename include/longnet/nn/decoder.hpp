@@ -15,7 +15,8 @@
 // grad.set_zero(). The logits exist only loss_row_block rows at a time (output projection, softmax
 // cross-entropy and its backward fused per block). checkpoint_activations keeps only each layer's input
 // and recomputes the layer in the backward: bitwise the same gradients, memory ≈ layers·T·D plus one
-// layer's activations. With dilated attention the training pass uses XPos's anchored form, whole sequence
+// layer's attention activations (the FFN's are recomputed per row block; docs/training.md, "Memory
+// model"). With dilated attention the training pass uses XPos's anchored form, whole sequence
 // or slice (no length limit; see multihead_attention.hpp); dense attention the centred form.
 // forward_backward_sum is the same pass on rows that may be one slice of a longer sequence (sequence
 // parallelism, training/distributed_trainer.hpp): an attention backend (attention_backend.hpp) computes
@@ -100,12 +101,12 @@ struct decoder_grad {
 };
 
 // Saved activations of a training pass (reusable across steps to keep allocations; with activation
-// checkpointing the pass frees each layer's buffers as it goes, and only hidden and final_input remain).
+// checkpointing the pass frees each layer's buffers as it goes, and only hidden remains).
 template <class T>
 struct decoder_activations {
     std::vector<decoder_layer_activations<T>> layers;  // one per layer, or one scratch with checkpointing
     std::vector<matrix<T>> layer_inputs;               // checkpointing: each layer's input
-    matrix<T> final_input;                             // input of the final LayerNorm
+    matrix<T> final_input;                             // input of the final LayerNorm (checkpointing frees it)
     vector<T> final_mean, final_rstd;
     matrix<T> hidden;                                  // final LayerNorm output
 };
@@ -285,11 +286,11 @@ public:
         if (opt.checkpoint_activations) {
             ws.layers.resize(1);
             ws.layer_inputs.resize(count);
-            for (std::size_t l = 0; l < count; ++l) {
-                layers[l].forward_train(x, ws.layers[0], attention);
-                ws.layer_inputs[l] = std::move(ws.layers[0].input);  // the layer's input, copied by forward_train
-            }
             ws.layers[0] = decoder_layer_activations<T>{};  // recomputed layer by layer in the backward
+            for (std::size_t l = 0; l < count; ++l) {
+                ws.layer_inputs[l] = x;
+                layers[l].forward_checkpointed(x, attention);  // forward_train's bits, nothing kept
+            }
         } else {
             ws.layers.resize(count);
             ws.layer_inputs.clear();
@@ -315,10 +316,11 @@ public:
         final_norm.backward(ws.final_input, d_hidden, ws.final_mean, ws.final_rstd, x, grad.layer_norm);
         d_hidden.resize(0, 0);
         if (opt.checkpoint_activations) {
+            ws.final_input = matrix<T>{};  // used for the last time (the next pass allocates it first again)
             // Checkpointing trades time for memory: each layer input and activation is freed as its last use
             // passes (docs/training.md, "Memory model": the peak is in a layer's attention backward); the next
             // pass allocates them again. Without checkpointing the workspace keeps its buffers from step to
-            // step instead. (ws.hidden and ws.final_input stay: callers read the pass's hidden states.)
+            // step instead. (ws.hidden stays: callers read the pass's hidden states.)
             for (std::size_t l = count; l-- > 0;) {
                 layers[l].recompute(std::move(ws.layer_inputs[l]), ws.layers[0], attention);  // forward_train's bits
                 layers[l].backward_releasing(x, ws.layers[0], grad.layers[l], opt.mode, attention);

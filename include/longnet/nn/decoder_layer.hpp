@@ -11,8 +11,10 @@
 // Training: forward_train saves the layer input, both pre-LN outputs and statistics, the residual stream
 // between the sublayers and the sublayers' own activations; backward takes the gradient of the layer's
 // output and turns it, in place, into the gradient of its input (the residuals pass it through and the
-// sublayers add theirs); recompute is forward_train for activation checkpointing (no output). All take
-// the attention backend of the pass (attention_backend.hpp; local by default).
+// sublayers add theirs). Activation checkpointing: forward_checkpointed is forward_train's output
+// keeping nothing; recompute is forward_train without the output and without the FFN's [T, F]
+// activations (the backward recomputes them per row block); backward_releasing frees each buffer after
+// its last use. All take the attention backend of the pass (attention_backend.hpp; local by default).
 
 #include <type_traits>
 #include <utility>
@@ -144,9 +146,32 @@ public:
         x += y;
     }
 
-    // Activation checkpointing's recompute: act receives exactly what forward_train(input) saves (the same
-    // bits), taking over the input's buffer, without computing the layer's output (the FFN's fc2 and the
-    // last residual add are skipped: the backward does not need them).
+    // Activation checkpointing's first forward: x becomes the layer's output, forward_train's bits, and
+    // nothing is kept (each buffer is freed once used; the FFN runs in row blocks).
+    void forward_checkpointed(matrix<T>& x, attention_backend<T>& attention = local_attention<T>()) const {
+        if (!normalize_before) {
+            decoder_layer_activations<T> act;
+            forward_train(x, act, attention);
+            return;
+        }
+        matrix<T> h(x.rows(), x.cols()), y(x.rows(), x.cols());
+        {
+            vector<T> mean, rstd;
+            self_attn_layer_norm.forward_train(x, h, mean, rstd);
+            attention_activations<T> attn;
+            self_attn.forward_train(h, y, attn, attention);
+        }
+        x += y;
+        vector<T> mean, rstd;
+        final_layer_norm.forward_train(x, h, mean, rstd);
+        ffn.forward_checkpointed(h, y);
+        x += y;
+    }
+
+    // Activation checkpointing's recompute: act receives what forward_train(input) saves (the same bits),
+    // taking over the input's buffer, except the FFN's [T, F] activations (act.ffn is left empty: the
+    // backward recomputes them one row block at a time), and without computing the layer's output (the
+    // FFN's fc2 and the last residual add are skipped: the backward does not need them).
     void recompute(matrix<T>&& input, decoder_layer_activations<T>& act,
                    attention_backend<T>& attention = local_attention<T>()) const {
         if (!normalize_before) {
@@ -164,7 +189,7 @@ public:
         for (index_t i = 0; i < rows; ++i) act.mid.row(i) += x.row(i);  // x + y, as forward_train's x += y
         act.ln2_out.resize(x.rows(), x.cols());
         final_layer_norm.forward_train(act.mid, act.ln2_out, act.ln2_mean, act.ln2_rstd);
-        ffn.save_activations(act.ln2_out, act.ffn);
+        act.ffn = feed_forward_activations<T>{};
     }
 
     // dx: on entry ∂loss/∂(layer output), on return ∂loss/∂(layer input). grad += parameter gradients.
@@ -173,15 +198,26 @@ public:
         backward_impl(dx, act, grad, mode, attention);
     }
 
-    // backward, freeing each saved activation once its last use has passed (the FFN's [T, F] activations
-    // before the attention block's backward, which is the training pass's peak): the same bits, less
-    // memory at the peak. act is left empty (forward_train refills it).
+    // backward, freeing each saved activation once its last use has passed (the FFN's activations and the
+    // residual before the attention block's backward, which is the training pass's peak; inside it the
+    // attention's own, multihead_attention::backward_releasing): the same bits, less memory at the peak.
+    // act is left empty (forward_train or recompute refills it). Both backwards take act.ffn empty (from
+    // recompute) and then recompute the FFN's activations per row block.
     void backward_releasing(matrix<T>& dx, decoder_layer_activations<T>& act, decoder_layer_grad<T>& grad,
                             grad_mode mode = grad_mode::exact, attention_backend<T>& attention = local_attention<T>()) const {
         backward_impl(dx, act, grad, mode, attention);
     }
 
 private:
+    // The pre-LN FFN's backward from the saved activations, or recomputing them (recompute left act.ffn empty).
+    template <class Act>
+    void ffn_backward(Act& act, const matrix<T>& dy, matrix<T>& dx, feed_forward_grad<T>& grad) const {
+        if (act.ffn.pre_gelu.size() == 0 && act.ln2_out.rows() > 0)
+            ffn.backward_recomputing(act.ln2_out, dy, dx, grad);
+        else
+            ffn.backward(act.ln2_out, dy, act.ffn, dx, grad);
+    }
+
     // Act: decoder_layer_activations<T>, const (kept) or not (released as the pass goes).
     template <class Act>
     void backward_impl(matrix<T>& dx, Act& act, decoder_layer_grad<T>& grad, grad_mode mode,
@@ -200,7 +236,7 @@ private:
             final_layer_norm.backward(act.ln2_out, dx, act.ln2_mean, act.ln2_rstd, d_pre2, grad.final_layer_norm);
             free_matrix(act.ln2_out);
             matrix<T> d_h1 = d_pre2;                                                               // pre2 = h1 + FFN(h1)
-            ffn.backward(act.ln1_out, d_pre2, act.ffn, d_h1, grad.ffn);
+            ffn.backward(act.ln1_out, d_pre2, act.ffn, d_h1, grad.ffn);  // (post-LN: recompute keeps the FFN's)
             free_ffn();
             d_pre2 = matrix<T>{};
             matrix<T> d_mid = matrix<T>::Zero(rows, dim);                                          // h1 = LN1(mid)
@@ -213,13 +249,16 @@ private:
             return;
         }
         matrix<T> dh = matrix<T>::Zero(rows, dim);
-        ffn.backward(act.ln2_out, dx, act.ffn, dh, grad.ffn);                                   // x_out = mid + FFN(LN2(mid))
+        ffn_backward(act, dx, dh, grad.ffn);                                                     // x_out = mid + FFN(LN2(mid))
         free_ffn();
         free_matrix(act.ln2_out);
         final_layer_norm.backward(act.mid, dh, act.ln2_mean, act.ln2_rstd, dx, grad.final_layer_norm);
         free_matrix(act.mid);
         dh.setZero();
-        self_attn.backward(act.ln1_out, dx, act.attn, dh, grad.self_attn, mode, attention);    // mid = in + Attn(LN1(in))
+        if constexpr (release)                                                                   // mid = in + Attn(LN1(in))
+            self_attn.backward_releasing(act.ln1_out, dx, act.attn, dh, grad.self_attn, mode, attention);
+        else
+            self_attn.backward(act.ln1_out, dx, act.attn, dh, grad.self_attn, mode, attention);
         self_attn_layer_norm.backward(act.input, dh, act.ln1_mean, act.ln1_rstd, dx, grad.self_attn_layer_norm);
     }
 };

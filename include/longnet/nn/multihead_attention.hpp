@@ -19,7 +19,10 @@
 //       per group of branches sharing a segment length on that group's decayed copies, and the groups'
 //       (out, lse) merge exactly (lse = logsumexp over the groups, out = Σ exp(lse_g − lse)·out_g);
 //   backward (both): per segment-length group, the backend's backward on its decayed copies with the
-//       merged out and lse, the decay applied to the group's dq, dk, summed.
+//       merged out and lse, the decay applied to the group's dq, dk, summed. backward_releasing (activation
+//       checkpointing) frees the Sub-LN output after out_proj's backward and, on the whole sequence with
+//       the local backend and one branch per segment length, runs each group one head at a time: the
+//       decayed copies and the group's gradients are [T, hd] instead of [T, D], the same bits.
 //   packed documents (a backend with documents(): nn::document_attention, longnet_train --pack-documents):
 //       positions restart at 0 at each document's first token (rotation, anchors and decay, or the centred
 //       tables of each document alone); the forward runs the whole-sequence form above on each document's
@@ -44,6 +47,8 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <typeinfo>
 #include <vector>
 
 #include "longnet/attention.hpp"
@@ -257,6 +262,22 @@ public:
     void backward(const_matrix_ref<T> x, const_matrix_ref<T> dy, const attention_activations<T>& act,
                   matrix_ref<T> dx, attention_grad<T>& grad, grad_mode mode = grad_mode::exact,
                   attention_backend<T>& attention = local_attention<T>()) const {
+        backward_impl(x, dy, act, dx, grad, mode, attention);
+    }
+    // backward for activation checkpointing: the same bits with less memory at the training pass's peak
+    // (see the top of this file); act.a_ln is freed.
+    void backward_releasing(const_matrix_ref<T> x, const_matrix_ref<T> dy, attention_activations<T>& act,
+                            matrix_ref<T> dx, attention_grad<T>& grad, grad_mode mode = grad_mode::exact,
+                            attention_backend<T>& attention = local_attention<T>()) const {
+        backward_impl(x, dy, act, dx, grad, mode, attention);
+    }
+
+private:
+    // Act: attention_activations<T>, const (kept) or not (released as the pass goes).
+    template <class Act>
+    void backward_impl(const_matrix_ref<T> x, const_matrix_ref<T> dy, Act& act, matrix_ref<T> dx,
+                       attention_grad<T>& grad, grad_mode mode, attention_backend<T>& attention) const {
+        constexpr bool release = !std::is_const_v<Act>;
         const index_t seq = x.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
         if (x.cols() != dim || dy.rows() != seq || dy.cols() != dim || dx.rows() != seq || dx.cols() != dim ||
             act.a.rows() != seq)
@@ -264,6 +285,7 @@ public:
                                         "activations do not fit [" + std::to_string(seq) + ", " + std::to_string(dim) + "]");
         matrix<T> d_ln = matrix<T>::Zero(seq, dim);
         out_proj.backward(act.a_ln, dy, d_ln, grad.out_proj);
+        if constexpr (release) act.a_ln = matrix<T>{};
         matrix<T> da = matrix<T>::Zero(seq, dim);
         if (config.subln)
             inner_attn_ln.backward(act.a, d_ln, act.ln_mean, act.ln_rstd, da, grad.inner_attn_ln);
@@ -284,7 +306,9 @@ public:
         const row_slice rows = attention.slice(seq);
         const std::vector<index_t>* docs = attention.documents();
         const bool anchored = anchored_form();
-        if (anchored)
+        if (anchored && release && per_head_backward(attention, rows, seq, docs))
+            anchored_backward_per_head(act, da, dq, dk, dv, mode);
+        else if (anchored)
             anchored_dilated_attention_backward(attention, act, vv, ov, lv, dov, dq, dk, dv, mode, rows.first, docs);
         else
             attention.backward(config.kind, config.dilated, qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mode);
@@ -301,6 +325,7 @@ public:
         v_proj.backward(x, dv, dx, grad.v_proj);
     }
 
+public:
     // Throws std::invalid_argument unless first_position is 0, or (dilated) a multiple of every segment length.
     void check_first_position(index_t first_position) const {
         if (first_position == 0) return;
@@ -443,6 +468,71 @@ private:
             dq += dqb;
             dk += dkb;
             dv += dvb;
+        }
+    }
+
+    // Whether the anchored backward may run one head at a time: the whole sequence with the local backend
+    // (dilated_attention_backward itself), no documents, one branch per segment length and w a multiple
+    // of r (so a view starting at head h's offset row o < r selects, with offset 0, exactly the rows the
+    // whole call selects for head h: o + k·w + m·r, grouped in the same segments).
+    bool per_head_backward(const attention_backend<T>& attention, const row_slice& rows, index_t seq,
+                           const std::vector<index_t>* docs) const {
+        if (docs || !whole_sequence(rows, seq) || typeid(attention) != typeid(attention_backend<T>)) return false;
+        for (const branch& br : config.dilated.branches) {
+            if (br.segment_length % br.dilation != 0) return false;
+            for (const branch& other : config.dilated.branches)
+                if (&other != &br && other.segment_length == br.segment_length) return false;
+        }
+        return true;
+    }
+
+    // anchored_dilated_attention_backward on the whole sequence, one head at a time (per_head_backward):
+    // head h's columns of q, k are copied, decayed for the group's w, and the kernel runs on [T − o, 1, hd]
+    // views starting at the head's offset row o (rows before it are selected by no segment of this head:
+    // their gradient is zero). Every element of dq, dk, dv gets the same terms in the same order (0 + the
+    // groups' shares in group order) as in the all-heads form; scratch 5 × [T, hd] instead of 5 × [T, D].
+    void anchored_backward_per_head(const attention_activations<T>& act, const matrix<T>& da, matrix<T>& dq,
+                                    matrix<T>& dk, matrix<T>& dv, grad_mode mode) const {
+        using A = accum_t<T>;
+        using CT = const T;
+        const index_t seq = act.q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        dq.setZero();
+        dk.setZero();
+        dv.setZero();
+        matrix<T> qb(seq, hd), kb(seq, hd), dqb(seq, hd), dkb(seq, hd), dvb(seq, hd);
+        const auto column_view = [&](const T* data, index_t o, index_t h) {  // head h of a [T, D] matrix, rows o ..
+            return tensor_view<CT>(data + o * dim + h * hd, {1, seq - o, 1, hd}, {(seq - o) * dim, dim, hd});
+        };
+        for (const dilated_options& group : segment_groups()) {
+            const branch& br = group.branches.front();
+            const index_t w = br.segment_length;
+            for (index_t h = 0; h < heads; ++h) {
+                const index_t o = std::min(seq, head_offset(group.offsets, h, heads, br.dilation));
+                qb = act.q.middleCols(h * hd, hd);
+                kb = act.k.middleCols(h * hd, hd);
+                rotary.decay(qb, 0, w, false);
+                rotary.decay(kb, 0, w, true);
+                dqb.setZero();
+                dkb.setZero();
+                dvb.setZero();
+                if (o < seq) {
+                    const index_t n = seq - o;
+                    dilated_options head_group = group;
+                    head_group.offsets = offset_policy::paper;  // one head: offset 0 under either policy
+                    longnet::dilated_attention_backward(
+                        make_bnhd<CT>(qb.data() + o * hd, 1, n, 1, hd), make_bnhd<CT>(kb.data() + o * hd, 1, n, 1, hd),
+                        column_view(act.v.data(), o, h), column_view(act.a.data(), o, h),
+                        lse_view<const A>(act.lse.data() + o * heads + h, {1, n, 1}, {n * heads, heads, 1}),
+                        column_view(da.data(), o, h), make_bnhd<T>(dqb.data() + o * hd, 1, n, 1, hd),
+                        make_bnhd<T>(dkb.data() + o * hd, 1, n, 1, hd), make_bnhd<T>(dvb.data() + o * hd, 1, n, 1, hd),
+                        head_group, mode);
+                }
+                rotary.decay(dqb, 0, w, false);
+                rotary.decay(dkb, 0, w, true);
+                dq.middleCols(h * hd, hd) += dqb;
+                dk.middleCols(h * hd, hd) += dkb;
+                dv.middleCols(h * hd, hd) += dvb;
+            }
         }
     }
 
