@@ -17,7 +17,8 @@
 // the same at position 1K and at position 1G: it reads at most Σ_branches ceil(w/r) rows per head.
 //
 // Batches: prefill(states, prompts) and step(states, tokens) take one state per sequence; each sequence
-// has its own length and position. step runs the dense layers of the whole batch as one GEMM.
+// has its own length and position. step reads each weight matrix once for the whole batch, and row i of
+// a batched step is bitwise what sequence i gets stepped alone (see "the products of a step" below).
 //
 // first_position (prefill): the prompt's tokens sit at positions first_position .. first_position + n − 1.
 // It must be a multiple of every segment length; then nothing before it is visible to these or later
