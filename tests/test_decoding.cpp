@@ -243,6 +243,57 @@ TEST_CASE("decoding: a batch of sequences of different lengths equals each seque
     for (int i = 0; i < 3; ++i) CHECK(row_error(one.row(i), full[i].row(0)) < 1e-12);
 }
 
+// Batches of up to 11 float sequences (row groups of 8, 2 and 1 in the step's products), float and bf16
+// weights: every row of a batched step is bitwise the row of the same sequence stepped alone, and close
+// to the full forward. Head dim 20 and widths 40, 72: the 16-lane products and their tails both run.
+template <class W>
+void check_float_batch(std::uint64_t seed) {
+    nn::decoder_config cfg = small_config();
+    cfg.vocab_size = 37;
+    cfg.embed_dim = 40;
+    cfg.heads = 2;
+    cfg.ffn_dim = 72;
+    const auto model = nn::random_decoder<float, W>(cfg, seed);
+    dec::incremental_decoder<float, W> gen(model);
+    constexpr std::size_t count = 11, steps = 5;
+    std::vector<std::vector<std::int64_t>> sequences, prompts;
+    std::vector<dec::decoding_state<float>> batch, alone;
+    for (std::size_t i = 0; i < count; ++i) {
+        sequences.push_back(random_tokens(2 * i + 1 + steps, 37, 40 + i));
+        prompts.emplace_back(sequences[i].begin(), sequences[i].begin() + static_cast<std::ptrdiff_t>(2 * i + 1));
+        batch.push_back(gen.make_state());
+        alone.push_back(gen.make_state());
+    }
+    (void)gen.prefill(batch, prompts);
+    for (std::size_t i = 0; i < count; ++i) (void)gen.prefill(alone[i], prompts[i]);
+    double worst = 0;
+    bool same = true;
+    for (std::size_t s = 0; s < steps; ++s) {
+        std::vector<std::int64_t> next;
+        for (std::size_t i = 0; i < count; ++i) next.push_back(sequences[i][2 * i + 1 + s]);
+        const nn::matrix<float> rows = gen.step(batch, next);
+        for (std::size_t i = 0; i < count; ++i) {
+            const nn::vector<float> one = gen.step(alone[i], next[i]);
+            same = same && (rows.row(static_cast<index_t>(i)).transpose().array() == one.array()).all();
+            const nn::matrix<float> full = model.forward(std::vector<std::int64_t>(
+                sequences[i].begin(), sequences[i].begin() + static_cast<std::ptrdiff_t>(2 * i + 2 + s)));
+            worst = std::max(worst, row_error(one.transpose(), full.row(full.rows() - 1)));
+        }
+    }
+    CHECK(same);
+    CHECK(worst < 1e-5);
+    // a copied state continues as the original
+    dec::decoding_state<float> copy = alone[10];
+    CHECK(copy.bytes() == alone[10].bytes());
+    const nn::vector<float> a = gen.step(alone[10], 3), b = gen.step(copy, 3);
+    CHECK((a.array() == b.array()).all());
+}
+
+TEST_CASE("decoding: float batches equal each sequence alone bitwise (float and bf16 weights)", "[decoding][batch]") {
+    check_float_batch<float>(21);
+    check_float_batch<Eigen::bfloat16>(22);
+}
+
 TEST_CASE("decoding: prefill at a later segment boundary equals the whole sequence's forward", "[decoding]") {
     const nn::decoder_config cfg = small_config();  // lcm(6, 16, 20) = 240
     const auto model = nn::random_decoder<double>(cfg, 4);

@@ -17,7 +17,8 @@
 // the same at position 1K and at position 1G: it reads at most Σ_branches ceil(w/r) rows per head.
 //
 // Batches: prefill(states, prompts) and step(states, tokens) take one state per sequence; each sequence
-// has its own length and position. step runs the dense layers of the whole batch as one GEMM.
+// has its own length and position. step reads each weight matrix once for the whole batch, and row i of
+// a batched step is bitwise what sequence i gets stepped alone (see "the products of a step" below).
 //
 // first_position (prefill): the prompt's tokens sit at positions first_position .. first_position + n − 1.
 // It must be a multiple of every segment length; then nothing before it is visible to these or later
@@ -32,6 +33,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -45,6 +47,22 @@
 #include "longnet/options.hpp"
 
 namespace longnet::decoding {
+
+namespace detail {
+#if defined(__GNUC__)
+// 16 lanes of T as one GCC/Clang vector (lowered to the target's registers: 1 zmm, 2 ymm, 4 xmm of float).
+template <class T>
+struct lane_vector;
+template <>
+struct lane_vector<float> {
+    typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct lane_vector<double> {
+    typedef double type __attribute__((vector_size(128)));
+};
+#endif
+}  // namespace detail
 
 template <class T, class W = T>
 class incremental_decoder {
@@ -214,15 +232,16 @@ private:
             for (index_t h = 0; h < H; ++h) {
                 const index_t offset = head_offset(state.offsets_, h, H, br.dilation);
                 const index_t count = len > offset ? (len - offset + br.dilation - 1) / br.dilation : 0;
-                state.reserve(l, b, h, count);
+                // room ahead for the steps that follow (2·count, as the growth would give; not touched yet)
+                state.reserve(l, b, h, std::min(state.capacity(b), 2 * count));
                 auto& s = state.at(l, b, h);
                 s.rows = count;
                 for (index_t m = 0; m < count; ++m) {
                     const index_t u = offset + m * br.dilation, row = start + u - first_position;
                     const T* k = keys.data() + row * keys.cols() + h * hd;
                     const T* v = values.data() + row * values.cols() + h * hd;
-                    T* kd = s.keys.data() + m * hd;
-                    T* vd = s.values.data() + m * hd;
+                    T* kd = s.keys.get() + m * hd;
+                    T* vd = s.values.get() + m * hd;
                     for (index_t d = 0; d < hd; ++d) vd[d] = v[d];
                     if (xpos)
                         for (index_t c = 0; c < half; ++c) {
@@ -236,41 +255,157 @@ private:
         }
     }
 
-    // y = x·Wᵀ + b for the few rows of a step (one per sequence), output features split across threads:
-    // a product with one row runs on one thread in Eigen, and a step is bound by reading the weights.
-    // Many rows: the layer's own forward (an Eigen GEMM, parallel by itself).
-    template <class Linear>
-    static void project_rows(const Linear& lin, const nn::matrix<T>& x, nn::matrix<T>& y) {
-        const index_t out = lin.out_features();
-        y.resize(x.rows(), out);
-        if (x.rows() > 16) {
-            lin.forward(x, y);
-            return;
+    // ---- the products of a step ---------------------------------------------------------------------
+    // A step multiplies a few rows (one per sequence) by every weight matrix: memory-bound, the weights
+    // must stream from memory once for the whole batch. A GEMM library packs the weights first (Eigen:
+    // a copy of every block, more traffic than the product) or switches kernels with the row count
+    // (one row: GEMV), so a sequence in a batch would not get bitwise the numbers it gets alone.
+    // few_rows_product below reads each weight row once for all rows, and sums every output element in
+    // one fixed order whatever the row count: 16 lanes over k (lane l: k ≡ l mod 16, increasing k), then
+    // the lanes in a fixed tree. So row i of a batch is bitwise what the same row gives alone.
+
+    static constexpr index_t lanes = 16;
+    static constexpr index_t prefetch_ahead = 1024;  // weights ahead of the product (measured: 4 KB of float)
+#if defined(__GNUC__)
+    using vec = typename detail::lane_vector<T>::type;  // 16 lanes of T (GCC/Clang vector extension)
+#endif
+
+    template <class S>
+    static T widen(S w) noexcept {
+        if constexpr (std::is_same_v<S, Eigen::bfloat16>) {  // exact: a bf16 is a float's upper 16 bits
+            const std::uint32_t bits = static_cast<std::uint32_t>(Eigen::numext::bit_cast<std::uint16_t>(w)) << 16;
+            float f;
+            std::memcpy(&f, &bits, sizeof f);
+            return static_cast<T>(f);
+        } else {
+            return static_cast<T>(w);
         }
-        constexpr index_t block = 128;
-        const index_t blocks = (out + block - 1) / block;
-        LONGNET_NN_PARALLEL_FOR
-        for (index_t bi = 0; bi < blocks; ++bi) {
-            const index_t o0 = bi * block, n = std::min(block, out - o0);
-            if constexpr (std::is_same_v<typename decltype(lin.weight)::Scalar, T>)
-                y.middleCols(o0, n).noalias() = x * lin.weight.middleRows(o0, n).transpose();
-            else
-                y.middleCols(o0, n).noalias() = x * lin.weight.middleRows(o0, n).template cast<T>().transpose();
-            if (lin.has_bias()) y.middleCols(o0, n).rowwise() += lin.bias.segment(o0, n).transpose();
+    }
+    static T lane_sum(const T* a) noexcept {  // the fixed tree over 16 lanes
+        T s8[8], s4[4];
+        for (int l = 0; l < 8; ++l) s8[l] = a[l] + a[l + 8];
+        for (int l = 0; l < 4; ++l) s4[l] = s8[l] + s8[l + 4];
+        return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+    }
+
+    // y[i, o] = Σ_k x[i, k]·w[o, k] (+ bias[o]) for rows i < R (R known at compile time), outputs [o0, o1).
+    // Lane l of acc[i] sums k ≡ l (mod 16) in increasing k: the vector and the scalar forms below do
+    // the same operations lane by lane.
+    template <index_t R, class S>
+    static void product_block(const T* x, index_t ldx, const S* w, index_t K, const T* bias, T* y, index_t ldy,
+                              index_t o0, index_t o1) noexcept {
+        for (index_t o = o0; o < o1; ++o) {
+            const S* wo = w + o * K;
+            T sums[R][lanes];
+            index_t k = 0;
+#if defined(__GNUC__)
+            vec acc[R];
+            for (index_t i = 0; i < R; ++i) acc[i] = vec{};
+            for (; k + lanes <= K; k += lanes) {
+                __builtin_prefetch(wo + k + prefetch_ahead, 0, 0);  // the hardware's prefetch alone falls behind
+                vec wl;
+                if constexpr (std::is_same_v<S, Eigen::bfloat16> && std::is_same_v<T, float>) {
+                    using u16 = std::uint16_t __attribute__((vector_size(2 * lanes)));
+                    using u32 = std::uint32_t __attribute__((vector_size(4 * lanes)));
+                    u16 bits;
+                    std::memcpy(&bits, wo + k, sizeof bits);
+                    const u32 wide = __builtin_convertvector(bits, u32) << 16;
+                    std::memcpy(&wl, &wide, sizeof wl);
+                } else if constexpr (std::is_same_v<S, T>) {
+                    std::memcpy(&wl, wo + k, sizeof wl);
+                } else {
+                    for (index_t l = 0; l < lanes; ++l) wl[l] = widen(wo[k + l]);
+                }
+                for (index_t i = 0; i < R; ++i) {
+                    vec xi;
+                    std::memcpy(&xi, x + i * ldx + k, sizeof xi);
+                    acc[i] += xi * wl;
+                }
+            }
+            for (index_t i = 0; i < R; ++i) std::memcpy(sums[i], &acc[i], sizeof acc[i]);
+#else
+            for (index_t i = 0; i < R; ++i)
+                for (index_t l = 0; l < lanes; ++l) sums[i][l] = T(0);
+            for (; k + lanes <= K; k += lanes)
+                for (index_t l = 0; l < lanes; ++l) {
+                    const T wl = widen(wo[k + l]);
+                    for (index_t i = 0; i < R; ++i) sums[i][l] += x[i * ldx + k + l] * wl;
+                }
+#endif
+            for (index_t l = 0; k + l < K; ++l) {
+                const T wl = widen(wo[k + l]);
+                for (index_t i = 0; i < R; ++i) sums[i][l] += x[i * ldx + k + l] * wl;
+            }
+            for (index_t i = 0; i < R; ++i) y[i * ldy + o] = bias ? lane_sum(sums[i]) + bias[o] : lane_sum(sums[i]);
         }
     }
 
-    // o = softmax(τ·K·q)·V over `rows` cached rows; returns log Σ_j exp(τ·q·k_j).
-    static T attend_one(const T* q_scaled, const T* keys, const T* values, index_t rows, index_t hd, T* out,
-                        nn::vector<T>& scores) {
-        using cmap = Eigen::Map<const nn::matrix<T>>;
-        using cvec = Eigen::Map<const nn::vector<T>>;
-        scores.noalias() = cmap(keys, rows, hd) * cvec(q_scaled, hd);
-        const T m = scores.maxCoeff();
-        scores = (scores.array() - m).exp();
-        const T sum = scores.sum();
-        Eigen::Map<nn::vector<T>>(out, hd).noalias() = cmap(values, rows, hd).transpose() * scores;
-        Eigen::Map<nn::vector<T>>(out, hd) /= sum;
+    // y = x·Wᵀ + b for a step's rows (x [n, in], y resized to [n, out]): output features split across
+    // threads in blocks, rows in groups of 8, 4, 2, 1 over each block while it is in cache.
+    template <class Linear>
+    static void project_rows(const Linear& lin, const nn::matrix<T>& x, nn::matrix<T>& y) {
+        const index_t out = lin.out_features(), K = lin.in_features(), n = x.rows();
+        y.resize(n, out);
+        if (x.cols() != K)
+            throw std::invalid_argument("longnet::decoding: rows of " + std::to_string(x.cols()) + " features into a layer of " +
+                                        std::to_string(K));
+        const auto* w = lin.weight.data();
+        const T* bias = lin.has_bias() ? lin.bias.data() : nullptr;
+        // output features per task: ~32K weights (128 KB of float), contiguous, so a block read once from
+        // memory stays in L2 while every row group of a larger batch passes over it
+        const index_t block = std::max<index_t>(16, (index_t(1) << 15) / std::max<index_t>(K, 1));
+        const index_t blocks = (out + block - 1) / block;
+        LONGNET_NN_PARALLEL_FOR
+        for (index_t bi = 0; bi < blocks; ++bi) {
+            const index_t o0 = bi * block, o1 = std::min(out, o0 + block);
+            for (index_t i = 0; i < n;) {
+                const T* xi = x.data() + i * K;
+                T* yi = y.data() + i * out;
+                const index_t left = n - i;
+                if (left >= 8) product_block<8>(xi, K, w, K, bias, yi, out, o0, o1), i += 8;
+                else if (left >= 4) product_block<4>(xi, K, w, K, bias, yi, out, o0, o1), i += 4;
+                else if (left >= 2) product_block<2>(xi, K, w, K, bias, yi, out, o0, o1), i += 2;
+                else product_block<1>(xi, K, w, K, bias, yi, out, o0, o1), i += 1;
+            }
+        }
+    }
+
+    // o = softmax(τ·K·q)·V over `rows` cached rows (keys, values [rows, hd] row-major); returns
+    // log Σ_j exp(τ·q·k_j). scores: room for `rows`.
+    static T attend_one(const T* q_scaled, const T* keys, const T* values, index_t rows, index_t hd, T* out, T* scores) {
+        for (index_t j = 0; j < rows; ++j) {  // s_j = q·k_j: 16 lanes over d (d ≡ l mod 16), then the lane tree
+            const T* kj = keys + j * hd;
+            T acc[lanes];
+            index_t d = 0;
+#if defined(__GNUC__)
+            vec va{};
+            for (; d + lanes <= hd; d += lanes) {
+                vec qv, kv;
+                std::memcpy(&qv, q_scaled + d, sizeof qv);
+                std::memcpy(&kv, kj + d, sizeof kv);
+                va += qv * kv;
+            }
+            std::memcpy(acc, &va, sizeof va);
+#else
+            for (index_t l = 0; l < lanes; ++l) acc[l] = T(0);
+            for (; d + lanes <= hd; d += lanes)
+                for (index_t l = 0; l < lanes; ++l) acc[l] += q_scaled[d + l] * kj[d + l];
+#endif
+            for (index_t l = 0; d + l < hd; ++l) acc[l] += q_scaled[d + l] * kj[d + l];
+            scores[j] = lane_sum(acc);
+        }
+        Eigen::Map<nn::vector<T>> s(scores, rows);
+        const T m = s.maxCoeff();
+        s = (s.array() - m).exp();
+        const T sum = s.sum();
+        for (index_t d = 0; d < hd; ++d) out[d] = T(0);
+        for (index_t j = 0; j < rows; ++j) {  // o += p_j·v_j, in increasing j for every d
+            const T p = scores[j];
+            const T* vj = values + j * hd;
+            for (index_t d = 0; d < hd; ++d) out[d] += p * vj[d];
+        }
+        const T inv = T(1) / sum;
+        for (index_t d = 0; d < hd; ++d) out[d] *= inv;
         return m + std::log(sum);
     }
 
@@ -352,11 +487,14 @@ private:
                     }
             a.setZero();
             const index_t tasks = n * H;
+            index_t max_rows = 0;
+            for (index_t b = 0; b < nb; ++b) max_rows = std::max(max_rows, states[0]->capacity(b));
             LONGNET_NN_PARALLEL_FOR
             for (index_t t = 0; t < tasks; ++t) {
                 const index_t i = t / H, h = t % H;
                 decoding_state<T>& s = *states[i];
-                nn::vector<T> qd(hd), o(hd), scores;
+                std::vector<T> qd(static_cast<std::size_t>(hd)), o(static_cast<std::size_t>(hd)),
+                    scores(static_cast<std::size_t>(max_rows));
                 T lse = -std::numeric_limits<T>::infinity();
                 T* out = a.data() + i * D + h * hd;
                 const T* qi = q.data() + i * D + h * hd;
@@ -365,8 +503,8 @@ private:
                 for (index_t b = 0; b < nb; ++b) {
                     if (!selected[static_cast<std::size_t>((i * nb + b) * H + h)]) continue;
                     auto& slot = s.at(l, b, h);
-                    T* kd = slot.keys.data() + slot.rows * hd;
-                    T* vd = slot.values.data() + slot.rows * hd;
+                    T* kd = slot.keys.get() + slot.rows * hd;
+                    T* vd = slot.values.get() + slot.rows * hd;
                     for (index_t d = 0; d < hd; ++d) vd[d] = vi[d];
                     if (xpos) {
                         const T* kf = k_decay.data() + (i * nb + b) * half;
@@ -384,9 +522,8 @@ private:
                         }
                     }
                     ++slot.rows;
-                    qd *= tau;  // the forward's kernels pre-scale queries by τ too
-                    scores.resize(slot.rows);
-                    const T lb = attend_one(qd.data(), slot.keys.data(), slot.values.data(), slot.rows, hd, o.data(), scores);
+                    for (T& e : qd) e *= tau;  // the forward's kernels pre-scale queries by τ too
+                    const T lb = attend_one(qd.data(), slot.keys.get(), slot.values.get(), slot.rows, hd, o.data(), scores.data());
                     longnet::detail::merge_row<T, T>(out, lse, o.data(), lb, hd);  // branch merge, as the forward
                 }
             }

@@ -10,12 +10,14 @@
 // position:
 //   max_bytes() = 2 · layers · heads · Σ_branches ceil(w / r) · head_dim · sizeof(T)
 // (paper base model in float: 2 · 12 · 12 · 11606 · 64 · 4 B = 856 MB); bytes() is what is allocated
-// now (rows are allocated as a segment fills, never more than the bound).
+// now (rows are allocated as a segment fills, geometrically, never more than the bound; room not yet
+// written is left uninitialized, so it is not resident memory until rows fill it).
 //
 // A state is made by incremental_decoder::make_state() and filled by its prefill() and step().
 
 #include <algorithm>
 #include <cstddef>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,6 +41,7 @@ public:
                                         std::to_string(heads) + " heads, head dim " + std::to_string(head_dim) + ", " +
                                         std::to_string(branches_.size()) + " branches");
         slots_.resize(static_cast<std::size_t>(layers_ * branch_count() * heads_));
+        for (slot& s : slots_) s.head_dim = head_dim_;
         segment_.assign(branches_.size(), 0);
     }
 
@@ -58,13 +61,13 @@ public:
     }
     // Cached rows of (layer, branch, head) and their keys / values [rows, head_dim], row-major.
     index_t rows(index_t layer, index_t b, index_t head) const { return at(layer, b, head).rows; }
-    const T* keys(index_t layer, index_t b, index_t head) const { return at(layer, b, head).keys.data(); }
-    const T* values(index_t layer, index_t b, index_t head) const { return at(layer, b, head).values.data(); }
+    const T* keys(index_t layer, index_t b, index_t head) const { return at(layer, b, head).keys.get(); }
+    const T* values(index_t layer, index_t b, index_t head) const { return at(layer, b, head).values.get(); }
 
     // Bytes of keys and values allocated now, and the bound they never exceed (see the header comment).
     std::size_t bytes() const noexcept {
         std::size_t n = 0;
-        for (const slot& s : slots_) n += (s.keys.size() + s.values.size()) * sizeof(T);
+        for (const slot& s : slots_) n += 2 * static_cast<std::size_t>(s.allocated * head_dim_) * sizeof(T);
         return n;
     }
     std::size_t max_bytes() const noexcept {
@@ -84,9 +87,39 @@ private:
     template <class, class>
     friend class incremental_decoder;
 
+    // Keys and values [allocated rows, head_dim]: rows past `rows` are uninitialized, so room allocated
+    // ahead (prefill, geometric growth) costs no memory traffic and, for large blocks, no resident pages
+    // until rows are written. Copies copy the rows in use.
     struct slot {
-        std::vector<T> keys, values;  // [allocated rows, head_dim]
-        index_t rows = 0;             // rows in use
+        std::unique_ptr<T[]> keys, values;
+        index_t allocated = 0;  // rows of room
+        index_t rows = 0;       // rows in use
+        index_t head_dim = 0;
+
+        slot() = default;
+        slot(slot&&) noexcept = default;
+        slot& operator=(slot&&) noexcept = default;
+        slot(const slot& o) : rows(0), head_dim(o.head_dim) {
+            grow(o.allocated);
+            rows = o.rows;
+            std::copy(o.keys.get(), o.keys.get() + rows * head_dim, keys.get());
+            std::copy(o.values.get(), o.values.get() + rows * head_dim, values.get());
+        }
+        slot& operator=(const slot& o) {
+            if (this != &o) *this = slot(o);
+            return *this;
+        }
+        // Room for `to` rows (≥ allocated), keeping the rows in use.
+        void grow(index_t to) {
+            if (to <= allocated) return;
+            const std::size_t n = static_cast<std::size_t>(to * head_dim), used = static_cast<std::size_t>(rows * head_dim);
+            std::unique_ptr<T[]> k(new T[n]), v(new T[n]);  // default-initialized: untouched
+            std::copy(keys.get(), keys.get() + used, k.get());
+            std::copy(values.get(), values.get() + used, v.get());
+            keys = std::move(k);
+            values = std::move(v);
+            allocated = to;
+        }
     };
 
     slot& at(index_t layer, index_t b, index_t head) { return slots_[index_of(layer, b, head)]; }
@@ -102,11 +135,8 @@ private:
     // Room for `rows` rows in (layer, b, head): grows geometrically, never past capacity(b).
     void reserve(index_t layer, index_t b, index_t head, index_t rows) {
         slot& s = at(layer, b, head);
-        const std::size_t have = s.keys.size() / static_cast<std::size_t>(head_dim_);
-        if (static_cast<std::size_t>(rows) <= have) return;
-        const index_t grown = std::min(capacity(b), std::max<index_t>({rows, 16, static_cast<index_t>(2 * have)}));
-        s.keys.resize(static_cast<std::size_t>(grown * head_dim_));
-        s.values.resize(static_cast<std::size_t>(grown * head_dim_));
+        if (rows <= s.allocated) return;
+        s.grow(std::min(capacity(b), std::max<index_t>({rows, 16, 2 * s.allocated})));
     }
     // A new segment of branch b starts: its rows are dropped in every layer and head.
     void start_segment(index_t b, index_t segment) {
