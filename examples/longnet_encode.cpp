@@ -44,6 +44,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <longnet/allocator.hpp>
 #include <longnet/io/npy.hpp>
 #include <longnet/io/staged_file.hpp>
 #include <longnet/nn/nn.hpp>
@@ -301,5 +302,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    longnet::keep_freed_memory();  // long forwards free and reallocate large buffers (longnet/allocator.hpp)
     return cli::main_guard({"longnet_encode", "error: ", nullptr}, [&] { return run(argc, argv); });
 }

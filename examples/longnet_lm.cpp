@@ -66,6 +66,7 @@
 
 #include <unistd.h>
 
+#include <longnet/allocator.hpp>
 #include <longnet/decoding/decoding.hpp>
 #include <longnet/io/npy.hpp>
 #include <longnet/io/safetensors.hpp>
@@ -569,5 +570,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    longnet::keep_freed_memory();  // long forwards free and reallocate large buffers (longnet/allocator.hpp)
     return cli::main_guard({"longnet_lm", "", usage_text}, [&] { return run(argc, argv); });
 }

@@ -72,6 +72,7 @@
 #include <utility>
 #include <vector>
 
+#include <longnet/allocator.hpp>
 #include <longnet/io/npy.hpp>
 #include <longnet/io/safetensors.hpp>
 #include <longnet/nn/nn.hpp>
@@ -85,10 +86,6 @@
 #include "longnet_train_args.hpp"
 #include "train_memory.hpp"
 #include "model_flags.hpp"
-
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 #if LONGNET_TRAIN_MPI
 #include <cstdlib>
@@ -646,23 +643,11 @@ int run(int argc, char** argv) {
 }
 
 // A training step allocates and frees its activations at every step (with --checkpoint-activations each
-// layer's, several times a step). glibc gives each freed block above its mmap threshold back to the system,
-// and trims the top of the heap once more than its trim threshold is free there; the next allocation faults
-// the memory in again: past ~256K tokens most of a small model's step went to the kernel zeroing pages
-// (docs/training.md, "One million tokens per sequence"). So every block comes from the heap (M_MMAP_MAX 0)
-// and the heap is never trimmed (M_TRIM_THRESHOLD -1, mallopt(3)): the freed memory stays for the next
-// allocation at the same peak RSS (a 2 GiB trim threshold, the largest positive one, still gave 2.3 M
-// faults per step at 1M tokens of `tiny`: each recomputed layer freed more than 2 GiB at the top).
-// MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment still decide when set.
-void keep_freed_memory() {
-#if defined(__GLIBC__)
-    if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_MAX, 0);
-    if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, -1);
-#endif
-}
-
+// layer's, several times a step); past ~256K tokens glibc's default (fresh mmaps, trimmed heap) made most
+// of a small model's step the kernel zeroing pages (docs/training.md, "One million tokens per sequence").
+// longnet::keep_freed_memory() (longnet/allocator.hpp) keeps freed memory for the next allocation.
 int main_body(int argc, char** argv) {
-    keep_freed_memory();
+    longnet::keep_freed_memory();
     return cli::main_guard({"longnet_train", "", usage_text}, [&] {
 #if LONGNET_TRAIN_MPI
         try {

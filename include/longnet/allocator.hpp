@@ -14,7 +14,9 @@
 // fall).
 //
 // Users of glibc can get the same without code: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295.
-// Elsewhere (another C library) keep_freed_memory() does nothing and returns false.
+// MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment (glibc's own switches) still decide
+// when set: that setting is left alone. Elsewhere (another C library) keep_freed_memory() does nothing and
+// returns false.
 
 #include <cstdlib>  // defines __GLIBC__ under glibc
 #if defined(__GLIBC__)
@@ -26,10 +28,10 @@ namespace longnet {
 // Returns true when the allocator was told (glibc), false where there is no such control.
 inline bool keep_freed_memory() noexcept {
 #if defined(__GLIBC__) && defined(M_MMAP_MAX) && defined(M_TRIM_THRESHOLD)
-    const bool no_mmap = mallopt(M_MMAP_MAX, 0) == 1;
+    const bool no_mmap = std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr || mallopt(M_MMAP_MAX, 0) == 1;
     // −1 disables trimming (mallopt(3)); the largest int (2 GiB) would still trim a freed top of the heap
     // above 2 GiB, which a long training step frees every layer (docs/training.md, 1M tokens)
-    const bool no_trim = mallopt(M_TRIM_THRESHOLD, -1) == 1;
+    const bool no_trim = std::getenv("MALLOC_TRIM_THRESHOLD_") != nullptr || mallopt(M_TRIM_THRESHOLD, -1) == 1;
     return no_mmap && no_trim;
 #else
     return false;
