@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
 #include "longnet/nn/common.hpp"
 #include "longnet/nn/gelu.hpp"
@@ -116,7 +117,7 @@ public:
     // does with a block's last rows); GELU and the Sub-LN, both row by row, on blocks of cache_rows rows
     // (activate) so each [T, F] buffer is streamed through memory once.
     void save_activations(const_matrix_ref<T> x, feed_forward_activations<T>& act) const {
-        check_input(x);
+        check_input(x, "forward_train");
         const index_t rows = x.rows();
         act.pre_gelu.resize(rows, ffn_dim());
         act.ln_out.resize(rows, ffn_dim());
@@ -133,7 +134,7 @@ public:
     // y = FFN(x) with forward_train's bits, keeping nothing (activation checkpointing's first forward):
     // blocks of row_block rows, scratch 2 × [row_block, F]. x, y [T, D], may not alias.
     void forward_checkpointed(const_matrix_ref<T> x, matrix_ref<T> y) const {
-        check_input(x);
+        check_input(x, "forward_checkpointed");
         if (y.rows() != x.rows() || y.cols() != embed_dim())
             throw std::invalid_argument("longnet::nn::feed_forward::forward_checkpointed: output [" + std::to_string(y.rows()) +
                                         ", " + std::to_string(y.cols()) + "] does not fit [" + std::to_string(x.rows()) +
@@ -175,7 +176,7 @@ public:
     // backward(). The [T, F] buffers never exist; the extra cost is one fc1 GEMM.
     void backward_recomputing(const_matrix_ref<T> x, const_matrix_ref<T> dy, matrix_ref<T> dx,
                               feed_forward_grad<T>& grad) const {
-        check_input(x);
+        check_input(x, "backward_recomputing");
         check_backward(x, dy, dx);
         const index_t rows = x.rows(), block = std::max<index_t>(1, row_block);
         const index_t first_block = std::min(rows, block);
@@ -202,9 +203,10 @@ private:
         block_scratch(index_t rows, index_t cols) : d_ln(rows, cols), gelu_out(rows, cols), d_gelu(rows, cols) {}
     };
 
-    void check_input(const_matrix_ref<T> x) const {
+    // op: the public member that was called (for the message)
+    void check_input(const_matrix_ref<T> x, const char* op) const {
         if (x.cols() != embed_dim())
-            throw std::invalid_argument("longnet::nn::feed_forward::forward_train: input [" + std::to_string(x.rows()) +
+            throw std::invalid_argument(std::string("longnet::nn::feed_forward::") + op + ": input [" + std::to_string(x.rows()) +
                                         ", " + std::to_string(x.cols()) + "] does not fit embed dim " +
                                         std::to_string(embed_dim()));
     }
