@@ -592,29 +592,53 @@ TEST_CASE("anchored XPos: scores equal the centred form's at any position (doubl
     CHECK_NOTHROW(rd.decay(kd, 150000, w, true));  // double reaches ~290K
 }
 
-TEST_CASE("decoding: an XPos overflow is an error that leaves the state as it was", "[decoding][errors][xpos]") {
-    nn::decoder_config cfg = small_config();
-    cfg.segment_length = {200};
-    cfg.dilated_ratio = {2};
-    cfg.xpos_scale_base = 1;  // float reach: ~65 positions from an anchor; anchor = 65 (< w/2 = 100)
-    const auto model = nn::random_decoder<float>(cfg, 2);
-    dec::incremental_decoder<float> gen(model);
-    const auto tokens = random_tokens(150, 23, 9);
-    auto state = gen.make_state();
-    CHECK_THROWS_AS(gen.prefill(state, tokens), std::overflow_error);  // position 149 is 84 from its anchor
-    CHECK(state.position() == 0);
-    CHECK(state.rows(0, 0, 0) == 0);
-    const std::vector<std::int64_t> prompt(tokens.begin(), tokens.begin() + 100);
-    (void)gen.prefill(state, prompt);
-    std::size_t p = 100;
-    for (; p < 131; ++p) (void)gen.step(state, tokens[p]);  // positions up to 130 (65 from the anchor) fit
-    const index_t rows = state.rows(1, 0, 3);
-    try {
-        (void)gen.step(state, tokens[p]);
-        FAIL("no overflow error");
-    } catch (const std::overflow_error& e) {
-        CHECK(std::string(e.what()).find("segment length 200") != std::string::npos);
+// A segment longer than the XPos anchor's limit runs as blocks (nn/xpos.hpp block_length): the forward's
+// pieces and the decoder's per-key-block query factors. anchor_reach = 5 cuts at 10 positions, so in double
+// every branch of small_config but w = 6 runs as blocks (P = 9 for r = 3, 8 for r = 4), and the steps must
+// equal the forward of the same model without the cut (no blocks) to 1e-12. In float with scale base 1
+// (reach ~65 positions) a 200-position segment runs as blocks and matches double; a dilation longer than
+// a block is refused when the decoder is made.
+TEST_CASE("decoding: a segment longer than the XPos anchor's limit runs as blocks", "[decoding][xpos]") {
+    const nn::decoder_config cfg = small_config();
+    const auto tokens = random_tokens(70, cfg.vocab_size, 12);
+    for (auto offsets : {longnet::offset_policy::paper, longnet::offset_policy::torchscale}) {
+        nn::model_options opt;
+        opt.offsets = offsets;
+        opt.angles = nn::angle_precision::float64;
+        const auto plain = nn::random_decoder<double>(cfg, 7, opt);
+        auto cut = plain;
+        for (auto& layer : cut.layers) layer.self_attn.config.rotary.anchor_reach = layer.self_attn.rotary.options.anchor_reach = 5;
+        REQUIRE(cut.layers.front().self_attn.rotary.segment_limit() == 10);
+        const nn::matrix<double> full = plain.forward(tokens);
+        const nn::matrix<double> blocks = cut.forward(tokens);
+        double forward_worst = 0;
+        for (index_t p = 0; p < full.rows(); ++p) forward_worst = std::max(forward_worst, row_error(blocks.row(p), full.row(p)));
+        CHECK(forward_worst <= 1e-12);
+        for (std::size_t prompt : {std::size_t(0), std::size_t(1), std::size_t(13), std::size_t(40)}) {
+            const nn::matrix<double> rows = decode(cut, tokens, prompt);
+            double worst = 0;
+            for (std::size_t p = prompt == 0 ? 0 : prompt - 1; p < tokens.size(); ++p)
+                worst = std::max(worst, row_error(rows.row(static_cast<index_t>(p)), full.row(static_cast<index_t>(p))));
+            INFO("prompt " << prompt << ", offsets " << longnet::to_string(offsets));
+            CHECK(worst <= 1e-12);
+        }
     }
-    CHECK(state.position() == 131);
-    CHECK(state.rows(1, 0, 3) == rows);
+    nn::decoder_config big = small_config();
+    big.segment_length = {200};
+    big.dilated_ratio = {2};
+    big.xpos_scale_base = 1;  // float reach ~65 positions: blocks of 130
+    const auto m32 = nn::random_decoder<float>(big, 2);
+    const auto m64 = nn::random_decoder<double>(big, 2);
+    REQUIRE(m32.layers.front().self_attn.rotary.segment_limit() < 200);
+    REQUIRE(m64.layers.front().self_attn.rotary.segment_limit() > 200);
+    const auto long_tokens = random_tokens(230, 23, 9);
+    const nn::matrix<double> ref = m64.forward(long_tokens);
+    const nn::matrix<float> rows = decode(m32, long_tokens, 150);
+    double worst = 0;
+    for (std::size_t p = 149; p < long_tokens.size(); ++p)
+        worst = std::max(worst, row_error(rows.row(static_cast<index_t>(p)), ref.row(static_cast<index_t>(p))));
+    CHECK(worst <= 1e-4);
+    big.dilated_ratio = {200};  // one row per segment, longer than a block
+    const auto wide = nn::random_decoder<float>(big, 2);
+    CHECK_THROWS_WITH(dec::incremental_decoder<float>(wide), Catch::Contains("dilation 200 is longer than the XPos block limit"));
 }

@@ -74,6 +74,12 @@ public:
         if (model.options.attention != nn::attention_kind::dilated)
             throw std::invalid_argument("longnet::decoding: incremental decoding needs dilated attention; with dense "
                                         "attention the cache would grow with the position");
+        // XPos of a segment longer than the anchor's limit runs as blocks (key_offset): the one thing that
+        // can refuse it, a dilation longer than a block, is found here rather than mid-step
+        for (const auto& layer : model.layers)
+            if (layer.self_attn.config.rotary.kind == nn::position_encoding::xpos)
+                for (const branch& br : layer.self_attn.config.dilated.branches)
+                    if (br.segment_length > layer.self_attn.rotary.segment_limit()) (void)layer.self_attn.rotary.block_length(br.dilation);
     }
 
     const model_type& model() const noexcept { return *model_; }
@@ -209,6 +215,16 @@ private:
                                         " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     }
 
+    // The XPos offset of the key at in-segment index u of branch br from its anchor: the segment's
+    // (i − anchor(i, w), nn/xpos.hpp), or, for a segment longer than the anchor's limit, its block's
+    // (blocks of P = block_length(r) positions, as nn/multihead_attention.hpp runs them; the query is then
+    // decayed onto each key block's anchor in turn).
+    static index_t key_offset(const nn::rotary_embedding<T>& rotary, const branch& br, index_t u) {
+        if (br.segment_length <= rotary.segment_limit()) return u - rotary.anchor(0, br.segment_length);
+        const index_t P = rotary.block_length(br.dilation);
+        return u - rotary.anchor(u, P);
+    }
+
     // Prefill: keep layer l's rows of the current segment of every branch (keys decayed per branch).
     void fill_layer(decoding_state<T>& state, index_t l, const nn::matrix<T>& keys, const nn::matrix<T>& values,
                     index_t first_position) const {
@@ -223,11 +239,8 @@ private:
             nn::matrix<T> decay;                                                  // [len, hd/2] key factors
             if (xpos && len > 0) {
                 decay.resize(len, half);
-                const index_t a = rotary.anchor(start, br.segment_length);
-                rotary.check_decay_range(start - a, br.segment_length);
-                rotary.check_decay_range(next - 1 - a, br.segment_length);
                 for (index_t u = 0; u < len; ++u)
-                    for (index_t c = 0; c < half; ++c) decay(u, c) = rotary.decay_factor(start + u - a, c, true);
+                    for (index_t c = 0; c < half; ++c) decay(u, c) = rotary.decay_factor(key_offset(rotary, br, u), c, true);
             }
             for (index_t h = 0; h < H; ++h) {
                 const index_t offset = head_offset(state.offsets_, h, H, br.dilation);
@@ -425,16 +438,6 @@ private:
         const index_t nb = static_cast<index_t>(branches.size());
         const offset_policy offsets = attention().offsets;
 
-        // XPos range of every layer, sequence and branch: checked before the states change
-        for (const auto& layer : model_->layers)
-            if (layer.self_attn.config.rotary.kind == nn::position_encoding::xpos)
-                for (index_t i = 0; i < n; ++i)
-                    for (const branch& br : branches) {
-                        const index_t p = states[i]->position_;
-                        layer.self_attn.rotary.check_decay_range(p - layer.self_attn.rotary.anchor(p, br.segment_length),
-                                                                 br.segment_length);
-                    }
-
         // per (sequence, branch): segment roll-over and in-segment index; per (sequence, branch, head): selected?
         std::vector<index_t> in_segment(static_cast<std::size_t>(n * nb));
         std::vector<char> selected(static_cast<std::size_t>(n * nb * H));
@@ -475,16 +478,20 @@ private:
                     attn.rotary.apply(q.middleRows(i, 1), table);
                     attn.rotary.apply(k.middleRows(i, 1), table);
                 }
+            std::vector<index_t> block(static_cast<std::size_t>(nb), 0);  // long segments: block length P
             if (xpos)
-                for (index_t i = 0; i < n; ++i)
-                    for (index_t b = 0; b < nb; ++b) {
-                        const index_t w = branches[static_cast<std::size_t>(b)].segment_length, p = states[i]->position_;
-                        const index_t offset = p - attn.rotary.anchor(p, w);  // range checked above
-                        for (index_t cc = 0; cc < half; ++cc) {
+                for (index_t b = 0; b < nb; ++b) {
+                    const branch& br = branches[static_cast<std::size_t>(b)];
+                    if (br.segment_length > attn.rotary.segment_limit())
+                        block[static_cast<std::size_t>(b)] = attn.rotary.block_length(br.dilation);
+                    for (index_t i = 0; i < n; ++i) {
+                        const index_t offset = key_offset(attn.rotary, br, in_segment[static_cast<std::size_t>(i * nb + b)]);
+                        for (index_t cc = 0; cc < half; ++cc) {  // (a long segment's query factors: per key block below)
                             q_decay(i * nb + b, cc) = attn.rotary.decay_factor(offset, cc, false);
                             k_decay(i * nb + b, cc) = attn.rotary.decay_factor(offset, cc, true);
                         }
                     }
+                }
             a.setZero();
             const index_t tasks = n * H;
             index_t max_rows = 0;
@@ -522,6 +529,24 @@ private:
                         }
                     }
                     ++slot.rows;
+                    const index_t P = block[static_cast<std::size_t>(b)];
+                    if (P > 0) {  // a long segment: the cached rows by key block, the query decayed onto each block's anchor
+                        const index_t per = P / branches[static_cast<std::size_t>(b)].dilation;  // rows of one head per block
+                        const index_t u = in_segment[static_cast<std::size_t>(i * nb + b)];
+                        for (index_t kb = 0; kb * per < slot.rows; ++kb) {
+                            const index_t offset = u - attn.rotary.anchor(kb * P, P);
+                            for (index_t cc = 0; cc < half; ++cc) {
+                                const T f = attn.rotary.decay_factor(offset, cc, false);
+                                qd[static_cast<std::size_t>(2 * cc)] = qi[2 * cc] * f * tau;
+                                qd[static_cast<std::size_t>(2 * cc + 1)] = qi[2 * cc + 1] * f * tau;
+                            }
+                            const index_t count = std::min(slot.rows, (kb + 1) * per) - kb * per;
+                            const T lb = attend_one(qd.data(), slot.keys.get() + kb * per * hd, slot.values.get() + kb * per * hd,
+                                                    count, hd, o.data(), scores.data());
+                            longnet::detail::merge_row<T, T>(out, lse, o.data(), lb, hd);
+                        }
+                        continue;
+                    }
                     for (T& e : qd) e *= tau;  // the forward's kernels pre-scale queries by τ too
                     const T lb = attend_one(qd.data(), slot.keys.get(), slot.values.get(), slot.rows, hd, o.data(), scores.data());
                     longnet::detail::merge_row<T, T>(out, lse, o.data(), lb, hd);  // branch merge, as the forward

@@ -143,7 +143,7 @@ public:
                                         std::to_string(x.cols()) + "] / output do not fit embed dim " +
                                         std::to_string(dim));
         check_first_position(first_position);
-        const bool anchored = config.kind == attention_kind::dilated && config.rotary.kind == position_encoding::xpos;
+        const bool anchored = anchored_form(seq);
         matrix<T> q(seq, dim), k(seq, dim), v(seq, dim);
         {
             detail::scoped_timer t(detail::slot(profile, &forward_profile::dense));
@@ -153,7 +153,7 @@ public:
         }
         if (config.rotary.kind != position_encoding::none) {
             detail::scoped_timer t(detail::slot(profile, &forward_profile::other));
-            if (config.kind == attention_kind::dilated) {  // rotation only; XPos decay per branch below
+            if (anchored || config.kind == attention_kind::dilated) {  // rotation only; XPos decay per branch below
                 const matrix<T> table = rotary.rotation(first_position, seq);
                 rotary.apply(q, table);
                 rotary.apply(k, table);
@@ -172,7 +172,7 @@ public:
             auto vv = make_bnhd<CT>(v.data(), 1, seq, heads, hd);
             auto ov = make_bnhd<T>(a.data(), 1, seq, heads, hd);
             if (anchored) {
-                anchored_dilated_attention(q, k, vv, ov, first_position);
+                anchored_dilated_attention(q, k, vv, ov, first_position, anchored_options(seq));
             } else if (config.kind == attention_kind::dilated) {
                 dilated_attention(qv, kv, vv, ov, config.dilated);
             } else {
@@ -221,7 +221,9 @@ public:
         const std::vector<index_t>* docs = attention.documents();
         if (docs && !whole_sequence(rows, seq))
             throw std::invalid_argument("longnet::nn::multihead_attention: packed documents need the whole sequence in one pass");
-        const bool anchored = anchored_form();
+        const bool anchored = anchored_form(rows.total);
+        const dilated_options opt = anchored_options(rows.total);
+        if (anchored && !whole_sequence(rows, seq)) check_slice(opt, rows.total);
         if (anchored) {  // rotation only; act.q, act.k are saved before the per-branch decay
             const matrix<T> table = rotation_table(rows, seq, docs);
             rotary.apply(act.q, table);
@@ -242,12 +244,12 @@ public:
                 const lse_view<accum_t<T>> ld = make_lse_bnh<accum_t<T>>(act.lse.data() + s * heads, 1, n, heads);
                 anchored_dilated_attention(act.q.middleRows(s, n), act.k.middleRows(s, n),
                                            make_bnhd<CT>(act.v.data() + s * dim, 1, n, heads, hd),
-                                           make_bnhd<T>(act.a.data() + s * dim, 1, n, heads, hd), 0, &ld);
+                                           make_bnhd<T>(act.a.data() + s * dim, 1, n, heads, hd), 0, opt, &ld);
             }
         else if (anchored && whole_sequence(rows, seq))
-            anchored_dilated_attention(act.q, act.k, vv, ov, 0, &lv);
+            anchored_dilated_attention(act.q, act.k, vv, ov, 0, opt, &lv);
         else if (anchored)
-            anchored_slice_attention(attention, act.q, act.k, vv, ov, lv, rows.first);
+            anchored_slice_attention(attention, act.q, act.k, vv, ov, lv, rows.first, opt);
         else
             attention.forward(config.kind, config.dilated, qv, kv, vv, ov, lv);
         if (config.subln)
@@ -305,11 +307,12 @@ private:
         auto dvv = make_bnhd<T>(dv.data(), 1, seq, heads, hd);
         const row_slice rows = attention.slice(seq);
         const std::vector<index_t>* docs = attention.documents();
-        const bool anchored = anchored_form();
-        if (anchored && release && per_head_backward(attention, rows, seq, docs))
-            anchored_backward_per_head(act, da, dq, dk, dv, mode);
+        const bool anchored = anchored_form(rows.total);
+        const dilated_options opt = anchored_options(rows.total);
+        if (anchored && release && per_head_backward(attention, rows, seq, docs, opt))
+            anchored_backward_per_head(act, da, dq, dk, dv, mode, opt);
         else if (anchored)
-            anchored_dilated_attention_backward(attention, act, vv, ov, lv, dov, dq, dk, dv, mode, rows.first, docs);
+            anchored_dilated_attention_backward(attention, act, vv, ov, lv, dov, da, dq, dk, dv, mode, rows, docs, opt);
         else
             attention.backward(config.kind, config.dilated, qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, mode);
         if (anchored) {  // the rotation's transpose (the decay was applied per group above)
@@ -340,11 +343,12 @@ public:
     }
 
 private:
-    // Dilated attention with the anchored XPos decay: each branch on its own decayed copies of q and k,
-    // merged into out through the running log-sum-exp in branch order (as dilated_attention does).
-    // lse_out (optional): the merged log-sum-exp, for the training pass.
+    // Dilated attention with the anchored XPos decay: each branch of opt on its own decayed copies of q and
+    // k, merged into out through the running log-sum-exp in branch order (as dilated_attention does); a
+    // long branch (long_branch()) as blocks (long_branch_forward). lse_out (optional): the merged
+    // log-sum-exp, for the training pass.
     void anchored_dilated_attention(const_matrix_ref<T> q, const_matrix_ref<T> k, const tensor_view<const T>& vv,
-                                    const tensor_view<T>& ov, index_t first_position,
+                                    const tensor_view<T>& ov, index_t first_position, const dilated_options& opt,
                                     const lse_view<accum_t<T>>* lse_out = nullptr) const {
         using A = accum_t<T>;
         const index_t seq = q.rows(), heads = config.heads, hd = config.head_dim();
@@ -352,10 +356,14 @@ private:
         std::vector<A> lse_buffer(lse_out ? 0 : static_cast<std::size_t>(seq * heads));
         const lse_view<A> lse = lse_out ? *lse_out : lse_view<A>(lse_buffer.data(), 1, seq, heads);
         longnet::detail::init_output<T, A>(ov, lse);
-        const A scale = static_cast<A>(effective_scale(config.dilated.scale, hd));
+        const A scale = static_cast<A>(effective_scale(opt.scale, hd));
         matrix<T> qb, kb;
         index_t decayed_for = 0;  // segment length the copies are decayed for
-        for (const branch& br : config.dilated.branches) {
+        for (const branch& br : opt.branches) {
+            if (long_branch(br, seq, opt)) {
+                long_branch_forward(q, k, vv, ov, lse, opt, br, scale);
+                continue;
+            }
             if (br.segment_length != decayed_for) {  // (counted as attention time)
                 qb = q;
                 kb = k;
@@ -366,8 +374,190 @@ private:
             using CT = const T;
             longnet::detail::run_forward_branch<T>(
                 make_bnhd<CT>(qb.data(), 1, seq, heads, hd), make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, ov, lse,
-                config.dilated, br, scale);
+                opt, br, scale);
         }
+    }
+
+    // Long segments (SPEC §10's finer anchor). A branch (w, r) whose segment, clipped to the sequence, is
+    // longer than rotary.segment_limit() (float, hd 64, s 512: 66.8K positions) cannot give every row of a
+    // segment one anchor within reach. Each segment is cut into blocks of P positions (block_length: a
+    // multiple of r, at most the limit; blocks start at the segment's first row, the last may be shorter).
+    // A query in block b scores the keys of blocks b − m, m = 0 .. b; for each m:
+    //   keys: decayed per block on the block's own anchor (decay(k, 0, P, true));
+    //   queries: m = 0 decayed likewise, and block b against block b itself is causal attention with
+    //       segment length P and dilation r; m ≥ 1 decayed with the anchor moved back m·P positions
+    //       (decay_shifted: onto the key block's anchor), and block b against block b − m is non-causal
+    //       attention with segment length P and dilation r on the queries' rows [mP, n) shifted onto the
+    //       keys' rows [0, n − mP).
+    // Every score carries exactly zeta^((i − j)/s), every factor stays ≤ zeta^(−P/(2s)), far blocks'
+    // query factors underflow towards 0 (the true factor's own limit), and the pieces merge exactly
+    // (lse = logsumexp, out = Σ exp(lse_m − lse)·out_m): the branch's softmax over all its keys. P is a
+    // multiple of r, so block-relative row offsets select exactly the rows the segment selects for each
+    // head. The queries of piece m ≥ 1 are padded with zero rows to a whole number of blocks so the last
+    // (partial) query block still sees its whole key block; the padding's outputs are dropped (and in the
+    // backward it carries dout = 0, lse = 0, so it adds nothing to dk, dv). Causal only: non-causal XPos
+    // scores grow as zeta^(−(j − i)/s) for keys after the query, which overflows in exact arithmetic.
+    bool long_branch(const branch& br, index_t seq, const dilated_options& opt) const {
+        if (std::min(br.segment_length, seq) <= rotary.segment_limit()) return false;
+        if (!opt.causal)
+            throw std::overflow_error(
+                "longnet::nn::multihead_attention: non-causal XPos over a segment of " +
+                std::to_string(std::min(br.segment_length, seq)) + " positions: scores of keys after the query grow as "
+                "zeta^(-(j - i)/scale_base) and overflow " + std::string(sizeof(T) == 4 ? "float" : "double") +
+                " (the longest segment that holds is " + std::to_string(rotary.segment_limit()) +
+                "); use causal attention, shorter segments, a larger xpos_scale_base or RoPE");
+        return true;
+    }
+    index_t block_length(const branch& br) const { return rotary.block_length(br.dilation); }
+    // The options of one block piece: branch (P, r), causal (m = 0) or not (m ≥ 1), no padding keys.
+    static dilated_options piece_options(const dilated_options& opt, const branch& piece, bool causal) {
+        dilated_options o = opt;
+        o.branches = {piece};
+        o.causal = causal;
+        o.tail = tail_mode::exact;
+        return o;
+    }
+
+    // The long branch br of the rows q, k (rotated, not decayed), v merged into (ov, lse) (see above).
+    void long_branch_forward(const_matrix_ref<T> q, const_matrix_ref<T> k, const tensor_view<const T>& vv,
+                             const tensor_view<T>& ov, const lse_view<accum_t<T>>& lse, const dilated_options& opt,
+                             const branch& br, accum_t<T> scale) const {
+        using A = accum_t<T>;
+        using CT = const T;
+        using varlen_views::rows;
+        const index_t seq = q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        const index_t w = br.segment_length, P = block_length(br);
+        const branch piece{P, br.dilation};
+        const dilated_options diagonal = piece_options(opt, piece, true), off_diagonal = piece_options(opt, piece, false);
+        for (index_t S = 0; S < seq; S += w) {
+            const index_t n = std::min(w, seq - S), blocks = (n + P - 1) / P;
+            matrix<T> qd = q.middleRows(S, n), kd = k.middleRows(S, n);
+            rotary.decay(qd, 0, P, false);
+            rotary.decay(kd, 0, P, true);
+            longnet::detail::run_forward_branch<T>(make_bnhd<CT>(qd.data(), 1, n, heads, hd),
+                                                   make_bnhd<CT>(kd.data(), 1, n, heads, hd), rows(vv, S, n),
+                                                   rows(ov, S, n), rows(lse, S, n), diagonal, piece, scale);
+            matrix<T> qs, og;
+            std::vector<A> lg;
+            for (index_t m = 1; m < blocks; ++m) {
+                const index_t len = (blocks - m) * P, nq = n - m * P;
+                shifted_queries(q, S, n, P, m, qs);
+                og.resize(len, dim);
+                lg.assign(static_cast<std::size_t>(len * heads), A(0));
+                const tensor_view<T> ogv = make_bnhd<T>(og.data(), 1, len, heads, hd);
+                const lse_view<A> lgv(lg.data(), 1, len, heads);
+                longnet::detail::init_output<T, A>(ogv, lgv);
+                longnet::detail::run_forward_branch<T>(make_bnhd<CT>(qs.data(), 1, len, heads, hd),
+                                                       make_bnhd<CT>(kd.data(), 1, len, heads, hd), rows(vv, S, len),
+                                                       ogv, lgv, off_diagonal, piece, scale);
+                LONGNET_NN_PARALLEL_FOR
+                for (index_t i = 0; i < nq; ++i)
+                    for (index_t h = 0; h < heads; ++h)
+                        merge_group(ov.row(0, S + m * P + i, h), lse(0, S + m * P + i, h), og.data() + i * dim + h * hd,
+                                    lgv(0, i, h), hd);
+            }
+        }
+    }
+    // qs = the queries of piece m of the segment at rows [S, S + n): rows S + m·P .. of q decayed onto the
+    // key blocks' anchors, padded with zero rows to (blocks − m)·P rows.
+    void shifted_queries(const_matrix_ref<T> q, index_t S, index_t n, index_t P, index_t m, matrix<T>& qs) const {
+        const index_t blocks = (n + P - 1) / P, len = (blocks - m) * P, nq = n - m * P;
+        qs.resize(len, config.embed_dim);
+        qs.topRows(nq) = q.middleRows(S + m * P, nq);
+        qs.bottomRows(len - nq).setZero();
+        rotary.decay_shifted(qs.topRows(nq), P, m * P);
+    }
+
+    // The backward of long_branch_forward over rows [s0, s0 + N) of the pass (one sequence: the whole pass or
+    // one packed document), accumulated into dq, dk, dv (before the rotation's transpose). Each piece runs
+    // the kernels' exact backward with the merged lse; out is the merged output (grad_mode::exact) or the
+    // branch's own output recomputed here (stop_grad_weights: the branch's merge weight held constant, its
+    // pieces' weights inside it differentiated, as torchscale's autograd treats the branch).
+    void long_branch_backward(const attention_activations<T>& act, const matrix<T>& da, const lse_view<const accum_t<T>>& lv,
+                              matrix<T>& dq, matrix<T>& dk, matrix<T>& dv, grad_mode mode, const dilated_options& opt,
+                              const branch& br, index_t s0, index_t N) const {
+        using A = accum_t<T>;
+        using CT = const T;
+        using varlen_views::rows;
+        const index_t dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        const index_t w = br.segment_length, P = block_length(br);
+        const branch piece{P, br.dilation};
+        const dilated_options diagonal = piece_options(opt, piece, true), off_diagonal = piece_options(opt, piece, false);
+        const auto q = act.q.middleRows(s0, N), k = act.k.middleRows(s0, N);
+        const tensor_view<CT> vv = make_bnhd<CT>(act.v.data() + s0 * dim, 1, N, heads, hd);
+        const lse_view<CT> lse = rows(lv, s0, N);
+        const auto dout = da.middleRows(s0, N);
+        matrix<T> own;  // out: merged (exact) or the branch's own (stop_grad_weights)
+        if (mode == grad_mode::stop_grad_weights) {
+            own.resize(N, dim);
+            std::vector<A> own_lse(static_cast<std::size_t>(N * heads));
+            const tensor_view<T> ownv = make_bnhd<T>(own.data(), 1, N, heads, hd);
+            const lse_view<A> own_lv(own_lse.data(), 1, N, heads);
+            longnet::detail::init_output<T, A>(ownv, own_lv);
+            long_branch_forward(q, k, vv, ownv, own_lv, opt, br, static_cast<A>(effective_scale(opt.scale, hd)));
+        }
+        const const_matrix_ref<T> out = mode == grad_mode::stop_grad_weights ? const_matrix_ref<T>(own)
+                                                                              : const_matrix_ref<T>(act.a.middleRows(s0, N));
+        matrix<T> qs, os, dos, dqs, dks, dvs;
+        std::vector<A> ls;
+        for (index_t S = 0; S < N; S += w) {
+            const index_t n = std::min(w, N - S), blocks = (n + P - 1) / P;
+            matrix<T> qd = q.middleRows(S, n), kd = k.middleRows(S, n);
+            rotary.decay(qd, 0, P, false);
+            rotary.decay(kd, 0, P, true);
+            matrix<T> dqd(n, dim), dkd(n, dim), dvd(n, dim);
+            longnet::dilated_attention_backward(
+                make_bnhd<CT>(qd.data(), 1, n, heads, hd), make_bnhd<CT>(kd.data(), 1, n, heads, hd), rows(vv, S, n),
+                make_bnhd<CT>(out.data() + S * dim, 1, n, heads, hd), rows(lse, S, n),
+                make_bnhd<CT>(dout.data() + S * dim, 1, n, heads, hd), make_bnhd<T>(dqd.data(), 1, n, heads, hd),
+                make_bnhd<T>(dkd.data(), 1, n, heads, hd), make_bnhd<T>(dvd.data(), 1, n, heads, hd), diagonal,
+                grad_mode::exact);
+            rotary.decay(dqd, 0, P, false);
+            dq.middleRows(s0 + S, n) += dqd;
+            for (index_t m = 1; m < blocks; ++m) {
+                const index_t len = (blocks - m) * P, nq = n - m * P;
+                shifted_queries(q, S, n, P, m, qs);
+                os.resize(len, dim);
+                os.topRows(nq) = out.middleRows(S + m * P, nq);
+                os.bottomRows(len - nq).setZero();
+                dos.resize(len, dim);
+                dos.topRows(nq) = dout.middleRows(S + m * P, nq);
+                dos.bottomRows(len - nq).setZero();
+                ls.assign(static_cast<std::size_t>(len * heads), A(0));  // padding rows: lse 0 (finite)
+                for (index_t i = 0; i < nq; ++i)
+                    for (index_t h = 0; h < heads; ++h) ls[static_cast<std::size_t>(i * heads + h)] = lse(0, S + m * P + i, h);
+                dqs.resize(len, dim);
+                dks.resize(len, dim);
+                dvs.resize(len, dim);
+                longnet::dilated_attention_backward(
+                    make_bnhd<CT>(qs.data(), 1, len, heads, hd), make_bnhd<CT>(kd.data(), 1, len, heads, hd),
+                    rows(vv, S, len), make_bnhd<CT>(os.data(), 1, len, heads, hd),
+                    lse_view<CT>(ls.data(), 1, len, heads), make_bnhd<CT>(dos.data(), 1, len, heads, hd),
+                    make_bnhd<T>(dqs.data(), 1, len, heads, hd), make_bnhd<T>(dks.data(), 1, len, heads, hd),
+                    make_bnhd<T>(dvs.data(), 1, len, heads, hd), off_diagonal, grad_mode::exact);
+                rotary.decay_shifted(dqs.topRows(nq), P, m * P);
+                dq.middleRows(s0 + S + m * P, nq) += dqs.topRows(nq);
+                dkd.topRows(len) += dks;
+                dvd.topRows(len) += dvs;
+            }
+            rotary.decay(dkd, 0, P, true);
+            dk.middleRows(s0 + S, n) += dkd;
+            dv.middleRows(s0 + S, n) += dvd;
+        }
+    }
+
+    // A slice of the sequence (the MPI trainer's rows) runs no long branch: its blocks would cross ranks.
+    // std::overflow_error naming the branch (the trainer checks this before any rank starts).
+    void check_slice(const dilated_options& opt, index_t total) const {
+        for (const branch& br : opt.branches)
+            if (std::min(br.segment_length, total) > rotary.segment_limit())
+                throw std::overflow_error(
+                    "longnet::nn::multihead_attention: a segment of " + std::to_string(std::min(br.segment_length, total)) +
+                    " positions (branch w = " + std::to_string(br.segment_length) + ", r = " + std::to_string(br.dilation) +
+                    ") is longer than the XPos anchor's limit " + std::to_string(rotary.segment_limit()) + " in " +
+                    std::string(sizeof(T) == 4 ? "float" : "double") +
+                    "; a single process runs it as blocks, a sequence split across ranks does not yet: use one rank "
+                    "per sequence, a double build, a larger xpos_scale_base or RoPE");
     }
 
     // The anchored form on a slice of the sequence (the held rows at global positions first ..): per
@@ -376,21 +566,21 @@ private:
     // their segment lengths first appear among the branches.
     void anchored_slice_attention(attention_backend<T>& attention, const matrix<T>& q, const matrix<T>& k,
                                   const tensor_view<const T>& vv, const tensor_view<T>& ov,
-                                  const lse_view<accum_t<T>>& lv, index_t first) const {
+                                  const lse_view<accum_t<T>>& lv, index_t first, const dilated_options& opt) const {
         using A = accum_t<T>;
         const index_t seq = q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
         longnet::detail::init_output<T, A>(ov, lv);
         matrix<T> qb, kb, og(seq, dim);  // (no early return without rows: a backend may be collective)
         std::vector<A> lg(static_cast<std::size_t>(seq * heads));
         using CT = const T;
-        for (const dilated_options& group : segment_groups()) {
+        for (const dilated_options& group : segment_groups(opt)) {
             const index_t w = group.branches.front().segment_length;
             qb = q;
             kb = k;
             rotary.decay(qb, first, w, false);
             rotary.decay(kb, first, w, true);
             const lse_view<A> lgv(lg.data(), 1, seq, heads);
-            attention.forward(config.kind, group, make_bnhd<CT>(qb.data(), 1, seq, heads, hd),
+            attention.forward(attention_kind::dilated, group, make_bnhd<CT>(qb.data(), 1, seq, heads, hd),
                               make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, make_bnhd<T>(og.data(), 1, seq, heads, hd), lgv);
             LONGNET_NN_PARALLEL_FOR
             for (index_t i = 0; i < seq; ++i)
@@ -419,16 +609,16 @@ private:
         lse = std::isnan(l) ? l : merged;
     }
 
-    // The branches grouped by segment length (one dilated_options each, the branches of one w in their
-    // order), groups in the order their w first appears.
-    std::vector<dilated_options> segment_groups() const {
+    // The branches of opt grouped by segment length (one dilated_options each, the branches of one w in
+    // their order), groups in the order their w first appears.
+    static std::vector<dilated_options> segment_groups(const dilated_options& opt) {
         std::vector<dilated_options> groups;
-        for (const branch& br : config.dilated.branches) {
+        for (const branch& br : opt.branches) {
             const index_t w = br.segment_length;
             auto it = std::find_if(groups.begin(), groups.end(),
                                    [w](const dilated_options& g) { return g.branches.front().segment_length == w; });
             if (it == groups.end()) {
-                groups.push_back(config.dilated);
+                groups.push_back(opt);
                 groups.back().branches.clear();
                 it = groups.end() - 1;
             }
@@ -437,29 +627,50 @@ private:
         return groups;
     }
 
-    // Backward of the anchored form (the held rows at global positions first ..): per group of branches
-    // sharing a segment length w, the backend's backward on q, k decayed for w with the merged output and
-    // lse (so each group's share of the exact or stop_grad_weights gradient); d(q·s)/dq = s, so the same
-    // decay turns dqb, dkb into the group's share of dq, dk (still before the rotation's transpose). dq,
-    // dk, dv are overwritten. The local backend runs dilated_attention_backward.
+    // Backward of the anchored form (the held rows at global positions rows.first ..): per group of
+    // branches sharing a segment length w, the backend's backward on q, k decayed for w with the merged
+    // output and lse (so each group's share of the exact or stop_grad_weights gradient); d(q·s)/dq = s, so
+    // the same decay turns dqb, dkb into the group's share of dq, dk (still before the rotation's
+    // transpose). A long branch (whole sequence or packed documents) runs long_branch_backward, one
+    // sequence at a time. dq, dk, dv are overwritten. The local backend runs dilated_attention_backward.
     void anchored_dilated_attention_backward(attention_backend<T>& attention, const attention_activations<T>& act,
                                              const tensor_view<const T>& vv, const tensor_view<const T>& ov,
                                              const lse_view<const accum_t<T>>& lv, const tensor_view<const T>& dov,
-                                             matrix<T>& dq, matrix<T>& dk, matrix<T>& dv, grad_mode mode,
-                                             index_t first, const std::vector<index_t>* docs = nullptr) const {
+                                             const matrix<T>& da, matrix<T>& dq, matrix<T>& dk, matrix<T>& dv,
+                                             grad_mode mode, const row_slice& rows, const std::vector<index_t>* docs,
+                                             const dilated_options& opt) const {
         const index_t seq = act.q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        const index_t first = rows.first;
         dq.setZero();
         dk.setZero();
         dv.setZero();
         matrix<T> qb, kb, dqb(seq, dim), dkb(seq, dim), dvb(seq, dim);
         using CT = const T;
-        for (const dilated_options& group : segment_groups()) {
+        for (dilated_options group : segment_groups(opt)) {
+            std::vector<branch> long_ones;
+            if (whole_sequence(rows, seq)) {
+                const auto split = std::stable_partition(group.branches.begin(), group.branches.end(), [&](const branch& br) {
+                    return !long_branch(br, docs ? longest_document(*docs) : seq, opt);
+                });
+                long_ones.assign(split, group.branches.end());
+                group.branches.erase(split, group.branches.end());
+            }
+            for (const branch& br : long_ones) {
+                if (!docs) {
+                    long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, br, 0, seq);
+                    continue;
+                }
+                for (std::size_t b = 0; b + 1 < docs->size(); ++b)
+                    if ((*docs)[b + 1] > (*docs)[b])
+                        long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, br, (*docs)[b], (*docs)[b + 1] - (*docs)[b]);
+            }
+            if (group.branches.empty()) continue;
             const index_t w = group.branches.front().segment_length;
             qb = act.q;
             kb = act.k;
             decay_rows(qb, first, w, false, docs);
             decay_rows(kb, first, w, true, docs);
-            attention.backward(config.kind, group, make_bnhd<CT>(qb.data(), 1, seq, heads, hd),
+            attention.backward(attention_kind::dilated, group, make_bnhd<CT>(qb.data(), 1, seq, heads, hd),
                                make_bnhd<CT>(kb.data(), 1, seq, heads, hd), vv, ov, lv, dov,
                                make_bnhd<T>(dqb.data(), 1, seq, heads, hd), make_bnhd<T>(dkb.data(), 1, seq, heads, hd),
                                make_bnhd<T>(dvb.data(), 1, seq, heads, hd), mode);
@@ -476,11 +687,11 @@ private:
     // of r (so a view starting at head h's offset row o < r selects, with offset 0, exactly the rows the
     // whole call selects for head h: o + k·w + m·r, grouped in the same segments).
     bool per_head_backward(const attention_backend<T>& attention, const row_slice& rows, index_t seq,
-                           const std::vector<index_t>* docs) const {
+                           const std::vector<index_t>* docs, const dilated_options& opt) const {
         if (docs || !whole_sequence(rows, seq) || typeid(attention) != typeid(attention_backend<T>)) return false;
-        for (const branch& br : config.dilated.branches) {
-            if (br.segment_length % br.dilation != 0) return false;
-            for (const branch& other : config.dilated.branches)
+        for (const branch& br : opt.branches) {
+            if (br.segment_length % br.dilation != 0 || long_branch(br, seq, opt)) return false;
+            for (const branch& other : opt.branches)
                 if (&other != &br && other.segment_length == br.segment_length) return false;
         }
         return true;
@@ -492,7 +703,7 @@ private:
     // their gradient is zero). Every element of dq, dk, dv gets the same terms in the same order (0 + the
     // groups' shares in group order) as in the all-heads form; scratch 5 × [T, hd] instead of 5 × [T, D].
     void anchored_backward_per_head(const attention_activations<T>& act, const matrix<T>& da, matrix<T>& dq,
-                                    matrix<T>& dk, matrix<T>& dv, grad_mode mode) const {
+                                    matrix<T>& dk, matrix<T>& dv, grad_mode mode, const dilated_options& opt) const {
         using A = accum_t<T>;
         using CT = const T;
         const index_t seq = act.q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
@@ -503,7 +714,7 @@ private:
         const auto column_view = [&](const T* data, index_t o, index_t h) {  // head h of a [T, D] matrix, rows o ..
             return tensor_view<CT>(data + o * dim + h * hd, {1, seq - o, 1, hd}, {(seq - o) * dim, dim, hd});
         };
-        for (const dilated_options& group : segment_groups()) {
+        for (const dilated_options& group : segment_groups(opt)) {
             const branch& br = group.branches.front();
             const index_t w = br.segment_length;
             for (index_t h = 0; h < heads; ++h) {
@@ -564,10 +775,29 @@ private:
         return all;
     }
 
-    // The training pass uses the anchored XPos form whenever the attention is dilated with XPos (the
-    // whole sequence or a slice of it); otherwise (dense, RoPE, none) the coefficient tables.
-    bool anchored_form() const {
-        return config.kind == attention_kind::dilated && config.rotary.kind == position_encoding::xpos;
+    // The anchored XPos form runs whenever the attention is dilated with XPos (the whole sequence or a
+    // slice of it), and for causal dense attention with XPos on a sequence (total rows; packed documents:
+    // all of them) past the centred form's range; otherwise (dense within it, RoPE, none) the coefficient
+    // tables. Non-causal dense attention past that range keeps the centred form, which refuses it.
+    bool anchored_form(index_t total) const {
+        if (config.rotary.kind != position_encoding::xpos) return false;
+        if (config.kind == attention_kind::dilated) return true;
+        return config.dilated.causal && !rotary.centred_fits(total);
+    }
+    // The branches the anchored form runs: the dilated branches, or (dense) one causal branch of segment
+    // length `total`, dilation 1: every earlier token of the sequence (each document's, packed).
+    dilated_options anchored_options(index_t total) const {
+        if (config.kind == attention_kind::dilated) return config.dilated;
+        dilated_options dense;
+        dense.branches = {{std::max<index_t>(total, 1), 1}};
+        dense.causal = config.dilated.causal;
+        dense.scale = config.dilated.scale;
+        return dense;
+    }
+    static index_t longest_document(const std::vector<index_t>& docs) noexcept {
+        index_t n = 0;
+        for (std::size_t b = 0; b + 1 < docs.size(); ++b) n = std::max(n, docs[b + 1] - docs[b]);
+        return n;
     }
     // The pass holds the whole sequence (local attention, or one rank per sequence).
     static bool whole_sequence(const row_slice& rows, index_t seq) noexcept { return rows.first == 0 && rows.total == seq; }

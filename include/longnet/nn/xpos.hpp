@@ -55,6 +55,10 @@ struct rotary_options {
     angle_precision angles = angle_precision::torchscale;
     double scale_base = 512;  // XPos: xpos_scale_base
     double theta_base = 10000;
+    // XPos: the largest distance from its anchor at which a row is decayed (0: the element type's range
+    // with 1000x headroom, rotary_embedding::reach()); a smaller value only moves where the anchored form
+    // cuts long segments into blocks and where the centred form stops (the tests run both at short lengths).
+    index_t anchor_reach = 0;
 };
 
 inline const char* to_string(position_encoding p) noexcept {
@@ -186,13 +190,33 @@ public:
         return table;
     }
 
-    // Largest distance from its anchor at which zeta^(±distance/s) fits T with 1000x headroom.
+    // Largest distance from its anchor at which zeta^(±distance/s) fits T with 1000x headroom (or
+    // options.anchor_reach when smaller).
     index_t reach() const noexcept {
         double log_zeta = 0;
         for (float z : zeta) log_zeta = std::max(log_zeta, std::fabs(std::log(static_cast<double>(z))));
         const double limit = std::log(static_cast<double>(std::numeric_limits<T>::max())) - std::log(1000.0);
-        if (!(log_zeta > 0)) return std::numeric_limits<index_t>::max() / 4;
-        return static_cast<index_t>(std::min(limit / log_zeta * options.scale_base, 1e15));
+        const index_t range = log_zeta > 0 ? static_cast<index_t>(std::min(limit / log_zeta * options.scale_base, 1e15))
+                                           : std::numeric_limits<index_t>::max() / 4;
+        return options.anchor_reach > 0 ? std::min(options.anchor_reach, range) : range;
+    }
+    // The longest segment whose rows all lie within reach() of its anchor (2·reach(): about 66.8K
+    // positions in float for hd = 64 and s = 512). multihead_attention runs a longer segment as blocks of
+    // at most this length (each block anchored on its own, the queries' anchors moved back to each key
+    // block's: see decay_shifted()), so no length is refused because of XPos.
+    index_t segment_limit() const noexcept { return 2 * reach(); }
+    // The block length P of a long segment (longer than segment_limit()) in a branch of dilation r: the
+    // largest multiple of r within the limit (so each block holds whole dilation steps and selects, per
+    // head, the rows the segment selects). std::overflow_error when r itself exceeds the limit.
+    index_t block_length(index_t dilation) const {
+        const index_t P = dilation > 0 ? segment_limit() / dilation * dilation : 0;
+        if (P < 1)
+            throw std::overflow_error("longnet::nn::rotary_embedding: dilation " + std::to_string(dilation) +
+                                      " is longer than the XPos block limit " + std::to_string(segment_limit()) + " of " +
+                                      (sizeof(T) == 4 ? "float" : "double") +
+                                      " (a block holds whole dilation steps); use a larger xpos_scale_base, a double "
+                                      "build or RoPE");
+        return P;
     }
     // The anchor of `position` in a branch of segment length w (see the header comment).
     index_t anchor(index_t position, index_t segment_length) const noexcept {
@@ -236,6 +260,19 @@ public:
         const index_t u_lo = rows + u_first > segment_length ? 0 : u_first;
         scale_rows(x, segment_length, u_lo, span, downscale, [&](index_t r) { return (first + r) % segment_length; });
     }
+    // The queries' side of a block pair `shift` positions apart (shift: a positive multiple of the block
+    // length P): row r of x, at in-block index r mod P, is multiplied by zeta_c^((r mod P − anchor(0, P) +
+    // shift)/s), i.e. decay(x, 0, P, false) with the anchor moved `shift` positions back, onto the anchor of
+    // the key block the rows are scored against. Every factor is at most zeta^((shift − P/2)/s) < 1, so
+    // nothing overflows; far blocks underflow towards 0, the true factor's own limit (SPEC §10).
+    void decay_shifted(matrix_ref<T> x, index_t block_length, index_t shift) const {
+        if (!decays(x, block_length)) return;
+        if (shift < block_length || shift % block_length != 0)
+            throw std::invalid_argument("longnet::nn::rotary_embedding::decay_shifted: shift " + std::to_string(shift) +
+                                        " is not a positive multiple of the block length " + std::to_string(block_length));
+        scale_rows(x, block_length, 0, std::min(block_length, x.rows()), false,
+                   [&](index_t r) { return r % block_length; }, shift);
+    }
     // decay() of packed documents: rows [documents[b], documents[b + 1]) of x are one document, its first
     // row at position 0 (documents: cu_seqlens over x's rows, checked by the caller). Bitwise decay() of
     // each document's rows alone; the factors are computed once for all documents.
@@ -255,12 +292,8 @@ public:
     // Largest |log s(i, c)| over the sequence; throws std::overflow_error when T cannot hold s and 1/s
     // with 1000x headroom for the values they multiply.
     void check_range(index_t seq, index_t centre) const {
-        double log_zeta = 0;
-        for (float z : zeta) log_zeta = std::max(log_zeta, std::fabs(std::log(static_cast<double>(z))));
         const double distance = static_cast<double>(std::max(centre, seq - 1 - centre));
-        const double log_scale = distance / options.scale_base * log_zeta;
-        const double limit = std::log(static_cast<double>(std::numeric_limits<T>::max())) - std::log(1000.0);
-        if (log_scale > limit)
+        if (!centred_fits(seq))
             throw std::overflow_error("longnet::nn::rotary_embedding: XPos scale zeta^(" + std::to_string(distance) + "/" +
                                       std::to_string(options.scale_base) + ") overflows " +
                                       (sizeof(T) == 4 ? "float" : "double") + " for a sequence of " +
@@ -268,6 +301,13 @@ public:
                                       "whole sequence) is what dense attention uses, so it cannot be exact past this "
                                       "length: use dilated attention (anchored XPos, no length limit), a double build, "
                                       "a larger xpos_scale_base or RoPE");
+    }
+
+    // Whether the centred form (coefficients(seq, ...)) holds a sequence of seq tokens in T.
+    // (Every row within reach() of the centre ceil(T/2).)
+    bool centred_fits(index_t seq) const {
+        const index_t centre = (seq + 1) / 2;
+        return std::max(centre, seq - 1 - centre) <= reach();
     }
 
 private:
@@ -281,17 +321,20 @@ private:
         return x.rows() > 0;
     }
     // Row r of x times the decay factors of in-segment index u_of(r), which lies in [u_lo, span).
+    // shift > 0 (decay_shifted: queries, every offset positive) needs no range check.
     template <class Index>
     void scale_rows(matrix_ref<T>& x, index_t segment_length, index_t u_lo, index_t span, bool downscale,
-                    const Index& u_of) const {
+                    const Index& u_of, index_t shift = 0) const {
         const index_t rows = x.rows(), heads = x.cols() / head_dim_, half = head_dim_ / 2;
         const index_t a = anchor(0, segment_length);
-        check_decay_range(u_lo - a, segment_length);
-        check_decay_range(span - 1 - a, segment_length);
+        if (shift == 0) {
+            check_decay_range(u_lo - a, segment_length);
+            check_decay_range(span - 1 - a, segment_length);
+        }
         matrix<T> table(span - u_lo, half);
         LONGNET_NN_PARALLEL_FOR
         for (index_t u = u_lo; u < span; ++u)
-            for (index_t c = 0; c < half; ++c) table(u - u_lo, c) = decay_factor(u - a, c, downscale);
+            for (index_t c = 0; c < half; ++c) table(u - u_lo, c) = decay_factor(u - a + shift, c, downscale);
         LONGNET_NN_PARALLEL_FOR
         for (index_t r = 0; r < rows; ++r) {
             const T* f = table.data() + (u_of(r) - u_lo) * half;

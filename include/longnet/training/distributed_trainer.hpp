@@ -166,8 +166,10 @@ std::string check_chunk(const nn::decoder<T, T>& model, const std::vector<std::i
             const auto& attn = model.layers.front().self_attn;
             const index_t n = static_cast<index_t>(inputs.size());
             longnet::detail::dist::plan_branches("dilated_attention", attn.config.dilated, n, seq_size, seq_rank);
-            // the anchored XPos decay of the whole sequence (every rank the same verdict, before any collective)
-            if (attn.config.rotary.kind == nn::position_encoding::xpos)
+            // the anchored XPos decay of a sequence split across ranks (every rank the same verdict, before any
+            // collective): a segment longer than the anchor's limit runs as blocks only in one process
+            // (nn/multihead_attention.hpp), so one rank per sequence has no such limit
+            if (attn.config.rotary.kind == nn::position_encoding::xpos && seq_size > 1)
                 for (const branch& br : attn.config.dilated.branches) attn.rotary.check_decay(n * seq_size, br.segment_length);
         }
     } catch (const std::exception& e) {
