@@ -21,6 +21,11 @@
 //   LayerNorm's input and output (3 D), all L layers' activations, and the attention backward's buffers:
 //   dh, d(Sub-LN), d(attention), dq, dk, dv, the anchored XPos path's copies of q, k, dq, dk, dv (11 D)
 //   and its rotation and coefficient tables (2 D / H).
+// - XPos segments longer than the anchor's limit (a branch with min(w, T) > rotary_embedding::
+//   segment_limit(): float, s 512, hd 64: 66.8K) run as blocks (nn/multihead_attention.hpp), whose
+//   backward holds the segment's decayed keys and their dk, dv and one piece's decayed queries, dq, dk, dv
+//   (7 D) instead of the per-head copies (5 D / H) with checkpointing, and instead of the groups' copies
+//   (5 D) without.
 // A layer's activations (without checkpointing): input, LN1 output, q, k, v, attention output, Sub-LN
 // output, residual, LN2 output (9 D), FC1 output and the FFN's Sub-LN output (2 F), the log-sum-exp (H)
 // and eight LayerNorm statistics. Token ids (inputs, targets and the batch's copy, int64): 32 bytes.
@@ -32,6 +37,7 @@
 #include <optional>
 
 #include <longnet/nn/decoder_config.hpp>
+#include <longnet/nn/xpos.hpp>
 
 #include "cli_common.hpp"
 
@@ -43,14 +49,27 @@ struct prediction {
     std::uint64_t total_bytes = 0;      // fixed + per token × tokens
 };
 
+// Whether some branch runs its segments as XPos blocks at this length (see above).
+inline bool long_segments(const longnet::nn::decoder_config& c, std::int64_t tokens, std::uint64_t scalar_bytes) {
+    if (c.embed_dim < 2 || c.heads < 1 || c.head_dim() % 2 != 0) return false;
+    longnet::nn::rotary_options opt;
+    opt.scale_base = c.xpos_scale_base;
+    const longnet::index_t limit = scalar_bytes == 4 ? longnet::nn::rotary_embedding<float>(c.head_dim(), opt).segment_limit()
+                                                     : longnet::nn::rotary_embedding<double>(c.head_dim(), opt).segment_limit();
+    for (longnet::index_t w : c.segment_length)
+        if (std::min<std::int64_t>(w, tokens) > limit) return true;
+    return false;
+}
+
 // nullopt when the total overflows 64 bits.
 inline std::optional<prediction> predict(const longnet::nn::decoder_config& c, std::int64_t tokens, std::int64_t parameters,
                                          bool checkpoint, std::uint64_t scalar_bytes) {
     const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v < 0 ? 0 : v); };
     const std::uint64_t D = u(c.embed_dim), F = u(c.ffn_dim), H = u(std::max<std::int64_t>(c.heads, 1)), L = u(c.layers);
     const std::uint64_t layer = 9 * D + 2 * F + H + 8;
-    const std::uint64_t scalars = checkpoint ? (L + 12) * D + 5 * (D / H) + H + 8
-                                              : 3 * D + L * layer + 11 * D + 2 * (D / H);
+    const bool blocks = long_segments(c, tokens, scalar_bytes);
+    const std::uint64_t scalars = checkpoint ? (L + 12) * D + (blocks ? 7 * D : 5 * (D / H)) + H + 8
+                                              : 3 * D + L * layer + (blocks ? 13 : 11) * D + 2 * (D / H);
     prediction p;
     p.per_token_bytes = scalars * scalar_bytes + 32;
     const std::uint64_t runtime = 20ull << 20;

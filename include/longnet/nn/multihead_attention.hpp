@@ -500,43 +500,52 @@ private:
                                                                               : const_matrix_ref<T>(act.a.middleRows(s0, N));
         matrix<T> qs, os, dos, dqs, dks, dvs;
         std::vector<A> ls;
+        const auto backward_piece = [&](const T* qp, const T* kp, index_t v_row, const T* op, const A* lp, const T* dop,
+                                        T* dqp, T* dkp, T* dvp, index_t count, const dilated_options& piece_opt) {
+            longnet::dilated_attention_backward(
+                make_bnhd<CT>(qp, 1, count, heads, hd), make_bnhd<CT>(kp, 1, count, heads, hd), rows(vv, v_row, count),
+                make_bnhd<CT>(op, 1, count, heads, hd), lse_view<CT>(lp, {1, count, heads}, {count * heads, heads, 1}),
+                make_bnhd<CT>(dop, 1, count, heads, hd), make_bnhd<T>(dqp, 1, count, heads, hd),
+                make_bnhd<T>(dkp, 1, count, heads, hd), make_bnhd<T>(dvp, 1, count, heads, hd), piece_opt, grad_mode::exact);
+        };
+        const auto lse_row = [&](index_t row) { return &lse(0, row, 0); };  // lse rows are [H] contiguous
         for (index_t S = 0; S < N; S += w) {
             const index_t n = std::min(w, N - S), blocks = (n + P - 1) / P;
-            matrix<T> qd = q.middleRows(S, n), kd = k.middleRows(S, n);
-            rotary.decay(qd, 0, P, false);
+            matrix<T> kd = k.middleRows(S, n), dkd(n, dim), dvd(n, dim);
             rotary.decay(kd, 0, P, true);
-            matrix<T> dqd(n, dim), dkd(n, dim), dvd(n, dim);
-            longnet::dilated_attention_backward(
-                make_bnhd<CT>(qd.data(), 1, n, heads, hd), make_bnhd<CT>(kd.data(), 1, n, heads, hd), rows(vv, S, n),
-                make_bnhd<CT>(out.data() + S * dim, 1, n, heads, hd), rows(lse, S, n),
-                make_bnhd<CT>(dout.data() + S * dim, 1, n, heads, hd), make_bnhd<T>(dqd.data(), 1, n, heads, hd),
-                make_bnhd<T>(dkd.data(), 1, n, heads, hd), make_bnhd<T>(dvd.data(), 1, n, heads, hd), diagonal,
-                grad_mode::exact);
-            rotary.decay(dqd, 0, P, false);
-            dq.middleRows(s0 + S, n) += dqd;
+            {  // m = 0 (the queries' copies freed before the pieces' scratch exists)
+                matrix<T> qd = q.middleRows(S, n), dqd(n, dim);
+                rotary.decay(qd, 0, P, false);
+                backward_piece(qd.data(), kd.data(), S, out.data() + S * dim, lse_row(S), dout.data() + S * dim, dqd.data(),
+                               dkd.data(), dvd.data(), n, diagonal);
+                rotary.decay(dqd, 0, P, false);
+                dq.middleRows(s0 + S, n) += dqd;
+            }
+            // m >= 1: the whole query blocks straight from out, lse, dout; a partial last query block padded
+            // to P rows (its key block is whole)
             for (index_t m = 1; m < blocks; ++m) {
-                const index_t len = (blocks - m) * P, nq = n - m * P;
+                const index_t len = (blocks - m) * P, nq = n - m * P, whole = nq / P * P, part = nq - whole;
                 shifted_queries(q, S, n, P, m, qs);
-                os.resize(len, dim);
-                os.topRows(nq) = out.middleRows(S + m * P, nq);
-                os.bottomRows(len - nq).setZero();
-                dos.resize(len, dim);
-                dos.topRows(nq) = dout.middleRows(S + m * P, nq);
-                dos.bottomRows(len - nq).setZero();
-                ls.assign(static_cast<std::size_t>(len * heads), A(0));  // padding rows: lse 0 (finite)
-                for (index_t i = 0; i < nq; ++i)
-                    for (index_t h = 0; h < heads; ++h) ls[static_cast<std::size_t>(i * heads + h)] = lse(0, S + m * P + i, h);
                 dqs.resize(len, dim);
                 dks.resize(len, dim);
                 dvs.resize(len, dim);
-                longnet::dilated_attention_backward(
-                    make_bnhd<CT>(qs.data(), 1, len, heads, hd), make_bnhd<CT>(kd.data(), 1, len, heads, hd),
-                    rows(vv, S, len), make_bnhd<CT>(os.data(), 1, len, heads, hd),
-                    lse_view<CT>(ls.data(), 1, len, heads), make_bnhd<CT>(dos.data(), 1, len, heads, hd),
-                    make_bnhd<T>(dqs.data(), 1, len, heads, hd), make_bnhd<T>(dks.data(), 1, len, heads, hd),
-                    make_bnhd<T>(dvs.data(), 1, len, heads, hd), off_diagonal, grad_mode::exact);
+                const index_t row = S + m * P;  // the pieces' first query row in the sequence
+                if (whole > 0)
+                    backward_piece(qs.data(), kd.data(), S, out.data() + row * dim, lse_row(row), dout.data() + row * dim,
+                                   dqs.data(), dks.data(), dvs.data(), whole, off_diagonal);
+                if (part > 0) {
+                    os = matrix<T>::Zero(P, dim);
+                    os.topRows(part) = out.middleRows(row + whole, part);
+                    dos = matrix<T>::Zero(P, dim);
+                    dos.topRows(part) = dout.middleRows(row + whole, part);
+                    ls.assign(static_cast<std::size_t>(P * heads), A(0));  // padding rows: lse 0 (finite), dout 0
+                    std::copy(lse_row(row + whole), lse_row(row + whole) + part * heads, ls.begin());
+                    backward_piece(qs.data() + whole * dim, kd.data() + whole * dim, S + whole, os.data(), ls.data(),
+                                   dos.data(), dqs.data() + whole * dim, dks.data() + whole * dim, dvs.data() + whole * dim, P,
+                                   off_diagonal);
+                }
                 rotary.decay_shifted(dqs.topRows(nq), P, m * P);
-                dq.middleRows(s0 + S + m * P, nq) += dqs.topRows(nq);
+                dq.middleRows(s0 + row, nq) += dqs.topRows(nq);
                 dkd.topRows(len) += dks;
                 dvd.topRows(len) += dvs;
             }
@@ -644,30 +653,33 @@ private:
         dq.setZero();
         dk.setZero();
         dv.setZero();
-        matrix<T> qb, kb, dqb(seq, dim), dkb(seq, dim), dvb(seq, dim);
-        using CT = const T;
-        for (dilated_options group : segment_groups(opt)) {
-            std::vector<branch> long_ones;
-            if (whole_sequence(rows, seq)) {
+        std::vector<dilated_options> groups = segment_groups(opt);
+        if (whole_sequence(rows, seq))  // long branches first: their scratch is gone before the groups' exists
+            for (dilated_options& group : groups) {
                 const auto split = std::stable_partition(group.branches.begin(), group.branches.end(), [&](const branch& br) {
                     return !long_branch(br, docs ? longest_document(*docs) : seq, opt);
                 });
-                long_ones.assign(split, group.branches.end());
+                for (auto it = split; it != group.branches.end(); ++it) {
+                    if (!docs) {
+                        long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, *it, 0, seq);
+                        continue;
+                    }
+                    for (std::size_t b = 0; b + 1 < docs->size(); ++b)
+                        if ((*docs)[b + 1] > (*docs)[b])
+                            long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, *it, (*docs)[b], (*docs)[b + 1] - (*docs)[b]);
+                }
                 group.branches.erase(split, group.branches.end());
             }
-            for (const branch& br : long_ones) {
-                if (!docs) {
-                    long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, br, 0, seq);
-                    continue;
-                }
-                for (std::size_t b = 0; b + 1 < docs->size(); ++b)
-                    if ((*docs)[b + 1] > (*docs)[b])
-                        long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, br, (*docs)[b], (*docs)[b + 1] - (*docs)[b]);
-            }
+        matrix<T> qb, kb, dqb, dkb, dvb;
+        using CT = const T;
+        for (const dilated_options& group : groups) {
             if (group.branches.empty()) continue;
             const index_t w = group.branches.front().segment_length;
             qb = act.q;
             kb = act.k;
+            dqb.resize(seq, dim);
+            dkb.resize(seq, dim);
+            dvb.resize(seq, dim);
             decay_rows(qb, first, w, false, docs);
             decay_rows(kb, first, w, true, docs);
             attention.backward(attention_kind::dilated, group, make_bnhd<CT>(qb.data(), 1, seq, heads, hd),
