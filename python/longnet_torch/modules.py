@@ -43,14 +43,24 @@ class XPos(nn.Module):
       is bounded by zeta_min^(-w / (2 scale_base)) whatever T, so any sequence length works; a query and
       a key of the same segment get exactly the centred form's score factor. Only pairs inside one
       segment of length w are meaningful (what dilated attention scores).
+
+    A segment longer than ``segment_limit(dtype)`` (2 x reach: float32 about 66.8K positions at
+    scale_base 512) cannot give all its rows one anchor; ``MultiheadDilatedAttention`` runs it as blocks of
+    ``block_length(r, dtype)`` positions, each anchored on its own (``segment_length=P``), with the queries
+    decayed onto each key block's anchor (``shift``), as longnet's C++ layer does (SPEC §10).
+    ``anchor_reach`` (optional int) caps the reach, which moves that cut to short lengths (tests).
     """
 
-    def __init__(self, head_dim, scale_base=512):
+    def __init__(self, head_dim, scale_base=512, anchor_reach=None):
         super().__init__()
         if head_dim % 2 != 0:
             raise ValueError(f"longnet_torch.XPos: head_dim must be even, got {head_dim}")
+        if anchor_reach is not None and (isinstance(anchor_reach, bool) or not isinstance(anchor_reach, int)
+                                         or anchor_reach < 1):
+            raise ValueError(f"longnet_torch.XPos: anchor_reach must be None or an int >= 1, got {anchor_reach!r}")
         self.head_dim = head_dim
         self.scale_base = scale_base
+        self.anchor_reach = anchor_reach
         self.register_buffer("scale", (torch.arange(0, head_dim, 2) + 0.4 * head_dim) / (1.4 * head_dim))
 
     def _angles(self, length, device, positions=None):
@@ -74,32 +84,56 @@ class XPos(nn.Module):
         C++ rotary_embedding::reach())."""
         log_zeta = float(torch.log(self.scale.to(torch.float64)).abs().max())
         if not log_zeta > 0:
-            return 1 << 62
-        limit = math.log(torch.finfo(dtype).max) - math.log(1000.0)
-        return int(min(limit / log_zeta * self.scale_base, 1e15))
+            reach = 1 << 62
+        else:
+            limit = math.log(torch.finfo(dtype).max) - math.log(1000.0)
+            reach = int(min(limit / log_zeta * self.scale_base, 1e15))
+        return reach if self.anchor_reach is None else min(reach, self.anchor_reach)
 
-    def anchored_factors(self, length, segment_length, dtype=torch.float32, device=None, positions=None):
+    def segment_limit(self, dtype):
+        """The longest segment whose rows all lie within ``reach(dtype)`` of its anchor (2 x reach)."""
+        return 2 * self.reach(dtype)
+
+    def block_length(self, dilation, dtype):
+        """The block length of a segment longer than ``segment_limit(dtype)`` in a branch of dilation r:
+        the largest multiple of r within the limit. ValueError when r itself exceeds the limit."""
+        P = self.segment_limit(dtype) // dilation * dilation
+        if P < 1:
+            raise ValueError(f"longnet_torch.XPos: dilation {dilation} is longer than the XPos block limit "
+                             f"{self.segment_limit(dtype)} of {dtype} (a block holds whole dilation steps); use a "
+                             f"larger scale_base or float64")
+        return P
+
+    def anchored_factors(self, length, segment_length, dtype=torch.float32, device=None, positions=None, origin=0,
+                         shift=0):
         """float64 cos, sin and the anchored q scale factors [T, head_dim/2] for segments of
         ``segment_length`` (k: 1/scale). ``positions``: optional integer positions [..., T] to use instead
-        of 0..T-1 (the factors are then [..., T, head_dim/2]). Raises ValueError when a segment is too long
-        for ``dtype``."""
+        of 0..T-1 (the factors are then [..., T, head_dim/2]). ``origin``: segments start at this position
+        (the anchors of position i are those of i - origin; the angles stay i's). ``shift`` (queries of a
+        block pair, a positive multiple of segment_length): the anchor moved ``shift`` positions back, onto
+        the key block's; every factor is then below 1 and nothing is checked. Raises ValueError when a
+        segment is too long for ``dtype``."""
         if isinstance(segment_length, bool) or not isinstance(segment_length, int) or segment_length < 1:
             raise ValueError(f"longnet_torch.XPos: segment_length must be an int >= 1, got {segment_length!r}")
+        if shift and (shift < segment_length or shift % segment_length):
+            raise ValueError(f"longnet_torch.XPos: shift {shift} is not a positive multiple of segment_length "
+                             f"{segment_length}")
         pos, cos, sin = self._angles(length, device, positions)
         reach = self.reach(dtype)
         index = torch.arange(length, device=device) if positions is None else positions.to(device=device)
-        offset_in_segment = torch.remainder(index, segment_length)
-        distance = offset_in_segment - min(segment_length // 2, reach)
-        if distance.numel() > 0 and int(distance.abs().max()) > reach:
+        offset_in_segment = torch.remainder(index - origin, segment_length)
+        distance = offset_in_segment - min(segment_length // 2, reach) + shift
+        if not shift and distance.numel() > 0 and int(distance.abs().max()) > reach:
             raise ValueError(f"longnet_torch.XPos: segment_length {segment_length} puts a position "
                              f"{int(distance.abs().max())} from its anchor; {dtype} holds the XPos factor only up "
                              f"to {reach} (use float64, a larger scale_base or shorter segments)")
         zeta = self.scale.to(device=device, dtype=torch.float64)
         return cos, sin, zeta ** (distance.to(torch.float64) / self.scale_base)[..., None]
 
-    def forward(self, x, downscale=False, segment_length=None, positions=None):
+    def forward(self, x, downscale=False, segment_length=None, positions=None, origin=0, shift=0):
         """x [B, T, H, head_dim]. ``positions``: optional [B, T] integer positions (anchored form only, with
-        ``segment_length``), e.g. each token's index among its row's real tokens in a padded batch."""
+        ``segment_length``), e.g. each token's index among its row's real tokens in a padded batch.
+        ``origin``, ``shift``: see ``anchored_factors`` (blocks of a long segment)."""
         if x.dim() != 4 or x.shape[-1] != self.head_dim:
             raise ValueError(f"longnet_torch.XPos: expected [B, T, H, {self.head_dim}], got {list(x.shape)}")
         if segment_length is None:
@@ -110,7 +144,8 @@ class XPos(nn.Module):
             if positions is not None and tuple(positions.shape) != tuple(x.shape[:2]):
                 raise ValueError(f"longnet_torch.XPos: positions must be [B, T] = {list(x.shape[:2])}, got "
                                  f"{list(positions.shape)}")
-            cos, sin, scale = self.anchored_factors(x.shape[1], segment_length, x.dtype, x.device, positions)
+            cos, sin, scale = self.anchored_factors(x.shape[1], segment_length, x.dtype, x.device, positions, origin,
+                                                    shift)
         if downscale:
             scale = 1.0 / scale
         cos = (cos * scale).to(x.dtype).unsqueeze(-2)  # [T, 1, hd/2] or [B, T, 1, hd/2]
@@ -123,6 +158,27 @@ class XPos(nn.Module):
         y_even = x_even * cos - x_odd * sin
         y_odd = x_odd * cos + x_even * sin
         return torch.stack((y_even, y_odd), dim=-1).flatten(-2)
+
+
+def _rows(x, first, total, fill):
+    """x [B, n, ...] placed at rows first .. first + n of a [B, total, ...] tensor filled with ``fill``."""
+    before = x.new_full((x.shape[0], first) + tuple(x.shape[2:]), fill)
+    after = x.new_full((x.shape[0], total - first - x.shape[1]) + tuple(x.shape[2:]), fill)
+    return torch.cat((before, x, after), dim=1)
+
+
+def _merge(outs, lses, detach=False):
+    """Σ exp(lse_g - logsumexp(lse)) out_g over the groups g: one softmax over the union of their keys.
+    Rows no group keeps (uncovered rows, pads: every lse -inf) get weight 0; the logsumexp runs on zeros
+    there, since its gradient at an all -inf input is NaN (the kernels' backward ignores the lse gradient
+    of such rows, but no NaN need exist at all). ``detach``: the weights held constant (stop_grad_weights)."""
+    lse = torch.stack(lses)  # [G, B, T, H]
+    kept = torch.isfinite(lse).any(dim=0)
+    total = torch.logsumexp(torch.where(kept, lse, torch.zeros_like(lse)), dim=0)
+    weights = torch.where(kept, torch.exp(lse - total), torch.zeros_like(lse))
+    if detach:
+        weights = weights.detach()
+    return sum(wt[..., None] * o.to(wt.dtype) for wt, o in zip(weights, outs))
 
 
 class MultiheadDilatedAttention(nn.Module):
@@ -229,7 +285,9 @@ class MultiheadDilatedAttention(nn.Module):
         length w run on q and k scaled by XPos anchored on segments of w (one kernel call); the calls of
         different w merge through their log-sum-exps as the kernel merges branches (weights held
         constant in the backward under grad_mode "stop_grad_weights"). With a key_padding_mask, XPos
-        positions are each token's index among its row's real tokens."""
+        positions are each token's index among its row's real tokens. A branch whose segment (clipped to
+        the sequence) is longer than ``xpos.segment_limit`` runs as blocks (``_long_branch``; causal only:
+        non-causal XPos scores past it overflow in exact arithmetic too)."""
         options = dict(causal=causal, offsets=self.offsets, tail=self.tail, scale=self.scale,
                        key_padding_mask=key_padding_mask)
         if self.xpos is None:
@@ -238,30 +296,89 @@ class MultiheadDilatedAttention(nn.Module):
         positions = None
         if key_padding_mask is not None:  # real tokens 0, 1, 2, ... per row; pads (never read) clamped to 0
             positions = (torch.cumsum((~key_padding_mask).to(torch.int64), dim=1) - 1).clamp(min=0)
+        if key_padding_mask is None:
+            longest = q.shape[1]
+        else:
+            longest = int((~key_padding_mask).sum(dim=1).max()) if q.shape[0] else 0
+        limit = self.xpos.segment_limit(q.dtype)
+        long_branches = [i for i, w in enumerate(self.segment_lengths) if min(w, longest) > limit]
+        if long_branches and not causal:
+            w = self.segment_lengths[long_branches[0]]
+            raise ValueError(f"longnet_torch.MultiheadDilatedAttention: non-causal XPos over a segment of "
+                             f"{min(w, longest)} positions: scores of keys after the query grow as "
+                             f"zeta^(-(j - i)/scale_base) and overflow {q.dtype} (the longest segment that holds is "
+                             f"{limit}); use is_causal=True, shorter segments, a larger xpos_scale_base or float64")
         groups = {}  # segment length -> indices of its branches, in first-appearance order
         for i, w in enumerate(self.segment_lengths):
-            groups.setdefault(w, []).append(i)
+            if i not in long_branches:
+                groups.setdefault(w, []).append(i)
         outs, lses = [], []
         for w, idx in groups.items():
             qw = self.xpos(q, segment_length=w, positions=positions)
             kw = self.xpos(k, downscale=True, segment_length=w, positions=positions)
             out, lse = dilated_attention(qw, kw, v, [w] * len(idx), [self.dilated_ratios[i] for i in idx],
                                          grad_mode=self.grad_mode, return_lse=True, **options)
-            if len(groups) == 1:
+            if len(groups) == 1 and not long_branches:
                 return out
             outs.append(out)
             lses.append(lse)
-        lse = torch.stack(lses)  # [G, B, T, H]
-        # rows no group keeps (uncovered rows, pads): every lse -inf. Their weights are 0; the logsumexp
-        # runs on zeros there, since its gradient at an all -inf input is NaN (the kernels' backward
-        # ignores the lse gradient of such rows, but no NaN need exist at all).
+        for i in long_branches:
+            out, lse = self._long_branch(q, k, v, self.segment_lengths[i], self.dilated_ratios[i], key_padding_mask)
+            outs.append(out)
+            lses.append(lse)
+        return _merge(outs, lses, detach=self.grad_mode == "stop_grad_weights").to(q.dtype)
+
+    def _long_branch(self, q, k, v, w, r, key_padding_mask):
+        """(out [B, T, H, hd], lse [B, T, H]) of one causal branch (w, r) whose segments are longer than the
+        XPos anchor's limit, as longnet's C++ layer runs it (nn/multihead_attention.hpp; SPEC §10): each
+        segment in blocks of P = ``xpos.block_length(r)`` positions, keys anchored per block; block b
+        against block b itself is causal attention with segment length P, block b against block b - m a
+        non-causal call on the queries' rows [mP, n) (decayed onto the key block's anchor, padded with zero
+        rows to whole blocks: the padding's outputs are dropped) over the keys' rows [0, n - mP). The
+        pieces merge through their log-sum-exps with differentiable weights (under "stop_grad_weights" the
+        branch's own weight is held constant by the caller). Padded batches: each row's real tokens alone."""
+        B, T, H, hd = q.shape
+        if key_padding_mask is not None:
+            out = q.new_zeros(B, T, H, hd)
+            lse = None
+            for b in range(B):
+                real = torch.nonzero(~key_padding_mask[b]).flatten()
+                if real.numel() == 0:
+                    continue
+                ob, lb = self._long_branch(q[b:b + 1, real], k[b:b + 1, real], v[b:b + 1, real], w, r, None)
+                if lse is None:
+                    lse = torch.full((B, T, H), -math.inf, dtype=lb.dtype)
+                out = out.index_put((torch.tensor([b]), real), ob[0])
+                lse = lse.index_put((torch.tensor([b]), real), lb[0])
+            if lse is None:
+                lse = torch.full((B, T, H), -math.inf, dtype=torch.float64 if q.dtype == torch.float64 else torch.float32)
+            return out, lse
+        P = self.xpos.block_length(r, q.dtype)
+        opts = dict(offsets=self.offsets, tail="exact", scale=self.scale, grad_mode="exact", return_lse=True)
+        outs, lses = [], []
+        for S in range(0, T, w):
+            n = min(w, T - S)
+            blocks = -(-n // P)
+            pos = torch.arange(S, S + n).expand(B, n)
+            kd = self.xpos(k[:, S:S + n], downscale=True, segment_length=P, positions=pos, origin=S)
+            qd = self.xpos(q[:, S:S + n], segment_length=P, positions=pos, origin=S)
+            o, l = dilated_attention(qd, kd, v[:, S:S + n], [P], [r], causal=True, **opts)
+            outs.append(_rows(o, S, T, 0.0))
+            lses.append(_rows(l, S, T, -math.inf))
+            for m in range(1, blocks):
+                length, nq = (blocks - m) * P, n - m * P
+                qm = self.xpos(q[:, S + m * P:S + n], segment_length=P, positions=pos[:, m * P:], origin=S + m * P,
+                               shift=m * P)
+                qm = F.pad(qm, (0, 0, 0, 0, 0, length - nq))
+                o, l = dilated_attention(qm, kd[:, :length], v[:, S:S + length], [P], [r], causal=False, **opts)
+                outs.append(_rows(o[:, :nq], S + m * P, T, 0.0))
+                lses.append(_rows(l[:, :nq], S + m * P, T, -math.inf))
+        if len(outs) == 1:
+            return outs[0], lses[0]
+        lse = torch.stack(lses)
         kept = torch.isfinite(lse).any(dim=0)
         total = torch.logsumexp(torch.where(kept, lse, torch.zeros_like(lse)), dim=0)
-        weights = torch.where(kept, torch.exp(lse - total), torch.zeros_like(lse))
-        if self.grad_mode == "stop_grad_weights":
-            weights = weights.detach()
-        merged = sum(wt[..., None] * o.to(wt.dtype) for wt, o in zip(weights, outs))
-        return merged.to(q.dtype)
+        return _merge(outs, lses).to(q.dtype), torch.where(kept, total, torch.full_like(total, -math.inf))
 
     def extra_repr(self):
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, segment_lengths={self.segment_lengths}, "

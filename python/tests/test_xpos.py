@@ -78,3 +78,46 @@ def test_attention_past_72k_float_matches_double():
     (dx,) = torch.autograd.grad((y * g).sum(), x)
     (dx32,) = torch.autograd.grad((y32 * g.float()).sum(), x32)
     assert rel_err(dx32.double(), dx) <= 1e-4
+
+
+@pytest.mark.parametrize("grad_mode", ["exact", "stop_grad_weights"])
+@pytest.mark.parametrize("offsets", ["paper", "torchscale"])
+def test_long_segments_as_blocks_equal_centred(grad_mode, offsets):
+    """A segment longer than the anchor's limit runs as blocks (anchor per key block, SPEC §10): with
+    anchor_reach = 6 the cut is at 12 positions, so w = 32, 64 run as blocks of 12 (some partial) in
+    float64 and must equal the centred form to 1e-12, outputs and gradients."""
+    torch.manual_seed(4)
+    m = longnet_torch.MultiheadDilatedAttention(16, 4, [8, 32, 64, 64], [1, 2, 2, 4], offsets=offsets, tail="exact",
+                                                grad_mode=grad_mode, dtype=torch.float64)
+    m.xpos.anchor_reach = 6
+    assert m.xpos.segment_limit(torch.float64) == 12
+    B, T, H, hd = 2, 75, 4, 4
+    q, k, v = (torch.randn(B, T, H, hd, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    g = torch.randn(B, T, H, hd, dtype=torch.float64)
+    blocks = m._attention(q, k, v, True)
+    grads_b = torch.autograd.grad((blocks * g).sum(), (q, k, v))
+    centred = centred_attention(m, q, k, v, True)
+    grads_c = torch.autograd.grad((centred * g).sum(), (q, k, v))
+    assert rel_err(blocks, centred) <= 1e-12
+    for a, c in zip(grads_b, grads_c):
+        assert rel_err(a, c) <= 1e-12
+    with pytest.raises(ValueError, match="non-causal XPos over a segment of 32 positions"):
+        m._attention(q, k, v, False)
+
+
+def test_long_segments_as_blocks_padded_rows_equal_each_row_alone():
+    torch.manual_seed(5)
+    m = longnet_torch.MultiheadDilatedAttention(16, 4, [8, 32], [1, 2], offsets="paper", tail="exact",
+                                                grad_mode="exact", dtype=torch.float64)
+    m.xpos.anchor_reach = 6
+    B, T = 2, 40
+    x = torch.randn(B, T, 16, dtype=torch.float64)
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    mask[0, :5] = True    # left padding
+    mask[1, 20:23] = True  # a hole
+    y = m(x, key_padding_mask=mask, is_causal=True)[0]
+    for b in range(B):
+        real = ~mask[b]
+        alone = m(x[b:b + 1, real], is_causal=True)[0]
+        assert rel_err(y[b, real], alone[0]) <= 1e-12
+        assert (y[b, mask[b]] == 0).all()

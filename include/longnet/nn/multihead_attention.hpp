@@ -28,13 +28,17 @@
 //       tables of each document alone); the forward runs the whole-sequence form above on each document's
 //       rows, the backward the per-group form with the backend's varlen backward: each document's rows
 //       get what the document alone gets.
-// Dense attention uses the centred form (coefficients()): float ≈ 66K tokens, double ≈ 570K for hd = 64;
-// past that std::overflow_error, since one vector scale per row cannot span a whole sequence.
+// Dense attention uses the centred form (coefficients()) while it holds the sequence (float ≈ 66K tokens,
+// double ≈ 570K for hd = 64); causal dense attention past that runs the anchored form as one branch of
+// segment length T and dilation 1 (anchored_options), non-causal past it is refused (std::overflow_error).
 //
 // Dilated attention with XPos uses the anchored form (xpos.hpp): q and k are rotated once, then for each
 // branch scaled by the decay anchored on that branch's segments, and the branch runs on those copies
 // (merged into the output exactly as dilated_attention merges its branches). Same scores as the centred
-// form in exact arithmetic, and no overflow at any position. Dense attention keeps the centred form.
+// form in exact arithmetic, and no overflow at any position. A segment longer than the anchor's limit
+// (rotary.segment_limit(): float 66.8K positions at s = 512) runs as blocks with an anchor per key block
+// (long_branch_forward / long_branch_backward below; whole sequences and packed documents; a slice of a
+// sequence split across ranks refuses it).
 //
 // first_position: the rows are the tokens at absolute positions first_position .. first_position + T − 1
 // (rotation angles and anchors use them). It must be a multiple of every segment length: then no

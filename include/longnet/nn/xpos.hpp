@@ -18,7 +18,7 @@
 // zeta^(±(i − ceil(T/2))/scale_base), so a long enough sequence overflows T (torchscale has the same
 // limit). With hd = 64 and scale_base 512 a float build reaches about 66K tokens, a double build about
 // 570K; past that coefficients() throws std::overflow_error instead of producing inf/NaN. Dense
-// attention (which scores every pair of the sequence, so no per-segment anchor fits it) uses this form.
+// attention uses this form within that range (past it, causal, the anchored form in blocks).
 // RoPE has no such limit.
 //
 // Anchored form (any position; what dilated attention, its training pass (single process and
@@ -32,8 +32,10 @@
 // (the segment's centre; reach = the largest |i − a| whose factor T holds with 1000x headroom: about
 // 33K positions in float, 290K in double, for hd = 64 and s = 512). Every factor then stays within
 // zeta^(±w/(2s)) whatever the absolute position (paper configuration, w ≤ 32768: within e^(±41), finite
-// in float at position 1e9), and rotation() / decay() / decay_factor() compute it. Only a segment
-// longer than 2·reach can overflow, far into it; decay() then throws std::overflow_error.
+// in float at position 1e9), and rotation() / decay() / decay_factor() compute it. A segment longer than
+// 2·reach (segment_limit()) would overflow far into it (decay() throws std::overflow_error): callers cut
+// it into blocks of block_length(r) positions, each anchored on its own, and decay the queries onto each
+// key block's anchor with decay_shifted() (nn/multihead_attention.hpp, decoding/incremental_decoder.hpp).
 
 #include <algorithm>
 #include <cmath>
@@ -298,9 +300,9 @@ public:
                                       std::to_string(options.scale_base) + ") overflows " +
                                       (sizeof(T) == 4 ? "float" : "double") + " for a sequence of " +
                                       std::to_string(seq) + " tokens; this centred form (one scale per row, spanning the "
-                                      "whole sequence) is what dense attention uses, so it cannot be exact past this "
-                                      "length: use dilated attention (anchored XPos, no length limit), a double build, "
-                                      "a larger xpos_scale_base or RoPE");
+                                      "whole sequence) cannot be exact past this length: use the anchored form (dilated "
+                                      "or causal dense attention in multihead_attention, no length limit), a double "
+                                      "build, a larger xpos_scale_base or RoPE");
     }
 
     // Whether the centred form (coefficients(seq, ...)) holds a sequence of seq tokens in T.
