@@ -25,7 +25,8 @@
 // old float limit of the centred form: long_sequence_case, one sequence of 2^17 tokens (1 layer, D = 8,
 // 1 head, scale base 512: the centred form overflows float there) split over all ranks (2 or 4), float,
 // gradients ≤ 3e-5 of the single process (computed on rank 0 and broadcast; the float row sums of 2^17
-// rows round by ~1e-5 in the single process itself) and finite, then one step.
+// rows round by ~1e-5 in the single process itself) and finite, then one step. Segments longer than
+// the anchor's limit (blocks over rows shifted between ranks): long_segment_blocks_case, double, 1e-12.
 // The harness (check, agreement, main's start and finish) is mpi_check.hpp. Exit code 1 on any failure on
 // any rank.
 
@@ -335,6 +336,59 @@ void long_sequence_case() {
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
+// Segments longer than the XPos anchor's limit split over ranks (nn/multihead_attention.hpp,
+// long_slice_forward / long_slice_backward: blocks over rows shifted between ranks). anchor_reach = 6
+// cuts at 12 positions, so in double the branches w = 24 (r = 2) and w = 48 (r = 4) run as blocks of 12,
+// a sequence of 48 tokens over every rank (P = W: chunks of 48, 24 or 12 rows; a block's keys shifted
+// from the next rank at 4): gradients and loss within 1e-12 of the single process (which runs its own
+// blocks), both grad modes, with and without checkpointing.
+void long_segment_blocks_case() {
+    using T = double;
+    const index_t len = 48;
+    nn::decoder_config c;
+    c.embed_dim = 8, c.heads = 2, c.ffn_dim = 8, c.layers = 2, c.vocab_size = vocab;
+    c.segment_length = {4, 24, 48};
+    c.dilated_ratio = {1, 2, 4};
+    std::mt19937_64 gen(33);
+    std::uniform_int_distribution<std::int64_t> token(0, vocab - 1);
+    std::vector<tr::sequence> batch(2);
+    for (auto& s : batch)
+        for (index_t i = 0; i < len; ++i) {
+            s.inputs.push_back(token(gen));
+            s.targets.push_back(gen() % 5 == 0 ? nn::ignore_target : token(gen));
+        }
+    for (auto mode : {longnet::grad_mode::exact, longnet::grad_mode::stop_grad_weights})
+        for (bool checkpointing : {false, true}) {
+            nn::decoder<T> model(c), ref_model(c);
+            tr::torchscale_init(model, 12);
+            tr::torchscale_init(ref_model, 12);
+            for (auto* m : {&model, &ref_model})
+                for (auto& layer : m->layers) layer.self_attn.config.rotary.anchor_reach = layer.self_attn.rotary.options.anchor_reach = 6;
+            tr::trainer_options opt;
+            opt.pass.mode = mode;
+            opt.pass.checkpoint_activations = checkpointing;
+            tr::trainer<T> reference(ref_model, opt);
+            tr::distributed_trainer<T> trainer(model, opt, MPI_COMM_WORLD, tr::distributed_options{});
+            const double ref_loss = reference.compute_gradients(batch);
+            const double loss = trainer.compute_gradients(batch);
+            const std::string name = "long segments as blocks (double, P=" + std::to_string(g_size) + ", " +
+                                     longnet::to_string(mode) + (checkpointing ? ", checkpointing)" : ")");
+            check(std::fabs(loss - ref_loss) <= 1e-12 * std::fabs(ref_loss),
+                  name + ": loss " + std::to_string(loss) + " vs single process " + std::to_string(ref_loss));
+            const auto& g = trainer.named_grads();
+            const auto& gr = reference.named_grads();
+            double worst = 0;
+            std::string worst_name;
+            for (std::size_t i = 0; i < g.size(); ++i) {
+                const double d = relative_difference(g[i].data, gr[i].data, g[i].size());
+                if (d > worst) worst = d, worst_name = g[i].name;
+            }
+            check(worst <= 1e-12, name + ": gradient " + worst_name + " differs by " + std::to_string(worst) +
+                                      " (relative, max-norm) from the single process");
+            if (g_rank == 0) std::printf("ok: %s (gradients within %.2g)\n", name.c_str(), worst);
+        }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -352,6 +406,7 @@ int main(int argc, char** argv) {
         // a slice of the sequence per rank (2 ranks: chunks of whole segments; 4: w = 2^16 spans two ranks);
         // on one rank it would be the whole-sequence pass, which tests/test_xpos.cpp covers at 2^17
         if (g_size > 1) long_sequence_case();
+        long_segment_blocks_case();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "[rank %d] unexpected exception: %s\n", g_rank, e.what());
         MPI_Abort(MPI_COMM_WORLD, 1);

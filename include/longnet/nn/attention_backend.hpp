@@ -14,6 +14,7 @@
 // nn/ never includes MPI: communicating backends live above it (training/).
 
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -68,6 +69,21 @@ public:
             dilated_attention_backward(q, k, v, out, lse, dout, dq, dk, dv, opt, mode);
         else
             dense_attention_backward(q, k, v, out, lse, dout, dq, dk, dv, dense_options(opt));
+    }
+
+    // Row moves for the XPos blocks of a long segment on a slice of a sequence (multihead_attention.hpp):
+    // y = the rows first − shift .. first + n − shift of the sequence-wide matrix whose rows first .. first
+    // + n − 1 this pass holds as x (n = x.rows(); rows before the sequence's start are 0), and its
+    // transpose, x += the rows first + shift .. of the sequence-wide y (rows past the end add nothing).
+    // Local: the whole sequence is here. A slice backend moves the rows between its holders (collective).
+    virtual void shifted_rows(const matrix<T>& x, index_t shift, matrix<T>& y) {
+        const index_t n = x.rows(), keep = std::max<index_t>(n - shift, 0);
+        y.setZero(n, x.cols());
+        if (keep > 0) y.bottomRows(keep) = x.topRows(keep);
+    }
+    virtual void add_shifted_back(const matrix<T>& y, index_t shift, matrix<T>& x) {
+        const index_t keep = std::max<index_t>(y.rows() - shift, 0);
+        if (keep > 0) x.topRows(keep) += y.bottomRows(keep);
     }
 
     // Dense attention takes causal and scale from the dilated options.

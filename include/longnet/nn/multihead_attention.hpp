@@ -49,6 +49,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -227,7 +228,7 @@ public:
             throw std::invalid_argument("longnet::nn::multihead_attention: packed documents need the whole sequence in one pass");
         const bool anchored = anchored_form(rows.total);
         const dilated_options opt = anchored_options(rows.total);
-        if (anchored && !whole_sequence(rows, seq)) check_slice(opt, rows.total);
+        if (anchored && !whole_sequence(rows, seq)) check_slice(opt, rows.total);  // (the trainer checked it first)
         if (anchored) {  // rotation only; act.q, act.k are saved before the per-branch decay
             const matrix<T> table = rotation_table(rows, seq, docs);
             rotary.apply(act.q, table);
@@ -253,7 +254,7 @@ public:
         else if (anchored && whole_sequence(rows, seq))
             anchored_dilated_attention(act.q, act.k, vv, ov, 0, opt, &lv);
         else if (anchored)
-            anchored_slice_attention(attention, act.q, act.k, vv, ov, lv, rows.first, opt);
+            anchored_slice_attention(attention, act.q, act.k, act.v, vv, ov, lv, rows, opt);
         else
             attention.forward(config.kind, config.dilated, qv, kv, vv, ov, lv);
         if (config.subln)
@@ -469,7 +470,7 @@ private:
         qs.resize(len, config.embed_dim);
         qs.topRows(nq) = q.middleRows(S + m * P, nq);
         qs.bottomRows(len - nq).setZero();
-        rotary.decay_shifted(qs.topRows(nq), P, m * P);
+        rotary.decay_shifted(qs.topRows(nq), 0, P, m * P);
     }
 
     // The backward of long_branch_forward over rows [s0, s0 + N) of the pass (one sequence: the whole pass or
@@ -548,7 +549,7 @@ private:
                                    dos.data(), dqs.data() + whole * dim, dks.data() + whole * dim, dvs.data() + whole * dim, P,
                                    off_diagonal);
                 }
-                rotary.decay_shifted(dqs.topRows(nq), P, m * P);
+                rotary.decay_shifted(dqs.topRows(nq), 0, P, m * P);
                 dq.middleRows(s0 + row, nq) += dqs.topRows(nq);
                 dkd.topRows(len) += dks;
                 dvd.topRows(len) += dvs;
@@ -559,34 +560,72 @@ private:
         }
     }
 
-    // A slice of the sequence (the MPI trainer's rows) runs no long branch: its blocks would cross ranks.
-    // std::overflow_error naming the branch (the trainer checks this before any rank starts).
-    void check_slice(const dilated_options& opt, index_t total) const {
-        for (const branch& br : opt.branches)
-            if (std::min(br.segment_length, total) > rotary.segment_limit())
-                throw std::overflow_error(
-                    "longnet::nn::multihead_attention: a segment of " + std::to_string(std::min(br.segment_length, total)) +
-                    " positions (branch w = " + std::to_string(br.segment_length) + ", r = " + std::to_string(br.dilation) +
-                    ") is longer than the XPos anchor's limit " + std::to_string(rotary.segment_limit()) + " in " +
-                    std::string(sizeof(T) == 4 ? "float" : "double") +
-                    "; a single process runs it as blocks, a sequence split across ranks does not yet: use one rank "
-                    "per sequence, a double build, a larger xpos_scale_base or RoPE");
+    // A long branch on a slice of a sequence of `total` rows (a sequence split across ranks): the pieces
+    // run as whole sequences of P-blocks over rows shifted along the sequence (long_slice_forward), so P
+    // must also divide every segment's length (gcd(w, total)): the largest multiple of r within the limit
+    // doing so, or std::overflow_error naming the branch.
+    index_t slice_block_length(const branch& br, index_t total) const {
+        const index_t limit = rotary.segment_limit(), r = br.dilation, g = std::gcd(br.segment_length, total);
+        if (g % r == 0)
+            for (index_t k = std::min(limit / r, g / r); k >= 1; --k)
+                if ((g / r) % k == 0) return k * r;
+        throw std::overflow_error(
+            "longnet::nn::multihead_attention: a segment of " + std::to_string(std::min(br.segment_length, total)) +
+            " positions (branch w = " + std::to_string(br.segment_length) + ", r = " + std::to_string(br.dilation) +
+            ") is longer than the XPos anchor's limit " + std::to_string(limit) + " in " +
+            std::string(sizeof(T) == 4 ? "float" : "double") + "; split across ranks it runs as blocks that divide both w and "
+            "the sequence length " + std::to_string(total) + " (gcd " + std::to_string(g) + ") in whole dilation steps, "
+            "and none fits the limit: use lengths with a larger common power of two, one rank per sequence, a larger "
+            "xpos_scale_base or RoPE");
     }
 
-    // The anchored form on a slice of the sequence (the held rows at global positions first ..): per
+public:
+    // Throws (std::overflow_error naming the branch) unless a slice of a sequence of `total` rows can run
+    // this attention's XPos: a long segment (longer than the anchor's limit) needs causal attention and a
+    // block length dividing gcd(w, total) (slice_block_length). The MPI trainer calls it on every rank
+    // before any collective.
+    void check_slice(index_t total) const {
+        if (anchored_form(total)) check_slice(anchored_options(total), total);
+    }
+    // The branches the block pieces of long segments run on a slice of `total` rows ((P, r) per long
+    // branch; empty when none is long): what the trainer plans with the distributed op's checks too.
+    std::vector<branch> slice_block_branches(index_t total) const {
+        std::vector<branch> pieces;
+        if (!anchored_form(total)) return pieces;
+        const dilated_options opt = anchored_options(total);
+        for (const branch& br : opt.branches)
+            if (long_branch(br, total, opt)) pieces.push_back({slice_block_length(br, total), br.dilation});
+        return pieces;
+    }
+
+private:
+    void check_slice(const dilated_options& opt, index_t total) const {
+        for (const branch& br : opt.branches)
+            if (long_branch(br, total, opt)) (void)slice_block_length(br, total);
+    }
+
+    // The anchored form on a slice of the sequence (the held rows at global positions rows.first ..): per
     // group of branches sharing a segment length w, the backend's attention on q, k decayed for w at the
     // rows' global positions, giving (out_g, lse_g); the groups merge into ov, lv exactly, in the order
-    // their segment lengths first appear among the branches.
+    // their segment lengths first appear among the branches; then each long branch's pieces
+    // (long_slice_forward).
     void anchored_slice_attention(attention_backend<T>& attention, const matrix<T>& q, const matrix<T>& k,
-                                  const tensor_view<const T>& vv, const tensor_view<T>& ov,
-                                  const lse_view<accum_t<T>>& lv, index_t first, const dilated_options& opt) const {
+                                  const matrix<T>& v, const tensor_view<const T>& vv, const tensor_view<T>& ov,
+                                  const lse_view<accum_t<T>>& lv, const row_slice& rows, const dilated_options& opt) const {
         using A = accum_t<T>;
         const index_t seq = q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        const index_t first = rows.first;
         longnet::detail::init_output<T, A>(ov, lv);
         matrix<T> qb, kb, og(seq, dim);  // (no early return without rows: a backend may be collective)
         std::vector<A> lg(static_cast<std::size_t>(seq * heads));
         using CT = const T;
-        for (const dilated_options& group : segment_groups(opt)) {
+        std::vector<branch> long_ones;
+        for (dilated_options group : segment_groups(opt)) {
+            const auto split = std::stable_partition(group.branches.begin(), group.branches.end(),
+                                                     [&](const branch& br) { return !long_branch(br, rows.total, opt); });
+            long_ones.insert(long_ones.end(), split, group.branches.end());
+            group.branches.erase(split, group.branches.end());
+            if (group.branches.empty()) continue;
             const index_t w = group.branches.front().segment_length;
             qb = q;
             kb = k;
@@ -600,6 +639,120 @@ private:
                 for (index_t h = 0; h < heads; ++h)
                     merge_group(ov.row(0, i, h), lv(0, i, h), og.data() + i * dim + h * hd, lgv(0, i, h), hd);
         }
+        for (const branch& br : long_ones) long_slice_forward(attention, q, k, v, ov, lv, rows, opt, br);
+    }
+
+    // A long branch on a slice (rows.first .. of rows.total; see long_branch_forward for the blocks): the
+    // whole sequence's pieces through the backend. Keys decayed per block at their global positions (P
+    // divides w, so blocks align with segments); piece m ≥ 1 is one non-causal call with segment length P
+    // over the held queries (decayed onto the anchor mP back) and the keys and values of the rows mP
+    // earlier (attention.shifted_rows); rows less than mP into their segment have no key block m back:
+    // their piece output is dropped. Merged into (ov, lv).
+    void long_slice_forward(attention_backend<T>& attention, const matrix<T>& q, const matrix<T>& k, const matrix<T>& v,
+                            const tensor_view<T>& ov, const lse_view<accum_t<T>>& lv, const row_slice& rows,
+                            const dilated_options& opt, const branch& br) const {
+        using A = accum_t<T>;
+        using CT = const T;
+        const index_t seq = q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        const index_t first = rows.first, w = br.segment_length, P = slice_block_length(br, rows.total);
+        const index_t blocks = std::min(w, rows.total) / P;
+        const branch piece{P, br.dilation};
+        const dilated_options diagonal = piece_options(opt, piece, true), off_diagonal = piece_options(opt, piece, false);
+        matrix<T> qs, kb = k, ks, vs, og(seq, dim);
+        std::vector<A> lg(static_cast<std::size_t>(seq * heads));
+        const lse_view<A> lgv(lg.data(), 1, seq, heads);
+        rotary.decay(kb, first, P, true);
+        for (index_t m = 0; m < blocks; ++m) {
+            const index_t shift = m * P;
+            qs = q;
+            if (m == 0) {
+                rotary.decay(qs, first, P, false);
+            } else {
+                rotary.decay_shifted(qs, first, P, shift);
+                attention.shifted_rows(kb, shift, ks);
+                attention.shifted_rows(v, shift, vs);
+            }
+            const matrix<T>& kp = m == 0 ? kb : ks;
+            const matrix<T>& vp = m == 0 ? v : vs;
+            attention.forward(attention_kind::dilated, m == 0 ? diagonal : off_diagonal,
+                              make_bnhd<CT>(qs.data(), 1, seq, heads, hd), make_bnhd<CT>(kp.data(), 1, seq, heads, hd),
+                              make_bnhd<CT>(vp.data(), 1, seq, heads, hd), make_bnhd<T>(og.data(), 1, seq, heads, hd), lgv);
+            LONGNET_NN_PARALLEL_FOR
+            for (index_t i = 0; i < seq; ++i)
+                if ((first + i) % w >= shift)
+                    for (index_t h = 0; h < heads; ++h)
+                        merge_group(ov.row(0, i, h), lv(0, i, h), og.data() + i * dim + h * hd, lgv(0, i, h), hd);
+        }
+    }
+
+    // The backward of long_slice_forward, accumulated into dq, dk, dv (before the rotation's transpose):
+    // each piece's backend backward in the exact form with the merged lse and, as out, the merged output
+    // (grad_mode::exact) or the branch's own (stop_grad_weights, recomputed), as long_branch_backward.
+    // The rows a piece drops carry q = 0, dout = 0 and lse = 0 into it, so they add nothing to dk, dv;
+    // dk, dv of the shifted keys go back to their rows' holders (attention.add_shifted_back).
+    void long_slice_backward(attention_backend<T>& attention, const attention_activations<T>& act, const matrix<T>& da,
+                             const lse_view<const accum_t<T>>& lv, matrix<T>& dq, matrix<T>& dk, matrix<T>& dv, grad_mode mode,
+                             const row_slice& rows, const dilated_options& opt, const branch& br) const {
+        using A = accum_t<T>;
+        using CT = const T;
+        const index_t seq = act.q.rows(), dim = config.embed_dim, heads = config.heads, hd = config.head_dim();
+        const index_t first = rows.first, w = br.segment_length, P = slice_block_length(br, rows.total);
+        const index_t blocks = std::min(w, rows.total) / P;
+        const branch piece{P, br.dilation};
+        const dilated_options diagonal = piece_options(opt, piece, true), off_diagonal = piece_options(opt, piece, false);
+        matrix<T> own;
+        if (mode == grad_mode::stop_grad_weights) {
+            own.resize(seq, dim);
+            std::vector<A> own_lse(static_cast<std::size_t>(seq * heads));
+            const tensor_view<T> ownv = make_bnhd<T>(own.data(), 1, seq, heads, hd);
+            const lse_view<A> own_lv(own_lse.data(), 1, seq, heads);
+            longnet::detail::init_output<T, A>(ownv, own_lv);
+            long_slice_forward(attention, act.q, act.k, act.v, ownv, own_lv, rows, opt, br);
+        }
+        const matrix<T>& out = mode == grad_mode::stop_grad_weights ? own : act.a;
+        matrix<T> qs, kb = act.k, ks, vs, dos, dqs(seq, dim), dks(seq, dim), dvs(seq, dim), dk_blocks = matrix<T>::Zero(seq, dim);
+        std::vector<A> ls(static_cast<std::size_t>(seq * heads));
+        rotary.decay(kb, first, P, true);
+        for (index_t m = 0; m < blocks; ++m) {
+            const index_t shift = m * P;
+            qs = act.q;
+            dos = da;
+            for (index_t i = 0; i < seq; ++i)
+                for (index_t h = 0; h < heads; ++h) ls[static_cast<std::size_t>(i * heads + h)] = lv(0, i, h);
+            if (m == 0) {
+                rotary.decay(qs, first, P, false);
+            } else {
+                rotary.decay_shifted(qs, first, P, shift);
+                attention.shifted_rows(kb, shift, ks);
+                attention.shifted_rows(act.v, shift, vs);
+                for (index_t i = 0; i < seq; ++i)
+                    if ((first + i) % w < shift) {
+                        qs.row(i).setZero();
+                        dos.row(i).setZero();
+                        for (index_t h = 0; h < heads; ++h) ls[static_cast<std::size_t>(i * heads + h)] = A(0);
+                    }
+            }
+            const matrix<T>& kp = m == 0 ? kb : ks;
+            const matrix<T>& vp = m == 0 ? act.v : vs;
+            attention.backward(attention_kind::dilated, m == 0 ? diagonal : off_diagonal,
+                               make_bnhd<CT>(qs.data(), 1, seq, heads, hd), make_bnhd<CT>(kp.data(), 1, seq, heads, hd),
+                               make_bnhd<CT>(vp.data(), 1, seq, heads, hd), make_bnhd<CT>(out.data(), 1, seq, heads, hd),
+                               lse_view<CT>(ls.data(), 1, seq, heads), make_bnhd<CT>(dos.data(), 1, seq, heads, hd),
+                               make_bnhd<T>(dqs.data(), 1, seq, heads, hd), make_bnhd<T>(dks.data(), 1, seq, heads, hd),
+                               make_bnhd<T>(dvs.data(), 1, seq, heads, hd), grad_mode::exact);
+            if (m == 0) {
+                rotary.decay(dqs, first, P, false);
+                dk_blocks += dks;
+                dv += dvs;
+            } else {
+                rotary.decay_shifted(dqs, first, P, shift);
+                attention.add_shifted_back(dks, shift, dk_blocks);
+                attention.add_shifted_back(dvs, shift, dv);
+            }
+            dq += dqs;
+        }
+        rotary.decay(dk_blocks, first, P, true);
+        dk += dk_blocks;
     }
 
     // Merge one group's row (o, l) into the running (out, lse): lse' = logaddexp(lse, l), out = out·exp(lse
@@ -658,22 +811,27 @@ private:
         dk.setZero();
         dv.setZero();
         std::vector<dilated_options> groups = segment_groups(opt);
-        if (whole_sequence(rows, seq))  // long branches first: their scratch is gone before the groups' exists
-            for (dilated_options& group : groups) {
-                const auto split = std::stable_partition(group.branches.begin(), group.branches.end(), [&](const branch& br) {
-                    return !long_branch(br, docs ? longest_document(*docs) : seq, opt);
-                });
-                for (auto it = split; it != group.branches.end(); ++it) {
-                    if (!docs) {
-                        long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, *it, 0, seq);
-                        continue;
-                    }
-                    for (std::size_t b = 0; b + 1 < docs->size(); ++b)
-                        if ((*docs)[b + 1] > (*docs)[b])
-                            long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, *it, (*docs)[b], (*docs)[b + 1] - (*docs)[b]);
+        const bool whole = whole_sequence(rows, seq);
+        // long branches first: their scratch is gone before the groups' exists
+        for (dilated_options& group : groups) {
+            const auto split = std::stable_partition(group.branches.begin(), group.branches.end(), [&](const branch& br) {
+                return !long_branch(br, !whole ? rows.total : docs ? longest_document(*docs) : seq, opt);
+            });
+            for (auto it = split; it != group.branches.end(); ++it) {
+                if (!whole) {
+                    long_slice_backward(attention, act, da, lv, dq, dk, dv, mode, rows, opt, *it);
+                    continue;
                 }
-                group.branches.erase(split, group.branches.end());
+                if (!docs) {
+                    long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, *it, 0, seq);
+                    continue;
+                }
+                for (std::size_t b = 0; b + 1 < docs->size(); ++b)
+                    if ((*docs)[b + 1] > (*docs)[b])
+                        long_branch_backward(act, da, lv, dq, dk, dv, mode, opt, *it, (*docs)[b], (*docs)[b + 1] - (*docs)[b]);
             }
+            group.branches.erase(split, group.branches.end());
+        }
         matrix<T> qb, kb, dqb, dkb, dvb;
         using CT = const T;
         for (const dilated_options& group : groups) {

@@ -263,17 +263,19 @@ public:
         scale_rows(x, segment_length, u_lo, span, downscale, [&](index_t r) { return (first + r) % segment_length; });
     }
     // The queries' side of a block pair `shift` positions apart (shift: a positive multiple of the block
-    // length P): row r of x, at in-block index r mod P, is multiplied by zeta_c^((r mod P − anchor(0, P) +
-    // shift)/s), i.e. decay(x, 0, P, false) with the anchor moved `shift` positions back, onto the anchor of
-    // the key block the rows are scored against. Every factor is at most zeta^((shift − P/2)/s) < 1, so
-    // nothing overflows; far blocks underflow towards 0, the true factor's own limit (SPEC §10).
-    void decay_shifted(matrix_ref<T> x, index_t block_length, index_t shift) const {
+    // length P): row r of x, at position first + r and in-block index u = (first + r) mod P, is multiplied
+    // by zeta_c^((u − anchor(0, P) + shift)/s), i.e. decay(x, first, P, false) with the anchor moved `shift`
+    // positions back, onto the anchor of the key block the rows are scored against. Every factor is at
+    // most zeta^((shift − P/2)/s) < 1, so nothing overflows; far blocks underflow towards 0, the true
+    // factor's own limit (SPEC §10).
+    void decay_shifted(matrix_ref<T> x, index_t first, index_t block_length, index_t shift) const {
         if (!decays(x, block_length)) return;
         if (shift < block_length || shift % block_length != 0)
             throw std::invalid_argument("longnet::nn::rotary_embedding::decay_shifted: shift " + std::to_string(shift) +
                                         " is not a positive multiple of the block length " + std::to_string(block_length));
-        scale_rows(x, block_length, 0, std::min(block_length, x.rows()), false,
-                   [&](index_t r) { return r % block_length; }, shift);
+        const index_t u_first = first % block_length, rows = x.rows();
+        const index_t span = std::min(block_length, rows + u_first), u_lo = rows + u_first > block_length ? 0 : u_first;
+        scale_rows(x, block_length, u_lo, span, false, [&](index_t r) { return (first + r) % block_length; }, shift);
     }
     // decay() of packed documents: rows [documents[b], documents[b + 1]) of x are one document, its first
     // row at position 0 (documents: cu_seqlens over x's rows, checked by the caller). Bitwise decay() of

@@ -166,11 +166,16 @@ std::string check_chunk(const nn::decoder<T, T>& model, const std::vector<std::i
             const auto& attn = model.layers.front().self_attn;
             const index_t n = static_cast<index_t>(inputs.size());
             longnet::detail::dist::plan_branches("dilated_attention", attn.config.dilated, n, seq_size, seq_rank);
-            // the anchored XPos decay of a sequence split across ranks (every rank the same verdict, before any
-            // collective): a segment longer than the anchor's limit runs as blocks only in one process
-            // (nn/multihead_attention.hpp), so one rank per sequence has no such limit
-            if (attn.config.rotary.kind == nn::position_encoding::xpos && seq_size > 1)
-                for (const branch& br : attn.config.dilated.branches) attn.rotary.check_decay(n * seq_size, br.segment_length);
+            // the anchored XPos of a sequence split across ranks (every rank the same verdict, before any
+            // collective): a segment longer than the anchor's limit runs as blocks that must divide the
+            // segment and sequence lengths (nn/multihead_attention.hpp, check_slice)
+            if (seq_size > 1) {
+                attn.check_slice(n * seq_size);
+                dilated_options pieces = attn.config.dilated;
+                pieces.branches = attn.slice_block_branches(n * seq_size);
+                if (!pieces.branches.empty())
+                    longnet::detail::dist::plan_branches("dilated_attention (XPos blocks)", pieces, n, seq_size, seq_rank);
+            }
         }
     } catch (const std::exception& e) {
         return std::string("longnet::training (sequence rank ") + std::to_string(seq_rank) + "): " + e.what();
@@ -209,7 +214,55 @@ public:
         stats_.add(cs);
     }
 
+    // The XPos blocks of a long segment (nn/multihead_attention.hpp): rows shifted along the sequence
+    // between the ranks holding them (one MPI_Alltoallv of whole rows each way; counted as traffic).
+    void shifted_rows(const nn::matrix<T>& x, index_t shift, nn::matrix<T>& y) override {
+        y.setZero(x.rows(), x.cols());
+        move_rows(x.data(), y.data(), x.rows(), x.cols(), shift, false);
+    }
+    void add_shifted_back(const nn::matrix<T>& y, index_t shift, nn::matrix<T>& x) override {
+        nn::matrix<T> back = nn::matrix<T>::Zero(y.rows(), y.cols());
+        move_rows(y.data(), back.data(), y.rows(), y.cols(), shift, true);
+        x += back;
+    }
+
 private:
+    // forward: to[i] = from row (first + i − shift) of the sequence (held by its rank); backward: the
+    // transpose (each row of `from` goes to the holder of its row − shift). Equal chunks of n rows.
+    void move_rows(const T* from, T* to, index_t n, index_t cols, index_t shift, bool backward) {
+        const index_t mine = n * rank_;
+        std::vector<int> counts_need(static_cast<std::size_t>(size_)), at_need(counts_need.size()),
+            counts_give(counts_need.size()), at_give(counts_need.size());
+        for (int other = 0; other < size_; ++other) {
+            const index_t theirs = n * other;
+            // rows I need from `other`: sources [mine − shift, mine + n − shift) ∩ [theirs, theirs + n)
+            const index_t lo = std::max(mine - shift, theirs), hi = std::min(mine + n - shift, theirs + n);
+            counts_need[static_cast<std::size_t>(other)] = static_cast<int>(std::max<index_t>(hi - lo, 0));
+            at_need[static_cast<std::size_t>(other)] = static_cast<int>(hi > lo ? lo + shift - mine : 0);
+            // rows `other` needs from me: sources [theirs − shift, theirs + n − shift) ∩ [mine, mine + n)
+            const index_t glo = std::max(theirs - shift, mine), ghi = std::min(theirs + n - shift, mine + n);
+            counts_give[static_cast<std::size_t>(other)] = static_cast<int>(std::max<index_t>(ghi - glo, 0));
+            at_give[static_cast<std::size_t>(other)] = static_cast<int>(ghi > glo ? glo - mine : 0);
+        }
+        MPI_Datatype row;
+        detail::mpi_ok(MPI_Type_contiguous(static_cast<int>(cols), detail::mpi_datatype<T>(), &row), "MPI_Type_contiguous (rows)");
+        detail::mpi_ok(MPI_Type_commit(&row), "MPI_Type_commit (rows)");
+        const int rc = backward ? MPI_Alltoallv(from, counts_need.data(), at_need.data(), row, to, counts_give.data(),
+                                                at_give.data(), row, comm_)
+                                : MPI_Alltoallv(from, counts_give.data(), at_give.data(), row, to, counts_need.data(),
+                                                at_need.data(), row, comm_);
+        MPI_Type_free(&row);
+        detail::mpi_ok(rc, "MPI_Alltoallv (XPos block rows)");
+        index_t sent = 0, received = 0;
+        for (int other = 0; other < size_; ++other)
+            if (other != rank_) {
+                sent += (backward ? counts_need : counts_give)[static_cast<std::size_t>(other)];
+                received += (backward ? counts_give : counts_need)[static_cast<std::size_t>(other)];
+            }
+        stats_.attention_bytes_sent += static_cast<std::uint64_t>(sent * cols) * sizeof(T);
+        stats_.attention_bytes_received += static_cast<std::uint64_t>(received * cols) * sizeof(T);
+    }
+
     static void require_dilated(nn::attention_kind kind) {
         if (kind != nn::attention_kind::dilated)
             throw std::invalid_argument("longnet::training::sequence_parallel_attention: " + std::string(nn::to_string(kind)) +
