@@ -37,8 +37,9 @@
 // (merged into the output exactly as dilated_attention merges its branches). Same scores as the centred
 // form in exact arithmetic, and no overflow at any position. A segment longer than the anchor's limit
 // (rotary.segment_limit(): float 66.8K positions at s = 512) runs as blocks with an anchor per key block
-// (long_branch_forward / long_branch_backward below; whole sequences and packed documents; a slice of a
-// sequence split across ranks refuses it).
+// (long_branch_forward / long_branch_backward below: whole sequences and packed documents;
+// long_slice_forward / long_slice_backward: a slice of a sequence split across ranks, the keys of each
+// block distance shifted between the ranks by the backend).
 //
 // first_position: the rows are the tokens at absolute positions first_position .. first_position + T − 1
 // (rotation angles and anchors use them). It must be a multiple of every segment length: then no
