@@ -50,6 +50,10 @@ public:
     // Packed documents: the boundaries (cu_seqlens) of the documents the held rows are made of, each to
     // be attended and positioned as if alone; null: the rows are one sequence.
     virtual const std::vector<index_t>* documents() const noexcept { return nullptr; }
+    // The backend computes at a precision of its own (bf16_attention): the pass then sends every attention
+    // call through it, where it would otherwise run a whole sequence's anchored XPos forward itself with
+    // the compute type's kernels (multihead_attention::forward_train).
+    virtual bool own_precision() const noexcept { return false; }
 
     // out, lse = attention of the held rows' queries q over the sequence's keys and values ([1, n, H, hd]
     // views of the held rows; lse [1, n, H]).

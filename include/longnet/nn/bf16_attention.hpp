@@ -19,6 +19,7 @@ namespace longnet::nn {
 
 class bf16_attention final : public attention_backend<float> {
 public:
+    bool own_precision() const noexcept override { return true; }
     void forward(attention_kind kind, const dilated_options& opt, tensor_view<const float> q, tensor_view<const float> k,
                  tensor_view<const float> v, tensor_view<float> out, lse_view<float> lse) override {
         const tensor_view<const bfloat16> qb = rounded(q, q_), kb = rounded(k, k_), vb = rounded(v, v_);

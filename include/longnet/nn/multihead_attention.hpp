@@ -252,8 +252,8 @@ public:
                                            make_bnhd<CT>(act.v.data() + s * dim, 1, n, heads, hd),
                                            make_bnhd<T>(act.a.data() + s * dim, 1, n, heads, hd), 0, opt, &ld);
             }
-        else if (anchored && whole_sequence(rows, seq))
-            anchored_dilated_attention(act.q, act.k, vv, ov, 0, opt, &lv);
+        else if (anchored && whole_sequence(rows, seq) && (!attention.own_precision() || has_long_branch(opt, seq)))
+            anchored_dilated_attention(act.q, act.k, vv, ov, 0, opt, &lv);  // (long branches: the local blocks)
         else if (anchored)
             anchored_slice_attention(attention, act.q, act.k, act.v, vv, ov, lv, rows, opt);
         else
@@ -968,6 +968,9 @@ private:
         dense.causal = config.dilated.causal;
         dense.scale = config.dilated.scale;
         return dense;
+    }
+    bool has_long_branch(const dilated_options& opt, index_t seq) const {
+        return std::any_of(opt.branches.begin(), opt.branches.end(), [&](const branch& br) { return long_branch(br, seq, opt); });
     }
     static index_t longest_document(const std::vector<index_t>& docs) noexcept {
         index_t n = 0;
