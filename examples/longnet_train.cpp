@@ -589,6 +589,7 @@ int train(arguments a) {
             line["seconds_communication"] = ds.seconds_attention_communication + ds.seconds_allreduce;
             line["seconds_allreduce"] = ds.seconds_allreduce;  // the gradient all-reduce's duration
             line["seconds_allreduce_exposed"] = ds.seconds_allreduce_exposed;  // of it, not hidden behind the backward
+            line["seconds_allreduce_wait"] = ds.seconds_allreduce_wait;  // of that, at the end of the step
             line["allreduce_hidden_fraction"] = ds.allreduce_hidden_fraction();
             line["cpu_seconds_compute"] = ds.cpu_seconds_compute();  // this rank's thread CPU outside collectives
             line["max_cpu_seconds_compute"] = ds.max_cpu_seconds_compute;  // over all ranks

@@ -108,8 +108,11 @@ struct distributed_step_stats {
     double seconds_allreduce_exposed = 0;        // the part of it the rank spent in the all-reduce's code instead
                                                  // of computing: blocking, all of it; bucketed, packing and
                                                  // polling in the backward, then the wait and unpacking at the end
+    double seconds_allreduce_wait = 0;           // of that, the end: the last bucket, the wait, unpacking
     // The fraction of the all-reduce's duration hidden behind the backward (0 for the blocking path; an
-    // upper bound when bucketed: a bucket's completion is observed only at the next layer's end).
+    // upper bound when bucketed: a bucket's completion is observed only at the next layer's end, so the
+    // duration counts compute too). What it saves is 1 − exposed / (the blocking run's seconds_allreduce):
+    // bench/bench_allreduce_overlap.sh.
     double allreduce_hidden_fraction() const {
         return seconds_allreduce > 0 ? std::max(0.0, 1.0 - seconds_allreduce_exposed / seconds_allreduce) : 0.0;
     }
@@ -382,6 +385,7 @@ void allreduce_gradients(const std::vector<named_tensor<T>>& grads, MPI_Comm com
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         stats->seconds_allreduce += seconds;
         stats->seconds_allreduce_exposed += seconds;  // nothing runs meanwhile
+        stats->seconds_allreduce_wait += seconds;
     }
 }
 
@@ -479,7 +483,9 @@ public:
             unpack(b);
         }
         in_flight_.clear();
-        stats_->seconds_allreduce_exposed += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        stats_->seconds_allreduce_exposed += seconds;
+        stats_->seconds_allreduce_wait += seconds;
         if (started_) stats_->seconds_allreduce += std::chrono::duration<double>(last_done_ - first_launch_).count();
     }
 
