@@ -544,8 +544,10 @@ int train(arguments a) {
     if (trainer.distributed()) {
         extra["ranks"] = trainer.world_size();
         if (root)
-            std::fprintf(stderr, "longnet_train: %d MPI ranks: %d data-parallel group(s) of %d ranks per sequence\n",
-                         trainer.world_size(), trainer.data_parallel(), trainer.sequence_ranks());
+            std::fprintf(stderr, "longnet_train: %d MPI ranks: %d data-parallel group(s) of %d ranks per sequence; gradient "
+                         "all-reduce in %zu bucket(s)%s\n", trainer.world_size(), trainer.data_parallel(), trainer.sequence_ranks(),
+                         std::max<std::size_t>(trainer.gradient_bucket_count(), 1),
+                         trainer.gradient_bucket_count() > 1 ? " overlapping the backward" : " after the backward");
     }
 #endif
     auto checkpoint = [&] {
