@@ -435,7 +435,7 @@ public:
     std::size_t bucket_count() const noexcept { return buckets_.size(); }
     std::int64_t bucket_elements(std::size_t b) const noexcept { return buckets_[b].elements; }
 
-    // Starts a step's all-reduce over comm (collective over comm: every rank then reaches finish()).
+    // Before a step's passes, on every rank of comm (each then calls start_pending() and finish()).
     void begin(MPI_Comm comm, distributed_step_stats* stats) {
         comm_ = comm;
         MPI_Comm_size(comm, &size_);
