@@ -50,7 +50,9 @@
 //        temporary name and renamed. --resume DIR continues a run with its recorded arguments; the result
 //        is bitwise the run that never stopped.
 // Distributed (built with MPI, longnet::mpi): mpirun -np W longnet_train ... [--data-parallel K] trains with
-//        sequence parallelism over W/K ranks per sequence and K data-parallel groups
+//        sequence parallelism over W/K ranks per sequence and K data-parallel groups; --bucket-bytes N
+//        (default 25 MiB) overlaps the gradient all-reduce with the backward in buckets of about N bytes,
+//        0 runs it after the backward (the same sums; the log has its seconds, exposed and hidden)
 //        (longnet/training/distributed_trainer.hpp): the same flags, the batch split between the groups,
 //        every sequence split into W/K equal chunks (with --data each rank reads only the tokens of its
 //        chunks of its group's windows, the windows drawn as alone); rank 0 writes the log, the
@@ -424,6 +426,7 @@ int train(arguments a) {
 #if LONGNET_TRAIN_MPI
     tr::distributed_options dopt;
     dopt.data_parallel = static_cast<int>(a.data_parallel);
+    dopt.bucket_bytes = a.bucket_bytes;
     tr::distributed_trainer<T> trainer(model, topt, mpi_world(), dopt);  // alone: the single-process trainer
     const bool root = trainer.is_root();                                 // rank 0 writes and prints
     if (a.pack_documents && trainer.distributed())  // every rank: the same condition, one message
@@ -431,6 +434,7 @@ int train(arguments a) {
                                    "rank's chunk); run it in one process");
 #else
     if (a.data_parallel != 1) throw cli::usage_error("--data-parallel needs a longnet_train built with MPI, run under mpirun");
+    if (a.bucket_bytes_set) throw cli::usage_error("--bucket-bytes needs a longnet_train built with MPI, run under mpirun");
     tr::trainer<T> trainer(model, topt);
     const bool root = true;
 #endif
@@ -540,8 +544,10 @@ int train(arguments a) {
     if (trainer.distributed()) {
         extra["ranks"] = trainer.world_size();
         if (root)
-            std::fprintf(stderr, "longnet_train: %d MPI ranks: %d data-parallel group(s) of %d ranks per sequence\n",
-                         trainer.world_size(), trainer.data_parallel(), trainer.sequence_ranks());
+            std::fprintf(stderr, "longnet_train: %d MPI ranks: %d data-parallel group(s) of %d ranks per sequence; gradient "
+                         "all-reduce in %zu bucket(s)%s\n", trainer.world_size(), trainer.data_parallel(), trainer.sequence_ranks(),
+                         std::max<std::size_t>(trainer.gradient_bucket_count(), 1),
+                         trainer.gradient_bucket_count() > 1 ? " overlapping the backward" : " after the backward");
     }
 #endif
     auto checkpoint = [&] {
@@ -583,6 +589,10 @@ int train(arguments a) {
             line["attention_bytes_sent"] = ds.attention_bytes_sent;
             line["gradient_bytes"] = ds.gradient_bytes;
             line["seconds_communication"] = ds.seconds_attention_communication + ds.seconds_allreduce;
+            line["seconds_allreduce"] = ds.seconds_allreduce;  // the gradient all-reduce's duration
+            line["seconds_allreduce_exposed"] = ds.seconds_allreduce_exposed;  // of it, not hidden behind the backward
+            line["seconds_allreduce_wait"] = ds.seconds_allreduce_wait;  // of that, at the end of the step
+            line["allreduce_hidden_fraction"] = ds.allreduce_hidden_fraction();
             line["cpu_seconds_compute"] = ds.cpu_seconds_compute();  // this rank's thread CPU outside collectives
             line["max_cpu_seconds_compute"] = ds.max_cpu_seconds_compute;  // over all ranks
             line["max_attention_bytes_sent"] = ds.max_attention_bytes_sent;

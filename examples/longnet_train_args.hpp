@@ -41,6 +41,8 @@ inline const char* const usage_text =
     "                [--eval-every N] [--eval-batches N] [--save-every N] [--out DIR]\n"
     "                [--save-grads G.safetensors] [--save P.safetensors] [--save-dtype float32|float64]\n"
     "                [--data-parallel K]   (under mpirun: K groups of ranks, each splitting its sequences)\n"
+    "                [--bucket-bytes N]   (under mpirun: gradient all-reduce overlapped with the backward in buckets\n"
+    "                                      of about N bytes, default 26214400 = 25 MiB; 0: blocking, after the backward)\n"
     "  longnet_train --resume DIR [--steps K]\n";
 
 // The model flags (model_flags.hpp; defaults: seed 1, vocabulary from the data) and the tool's own.
@@ -54,6 +56,8 @@ struct arguments : cli::model_flags {
     longnet::training::save_dtype save_dtype = longnet::training::save_dtype::float32;
     std::int64_t seq_len = 0, batch = 1, steps = 1, warmup = 0, eval_every = 0, eval_batches = 4,
                  save_every = 0, recall_pairs = 4, recall_copies = 1, recall_queries = 1, data_parallel = 1;
+    std::int64_t bucket_bytes = std::int64_t(25) << 20;  // --bucket-bytes (distributed_options::bucket_bytes)
+    bool bucket_bytes_set = false;
     double lr = 3e-4, min_lr = 0, heldout = 0.1, clip_norm = 1.0, xpos_scale_base = 0;
     std::vector<std::int64_t> segment_length, dilated_ratio;
     bool steps_set = false;
@@ -158,6 +162,10 @@ inline arguments parse(const std::vector<std::string>& args) {
         else if (f == "--save-every") a.save_every = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
         else if (f == "--out") a.out = r.value(f);
         else if (f == "--data-parallel") a.data_parallel = cli::parse_int(f, r.value(f), 1, 1 << 20);
+        else if (f == "--bucket-bytes") {
+            a.bucket_bytes = cli::parse_int(f, r.value(f), 0, std::int64_t(1) << 40);
+            a.bucket_bytes_set = true;
+        }
         else if (f == "--resume") a.resume = r.value(f);
         else if (f == "--save-grads") a.save_grads = r.value(f);
         else if (f == "--save") a.save = r.value(f);

@@ -563,3 +563,52 @@ TEST_CASE("decoder forward_backward_sum: a sequence in two slices through an att
             CHECK_THROWS_WITH(model.forward_backward_sum(inputs, targets, 0, twice), Catch::Contains("0 scored"));
         }
 }
+
+// nn::train_options::gradients_ready (the bucketed data-parallel all-reduce relies on it): called with
+// head_gradients, layers L−1 … 0, embedding_gradients, in that order; at each call the buffers it names
+// already hold their values at the end of the pass (a snapshot then equals the final buffer bitwise),
+// also when the pass adds to non-zero buffers; the same gradients as without the hook.
+TEST_CASE("decoder forward_backward_sum: gradients_ready names buffers that are final", "[nn][backward]") {
+    auto model = nn::random_decoder<double>(tiny_config(), 79);
+    const index_t layers = static_cast<index_t>(model.layers.size());
+    REQUIRE(layers >= 2);
+    const auto inputs = random_tokens(16, 11), targets = random_tokens(16, 11);
+    for (const bool checkpointing : {false, true}) {
+        INFO("checkpointing " << checkpointing);
+        nn::train_options opt;
+        opt.loss_row_block = 5;
+        opt.checkpoint_activations = checkpointing;
+        auto plain = model.make_grad();
+        model.forward_backward(inputs, targets, plain, opt);
+        model.forward_backward(inputs, targets, plain, opt);  // two passes: the second adds
+
+        auto grad = model.make_grad();
+        model.forward_backward(inputs, targets, grad, opt);
+        const auto named = longnet::training::named_gradients(grad);
+        // the hook's group of each named tensor, by its name
+        const auto group_of = [&](const std::string& name) -> index_t {
+            if (name.rfind("embed_tokens.", 0) == 0) return nn::train_options::embedding_gradients;
+            if (name.rfind("layers.", 0) == 0) return static_cast<index_t>(std::stoll(name.substr(7)));
+            return nn::train_options::head_gradients;
+        };
+        std::vector<index_t> calls;
+        std::vector<std::vector<double>> snapshot(named.size());
+        opt.gradients_ready = [&](index_t which) {
+            calls.push_back(which);
+            for (std::size_t i = 0; i < named.size(); ++i)
+                if (group_of(named[i].name) == which) snapshot[i].assign(named[i].data, named[i].data + named[i].size());
+        };
+        model.forward_backward(inputs, targets, grad, opt);
+        std::vector<index_t> expected{nn::train_options::head_gradients};
+        for (index_t l = layers; l-- > 0;) expected.push_back(l);
+        expected.push_back(nn::train_options::embedding_gradients);
+        CHECK(calls == expected);
+        const auto want = longnet::training::named_gradients(plain);
+        for (std::size_t i = 0; i < named.size(); ++i) {
+            INFO(named[i].name);
+            REQUIRE(snapshot[i].size() == static_cast<std::size_t>(named[i].size()));
+            CHECK(std::equal(snapshot[i].begin(), snapshot[i].end(), named[i].data));  // final when announced
+            CHECK(std::equal(want[i].data, want[i].data + want[i].size(), named[i].data));  // as without the hook
+        }
+    }
+}

@@ -27,6 +27,9 @@
 // gradients ≤ 3e-5 of the single process (computed on rank 0 and broadcast; the float row sums of 2^17
 // rows round by ~1e-5 in the single process itself) and finite, then one step. Segments longer than
 // the anchor's limit (blocks over rows shifted between ranks): long_segment_blocks_case, double, 1e-12.
+// The gradient all-reduce overlapped with the backward in buckets (bucket_case, 2 and 4 ranks, every
+// split): loss, gradients and parameters over three AdamW steps against the blocking all-reduce, bitwise
+// at 2 ranks, double and float, with and without checkpointing.
 // The harness (check, agreement, main's start and finish) is mpi_check.hpp. Exit code 1 on any failure on
 // any rank.
 
@@ -190,6 +193,93 @@ void run_case(int data_parallel, longnet::grad_mode mode, bool checkpointing) {
                   std::to_string(er.loss) + "/" + std::to_string(er.accuracy));
     }
     if (g_rank == 0) std::printf("ok: %s (gradients within %.2g, parameters after a step within %.2g)\n", name.c_str(), worst_seen, worst_param_seen);
+}
+
+// The gradient all-reduce overlapped with the backward (distributed_options::bucket_bytes > 0,
+// gradient_buckets) against the blocking one after the backward (bucket_bytes = 0): two trainers on the
+// same model and batches, three AdamW steps (batches of 4, 3 and 5 sequences: a rank has 0, 1 or 2 passes
+// in a step, and only the last pass starts buckets). Buckets of 256 elements make ~14 buckets of whole
+// tensors over the tiny model (about 3.5K parameters), several per layer. The same
+// data and op, so the loss equal and the gradients bitwise at 2 ranks (a sum of two is one rounding in
+// any order); at 4 ranks MPI's summation order may depend on the message size (≤ 1e-15 double, 1e-6
+// float, relative max-norm). A bucket started before its gradients are final fails (tried: the layer
+// hook moved before the layer's backward).
+template <class T>
+void bucket_case(int data_parallel, bool checkpointing) {
+    const bool exact = g_size <= 2;
+    const double tol = exact ? 0.0 : std::is_same_v<T, float> ? 1e-6 : 1e-15;
+    const std::string name = std::string("bucketed all-reduce ") + (std::is_same_v<T, float> ? "float" : "double") +
+                             " K=" + std::to_string(data_parallel) + " P=" + std::to_string(g_size / data_parallel) +
+                             (checkpointing ? " checkpointing" : "");
+    tr::trainer_options opt;
+    opt.pass.checkpoint_activations = checkpointing;
+    opt.pass.loss_row_block = 7;
+    opt.clip_norm = 0.5;
+    opt.adamw.weight_decay = 0.1;
+    opt.schedule.lr = 1e-2;
+    opt.schedule.kind = tr::schedule_kind::constant;
+    nn::decoder<T> blocking_model = make_model<T>(9), bucketed_model = make_model<T>(9);
+    tr::distributed_options blocking_opt, bucketed_opt;
+    blocking_opt.data_parallel = bucketed_opt.data_parallel = data_parallel;
+    blocking_opt.bucket_bytes = 0;
+    bucketed_opt.bucket_bytes = 256 * sizeof(T);  // 2 KiB double, 1 KiB float
+    tr::distributed_trainer<T> blocking(blocking_model, opt, MPI_COMM_WORLD, blocking_opt);
+    tr::distributed_trainer<T> bucketed(bucketed_model, opt, MPI_COMM_WORLD, bucketed_opt);
+    check(blocking.gradient_bucket_count() == 0 && bucketed.gradient_bucket_count() >= 8,
+          name + ": " + std::to_string(bucketed.gradient_bucket_count()) + " buckets (expected several)");
+    std::uint64_t param_bytes = 0;
+    for (const auto& p : bucketed.named_grads()) param_bytes += static_cast<std::uint64_t>(p.size()) * sizeof(T);
+    double worst_seen = 0, hidden_seen = 0;
+    const std::size_t sizes[3] = {4, 3, 5};
+    for (int step = 0; step < 3; ++step) {
+        auto batch = make_batch(300 + static_cast<std::uint64_t>(step));
+        batch.resize(sizes[step], batch.front());
+        for (std::size_t i = 4; i < batch.size(); ++i) std::reverse(batch[i].inputs.begin(), batch[i].inputs.end());
+        const double loss_blocking = blocking.compute_gradients(batch);
+        const double loss_bucketed = bucketed.compute_gradients(batch);
+        check(loss_bucketed == loss_blocking, name + ": step " + std::to_string(step) + " loss " + std::to_string(loss_bucketed) +
+                                                  " vs blocking " + std::to_string(loss_blocking));
+        const auto& g = bucketed.named_grads();
+        const auto& gr = blocking.named_grads();
+        double worst = 0;
+        std::string worst_name;
+        bool nonzero = false;
+        for (std::size_t i = 0; i < g.size(); ++i) {
+            const double d = relative_difference(g[i].data, gr[i].data, g[i].size());
+            if (d > worst) worst = d, worst_name = g[i].name;
+            for (std::int64_t j = 0; j < gr[i].size() && !nonzero; ++j) nonzero = gr[i].data[j] != T(0);
+        }
+        check(nonzero, name + ": the gradients are all zero");
+        check(worst <= tol, name + ": step " + std::to_string(step) + " gradient " + worst_name + " differs by " +
+                                std::to_string(worst) + " (relative, max-norm) from the blocking all-reduce");
+        const auto& st = bucketed.last_stats();
+        check(st.gradient_bytes == param_bytes && blocking.last_stats().gradient_bytes == param_bytes,
+              name + ": all-reduced " + std::to_string(st.gradient_bytes) + " gradient bytes, parameters " + std::to_string(param_bytes));
+        const double hidden = st.allreduce_hidden_fraction();
+        check(st.seconds_allreduce > 0 && st.seconds_allreduce_exposed > 0 && hidden >= 0 && hidden <= 1 &&
+                  blocking.last_stats().allreduce_hidden_fraction() == 0,
+              name + ": all-reduce seconds " + std::to_string(st.seconds_allreduce) + ", exposed " +
+                  std::to_string(st.seconds_allreduce_exposed));
+        try {
+            blocking.apply(loss_blocking);
+            bucketed.apply(loss_bucketed);
+        } catch (const tr::collective_error& e) {
+            check(false, name + ": " + e.what());
+        }
+        const auto& p = bucketed.named_params();
+        const auto& pr = blocking.named_params();
+        double worst_param = 0;
+        for (std::size_t i = 0; i < p.size(); ++i) worst_param = std::max(worst_param, relative_difference(p[i].data, pr[i].data, p[i].size()));
+        // AdamW's first steps divide a gradient by its magnitude: 4 ranks' last-bit differences may grow
+        check(exact ? worst_param == 0 : worst_param <= (std::is_same_v<T, float> ? 1e-4 : 1e-10),
+              name + ": parameters after step " + std::to_string(step + 1) + " differ by " + std::to_string(worst_param));
+        for (std::size_t i = 0; i < p.size(); ++i) std::copy(pr[i].data, pr[i].data + pr[i].size(), p[i].data);
+        worst_seen = std::max(worst_seen, worst);
+        hidden_seen = std::max(hidden_seen, hidden);
+    }
+    if (g_rank == 0)
+        std::printf("ok: %s, %zu buckets (gradients within %.2g of the blocking all-reduce%s; hidden fraction up to %.2f)\n",
+                    name.c_str(), bucketed.gradient_bucket_count(), worst_seen, worst_seen == 0 ? ": bitwise" : "", hidden_seen);
 }
 
 template <class T>
@@ -402,6 +492,13 @@ int main(int argc, char** argv) {
             }
             run_case<double>(k, longnet::grad_mode::exact, true);
         }
+        if (g_size > 1)  // one rank has nothing to all-reduce
+            for (int k = 1; k <= g_size; ++k) {
+                if (g_size % k != 0 || seq_len % (g_size / k) != 0) continue;
+                bucket_case<double>(k, false);
+                bucket_case<double>(k, true);
+                bucket_case<float>(k, false);
+            }
         bad_data_and_checksum<double>();
         // a slice of the sequence per rank (2 ranks: chunks of whole segments; 4: w = 2^16 spans two ranks);
         // on one rank it would be the whole-sequence pass, which tests/test_xpos.cpp covers at 2^17

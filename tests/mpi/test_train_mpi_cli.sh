@@ -4,7 +4,9 @@
 #   usage: test_train_mpi_cli.sh MPIEXEC "PREFLAGS" LONGNET_TRAIN WORK_DIR TEXT_FILE
 # Checks, each with a time limit (a hang fails the test):
 #   1. 2 ranks (one sequence split in two, a long branch spanning both) train as the single process:
-#      per-step losses within 1e-9 relative (double); 4 ranks as 2 x 2 (--data-parallel 2) too;
+#      per-step losses within 1e-9 relative (double); 4 ranks as 2 x 2 (--data-parallel 2) too, and
+#      with --bucket-bytes 2048 (the all-reduce in buckets overlapping the backward) the same losses;
+#      --bucket-bytes -1 is a usage error (exit 2) naming the value;
 #   2. rank 0 alone writes: log.jsonl, checkpoint, --save file; other ranks write nothing;
 #   3. --resume with the same ranks: the final model is bitwise the uninterrupted run's;
 #   4. an error all ranks agree on (sequence length that does not split): exit 1, one clear message;
@@ -46,6 +48,14 @@ same_losses solo/log.jsonl two/log.jsonl || fail "2 ranks: losses differ from th
 grep -q '"attention_bytes_sent":[1-9]' two/log.jsonl || fail "2 ranks: no attention traffic logged (the long branch should span both ranks)"
 mpi 4 "${COMMON[@]}" --steps 4 --data-parallel 2 --out dp > dp.txt 2>&1 || fail "2 x 2 ranks: $(tail -5 dp.txt)"
 same_losses solo/log.jsonl dp/log.jsonl || fail "2 x 2 ranks: losses differ from the single process"
+# the gradient all-reduce in buckets of 2 KiB overlapping the backward (the default 25 MiB is one bucket
+# for this model: the blocking path): the same losses, to the last digit printed
+mpi 4 "${COMMON[@]}" --steps 4 --data-parallel 2 --bucket-bytes 2048 --out dpb > dpb.txt 2>&1 || fail "2 x 2 ranks, buckets: $(tail -5 dpb.txt)"
+grep -q "bucket(s) overlapping the backward" dpb.txt || fail "2 x 2 ranks, buckets: no overlapping buckets reported: $(head -3 dpb.txt)"
+[ "$(losses dp/log.jsonl)" = "$(losses dpb/log.jsonl)" ] || fail "2 x 2 ranks: losses with --bucket-bytes 2048 differ from the blocking all-reduce's"
+"$TOOL" "${COMMON[@]}" --steps 1 --bucket-bytes -1 > badbucket.txt 2>&1
+rc=$?
+[ $rc = 2 ] && grep -q -- "--bucket-bytes: -1 is out of range" badbucket.txt || fail "--bucket-bytes -1: exit $rc, $(head -1 badbucket.txt)"
 
 # 2. rank 0 alone prints and writes
 [ "$(grep -c '^step ' two.txt)" = 4 ] || fail "2 ranks: expected 4 progress lines (rank 0 only), got $(grep -c '^step ' two.txt)"

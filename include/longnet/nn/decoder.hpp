@@ -82,6 +82,17 @@ struct train_options {
     grad_mode mode = grad_mode::exact;    // stop_grad_weights: torchscale's autograd (merge weights constant)
     bool checkpoint_activations = false;  // keep only layer inputs; recompute each layer in the backward
     index_t loss_row_block = 1024;        // logit rows materialised at once in the loss
+    // Optional: told which gradient buffers are final (data-parallel all-reduce overlapped with the
+    // backward: training/distributed_trainer.hpp, distributed_options::bucket_bytes). forward_backward_sum
+    // calls it on the calling thread, between the pieces of the backward, in this order:
+    //   head_gradients       after the final LayerNorm's backward: grad.output_projection and grad.layer_norm
+    //   l = L−1, …, 0        after layer l's backward: grad.layers[l]
+    //   embedding_gradients  after the embedding's backward (the last call): grad.embed_tokens
+    // "Final": this pass adds nothing more to those buffers (nor reads them); the callee may read them
+    // (and, once read, overwrite them with values the caller wants there after the pass). The pass does
+    // not wait for it beyond the call. Empty (the default): no call, no cost.
+    static constexpr index_t head_gradients = -1, embedding_gradients = -2;
+    std::function<void(index_t)> gradients_ready;
 };
 
 // Gradient buffers of a whole decoder, one per parameter (torchscale names: see for_each_parameter in
@@ -315,6 +326,10 @@ public:
         x.setZero();  // now ∂loss/∂(residual stream)
         final_norm.backward(ws.final_input, d_hidden, ws.final_mean, ws.final_rstd, x, grad.layer_norm);
         d_hidden.resize(0, 0);
+        const auto ready = [&opt](index_t which) {
+            if (opt.gradients_ready) opt.gradients_ready(which);
+        };
+        ready(train_options::head_gradients);
         if (opt.checkpoint_activations) {
             ws.final_input = matrix<T>{};  // used for the last time (the next pass allocates it first again)
             // Checkpointing trades time for memory: each layer input and activation is freed as its last use
@@ -324,11 +339,16 @@ public:
             for (std::size_t l = count; l-- > 0;) {
                 layers[l].recompute(std::move(ws.layer_inputs[l]), ws.layers[0], attention);  // forward_train's bits
                 layers[l].backward_releasing(x, ws.layers[0], grad.layers[l], opt.mode, attention);
+                ready(static_cast<index_t>(l));
             }
         } else {
-            for (std::size_t l = count; l-- > 0;) layers[l].backward(x, ws.layers[l], grad.layers[l], opt.mode, attention);
+            for (std::size_t l = count; l-- > 0;) {
+                layers[l].backward(x, ws.layers[l], grad.layers[l], opt.mode, attention);
+                ready(static_cast<index_t>(l));
+            }
         }
         embedding_backward<T>(inputs, config.embed_scale(), x, grad.embed_tokens);
+        ready(train_options::embedding_gradients);
         return total;
     }
 

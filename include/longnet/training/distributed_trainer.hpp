@@ -16,8 +16,11 @@
 // count and loss summed over the group, the gradient all-reduce and the checks.
 // Loss: the mean over all ranks' scored positions of a sequence (the scored count is summed over the group
 // first), averaged over the batch as the single-process trainer does. Gradients: each rank accumulates its
-// chunks' contributions, then one in-place MPI_Allreduce (sum) over the whole world per fused buffer of
-// up to 2^26 elements (the model's gradients packed in parameter order; a small model is one call).
+// chunks' contributions and they are summed over the whole world in place: by default during the rank's
+// last pass, in buckets of about distributed_options::bucket_bytes (25 MiB) started as the backward
+// finishes their tensors (MPI_Iallreduce, as PyTorch DDP; gradient_buckets below), waited for at the end;
+// with bucket_bytes = 0 after the backward, one blocking MPI_Allreduce per fused buffer of up to 2^26
+// elements (the model's gradients packed in parameter order; a small model is one call). Same sums.
 // The result equals the single-process trainer on the same batch up to the summation order of those sums
 // and of the XPos segment-length groups' merge (tests/mpi/test_distributed_training.cpp: ≤ 3e-6 relative
 // in float, ≤ 1e-12 in double; also at 2^17 tokens, past the old centred form's float limit).
@@ -72,6 +75,7 @@ class distributed_trainer {
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -98,7 +102,20 @@ struct distributed_step_stats {
     std::uint64_t gradient_bytes_sent = 0;       // a ring all-reduce's share: 2·(W−1)/W · gradient_bytes
     std::uint64_t control_bytes = 0;             // agreements, scored counts, losses, checksums
     double seconds_attention_communication = 0;  // inside the attention's collectives (includes waiting)
-    double seconds_allreduce = 0;                // inside the gradient all-reduce (includes waiting)
+    double seconds_allreduce = 0;                // the gradient all-reduce's duration (includes waiting); bucketed
+                                                 // (bucket_bytes > 0): from the first bucket's launch to the last's
+                                                 // observed completion, overlapping the backward
+    double seconds_allreduce_exposed = 0;        // the part of it the rank spent in the all-reduce's code instead
+                                                 // of computing: blocking, all of it; bucketed, packing and
+                                                 // polling in the backward, then the wait and unpacking at the end
+    double seconds_allreduce_wait = 0;           // of that, the end: the last bucket, the wait, unpacking
+    // The fraction of the all-reduce's duration hidden behind the backward (0 for the blocking path; an
+    // upper bound when bucketed: a bucket's completion is observed only at the next layer's end, so the
+    // duration counts compute too). What it saves is 1 − exposed / (the blocking run's seconds_allreduce):
+    // bench/bench_allreduce_overlap.sh.
+    double allreduce_hidden_fraction() const {
+        return seconds_allreduce > 0 ? std::max(0.0, 1.0 - seconds_allreduce_exposed / seconds_allreduce) : 0.0;
+    }
     double seconds_total = 0;
     // This rank's thread CPU time: in all, and inside collectives (polling while it waits for peers, which
     // on an oversubscribed machine includes other ranks' turns); the difference is its compute.
@@ -364,8 +381,217 @@ void allreduce_gradients(const std::vector<named_tensor<T>>& grads, MPI_Comm com
             stats->gradient_bytes_sent += static_cast<std::uint64_t>(2.0 * (size - 1) / size * static_cast<double>(used) * sizeof(T));
         }
     }
-    if (stats) stats->seconds_allreduce += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (stats) {
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        stats->seconds_allreduce += seconds;
+        stats->seconds_allreduce_exposed += seconds;  // nothing runs meanwhile
+        stats->seconds_allreduce_wait += seconds;
+    }
 }
+
+// The gradient all-reduce overlapped with the backward, in buckets as PyTorch DDP's: the gradient tensors
+// (named_gradients order) grouped in the order the backward finishes them (output projection and final
+// LayerNorm, layers L−1 … 0, embedding: nn::train_options::gradients_ready), into buckets of about
+// bucket_bytes (a tensor is never split, except at 2^31 − 1 elements: MPI's int counts; a tensor larger
+// than bucket_bytes is a bucket alone). During the last pass of a step, gradients_ready → ready(): once
+// every tensor of the next bucket is final it is packed and its in-place MPI_Iallreduce (SUM) starts on
+// comm, buckets always in the same order on every rank (the same model gives the same buckets), and every
+// call polls (MPI_Test) the buckets in flight, unpacking those done. After the passes, start_pending()
+// starts any bucket but the last not started yet (a rank with no sequence in the batch); finish() runs
+// the last bucket (the embedding's, final only at the end) as a blocking MPI_Allreduce, waits for the
+// others and unpacks. The trainer sums the loss between the two, so that a rank waiting there for a
+// slower one (load imbalance) does so as with the blocking path, while the buckets in flight progress. The same data and the
+// same op as allreduce_gradients, so the same sums up to MPI's own order of summation (the algorithm may
+// depend on the message size: bitwise at 2 ranks, as any sum of two). Buffers are kept across steps.
+template <class T>
+class gradient_buckets {
+public:
+    // grads: the trainer's named_gradients of a decoder of `layers` layers (names decide the groups).
+    gradient_buckets(const std::vector<named_tensor<T>>& grads, index_t layers, std::int64_t bucket_bytes,
+                     std::int64_t max_elements = INT_MAX)
+        : grads_(grads), groups_(static_cast<std::size_t>(layers) + 2) {
+        if (bucket_bytes < 1) throw std::invalid_argument("longnet::training::gradient_buckets: bucket_bytes must be >= 1");
+        // group of each tensor: 0 head, 1 + (L−1−l) layer l, L + 1 embedding (the backward's order)
+        std::vector<std::pair<std::size_t, std::size_t>> order;  // (group, tensor)
+        for (std::size_t i = grads.size(); i-- > 0;) order.push_back({group_of(grads[i].name, layers), i});
+        std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        const std::int64_t cap_elements = std::max<std::int64_t>(1, (bucket_bytes + std::int64_t(sizeof(T)) - 1) / std::int64_t(sizeof(T)));
+        max_elements = std::max<std::int64_t>(1, std::min<std::int64_t>(max_elements, INT_MAX));
+        for (const auto& [group, tensor] : order) {
+            for (std::int64_t offset = 0, n = grads[tensor].size(); offset < n;) {
+                if (buckets_.empty() || buckets_.back().closed) buckets_.emplace_back();
+                bucket& b = buckets_.back();
+                const std::int64_t take = std::min(n - offset, max_elements - b.elements);
+                b.pieces.push_back({tensor, offset, take});
+                b.elements += take;
+                b.last_group = group;
+                offset += take;
+                b.closed = b.elements >= cap_elements || b.elements >= max_elements;
+            }
+        }
+        if (!buckets_.empty()) buckets_.back().closed = true;
+    }
+
+    std::size_t bucket_count() const noexcept { return buckets_.size(); }
+    std::int64_t bucket_elements(std::size_t b) const noexcept { return buckets_[b].elements; }
+
+    // Before a step's passes, on every rank of comm (each then calls start_pending() and finish()).
+    void begin(MPI_Comm comm, distributed_step_stats* stats) {
+        comm_ = comm;
+        MPI_Comm_size(comm, &size_);
+        stats_ = stats ? stats : &unused_stats_;
+        ready_.assign(groups_, false);
+        next_ = 0;
+        in_flight_.clear();
+        started_ = false;
+    }
+    // nn::train_options::gradients_ready of the step's last pass: `which` (head_gradients, a layer index,
+    // embedding_gradients) is final.
+    void ready(index_t which) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const index_t layers = static_cast<index_t>(groups_) - 2;
+        std::size_t group = 0;
+        if (which == nn::train_options::head_gradients) group = 0;
+        else if (which == nn::train_options::embedding_gradients) group = groups_ - 1;
+        else if (which >= 0 && which < layers) group = static_cast<std::size_t>(layers - which);
+        else throw std::logic_error("longnet::training::gradient_buckets: gradients_ready(" + std::to_string(which) + ") of a model of " +
+                                    std::to_string(layers) + " layers");
+        ready_[group] = true;
+        while (next_ + 1 < buckets_.size() && ready_through(buckets_[next_].last_group)) launch(next_++);
+        poll();
+        stats_->seconds_allreduce_exposed += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    // After the step's passes: starts every bucket but the last not started yet (a rank with no sequence
+    // in the batch starts them all here). Every rank calls it before its next collective on comm.
+    void start_pending() {
+        const auto t0 = std::chrono::steady_clock::now();
+        while (next_ + 1 < buckets_.size()) launch(next_++);
+        poll();
+        stats_->seconds_allreduce_exposed += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    // Then (other collectives on comm may come between): the last bucket, blocking, and the wait for
+    // every other; unpacked, the gradients are the sums over comm.
+    void finish() {
+        const auto t0 = std::chrono::steady_clock::now();
+        while (next_ < buckets_.size()) launch(next_++);
+        for (std::size_t b : in_flight_) {
+            {
+                longnet::detail::dist::cpu_scope cpu(stats_->cpu_seconds_communication);
+                detail::mpi_ok(MPI_Wait(&buckets_[b].request, MPI_STATUS_IGNORE), "MPI_Wait (gradient bucket)");
+            }
+            last_done_ = std::chrono::steady_clock::now();
+            unpack(b);
+        }
+        in_flight_.clear();
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        stats_->seconds_allreduce_exposed += seconds;
+        stats_->seconds_allreduce_wait += seconds;
+        if (started_) stats_->seconds_allreduce += std::chrono::duration<double>(last_done_ - first_launch_).count();
+    }
+
+private:
+    struct piece {
+        std::size_t tensor;
+        std::int64_t offset, count;
+    };
+    struct bucket {
+        std::vector<piece> pieces;
+        std::int64_t elements = 0;
+        std::size_t last_group = 0;
+        bool closed = false;
+        std::vector<T> buffer;
+        MPI_Request request = MPI_REQUEST_NULL;
+    };
+
+    static std::size_t group_of(const std::string& name, index_t layers) {
+        if (name.rfind("embed_tokens.", 0) == 0) return static_cast<std::size_t>(layers) + 1;
+        if (name.rfind("layers.", 0) == 0) {
+            const std::size_t dot = name.find('.', 7);
+            const index_t l = static_cast<index_t>(std::stoll(name.substr(7, dot - 7)));
+            if (l < 0 || l >= layers)
+                throw std::invalid_argument("longnet::training::gradient_buckets: " + name + " in a model of " + std::to_string(layers) + " layers");
+            return static_cast<std::size_t>(layers - l);
+        }
+        return 0;  // layer_norm.*, output_projection.*
+    }
+    bool ready_through(std::size_t group) const {
+        for (std::size_t g = 0; g <= group; ++g)
+            if (!ready_[g]) return false;
+        return true;
+    }
+    void launch(std::size_t b) {
+        bucket& k = buckets_[b];
+        k.buffer.resize(static_cast<std::size_t>(k.elements));
+        std::int64_t at = 0;
+        for (const piece& p : k.pieces) {
+            std::memcpy(k.buffer.data() + at, grads_[p.tensor].data + p.offset, static_cast<std::size_t>(p.count) * sizeof(T));
+            at += p.count;
+        }
+        if (!started_) first_launch_ = std::chrono::steady_clock::now(), started_ = true;
+        if (b + 1 == buckets_.size()) {
+            // the last bucket (the embedding's) is final only when the backward is over: nothing is left to
+            // overlap it with, and the blocking all-reduce is the faster algorithm (Open MPI 4.1 over shared
+            // memory, 2 ranks: 1.3× faster than MPI_Iallreduce + MPI_Wait at 13 MB, 1.9× at 1 MiB). One
+            // bucket: the blocking path.
+            {
+                longnet::detail::dist::cpu_scope cpu(stats_->cpu_seconds_communication);
+                detail::mpi_ok(MPI_Allreduce(MPI_IN_PLACE, k.buffer.data(), static_cast<int>(k.elements), detail::mpi_datatype<T>(),
+                                             MPI_SUM, comm_),
+                               "MPI_Allreduce (last gradient bucket)");
+            }
+            last_done_ = std::chrono::steady_clock::now();
+            unpack(b);
+        } else {
+            longnet::detail::dist::cpu_scope cpu(stats_->cpu_seconds_communication);
+            detail::mpi_ok(MPI_Iallreduce(MPI_IN_PLACE, k.buffer.data(), static_cast<int>(k.elements), detail::mpi_datatype<T>(),
+                                          MPI_SUM, comm_, &k.request),
+                           "MPI_Iallreduce (gradient bucket)");
+            in_flight_.push_back(b);
+        }
+        stats_->gradient_bytes += static_cast<std::uint64_t>(k.elements) * sizeof(T);
+        stats_->gradient_bytes_sent +=
+            static_cast<std::uint64_t>(2.0 * (size_ - 1) / size_ * static_cast<double>(k.elements) * sizeof(T));
+    }
+    // MPI_Test on every bucket in flight (this is what moves them on: MPI progresses inside MPI calls).
+    void poll() {
+        std::size_t kept = 0;
+        for (std::size_t b : in_flight_) {
+            int done = 0;
+            {
+                longnet::detail::dist::cpu_scope cpu(stats_->cpu_seconds_communication);
+                detail::mpi_ok(MPI_Test(&buckets_[b].request, &done, MPI_STATUS_IGNORE), "MPI_Test (gradient bucket)");
+            }
+            if (done) {
+                last_done_ = std::chrono::steady_clock::now();
+                unpack(b);
+            } else {
+                in_flight_[kept++] = b;
+            }
+        }
+        in_flight_.resize(kept);
+    }
+    void unpack(std::size_t b) {
+        const bucket& k = buckets_[b];
+        std::int64_t at = 0;
+        for (const piece& p : k.pieces) {
+            std::memcpy(grads_[p.tensor].data + p.offset, k.buffer.data() + at, static_cast<std::size_t>(p.count) * sizeof(T));
+            at += p.count;
+        }
+    }
+
+    std::vector<named_tensor<T>> grads_;
+    std::size_t groups_;
+    std::vector<bucket> buckets_;
+    std::vector<bool> ready_;
+    std::vector<std::size_t> in_flight_;
+    std::size_t next_ = 0;
+    MPI_Comm comm_ = MPI_COMM_NULL;
+    int size_ = 1;
+    distributed_step_stats* stats_ = nullptr;
+    distributed_step_stats unused_stats_;
+    bool started_ = false;
+    std::chrono::steady_clock::time_point first_launch_, last_done_;
+};
 
 // A 64-bit checksum (FNV-1a) of every parameter's bytes.
 template <class T>
@@ -381,6 +607,10 @@ std::uint64_t parameter_checksum(const std::vector<named_tensor<T>>& params) {
 
 struct distributed_options {
     int data_parallel = 1;  // K groups of W/K ranks
+    // The gradient all-reduce over the world: 0 runs it after the whole backward (allreduce_gradients,
+    // blocking); > 0 overlaps it with the step's last backward pass in buckets of about this many bytes
+    // (gradient_buckets, PyTorch DDP's scheme and default size). Same sums either way.
+    std::int64_t bucket_bytes = std::int64_t(25) << 20;
 #ifdef NDEBUG
     bool verify_parameters = false;  // checksum of the parameters across ranks after every step
 #else
@@ -399,6 +629,9 @@ public:
     distributed_trainer(nn::decoder<T, T>& model, const trainer_options& opt, MPI_Comm world,
                         const distributed_options& dopt = {})
         : model_(model), base_(model, opt), world_(world), dopt_(dopt) {
+        if (dopt.bucket_bytes < 0)
+            throw std::invalid_argument("longnet::training::distributed_trainer: bucket_bytes " + std::to_string(dopt.bucket_bytes) +
+                                        " is negative (0: the blocking all-reduce after the backward)");
         if (world_ == MPI_COMM_NULL) {
             if (dopt.data_parallel != 1)
                 throw std::invalid_argument("longnet::training::distributed_trainer: data parallelism " +
@@ -415,6 +648,9 @@ public:
         group_ = world_rank_ / seq_size_;
         seq_rank_ = world_rank_ % seq_size_;
         sequence_comm_ = std::make_unique<longnet::detail::dist::sub_comm>(world_, group_, seq_rank_);
+        if (world_size_ > 1 && dopt.bucket_bytes > 0)
+            buckets_ = std::make_unique<gradient_buckets<T>>(base_.named_grads(), static_cast<index_t>(model_.layers.size()),
+                                                             dopt.bucket_bytes);
         if (dopt_.verify_parameters) check_parameters();
     }
     distributed_trainer(const distributed_trainer&) = delete;
@@ -428,6 +664,9 @@ public:
     int group() const noexcept { return group_; }
     int sequence_rank() const noexcept { return seq_rank_; }
     int sequence_ranks() const noexcept { return seq_size_; }
+    std::int64_t bucket_bytes() const noexcept { return dopt_.bucket_bytes; }
+    // Buckets of the overlapped gradient all-reduce (0: blocking, or one rank).
+    std::size_t gradient_bucket_count() const noexcept { return buckets_ ? buckets_->bucket_count() : 0; }
     MPI_Comm world() const noexcept { return world_; }
     MPI_Comm sequence_comm() const noexcept { return sequence_comm_ ? sequence_comm_->get() : MPI_COMM_NULL; }
 
@@ -604,9 +843,19 @@ private:
         base_.gradients().set_zero();
         const double weight = 1.0 / batch_size;
         double loss = 0;
-        for (const auto& c : chunks)
-            loss += sequence_parallel_forward_backward(model_, c.inputs, c.targets, base_.gradients(), sequence_comm(),
-                                                       options().pass, weight, &workspace_, &stats_);
+        // bucketed all-reduce: the last pass tells the buckets which gradients are final (the earlier
+        // passes still add to every buffer)
+        gradient_buckets<T>* const buckets = buckets_.get();
+        nn::train_options last_pass = options().pass;
+        if (buckets) {
+            buckets->begin(world_, &stats_);
+            last_pass.gradients_ready = [buckets](index_t which) { buckets->ready(which); };
+        }
+        for (std::size_t i = 0; i < chunks.size(); ++i)
+            loss += sequence_parallel_forward_backward(model_, chunks[i].inputs, chunks[i].targets, base_.gradients(),
+                                                       sequence_comm(), i + 1 == chunks.size() ? last_pass : options().pass,
+                                                       weight, &workspace_, &stats_);
+        if (buckets) buckets->start_pending();  // those not started (no chunk here), except the last
         // each sequence's loss is known to all P ranks of its group: count it once
         double mine = seq_rank_ == 0 ? loss * weight : 0.0, total = 0;
         {
@@ -614,7 +863,8 @@ private:
             detail::mpi_ok(MPI_Allreduce(&mine, &total, 1, MPI_DOUBLE, MPI_SUM, world_), "MPI_Allreduce (batch loss)");
         }
         stats_.control_bytes += sizeof(double);
-        allreduce_gradients(base_.named_grads(), world_, &stats_);
+        if (buckets) buckets->finish();  // the last bucket, the wait, unpacking
+        else allreduce_gradients(base_.named_grads(), world_, &stats_);
         stats_.seconds_total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         stats_.cpu_seconds_total = longnet::detail::dist::thread_cpu_seconds() - cpu0;
         double local_max[2] = {stats_.cpu_seconds_compute(), static_cast<double>(stats_.attention_bytes_sent)}, world_max[2];
@@ -631,6 +881,7 @@ private:
     distributed_options dopt_;
     int world_rank_ = 0, world_size_ = 1, group_ = 0, seq_rank_ = 0, seq_size_ = 1;
     std::unique_ptr<longnet::detail::dist::sub_comm> sequence_comm_;
+    std::unique_ptr<gradient_buckets<T>> buckets_;  // bucket_bytes > 0 and more than one rank
     nn::decoder_activations<T> workspace_;
     distributed_step_stats stats_;
 };
