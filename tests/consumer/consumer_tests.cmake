@@ -2,8 +2,8 @@
 # CTest tests proving each way to consume longnet: consumer_subdirectory, consumer_fetchcontent,
 # consumer_find_package (cmake --install into a prefix under the build dir) and consumer_build_tree
 # (find_package against this build's export()). Each configures, builds and runs tests/consumer.
-# With Eigen and nlohmann/json in this build, each route must also build and run consumer_decoding
-# (longnet/nn + longnet/decoding).
+# With Eigen and nlohmann/json in this build, each route must also offer longnet/nn, and the full routes
+# (subdirectory, find_package) build and run consumer_decoding and consumer_training (run_consumer.cmake).
 find_package(nlohmann_json 3 CONFIG QUIET)
 if(LONGNET_WITH_EIGEN AND TARGET nlohmann_json::nlohmann_json)
   set(_longnet_consumer_expect_nn ON)
