@@ -211,8 +211,8 @@ void dilated_attention_varlen(tensor_view<TQ> q, tensor_view<TK> k, tensor_view<
         }
     }
     {
-        const detail::dist::sub_comm own(comm);  // its own point-to-point matching space
-        detail::dist::row_exchange ex(own.get(), lay, opt, H, false);
+        // its own point-to-point matching space, duplicated once per communicator (kept across calls)
+        detail::dist::row_exchange ex(detail::dist::cached_dup(comm), lay, opt, H, false);
         for (auto& f : far) {
             ex.add(*f.s, f.k.data.data(), D, 0);
             ex.add(*f.s, f.v.data.data(), D, 1);
@@ -292,8 +292,8 @@ void dilated_attention_varlen_backward(tensor_view<TQ> q, tensor_view<TK> k, ten
         far.push_back(std::move(f));
     }
     {
-        const detail::dist::sub_comm own(comm);  // its own point-to-point matching space
-        detail::dist::row_exchange ex(own.get(), lay, opt, H, mode != grad_mode::exact);
+        // its own point-to-point matching space, duplicated once per communicator (kept across calls)
+        detail::dist::row_exchange ex(detail::dist::cached_dup(comm), lay, opt, H, mode != grad_mode::exact);
         for (auto& f : far) {
             ex.add(*f.s, f.q.data.data(), D, 0);
             ex.add(*f.s, f.k.data.data(), D, 1);

@@ -18,6 +18,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -125,6 +126,63 @@ void test_forward(const problem& pr, const longnet::dilated_options& opt, const 
           what + ": traffic " + std::to_string(st.bytes_sent) + "/" + std::to_string(st.bytes_received) +
               " bytes, expected " + std::to_string(expect));
     check(st.local_branches + st.long_branches == static_cast<int>(opt.branches.size()), what + ": branch counts");
+}
+
+// The group communicators are split by the first call on a communicator and kept across calls
+// (detail::dist::comm_cache, on the communicator's attributes): later calls split none and give bitwise
+// the first call's results; freeing the communicator frees them.
+void test_kept_communicators() {
+    using T = float;
+    const index_t B = 1, n = 32, H = 2, D = 8, N = n * g_size;
+    const auto opt = longnet::dilated_options::from_lists({8, 64, 128}, {1, 2, 4}, true);
+    const std::size_t full = static_cast<std::size_t>(B * N * H * D), own = static_cast<std::size_t>(B * n * H * D);
+    const auto q = random_tensor<T>(full, 21, 2.0), k = random_tensor<T>(full, 22, 2.0), v = random_tensor<T>(full, 23, 1.0);
+    const auto dout = random_tensor<T>(full, 24, 1.0);
+    const index_t off = g_rank * n * H * D;
+    auto chunk = [&](const std::vector<T>& x) { return longnet::make_bnhd(x.data() + off, B, n, H, D); };
+    MPI_Comm comm = MPI_COMM_NULL;
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+    const long long live0 = longnet::detail::dist::comm_cache::live();
+    // distinct ranks per segment group (w' / n) among the long branches: the splits the first call makes
+    int expect_splits = 0;
+    {
+        std::vector<index_t> spans;
+        for (const auto& br : opt.branches) {
+            const index_t w = std::min(br.segment_length, N);
+            if (w > n && std::find(spans.begin(), spans.end(), w / n) == spans.end()) spans.push_back(w / n);
+        }
+        expect_splits = static_cast<int>(spans.size());
+    }
+    std::vector<T> first(own), out(own), dq(own), dk(own), dv(own), dq1(own);
+    std::vector<float> lse(static_cast<std::size_t>(B * n * H));
+    for (int call = 0; call < 3; ++call) {
+        longnet::distributed::comm_stats st;
+        longnet::distributed::dilated_attention(chunk(q), chunk(k), chunk(v), longnet::make_bnhd(out.data(), B, n, H, D), opt,
+                                                comm, longnet::make_lse_bnh(lse.data(), B, n, H), &st);
+        const std::string what = "kept communicators: forward call " + std::to_string(call + 1);
+        check(st.communicators_created == (call == 0 ? expect_splits : 0),
+              what + " split " + std::to_string(st.communicators_created) + " communicators, expected " +
+                  std::to_string(call == 0 ? expect_splits : 0));
+        if (call == 0) first = out;
+        check(std::memcmp(out.data(), first.data(), own * sizeof(T)) == 0, what + ": output differs from the first call's");
+        longnet::distributed::comm_stats sb;
+        longnet::distributed::dilated_attention_backward(
+            chunk(q), chunk(k), chunk(v), longnet::make_bnhd(static_cast<const T*>(out.data()), B, n, H, D),
+            longnet::make_lse_bnh(static_cast<const float*>(lse.data()), B, n, H), chunk(dout),
+            longnet::make_bnhd(dq.data(), B, n, H, D), longnet::make_bnhd(dk.data(), B, n, H, D),
+            longnet::make_bnhd(dv.data(), B, n, H, D), opt, comm, longnet::grad_mode::exact, &sb);
+        check(sb.communicators_created == 0, what + ": the backward split " + std::to_string(sb.communicators_created) +
+                                                 " communicators (the forward's are kept)");
+        if (call == 0) dq1 = dq;
+        check(std::memcmp(dq.data(), dq1.data(), own * sizeof(T)) == 0, what + ": dq differs from the first call's");
+    }
+    check(longnet::detail::dist::comm_cache::live() == live0 + expect_splits,
+          "kept communicators: " + std::to_string(longnet::detail::dist::comm_cache::live() - live0) +
+              " alive for the communicator, expected " + std::to_string(expect_splits));
+    MPI_Comm_free(&comm);
+    check(longnet::detail::dist::comm_cache::live() == live0,
+          "kept communicators: MPI_Comm_free left " + std::to_string(longnet::detail::dist::comm_cache::live() - live0) +
+              " of them alive");
 }
 
 // Double-precision oracle of the exact gradient from the multiset definition, on the full sequence.
@@ -355,5 +413,6 @@ int main(int argc, char** argv) {
         }
     }
     test_bad_preconditions();
+    test_kept_communicators();
     return finish("test_distributed");
 }

@@ -136,7 +136,7 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
             continue;
         }
         ++st.long_branches;
-        MPI_Comm group = groups.get(comm, p, st.control_bytes, &st.cpu_seconds_communication);
+        MPI_Comm group = groups.get(comm, p, st);
         const index_t c = p.rows_per_rank, g = p.group_size, total = g * c, rows_before = p.group_rank * c;
         // the segment's selected K, V (for dQ and Δ) and Q, dO, L, Δ (for dK, dV) from every group rank
         gather_branch_kv<T>(group, k, v, opt.offsets, p, kg, vg, st);

@@ -19,6 +19,8 @@
 #include <ctime>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -41,6 +43,8 @@ struct comm_stats {
     int collectives = 0;               // payload collectives issued (all-gathers, all-to-alls)
     int local_branches = 0;            // branches that ran on the chunk alone
     int long_branches = 0;             // branches whose segment spans several ranks
+    int communicators_created = 0;     // group communicators split in this call (0 once they are kept: the
+                                       // first call on a communicator splits them, later calls reuse them)
     double seconds_total = 0;          // wall time of the call
     double seconds_communication = 0;  // time inside payload collectives (includes waiting for peers)
     // This thread's CPU time inside every collective of the call (payload, agreement, group set-up): what
@@ -253,6 +257,7 @@ struct branch_plan {
     index_t group_rank = 0;      // k: this rank's position in the group
     index_t rows_per_rank = 0;   // c = n / r selected rows per head on each rank
     index_t max_selected = 0;    // ceil(w' / r): selected rows of a full segment (zero_pad parity)
+    index_t ranks_per_segment = 0;  // w' / n (long branches): what the group split depends on
 };
 
 // Checks that need the agreed sizes (identical on every rank, so every rank throws the same error
@@ -285,6 +290,7 @@ inline std::vector<branch_plan> plan_branches(const char* op, const dilated_opti
             p.is_long = true;
             const index_t span = p.segment_length / n;  // ranks per full segment
             p.segment = rank / span;
+            p.ranks_per_segment = span;
             p.group_first = p.segment * span;
             p.group_size = std::min<index_t>(span, ranks - p.group_first);
             p.group_rank = rank - p.group_first;
@@ -295,26 +301,147 @@ inline std::vector<branch_plan> plan_branches(const char* op, const dilated_opti
     return plans;
 }
 
-// The group communicators of one call, one per distinct long segment length (MPI_Comm_split is
-// collective over the whole communicator: every rank creates them in the same order).
-class group_cache {
+// Sub-communicators kept across calls, cached on the parent communicator with MPI's attribute caching
+// (MPI_Comm_set_attr): the first call on a communicator splits (or duplicates) it, later calls find the
+// result. MPI_Comm_split and MPI_Comm_dup are collective over the parent; every rank looks the same key up
+// in the same order, so every rank hits or misses together (a key names what the split depends on: the
+// ranks per segment group, the same on every rank; colour and key follow from it and the rank).
+// Lifetime: freed when the parent is freed (the attribute's delete callback), and at MPI_Finalize for
+// communicators still alive (MPI_COMM_WORLD among them) through an attribute on MPI_COMM_SELF, whose
+// delete callback MPI runs first in MPI_Finalize. MPI_Comm_dup of a parent starts with an empty cache
+// (MPI_COMM_NULL_COPY_FN). Calls on one parent are collective and ordered, as MPI requires; a mutex guards
+// the process-wide bookkeeping for calls on different communicators from different threads.
+class comm_cache {
 public:
-    MPI_Comm get(MPI_Comm parent, const branch_plan& p, std::uint64_t& control_bytes, double* cpu_seconds = nullptr) {
-        auto it = groups_.find(p.segment_length);
-        if (it != groups_.end()) return it->second->get();
-        double unused = 0;
-        cpu_scope cpu(cpu_seconds ? *cpu_seconds : unused);
-        int rank = 0;
-        MPI_Comm_rank(parent, &rank);
-        auto& slot = groups_[p.segment_length];
-        slot.reset(new sub_comm(parent, static_cast<int>(p.segment), rank));
-        control_bytes += 2 * sizeof(int);
-        return slot->get();
+    // The sub-communicator for key `key` (>= 0: a split by `color`/`rank_key`; -1: a duplicate).
+    static MPI_Comm get(MPI_Comm parent, long long key, int color, int rank_key, bool& created) {
+        std::lock_guard<std::mutex> lock(mutex());
+        const int keyval = keyval_locked();
+        entry* e = nullptr;
+        int found = 0;
+        mpi_check(MPI_Comm_get_attr(parent, keyval, &e, &found), "MPI_Comm_get_attr");
+        if (!found) {
+            e = new entry;
+            const int rc = MPI_Comm_set_attr(parent, keyval, e);
+            if (rc != MPI_SUCCESS) {
+                delete e;
+                mpi_check(rc, "MPI_Comm_set_attr");
+            }
+            registry().insert(e);
+            e->parent = parent;
+        }
+        created = false;
+        auto it = e->subs.find(key);
+        if (it != e->subs.end()) return it->second;
+        MPI_Comm sub = MPI_COMM_NULL;
+        if (key < 0)
+            mpi_check(MPI_Comm_dup(parent, &sub), "MPI_Comm_dup");
+        else
+            mpi_check(MPI_Comm_split(parent, color, rank_key, &sub), "MPI_Comm_split");
+        e->subs.emplace(key, sub);
+        ++live_count();
+        created = true;
+        return sub;
+    }
+    // Sub-communicators alive in the cache (all parents): for tests.
+    static long long live() {
+        std::lock_guard<std::mutex> lock(mutex());
+        return live_count();
     }
 
 private:
-    std::map<index_t, std::unique_ptr<sub_comm>> groups_;
+    struct entry {
+        MPI_Comm parent = MPI_COMM_NULL;
+        std::map<long long, MPI_Comm> subs;
+    };
+    static std::mutex& mutex() {
+        static std::mutex m;
+        return m;
+    }
+    static long long& live_count() {
+        static long long n = 0;
+        return n;
+    }
+    static std::set<entry*>& registry() {
+        static std::set<entry*> r;
+        return r;
+    }
+    static int& keyval_slot() {
+        static int k = MPI_KEYVAL_INVALID;
+        return k;
+    }
+    static void free_entry(entry* e) {  // called with the mutex held
+        for (auto& kv : e->subs) {
+            MPI_Comm_free(&kv.second);
+            --live_count();
+        }
+        registry().erase(e);
+        delete e;
+    }
+    static int delete_fn(MPI_Comm, int, void* value, void*) {
+        std::lock_guard<std::mutex> lock(mutex());
+        free_entry(static_cast<entry*>(value));
+        return MPI_SUCCESS;
+    }
+    // MPI_Finalize deletes MPI_COMM_SELF's attributes first: delete the caches still alive (each
+    // MPI_Comm_delete_attr runs delete_fn), then the keyval.
+    static int finalize_fn(MPI_Comm, int, void*, void*) {
+        for (;;) {
+            MPI_Comm parent = MPI_COMM_NULL;
+            {
+                std::lock_guard<std::mutex> lock(mutex());
+                if (registry().empty()) break;
+                parent = (*registry().begin())->parent;
+            }
+            if (MPI_Comm_delete_attr(parent, keyval_slot()) != MPI_SUCCESS) {
+                std::lock_guard<std::mutex> lock(mutex());  // cannot happen for a live parent; never loop
+                if (!registry().empty()) free_entry(*registry().begin());
+            }
+        }
+        int& k = keyval_slot();
+        if (k != MPI_KEYVAL_INVALID) MPI_Comm_free_keyval(&k);
+        return MPI_SUCCESS;
+    }
+    static int keyval_locked() {
+        int& k = keyval_slot();
+        if (k == MPI_KEYVAL_INVALID) {
+            mpi_check(MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, &comm_cache::delete_fn, &k, nullptr),
+                      "MPI_Comm_create_keyval");
+            int self_key = MPI_KEYVAL_INVALID;
+            mpi_check(MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, &comm_cache::finalize_fn, &self_key, nullptr),
+                      "MPI_Comm_create_keyval");
+            mpi_check(MPI_Comm_set_attr(MPI_COMM_SELF, self_key, nullptr), "MPI_Comm_set_attr");
+            MPI_Comm_free_keyval(&self_key);  // the attribute stays until MPI_COMM_SELF is freed
+        }
+        return k;
+    }
 };
+
+// The group communicators of a call, one per distinct long segment length, from comm_cache: split once
+// per communicator and kept across calls (control_bytes counts a split only when one is made).
+class group_cache {
+public:
+    MPI_Comm get(MPI_Comm parent, const branch_plan& p, distributed::comm_stats& st) {
+        cpu_scope cpu(st.cpu_seconds_communication);
+        int rank = 0;
+        MPI_Comm_rank(parent, &rank);
+        bool created = false;
+        // the split depends on the ranks per full segment (w' / n), the same on every rank
+        MPI_Comm c = comm_cache::get(parent, static_cast<long long>(p.ranks_per_segment), static_cast<int>(p.segment),
+                                     rank, created);
+        if (created) {
+            st.control_bytes += 2 * sizeof(int);
+            ++st.communicators_created;
+        }
+        return c;
+    }
+};
+
+// A duplicate of `parent` (its own point-to-point matching space), made once per communicator.
+inline MPI_Comm cached_dup(MPI_Comm parent) {
+    bool created = false;
+    return comm_cache::get(parent, -1, 0, 0, created);
+}
 
 // The checks every distributed entry runs first, on every rank, before any blocking collective.
 template <class T>

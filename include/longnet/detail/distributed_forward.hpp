@@ -145,7 +145,7 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
             continue;
         }
         ++st.long_branches;
-        gather_branch_kv<T>(groups.get(comm, p, st.control_bytes, &st.cpu_seconds_communication), k, v, opt.offsets, p, kg, vg, st);
+        gather_branch_kv<T>(groups.get(comm, p, st), k, v, opt.offsets, p, kg, vg, st);
         forward_long_branch<T, Arch>(q, kg.data(), vg.data(), out, lse, opt, p, scale);
     }
 }
