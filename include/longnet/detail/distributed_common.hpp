@@ -20,7 +20,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -310,34 +309,42 @@ inline std::vector<branch_plan> plan_branches(const char* op, const dilated_opti
 // communicators still alive (MPI_COMM_WORLD among them) through an attribute on MPI_COMM_SELF, whose
 // delete callback MPI runs first in MPI_Finalize. MPI_Comm_dup of a parent starts with an empty cache
 // (MPI_COMM_NULL_COPY_FN). Calls on one parent are collective and ordered, as MPI requires; a mutex guards
-// the process-wide bookkeeping for calls on different communicators from different threads.
+// the process-wide bookkeeping (never held across a collective) for calls on different communicators from
+// different threads.
 class comm_cache {
 public:
     // The sub-communicator for key `key` (>= 0: a split by `color`/`rank_key`; -1: a duplicate).
     static MPI_Comm get(MPI_Comm parent, long long key, int color, int rank_key, bool& created) {
-        std::lock_guard<std::mutex> lock(mutex());
-        const int keyval = keyval_locked();
-        entry* e = nullptr;
-        int found = 0;
-        mpi_check(MPI_Comm_get_attr(parent, keyval, &e, &found), "MPI_Comm_get_attr");
-        if (!found) {
-            e = new entry;
-            const int rc = MPI_Comm_set_attr(parent, keyval, e);
-            if (rc != MPI_SUCCESS) {
-                delete e;
-                mpi_check(rc, "MPI_Comm_set_attr");
-            }
-            registry().insert(e);
-            e->parent = parent;
-        }
         created = false;
-        auto it = e->subs.find(key);
-        if (it != e->subs.end()) return it->second;
+        entry* e = nullptr;
+        {
+            std::lock_guard<std::mutex> lock(mutex());
+            const int keyval = keyval_locked();
+            int found = 0;
+            mpi_check(MPI_Comm_get_attr(parent, keyval, &e, &found), "MPI_Comm_get_attr");
+            if (!found) {
+                e = new entry;
+                e->parent = parent;
+                e->order = next_order()++;
+                const int rc = MPI_Comm_set_attr(parent, keyval, e);
+                if (rc != MPI_SUCCESS) {
+                    delete e;
+                    mpi_check(rc, "MPI_Comm_set_attr");
+                }
+                registry().emplace(e->order, e);
+            }
+            auto it = e->subs.find(key);
+            if (it != e->subs.end()) return it->second;
+        }
+        // The collective runs without the lock: threads of one process working on different parents
+        // (MPI_THREAD_MULTIPLE) must not wait for each other's peers. Calls on one parent are ordered by
+        // the caller (MPI's rule for collectives), so nobody else adds this key meanwhile.
         MPI_Comm sub = MPI_COMM_NULL;
         if (key < 0)
             mpi_check(MPI_Comm_dup(parent, &sub), "MPI_Comm_dup");
         else
             mpi_check(MPI_Comm_split(parent, color, rank_key, &sub), "MPI_Comm_split");
+        std::lock_guard<std::mutex> lock(mutex());
         e->subs.emplace(key, sub);
         ++live_count();
         created = true;
@@ -352,6 +359,7 @@ public:
 private:
     struct entry {
         MPI_Comm parent = MPI_COMM_NULL;
+        std::uint64_t order = 0;  // creation order: the same on every rank (first calls are collective)
         std::map<long long, MPI_Comm> subs;
     };
     static std::mutex& mutex() {
@@ -362,9 +370,15 @@ private:
         static long long n = 0;
         return n;
     }
-    static std::set<entry*>& registry() {
-        static std::set<entry*> r;
+    // live caches by creation order, so MPI_Finalize frees them in the same order on every rank
+    // (MPI_Comm_free is collective)
+    static std::map<std::uint64_t, entry*>& registry() {
+        static std::map<std::uint64_t, entry*> r;
         return r;
+    }
+    static std::uint64_t& next_order() {
+        static std::uint64_t n = 0;
+        return n;
     }
     static int& keyval_slot() {
         static int k = MPI_KEYVAL_INVALID;
@@ -375,7 +389,7 @@ private:
             MPI_Comm_free(&kv.second);
             --live_count();
         }
-        registry().erase(e);
+        registry().erase(e->order);
         delete e;
     }
     static int delete_fn(MPI_Comm, int, void* value, void*) {
@@ -391,11 +405,11 @@ private:
             {
                 std::lock_guard<std::mutex> lock(mutex());
                 if (registry().empty()) break;
-                parent = (*registry().begin())->parent;
+                parent = registry().begin()->second->parent;
             }
             if (MPI_Comm_delete_attr(parent, keyval_slot()) != MPI_SUCCESS) {
                 std::lock_guard<std::mutex> lock(mutex());  // cannot happen for a live parent; never loop
-                if (!registry().empty()) free_entry(*registry().begin());
+                if (!registry().empty()) free_entry(registry().begin()->second);
             }
         }
         int& k = keyval_slot();
