@@ -431,7 +431,7 @@ private:
     }
 };
 
-// The group communicators of a call, one per distinct long segment length, from comm_cache: split once
+// The group communicators of a call, one per distinct group size (w' / n), from comm_cache: split once
 // per communicator and kept across calls (control_bytes counts a split only when one is made).
 class group_cache {
 public:
