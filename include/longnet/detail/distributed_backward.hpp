@@ -123,7 +123,6 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
     std::vector<A> acc_q(size, A(0)), acc_k(size, A(0)), acc_v(size, A(0));
     const tensor_view<A> gq(acc_q.data(), B, N, H, D), gk(acc_k.data(), B, N, H, D), gv(acc_v.data(), B, N, H, D);
 
-    group_cache groups;
     std::vector<T> kg, vg, qg, dog, send;
     std::vector<A> lse_rows, delta_rows, lse_g, delta_g;
     for (std::size_t bi = 0; bi < opt.branches.size(); ++bi) {
@@ -136,7 +135,7 @@ void backward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const 
             continue;
         }
         ++st.long_branches;
-        MPI_Comm group = groups.get(comm, p, st);
+        MPI_Comm group = group_communicator(comm, p, st);
         const index_t c = p.rows_per_rank, g = p.group_size, total = g * c, rows_before = p.group_rank * c;
         // the segment's selected K, V (for dQ and Δ) and Q, dO, L, Δ (for dK, dV) from every group rank
         gather_branch_kv<T>(group, k, v, opt.offsets, p, kg, vg, st);

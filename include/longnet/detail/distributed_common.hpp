@@ -431,25 +431,23 @@ private:
     }
 };
 
-// The group communicators of a call, one per distinct group size (w' / n), from comm_cache: split once
-// per communicator and kept across calls (control_bytes counts a split only when one is made).
-class group_cache {
-public:
-    MPI_Comm get(MPI_Comm parent, const branch_plan& p, distributed::comm_stats& st) {
-        cpu_scope cpu(st.cpu_seconds_communication);
-        int rank = 0;
-        MPI_Comm_rank(parent, &rank);
-        bool created = false;
-        // the split depends on the ranks per full segment (w' / n), the same on every rank
-        MPI_Comm c = comm_cache::get(parent, static_cast<long long>(p.ranks_per_segment), static_cast<int>(p.segment),
-                                     rank, created);
-        if (created) {
-            st.control_bytes += 2 * sizeof(int);
-            ++st.communicators_created;
-        }
-        return c;
+// The group communicator of a long branch, one per distinct group size (w' / n), from comm_cache: split
+// by the first call on a communicator and kept across calls (control_bytes counts a split only when one
+// is made).
+inline MPI_Comm group_communicator(MPI_Comm parent, const branch_plan& p, distributed::comm_stats& st) {
+    cpu_scope cpu(st.cpu_seconds_communication);
+    int rank = 0;
+    MPI_Comm_rank(parent, &rank);
+    bool created = false;
+    // the split depends on the ranks per full segment (w' / n), the same on every rank
+    MPI_Comm c = comm_cache::get(parent, static_cast<long long>(p.ranks_per_segment), static_cast<int>(p.segment), rank,
+                                 created);
+    if (created) {
+        st.control_bytes += 2 * sizeof(int);
+        ++st.communicators_created;
     }
-};
+    return c;
+}
 
 // A duplicate of `parent` (its own point-to-point matching space), made once per communicator.
 inline MPI_Comm cached_dup(MPI_Comm parent) {

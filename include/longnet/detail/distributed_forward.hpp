@@ -135,7 +135,6 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
     std::vector<A> lse_own;
     const lse_view<A> lse = running_lse(lse_user, lse_own, B, N, H);
     init_output<T, A>(out, lse);
-    group_cache groups;
     std::vector<T> kg, vg;
     for (std::size_t i = 0; i < opt.branches.size(); ++i) {
         const branch_plan& p = plans[i];
@@ -145,7 +144,7 @@ void forward(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T
             continue;
         }
         ++st.long_branches;
-        gather_branch_kv<T>(groups.get(comm, p, st), k, v, opt.offsets, p, kg, vg, st);
+        gather_branch_kv<T>(group_communicator(comm, p, st), k, v, opt.offsets, p, kg, vg, st);
         forward_long_branch<T, Arch>(q, kg.data(), vg.data(), out, lse, opt, p, scale);
     }
 }
